@@ -1,0 +1,104 @@
+"""Polars expressions that turn the text of an export cell into a typed value.
+
+Every expression here returns null for a blank cell *and* for a cell it cannot read. The validation
+schemas (``schemas/scans.py``) use the very same expressions to decide whether a non-blank cell is
+readable, so a value is never accepted by the check and then lost by the cast, or the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+UNICODE_MINUS = "\u2212"
+ISO_DATE = "%Y-%m-%d"
+# Spreadsheet readers and typed sources render dates with a time part; the date part is what counts.
+_ISO_DATETIME_PREFIX = r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
+
+TRUE_WORDS = ("true", "1", "yes", "y", "t")
+FALSE_WORDS = ("false", "0", "no", "n", "f")
+# Spine levels: "L1-L4", "L2–L4", "L1,L3", "L1-L2, L4", "L1-4".
+_SPINE_PART = r"^L([1-4])(?:-L?([1-4]))?$"
+
+
+def blank_to_null(expr: pl.Expr) -> pl.Expr:
+    """Trim whitespace; an empty cell is unknown (null), never zero or false."""
+    trimmed = expr.str.strip_chars()
+    return pl.when(trimmed.str.len_chars() > 0).then(trimmed).otherwise(None)
+
+
+def number(expr: pl.Expr) -> pl.Expr:
+    """A finite decimal number; accepts a trailing ``%`` and a Unicode minus sign."""
+    text = expr.str.strip_chars().str.replace_all(UNICODE_MINUS, "-", literal=True)
+    text = text.str.strip_suffix("%").str.strip_chars()
+    value = text.cast(pl.Float64, strict=False)
+    return pl.when(value.is_finite()).then(value).otherwise(None)
+
+
+def date(expr: pl.Expr, formats: Sequence[str]) -> pl.Expr:
+    """A calendar date in any of the profile's formats, or ISO (with or without a time part)."""
+    text = expr.str.strip_chars()
+    iso_part = text.str.extract(_ISO_DATETIME_PREFIX, 1)
+    candidates = [text.str.to_date(fmt, strict=False) for fmt in dict.fromkeys([*formats, ISO_DATE])]
+    candidates.append(iso_part.str.to_date(ISO_DATE, strict=False))
+    return pl.coalesce(candidates)
+
+
+def boolean(expr: pl.Expr) -> pl.Expr:
+    """``true/false``, ``1/0``, ``yes/no``, ``y/n``, ``t/f`` in any case."""
+    word = expr.str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(word.is_in(TRUE_WORDS))
+        .then(pl.lit(True))
+        .when(word.is_in(FALSE_WORDS))
+        .then(pl.lit(False))
+        .otherwise(pl.lit(None, dtype=pl.Boolean))
+    )
+
+
+def coded(expr: pl.Expr, mapping: dict[str, str | None]) -> pl.Expr:
+    """Map case-insensitive words onto codes; a word mapped to None means unknown (blank)."""
+    word = expr.str.strip_chars().str.to_lowercase()
+    known = {k.lower(): v for k, v in mapping.items() if v is not None}
+    return word.replace_strict(known, default=None, return_dtype=pl.Utf8)
+
+
+def coded_is_known(expr: pl.Expr, mapping: dict[str, str | None]) -> pl.Expr:
+    """True when the word is one the mapping knows (including words that mean unknown)."""
+    return expr.str.strip_chars().str.to_lowercase().is_in([k.lower() for k in mapping])
+
+
+def spine_levels(expr: pl.Expr) -> pl.Expr:
+    """Normalised vertebra list, e.g. ``L1-L4`` → ``L1,L2,L3,L4``; null when unreadable."""
+    parts = (
+        expr.str.to_uppercase()
+        .str.replace_all(r"\s", "")
+        .str.replace_all("[\u2013\u2014]", "-")
+        .str.split(",")
+    )
+    first = pl.element().str.extract(_SPINE_PART, 1).cast(pl.Int8)
+    last = pl.coalesce(pl.element().str.extract(_SPINE_PART, 2).cast(pl.Int8), first)
+    levels = parts.list.eval(
+        pl.when(first.is_not_null() & (last >= first))
+        .then(pl.int_ranges(first, last + 1, dtype=pl.Int8))
+        .otherwise(pl.lit(None, dtype=pl.List(pl.Int8)))
+    )
+    readable = levels.list.eval(pl.element().is_null().not_()).list.all()
+    flat = levels.list.eval(pl.element().explode()).list.unique(maintain_order=False).list.sort()
+    text = flat.list.eval(pl.lit("L") + pl.element().cast(pl.Utf8)).list.join(",")
+    return pl.when(readable & (flat.list.len() > 0)).then(text).otherwise(None)
+
+
+def spine_level_count(normalised: pl.Expr) -> pl.Expr:
+    """Number of vertebrae in a normalised level list (null when the list is unknown)."""
+    return normalised.str.split(",").list.len().cast(pl.Int8)
+
+
+def completed_years(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+    """Whole years from ``start`` to ``end`` (age in completed years; 29 Feb counts from 1 Mar)."""
+    years = end.dt.year().cast(pl.Int32) - start.dt.year().cast(pl.Int32)
+    before_birthday = (end.dt.month() < start.dt.month()) | (
+        (end.dt.month() == start.dt.month()) & (end.dt.day() < start.dt.day())
+    )
+    return years - before_birthday.cast(pl.Int32)

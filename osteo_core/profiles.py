@@ -1,0 +1,73 @@
+"""Profiles: how a vendor's export headers and value formats map onto the canonical scans columns."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osteo_core.errors import InputError
+from osteo_core.resources import data_dir, load_toml
+from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
+
+_KNOWN_SECTIONS = {"profile", "formats", "headers", "values"}
+_VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
+
+
+def header_key(header: str) -> str:
+    """Headers match ignoring case, a BOM, and runs of whitespace."""
+    return re.sub(r"\s+", " ", header.replace("\ufeff", "")).strip().lower()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: str
+    date_formats: list[str]
+    headers: dict[str, str] = field(default_factory=dict)  # header_key(export header) -> canonical
+    words: dict[str, dict[str, str | None]] = field(default_factory=dict)  # kind -> word -> code
+
+    def canonical_name(self, header: str) -> str:
+        key = header_key(header)
+        if key in self.headers:
+            return self.headers[key]
+        return key if key in SCANS_COLUMNS else header
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A shipped profile by name (``data/profiles/NAME.toml``) or a user's TOML file by path."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or path.exists()):
+        path = data_dir() / "profiles" / f"{name_or_path}.toml"
+        if not path.exists():
+            shipped = sorted(p.stem for p in (data_dir() / "profiles").glob("*.toml"))
+            raise InputError(name_or_path, f"unknown profile (shipped: {', '.join(shipped)})")
+    if not path.is_file():
+        raise InputError(str(path), "profile file not found")
+    try:
+        raw = load_toml(path)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"profile is not valid TOML ({exc})") from None
+    unknown = set(raw) - _KNOWN_SECTIONS
+    if unknown:
+        raise InputError(str(path), f"unknown profile section(s): {', '.join(sorted(unknown))}")
+    headers: dict[str, str] = {}
+    for header, canonical in raw.get("headers", {}).items():
+        if canonical not in SCANS_COLUMNS:
+            raise InputError(str(path), f"header '{header}' maps to unknown column '{canonical}'")
+        headers[header_key(header)] = canonical
+    words = {kind: dict(base) for kind, base in _VALUE_KINDS.items()}
+    for kind, extra in raw.get("values", {}).items():
+        if kind not in _VALUE_KINDS:
+            raise InputError(str(path), f"unknown value list [values.{kind}] (known: sex, menopausal)")
+        for word, code in extra.items():
+            canonical_codes = {v for v in _VALUE_KINDS[kind].values() if v} | {"unknown"}
+            if code not in canonical_codes:
+                raise InputError(str(path), f"[values.{kind}] '{word}' maps to unknown value '{code}'")
+            words[kind][word.lower()] = None if code == "unknown" else code
+    dates = raw.get("formats", {}).get("dates", ["%Y-%m-%d"])
+    if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
+        raise InputError(str(path), "[formats] dates must be a list of strftime patterns")
+    name = raw.get("profile", {}).get("name", path.stem)
+    return Profile(name=name, source=str(path), date_formats=dates, headers=headers, words=words)

@@ -1,0 +1,94 @@
+"""Turn Pandera failure cases into quarantine rows (CONTRACT.md §3 ``quarantine``)."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+from pandera.config import ValidationDepth, config_context
+
+from osteo_core.ingest import SOURCE_FILE, SOURCE_ROW
+
+ROW = "_row"  # position of the row in the frame being validated
+QUARANTINE_SCHEMA = {
+    SOURCE_FILE: pl.Utf8,
+    SOURCE_ROW: pl.Int64,
+    "input": pl.Utf8,
+    "column": pl.Utf8,
+    "check": pl.Utf8,
+    "value": pl.Utf8,
+    "patient_id": pl.Utf8,
+    "exam_id": pl.Utf8,
+}
+_FAILURES = {"index": pl.Int64, "column": pl.Utf8, "check": pl.Utf8, "failure_case": pl.Utf8}
+
+
+def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
+    """Every failing cell as (``_row``, column, check, failure_case); empty when the frame is valid.
+
+    Row-level checks report ``column`` null. Data checks run on the eager frame with
+    ``SCHEMA_AND_DATA`` depth so that no range check is skipped.
+    """
+    with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+        try:
+            schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as err:
+            cases = err.failure_cases
+        else:
+            return pl.DataFrame(schema={ROW: pl.Int64, **{k: v for k, v in _FAILURES.items() if k != "index"}})
+    cases = cases.select(
+        pl.col("index").cast(pl.Int64),
+        pl.when(pl.col("schema_context") == "DataFrameSchema").then(None).otherwise(pl.col("column")).alias("column"),
+        pl.col("check").cast(pl.Utf8),
+        pl.col("failure_case").cast(pl.Utf8),
+    )
+    structural = cases.filter(pl.col("index").is_null())
+    if structural.height:  # a schema-level failure (wrong dtype): a bug in our own casting, not bad input
+        raise RuntimeError(f"{schema.name}: schema-level failures {structural.to_dicts()[:3]}")
+    positions = frame.get_column(ROW)
+    return cases.with_columns(pl.col("index").map_batches(lambda idx: positions.gather(idx)).alias(ROW)).drop("index")
+
+
+def quarantine_rows(
+    failed: pl.DataFrame,
+    raw: pl.DataFrame,
+    input_name: str,
+    id_columns: dict[str, str | None],
+    derived: frozenset[str] = frozenset(),
+) -> pl.DataFrame:
+    """Join failures back to the raw text of their rows.
+
+    ``value`` is the cell as the user wrote it; for checks on values the pipeline derived (age at the
+    exam, listed in ``derived``), the failing derived value. ``id_columns`` names the raw columns holding
+    patient and exam ids.
+    """
+    if failed.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    columns = [c for c in failed.get_column("column").unique().drop_nulls().to_list() if c in raw.columns]
+    long = raw.select(ROW, *columns).unpivot(index=ROW, variable_name="column", value_name="raw_value") if columns else None
+    joined = failed
+    if long is not None:
+        joined = joined.join(long, on=[ROW, "column"], how="left")
+    else:
+        joined = joined.with_columns(pl.lit(None, dtype=pl.Utf8).alias("raw_value"))
+    ids = [pl.col(SOURCE_FILE), pl.col(SOURCE_ROW)]
+    for target, source in id_columns.items():
+        ids.append((pl.col(source) if source else pl.lit(None, dtype=pl.Utf8)).alias(target))
+    joined = joined.join(raw.select(ROW, *ids), on=ROW, how="left")
+    return joined.select(
+        pl.col(SOURCE_FILE),
+        pl.col(SOURCE_ROW),
+        pl.lit(input_name).alias("input"),
+        pl.col("column"),
+        pl.col("check"),
+        pl.when(pl.col("column").is_null())
+        .then(None)
+        .when(pl.col("column").is_in(list(derived)))
+        .then(pl.col("failure_case"))
+        .otherwise(pl.coalesce("raw_value", "failure_case"))
+        .alias("value"),
+        *(pl.col(t) for t in id_columns),
+    ).cast(QUARANTINE_SCHEMA)
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)

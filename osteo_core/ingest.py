@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,6 @@ def _read_csv(path: Path, workdir: Path) -> pl.LazyFrame:
         separator=sniff_separator(first_line.rstrip("\r\n")),
         infer_schema=False,
         encoding="utf8",
-        missing_utf8_is_empty_string=False,
         truncate_ragged_lines=False,
         raise_if_empty=False,
     )
@@ -132,11 +131,11 @@ def _read_xlsx(path: Path) -> pl.LazyFrame:
     return frame.with_columns(pl.all().cast(pl.Utf8)).lazy()
 
 
-def read_export(path: Path, workdir: Path, rename: dict[str, str] | None = None) -> pl.LazyFrame:
+def read_export(path: Path, workdir: Path, canonical_name: Callable[[str], str] = str.strip) -> pl.LazyFrame:
     """One export file as text columns + ``source_file`` / ``source_row``.
 
-    ``rename`` maps file headers to canonical names (from the profile). Raises ``InputError`` naming the
-    file when it cannot be read.
+    ``canonical_name`` maps a file header (BOM and surrounding spaces removed) to its canonical name
+    (the profile's mapping). Raises ``InputError`` naming the file when it cannot be read.
     """
     suffix = path.suffix.lower()
     try:
@@ -151,8 +150,7 @@ def read_export(path: Path, workdir: Path, rename: dict[str, str] | None = None)
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file for the user
         raise InputError(str(path), f"cannot be read as {suffix.lstrip('.').upper()} ({_first_line(exc)})") from None
-    stripped = {h: h.replace("\ufeff", "").strip() for h in headers}
-    mapped = {h: (rename or {}).get(h, stripped[h]) for h in headers}
+    mapped = {h: canonical_name(h.replace("\ufeff", "").strip()) for h in headers}
     clashes = _clashes(mapped)
     if clashes:
         raise InputError(str(path), f"columns {clashes[1]} all map to '{clashes[0]}'")

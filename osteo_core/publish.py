@@ -1,0 +1,110 @@
+"""Atomic, idempotent publishing of a run folder under ``--out``.
+
+Layout::
+
+    OUT/runs/<run_id>/        one folder per run: *.parquet, manifest.json, osteo.duckdb, raw/
+    OUT/current -> runs/<run_id>   the published run; swapped with one atomic rename
+    OUT/<table>.parquet, OUT/manifest.json, OUT/osteo.duckdb -> current/...   stable names
+
+Readers always resolve through ``current``, so they see the old run or the new one, never a mix, and
+never a half-written file: a run folder is complete before ``current`` points at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+RUNS = "runs"
+CURRENT = "current"
+CATALOG = "osteo.duckdb"
+MANIFEST = "manifest.json"
+CRASH_ENV = "OSTEO_CRASH_AT"  # test hook: SIGKILL this process at a named publishing step
+
+
+def crash_point(step: str) -> None:
+    """Let a test kill the process at a named step, to prove publishing is atomic."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_dir(out: Path, run_id: str) -> Path:
+    return out / RUNS / run_id
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    path = folder / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_catalog(folder: Path, tables: list[str], extra_views: dict[str, str] | None = None) -> Path:
+    """A DuckDB file of views over the run's Parquet files (absolute paths of this immutable folder)."""
+    path = folder / CATALOG
+    if path.exists():
+        path.unlink()
+    con = duckdb.connect(str(path))
+    try:
+        for table in tables:
+            parquet = (folder / f"{table}.parquet").resolve()
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_sql_text(str(parquet))}')")
+        for name, sql in (extra_views or {}).items():
+            con.execute(f"CREATE VIEW {name} AS {sql}")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return path
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def promote(out: Path, run_id: str, published_names: list[str], keep_runs: int) -> None:
+    """Point ``current`` at the run (one atomic rename), keep stable names, prune old runs."""
+    target = Path(RUNS) / run_id
+    tmp_link = out / f".{CURRENT}.{run_id}"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    tmp_link.symlink_to(target, target_is_directory=True)
+    crash_point("before_swap")
+    os.replace(tmp_link, out / CURRENT)
+    _fsync_dir(out)
+    crash_point("after_swap")
+    for name in published_names:
+        link = out / name
+        if not link.is_symlink():
+            if link.exists():
+                continue  # never overwrite a user's own file
+            link.symlink_to(Path(CURRENT) / name)
+    prune_runs(out, keep_runs)
+
+
+def current_run(out: Path) -> Path | None:
+    link = out / CURRENT
+    return link.resolve() if link.is_symlink() else None
+
+
+def prune_runs(out: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` run folders; never the published one."""
+    runs = sorted((p for p in (out / RUNS).iterdir() if p.is_dir()), key=lambda p: p.name)
+    published = current_run(out)
+    for old in runs[: max(0, len(runs) - keep)]:
+        if published is None or old.resolve() != published:
+            shutil.rmtree(old, ignore_errors=True)

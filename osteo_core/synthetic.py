@@ -1,0 +1,132 @@
+"""A deterministic synthetic DXA registry (no real patient data), built with vectorised Polars.
+
+Pseudo-random numbers come from hashing row numbers with a seed, so the same seed and size always give
+the same registry. Values follow rough real-world shapes: mostly older women, T-scores falling with age,
+FRAX present on about two thirds of exams, a few blank risk factors, a small share of invalid cells and
+identical re-exports (duplicates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+_SCALE = float(1 << 53)
+FIRST_EXAM = dt.date(2012, 1, 2)
+
+
+def _uniform(key: pl.Expr, salt: int, seed: int) -> pl.Expr:
+    """A uniform number in [0, 1) from a row key: the same key, salt and seed give the same number."""
+    return (key.hash(seed * 1_000_003 + salt) // 2048).cast(pl.Float64) / _SCALE
+
+
+def _normal(key: pl.Expr, salt: int, seed: int) -> pl.Expr:
+    """Roughly standard normal (Irwin–Hall sum of 12 uniforms)."""
+    return pl.sum_horizontal([_uniform(key, salt * 100 + i, seed) for i in range(12)]) - 6.0
+
+
+def _fmt(expr: pl.Expr, decimals: int) -> pl.Expr:
+    return expr.round(decimals).cast(pl.Utf8)
+
+
+def _flag(key: pl.Expr, salt: int, seed: int, p_true: float, p_blank: float = 0.05) -> pl.Expr:
+    u = _uniform(key, salt, seed)
+    return pl.when(u < p_blank).then(None).when(u < p_blank + p_true).then(pl.lit("true")).otherwise(pl.lit("false"))
+
+
+def registry(patients: int, seed: int = 7, invalid_share: float = 0.005, duplicate_share: float = 0.002) -> pl.DataFrame:
+    """Scans export (text cells, canonical headers) for ``patients`` patients with 1–4 exams each."""
+    base = pl.DataFrame({"p": pl.int_range(patients, eager=True, dtype=pl.Int64)})
+    people = base.with_columns(
+        patient_id=pl.format("P{}", pl.col("p").cast(pl.Utf8).str.zfill(7)),
+        n_exams=(_uniform(pl.col("p"), 1, seed) * 4).floor().cast(pl.Int64) + 1,
+        female=_uniform(pl.col("p"), 2, seed) < 0.82,
+        first_age=(40 + _uniform(pl.col("p"), 3, seed) * 48).floor().cast(pl.Int64),
+        first_day=(_uniform(pl.col("p"), 4, seed) * 365 * 8).floor().cast(pl.Int64),
+        bone=_normal(pl.col("p"), 5, seed) * 0.9 - 1.1,
+        device=pl.format("DXA-{}", (_uniform(pl.col("p"), 6, seed) * 3).floor().cast(pl.Int64) + 1),
+    )
+    exams = people.with_columns(k=pl.int_ranges(0, pl.col("n_exams"))).explode("k").with_columns(
+        e=pl.col("p") * 8 + pl.col("k"),
+    )
+    e = pl.col("e")
+    gap_days = (pl.col("k") * (550 + _uniform(e, 10, seed) * 400)).floor().cast(pl.Int64)
+    exams = exams.with_columns(
+        exam_date=pl.lit(FIRST_EXAM) + pl.duration(days=pl.col("first_day") + gap_days),
+        birth_date=pl.lit(FIRST_EXAM) + pl.duration(days=pl.col("first_day") - pl.col("first_age") * 365
+                                                      - (_uniform(pl.col("p"), 11, seed) * 364).floor().cast(pl.Int64)),
+    ).with_columns(age=(pl.col("exam_date") - pl.col("birth_date")).dt.total_days() // 365)
+    t = pl.col("bone") - (pl.col("age") - 50).clip(0) * 0.03 - pl.col("k") * 0.05
+    site_t = {s: t + _normal(e, 20 + i, seed) * 0.45 for i, s in enumerate(("spine", "total_hip", "femoral_neck", "radius33"))}
+    u_meno = _uniform(pl.col("p"), 30, seed)
+    out = exams.select(
+        pl.col("patient_id"),
+        pl.format("X{}", e.cast(pl.Utf8).str.zfill(9)).alias("exam_id"),
+        pl.col("exam_date").cast(pl.Utf8),
+        pl.when(pl.col("female")).then(pl.lit("F")).otherwise(pl.lit("M")).alias("sex"),
+        pl.col("birth_date").cast(pl.Utf8),
+        pl.lit(None, dtype=pl.Utf8).alias("age_years"),
+        pl.when(~pl.col("female")).then(None)
+        .when(u_meno < 0.1).then(None)
+        .when(pl.col("age") >= 52).then(pl.lit("post"))
+        .when(pl.col("age") >= 48).then(pl.lit("peri"))
+        .otherwise(pl.lit("pre")).alias("menopausal_status"),
+        _fmt(pl.when(pl.col("female")).then(66.0).otherwise(82.0) + _normal(pl.col("p"), 31, seed) * 12, 1).alias("weight_kg"),
+        _fmt(pl.when(pl.col("female")).then(162.0).otherwise(176.0) + _normal(pl.col("p"), 32, seed) * 7, 0).alias("height_cm"),
+        pl.col("device").alias("device_id"),
+        *[
+            expr
+            for i, (site, st) in enumerate(site_t.items())
+            for expr in (
+                _fmt(st.clip(-6.5, 6.5), 1).alias(f"{site}_t"),
+                _fmt((st + (pl.col("age") - 30) * 0.025).clip(-6.5, 6.5), 1).alias(f"{site}_z"),
+                _fmt((1.0 + st * 0.11).clip(0.2, 2.4), 3).alias(f"{site}_bmd"),
+            )
+        ],
+        pl.when(_uniform(e, 40, seed) < 0.06).then(pl.lit("L2-L4")).otherwise(pl.lit("L1-L4")).alias("spine_levels"),
+        *_frax(e, t, seed),
+        _flag(pl.col("p"), 50, seed, 0.12).alias("prior_fragility_fracture"),
+        _flag(pl.col("p"), 51, seed, 0.03).alias("prior_hip_fracture"),
+        _flag(pl.col("p"), 52, seed, 0.04).alias("prior_vertebral_fracture"),
+        _flag(pl.col("p"), 53, seed, 0.12, 0.2).alias("parental_hip_fracture"),
+        _flag(pl.col("p"), 54, seed, 0.1).alias("current_smoker"),
+        _flag(pl.col("p"), 55, seed, 0.04).alias("alcohol_3plus_daily"),
+        pl.when(_uniform(pl.col("p"), 56, seed) < 0.06).then(_fmt(2 + _uniform(e, 57, seed) * 15, 1))
+        .when(_uniform(pl.col("p"), 56, seed) < 0.9).then(pl.lit("0")).otherwise(None).alias("glucocorticoid_mg_daily"),
+        pl.when(_uniform(pl.col("p"), 56, seed) < 0.06).then(_fmt((_uniform(e, 58, seed) * 24).floor(), 0))
+        .otherwise(None).alias("glucocorticoid_months"),
+        _flag(pl.col("p"), 59, seed, 0.04).alias("cancer_bone_loss_therapy"),
+        _flag(pl.col("p"), 60, seed, 0.03).alias("rheumatoid_arthritis"),
+        _flag(pl.col("p"), 61, seed, 0.01).alias("inflammatory_bowel_disease"),
+        _flag(pl.col("p"), 62, seed, 0.01).alias("chronic_liver_disease"),
+        _flag(pl.col("p"), 63, seed, 0.08).alias("chronic_kidney_disease"),
+        _fmt(20 + _uniform(e, 64, seed) * 80, 0).alias("egfr"),
+        _flag(pl.col("p"), 65, seed, 0.05).alias("bisphosphonate_intolerance"),
+        e.alias("_e"),
+    )
+    return _spoil(out, seed, invalid_share, duplicate_share)
+
+
+def _frax(e: pl.Expr, t: pl.Expr, seed: int) -> list[pl.Expr]:
+    risk = (-(t) * 4 + (pl.col("age") - 50).clip(0) * 0.35 + 6 + _normal(e, 41, seed) * 2).clip(1.0, 60.0)
+    present = _uniform(e, 42, seed) < 0.65
+    return [
+        pl.when(present).then(_fmt(risk, 1)).alias("frax_mof"),
+        pl.when(present).then(_fmt(risk * (0.1 + _uniform(e, 43, seed) * 0.3), 1)).alias("frax_hip"),
+    ]
+
+
+def _spoil(frame: pl.DataFrame, seed: int, invalid_share: float, duplicate_share: float) -> pl.DataFrame:
+    """Break a small share of cells the way real exports break, and re-export a few exams verbatim."""
+    u = _uniform(pl.col("_e"), 90, seed)
+    kind = (_uniform(pl.col("_e"), 91, seed) * 4).floor()
+    bad = u < invalid_share
+    frame = frame.with_columns(
+        pl.when(bad & (kind == 0)).then(pl.lit("2019-13-45")).otherwise(pl.col("exam_date")).alias("exam_date"),
+        pl.when(bad & (kind == 1)).then(pl.lit("-9.9")).otherwise(pl.col("femoral_neck_t")).alias("femoral_neck_t"),
+        pl.when(bad & (kind == 2)).then(pl.lit("unknown")).otherwise(pl.col("sex")).alias("sex"),
+        pl.when(bad & (kind == 3)).then(pl.lit("999")).otherwise(pl.col("weight_kg")).alias("weight_kg"),
+    )
+    copies = frame.filter(_uniform(pl.col("_e"), 92, seed) < duplicate_share)
+    return pl.concat([frame, copies]).sort("_e", maintain_order=True).drop("_e")

@@ -1,0 +1,68 @@
+"""Schemas of the published tables (CONTRACT.md §3), with the descriptions ``osteo sql --tables`` shows."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+from osteo_core.quarantine import QUARANTINE_SCHEMA
+
+_SCREENING: dict[str, tuple[pl.DataType, str]] = {
+    "exam_id": (pl.Utf8, "DXA exam identifier"),
+    "patient_id": (pl.Utf8, "Patient identifier"),
+    "exam_date": (pl.Date, "Date of the exam"),
+    "sex": (pl.Utf8, "F or M"),
+    "age_years": (pl.Int64, "Age at the exam, completed years"),
+    "diagnostic_basis": (pl.Utf8, "t_score or z_score (RULES.md §1)"),
+    "lowest_t_score": (pl.Float64, "Lowest usable T-score, rounded to one decimal"),
+    "lowest_t_site": (pl.Utf8, "Site of the lowest T-score"),
+    "who_category": (pl.Utf8, "normal / osteopenia / osteoporosis / severe_osteoporosis (basis t_score)"),
+    "lowest_z_score": (pl.Float64, "Lowest usable Z-score, rounded to one decimal"),
+    "z_category": (pl.Utf8, "within_expected / below_expected (basis z_score)"),
+    "frax_mof_adjusted": (pl.Float64, "FRAX major osteoporotic %, after glucocorticoid adjustment"),
+    "frax_hip_adjusted": (pl.Float64, "FRAX hip %, after glucocorticoid adjustment"),
+    "eligibility": (pl.Utf8, "eligible / not_eligible / needs_frax / specialist_review"),
+    "eligibility_reasons": (pl.List(pl.Utf8), "Reason codes, in rule order; empty when none"),
+    "recommendation": (pl.Utf8, "oral_bisphosphonate / denosumab / calculate_frax / secondary_causes_workup / lifestyle_and_monitor"),
+    "next_dxa_due": (pl.Date, "Date the next DXA is due"),
+    "rule_set": (pl.Utf8, "Name@version of the rule set applied"),
+}
+
+_QUARANTINE_DESCRIPTIONS = {
+    "source_file": "Input file the row came from",
+    "source_row": "1-based data row in that file",
+    "input": "scans / meds / fractures",
+    "column": "Failing column (null for row-level problems)",
+    "check": "Name of the failed check",
+    "value": "The offending value as text",
+    "patient_id": "Patient identifier, when readable",
+    "exam_id": "Exam identifier, when readable",
+}
+
+TABLE_DESCRIPTIONS = {
+    "screening": "One row per valid exam: WHO category, eligibility, recommendation, next DXA",
+    "quarantine": "One row per failing cell of a rejected input row",
+}
+
+SCREENING_COLUMNS = tuple(_SCREENING)
+SCREENING_SCHEMA = {name: dtype for name, (dtype, _) in _SCREENING.items()}
+
+COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "screening": {name: text for name, (_, text) in _SCREENING.items()},
+    "quarantine": _QUARANTINE_DESCRIPTIONS,
+}
+
+
+def _schema(name: str, dtypes: dict[str, pl.DataType], descriptions: dict[str, str]) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {col: pa.Column(dtype, nullable=True, description=descriptions[col]) for col, dtype in dtypes.items()},
+        name=name,
+        strict=True,
+        ordered=True,
+    )
+
+
+PUBLISHED_SCHEMAS = {
+    "screening": _schema("screening", SCREENING_SCHEMA, COLUMN_DESCRIPTIONS["screening"]),
+    "quarantine": _schema("quarantine", QUARANTINE_SCHEMA, _QUARANTINE_DESCRIPTIONS),
+}

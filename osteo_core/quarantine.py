@@ -45,7 +45,8 @@ def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
     if structural.height:  # a schema-level failure (wrong dtype): a bug in our own casting, not bad input
         raise RuntimeError(f"{schema.name}: schema-level failures {structural.to_dicts()[:3]}")
     positions = frame.get_column(ROW)
-    return cases.with_columns(pl.col("index").map_batches(lambda idx: positions.gather(idx)).alias(ROW)).drop("index")
+    rows = positions.gather(cases.get_column("index"))
+    return cases.with_columns(rows.alias(ROW)).select(ROW, "column", "check", "failure_case")
 
 
 def quarantine_rows(

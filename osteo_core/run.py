@@ -21,7 +21,7 @@ from osteo_core.errors import InputError, RejectRateExceeded
 from osteo_core.ingest import SOURCE_FILE, concat_text, discover, read_export, sha256_of
 from osteo_core.profiles import Profile, load_profile
 from osteo_core.resources import shipped_toml
-from osteo_core.rules import load_rules
+from osteo_core.rules import RuleSet, load_rules
 from osteo_core.scan_validation import validate_scans
 from osteo_core.screening import screen
 from schemas.published import PUBLISHED_SCHEMAS
@@ -71,14 +71,23 @@ def _as_of(request: ScreenRequest) -> dt.date:
         raise InputError("--as-of", f"'{request.as_of}' is not a date (YYYY-MM-DD)") from None
 
 
-def prepare(request: ScreenRequest) -> dict[str, Any]:
-    """Check the arguments before any data is read; returns the run's identity."""
+def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, list[Path]]:
+    """Everything that can be wrong with the arguments, found before any data is read (exit 2)."""
     _as_of(request)
     if not 0 <= request.max_reject_rate <= 1:
         raise InputError("--max-reject-rate", f"{request.max_reject_rate} is not between 0 and 1")
     profile = load_profile(request.profile)
     rules = load_rules(request.rules)
     files = discover(request.scans, "scans")
+    out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(str(out), "--out exists and is not a folder")
+    return profile, rules, files
+
+
+def prepare(request: ScreenRequest) -> dict[str, Any]:
+    """Check the arguments and create the run's folder; returns the run's identity."""
+    profile, rules, files = check_arguments(request)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
     paths = RunPaths(Path(request.out), run_id)
     paths.raw.mkdir(parents=True, exist_ok=False)

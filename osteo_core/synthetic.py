@@ -43,7 +43,7 @@ def registry(patients: int, seed: int = 7, invalid_share: float = 0.005, duplica
         n_exams=(_uniform(pl.col("p"), 1, seed) * 4).floor().cast(pl.Int64) + 1,
         female=_uniform(pl.col("p"), 2, seed) < 0.82,
         first_age=(40 + _uniform(pl.col("p"), 3, seed) * 48).floor().cast(pl.Int64),
-        first_day=(_uniform(pl.col("p"), 4, seed) * 365 * 8).floor().cast(pl.Int64),
+        first_day=(_uniform(pl.col("p"), 4, seed) * 365 * 5).floor().cast(pl.Int64),
         bone=_normal(pl.col("p"), 5, seed) * 0.9 - 1.1,
         device=pl.format("DXA-{}", (_uniform(pl.col("p"), 6, seed) * 3).floor().cast(pl.Int64) + 1),
     )

@@ -1,0 +1,44 @@
+"""Quiet, self-contained Prefect runs: no telemetry, warnings only, no tracebacks for expected errors.
+
+``configure_prefect_env`` must run before ``prefect`` is imported; it only fills variables the user
+has not set, so a user's own Prefect server (``PREFECT_API_URL``) and settings win.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from osteo_core.errors import InputError, OsteoError, RejectRateExceeded
+
+_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    "PREFECT_LOGGING_LOG_PRINTS": "false",
+}
+_EXPECTED = tuple(cls.__name__ for cls in (InputError, RejectRateExceeded, OsteoError))
+
+
+def configure_prefect_env() -> None:
+    for key, value in _DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+class DropExpectedErrors(logging.Filter):
+    """Drop Prefect's records about our expected errors: the CLI reports those in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], OsteoError):
+            return False
+        message = record.getMessage()
+        return not any(f"{name}(" in message or f"{name}:" in message for name in _EXPECTED)
+
+
+def install_filter() -> None:
+    quiet = DropExpectedErrors()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if not any(isinstance(f, DropExpectedErrors) for f in handler.filters):
+                handler.addFilter(quiet)

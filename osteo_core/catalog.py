@@ -1,0 +1,42 @@
+"""Read-only SQL over the published catalog (``OUT/osteo.duckdb``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from osteo_core.errors import InputError, OsteoError
+from osteo_core.publish import CATALOG
+
+
+def connect(out: Path) -> duckdb.DuckDBPyConnection:
+    path = out / CATALOG
+    if not path.exists():
+        raise InputError(str(out), "no published screen here (run osteo screen first)")
+    return duckdb.connect(str(path), read_only=True)
+
+
+def query(out: Path, sql: str) -> pl.DataFrame:
+    con = connect(out)
+    try:
+        return con.sql(sql).pl() if con.sql(sql) is not None else pl.DataFrame()
+    except duckdb.Error as err:
+        raise OsteoError(f"SQL error: {str(err).strip()}") from None
+    finally:
+        con.close()
+
+
+def run_query(out: Path, sql: str, fmt: str) -> int:
+    frame = query(out, sql)
+    if fmt == "csv":
+        frame.write_csv(sys.stdout)
+    elif fmt == "json":
+        sys.stdout.write(frame.write_json() + "\n")
+    else:
+        with pl.Config(tbl_rows=50, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=False,
+                       tbl_hide_column_data_types=True, fmt_str_lengths=40):
+            print(frame)
+    return 0

@@ -1,0 +1,139 @@
+"""The ``osteo`` command. Expected errors print one line on stderr and exit 2 or 3, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from osteo_core.errors import OsteoError
+from osteo_core.settings import settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (the contract's "unusable arguments")
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _screen_args(p: argparse.ArgumentParser) -> None:
+    cfg = settings()
+    p.add_argument("--scans", action="append", required=True, metavar="PATH",
+                   help="scans export file or folder; repeatable")
+    p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
+    p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
+    p.add_argument("--out", default=cfg.out, metavar="DIR", help="output folder (default: %(default)s)")
+    p.add_argument("--as-of", default=dt.date.today().isoformat(), metavar="DATE", help="as-of date (default: today)")
+    p.add_argument("--rules", default="standard", metavar="NAME_OR_FILE", help="rule set (default: %(default)s)")
+    p.add_argument("--profile", default="generic", metavar="NAME_OR_FILE", help="input profile (default: %(default)s)")
+    p.add_argument("--max-reject-rate", type=float, default=cfg.max_reject_rate, metavar="R",
+                   help="largest share of quarantined scan rows that still publishes (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    cfg = settings()
+    parser = _Parser(prog="osteo", description="Screen DXA registry exports: WHO category, eligibility, care gaps.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _screen_args(sub.add_parser("screen", help="run the screening flow"))
+    sql = sub.add_parser("sql", help="run read-only SQL over the published tables")
+    sql.add_argument("query", nargs="?", help="SQL text")
+    sql.add_argument("--out", default=cfg.out, metavar="DIR")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    demo = sub.add_parser("demo", help="screen a synthetic registry and show the result")
+    demo.add_argument("--patients", type=int, default=10_000)
+    demo.add_argument("--out", default="osteo-demo", metavar="DIR")
+    return parser
+
+
+def _request(args: argparse.Namespace):
+    from osteo_core.run import ScreenRequest
+
+    return ScreenRequest(
+        scans=list(args.scans), meds=args.meds, fractures=args.fractures, out=args.out, as_of=args.as_of,
+        rules=args.rules, profile=args.profile, max_reject_rate=args.max_reject_rate, keep_runs=settings().keep_runs,
+    )
+
+
+def _run_flow(request) -> dict:
+    from osteo_core.run import check_arguments
+
+    check_arguments(request)  # fail fast, before the Prefect engine starts
+    from flows.screen import run_flow
+
+    return run_flow(request)
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    manifest = _run_flow(_request(args))
+    _print_summary(manifest, Path(args.out), time.perf_counter() - started)
+    return 0
+
+
+def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
+    rows = manifest["rows"]
+    print(f"run {manifest['run_id']}  as of {manifest['as_of']}  rules {manifest['rule_set']['name']}@"
+          f"{manifest['rule_set']['version']}  profile {manifest['profile']}")
+    print(f"scan rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} quarantined"
+          f" + {rows['duplicate']:,} duplicate")
+    categories = manifest.get("who_categories", {})
+    if categories:
+        print("exams by WHO category: " + ", ".join(
+            f"{('no T-score category' if k == 'None' else k)} {v:,}" for k, v in categories.items()))
+    print(f"outputs: {out.resolve()}  (osteo sql --out {out} \"SELECT ...\")  in {seconds:.1f} s")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from osteo_core.catalog import run_query
+
+    if not args.query:
+        raise OsteoError("osteo sql: a query is required")
+    return run_query(Path(args.out), args.query, args.format)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from osteo_core.synthetic import registry
+
+    out = Path(args.out)
+    if args.patients < 1:
+        raise OsteoError("--patients must be at least 1")
+    inputs = out / "input"
+    inputs.mkdir(parents=True, exist_ok=True)
+    scans = inputs / "scans.csv"
+    registry(args.patients).write_csv(scans)
+    print(f"synthetic registry: {args.patients:,} patients -> {scans}")
+    args.scans, args.meds, args.fractures = [str(scans)], None, None
+    args.as_of, args.rules, args.profile = dt.date.today().isoformat(), "standard", "generic"
+    args.max_reject_rate = settings().max_reject_rate
+    started = time.perf_counter()
+    manifest = _run_flow(_request(args))
+    _print_summary(manifest, out, time.perf_counter() - started)
+    from osteo_core.catalog import run_query
+
+    print("\nexams by diagnostic basis and category:")
+    run_query(out, "SELECT diagnostic_basis, who_category, z_category, count(*) AS exams FROM screening "
+                   "GROUP BY ALL ORDER BY ALL", "table")
+    return 0
+
+
+COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except OsteoError as err:
+        print(f"osteo: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("osteo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

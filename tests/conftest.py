@@ -1,0 +1,99 @@
+"""Shared fixtures. Prefect runs on its real local engine, with a private home and no telemetry."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="osteo-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
+
+import datetime as dt  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from osteo_core.profiles import load_profile  # noqa: E402
+from osteo_core.resources import shipped_toml  # noqa: E402
+from osteo_core.rules import load_rules  # noqa: E402
+from schemas.scans import SCANS_COLUMNS  # noqa: E402
+
+AS_OF = dt.date(2026, 1, 1)
+
+# A valid postmenopausal woman's exam: each test changes only what it is about.
+BASE_EXAM: dict[str, str] = {
+    "patient_id": "P1",
+    "exam_id": "E1",
+    "exam_date": "2024-03-01",
+    "sex": "F",
+    "birth_date": "1950-06-15",
+    "menopausal_status": "post",
+    "spine_t": "-0.5",
+    "total_hip_t": "-1.8",
+    "femoral_neck_t": "-1.1",
+}
+
+
+def exam(**changes: Any) -> dict[str, str | None]:
+    """One scans row as text; ``None`` means a blank cell."""
+    row: dict[str, str | None] = dict(BASE_EXAM)
+    row.update({k: (None if v is None else str(v)) for k, v in changes.items()})
+    return row
+
+
+def scans_frame(rows: list[dict[str, str | None]], source_file: str = "scans.csv") -> pl.DataFrame:
+    """Text frame as the ingest stage produces it (all canonical columns, source columns)."""
+    columns = list(SCANS_COLUMNS) + sorted({k for r in rows for k in r} - set(SCANS_COLUMNS))
+    frame = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema={c: pl.Utf8 for c in columns})
+    return frame.with_columns(
+        pl.lit(source_file).alias("source_file"), pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("source_row")
+    )
+
+
+def write_scans_csv(path: Path, rows: list[dict[str, str | None]]) -> Path:
+    scans_frame(rows).drop("source_file", "source_row").write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def standard_rules():
+    return load_rules("standard")
+
+
+@pytest.fixture(scope="session")
+def generic_profile():
+    return load_profile("generic")
+
+
+@pytest.fixture(scope="session")
+def bounds():
+    return shipped_toml("validation/scans.toml")
+
+
+@pytest.fixture(scope="session")
+def prefect_engine():
+    """One real local Prefect server for the session's engine-level tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def screen_rows(standard_rules, generic_profile, bounds):
+    """Text rows → (screening frame, validation result) through the real validation and rules."""
+    from osteo_core.scan_validation import validate_scans
+    from osteo_core.screening import screen
+
+    def run(rows, rules=standard_rules, as_of=AS_OF):
+        result = validate_scans(scans_frame(rows).lazy(), generic_profile, as_of, bounds)
+        assert result.quarantine.is_empty(), result.quarantine.to_dicts()
+        return screen(result.valid.lazy(), rules).collect()
+
+    return run

@@ -30,7 +30,9 @@ def classify_exams(request: run.ScreenRequest, run_id: str) -> dict[str, int]:
 
 
 @task(name="publish-run")
-def publish_run(request: run.ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+def publish_run(
+    request: run.ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: dict[str, int]
+) -> dict[str, Any]:
     return run.publish_run(request, run_id, inputs, counts)
 
 

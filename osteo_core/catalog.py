@@ -36,7 +36,13 @@ def run_query(out: Path, sql: str, fmt: str) -> int:
     elif fmt == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
-        with pl.Config(tbl_rows=50, tbl_cols=-1, tbl_width_chars=160, tbl_hide_dataframe_shape=False,
-                       tbl_hide_column_data_types=True, fmt_str_lengths=40):
+        with pl.Config(
+            tbl_rows=50,
+            tbl_cols=-1,
+            tbl_width_chars=160,
+            tbl_hide_dataframe_shape=False,
+            tbl_hide_column_data_types=True,
+            fmt_str_lengths=40,
+        ):
             print(frame)
     return 0

@@ -43,7 +43,9 @@ def lowest_score(kind: str, rules: RuleSet) -> tuple[pl.Expr, pl.Expr]:
     """(lowest rounded score, its site) over usable sites; ties go to the first site in ``tie_order``."""
     decimals = rules["sites"]["score_decimals"]
     order = rules["sites"]["tie_order"]
-    scores = {site: pl.when(_usable(site, rules)).then(round_score(pl.col(f"{site}_{kind}"), decimals)) for site in order}
+    scores = {
+        site: pl.when(_usable(site, rules)).then(round_score(pl.col(f"{site}_{kind}"), decimals)) for site in order
+    }
     lowest = pl.min_horizontal(list(scores.values()))
     site = pl.coalesce([pl.when(score == lowest).then(pl.lit(site)) for site, score in scores.items()])
     return lowest, site
@@ -64,27 +66,30 @@ def classify(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     who = rules["who_category"]
     t = pl.col("lowest_t_score")
     category = (
-        pl.when((pl.col("diagnostic_basis") != "t_score") | t.is_null()).then(None)
-        .when(t >= who["normal_t_at_or_above"]).then(pl.lit("normal"))
-        .when((t <= who["osteoporosis_t_at_or_below"]) & pl.col("has_fragility_fracture")).then(pl.lit("severe_osteoporosis"))
-        .when(t <= who["osteoporosis_t_at_or_below"]).then(pl.lit("osteoporosis"))
+        pl.when((pl.col("diagnostic_basis") != "t_score") | t.is_null())
+        .then(None)
+        .when(t >= who["normal_t_at_or_above"])
+        .then(pl.lit("normal"))
+        .when((t <= who["osteoporosis_t_at_or_below"]) & pl.col("has_fragility_fracture"))
+        .then(pl.lit("severe_osteoporosis"))
+        .when(t <= who["osteoporosis_t_at_or_below"])
+        .then(pl.lit("osteoporosis"))
         .otherwise(pl.lit("osteopenia"))
     )
     z = pl.col("lowest_z_score")
     z_category = (
-        pl.when((pl.col("diagnostic_basis") != "z_score") | z.is_null()).then(None)
-        .when(z <= rules["z_category"]["below_expected_z_at_or_below"]).then(pl.lit("below_expected"))
+        pl.when((pl.col("diagnostic_basis") != "z_score") | z.is_null())
+        .then(None)
+        .when(z <= rules["z_category"]["below_expected_z_at_or_below"])
+        .then(pl.lit("below_expected"))
         .otherwise(pl.lit("within_expected"))
     )
-    return (
-        exams.with_columns(
-            diagnostic_basis(rules).alias("diagnostic_basis"),
-            lowest_t.alias("lowest_t_score"),
-            lowest_t_site.alias("lowest_t_site"),
-            lowest_z.alias("lowest_z_score"),
-        )
-        .with_columns(category.alias("who_category"), z_category.alias("z_category"))
-    )
+    return exams.with_columns(
+        diagnostic_basis(rules).alias("diagnostic_basis"),
+        lowest_t.alias("lowest_t_score"),
+        lowest_t_site.alias("lowest_t_site"),
+        lowest_z.alias("lowest_z_score"),
+    ).with_columns(category.alias("who_category"), z_category.alias("z_category"))
 
 
 def fracture_history(exams: pl.LazyFrame) -> pl.LazyFrame:

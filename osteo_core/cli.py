@@ -21,16 +21,22 @@ class _Parser(argparse.ArgumentParser):
 
 def _screen_args(p: argparse.ArgumentParser) -> None:
     cfg = settings()
-    p.add_argument("--scans", action="append", required=True, metavar="PATH",
-                   help="scans export file or folder; repeatable")
+    p.add_argument(
+        "--scans", action="append", required=True, metavar="PATH", help="scans export file or folder; repeatable"
+    )
     p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
     p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
     p.add_argument("--out", default=cfg.out, metavar="DIR", help="output folder (default: %(default)s)")
     p.add_argument("--as-of", default=dt.date.today().isoformat(), metavar="DATE", help="as-of date (default: today)")
     p.add_argument("--rules", default="standard", metavar="NAME_OR_FILE", help="rule set (default: %(default)s)")
     p.add_argument("--profile", default="generic", metavar="NAME_OR_FILE", help="input profile (default: %(default)s)")
-    p.add_argument("--max-reject-rate", type=float, default=cfg.max_reject_rate, metavar="R",
-                   help="largest share of quarantined scan rows that still publishes (default: %(default)s)")
+    p.add_argument(
+        "--max-reject-rate",
+        type=float,
+        default=cfg.max_reject_rate,
+        metavar="R",
+        help="largest share of quarantined scan rows that still publishes (default: %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +58,15 @@ def _request(args: argparse.Namespace):
     from osteo_core.run import ScreenRequest
 
     return ScreenRequest(
-        scans=list(args.scans), meds=args.meds, fractures=args.fractures, out=args.out, as_of=args.as_of,
-        rules=args.rules, profile=args.profile, max_reject_rate=args.max_reject_rate, keep_runs=settings().keep_runs,
+        scans=list(args.scans),
+        meds=args.meds,
+        fractures=args.fractures,
+        out=args.out,
+        as_of=args.as_of,
+        rules=args.rules,
+        profile=args.profile,
+        max_reject_rate=args.max_reject_rate,
+        keep_runs=settings().keep_runs,
     )
 
 
@@ -75,15 +88,21 @@ def cmd_screen(args: argparse.Namespace) -> int:
 
 def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
     rows = manifest["rows"]
-    print(f"run {manifest['run_id']}  as of {manifest['as_of']}  rules {manifest['rule_set']['name']}@"
-          f"{manifest['rule_set']['version']}  profile {manifest['profile']}")
-    print(f"scan rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} quarantined"
-          f" + {rows['duplicate']:,} duplicate")
+    print(
+        f"run {manifest['run_id']}  as of {manifest['as_of']}  rules {manifest['rule_set']['name']}@"
+        f"{manifest['rule_set']['version']}  profile {manifest['profile']}"
+    )
+    print(
+        f"scan rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} quarantined"
+        f" + {rows['duplicate']:,} duplicate"
+    )
     categories = manifest.get("who_categories", {})
     if categories:
-        print("exams by WHO category: " + ", ".join(
-            f"{('no T-score category' if k == 'None' else k)} {v:,}" for k, v in categories.items()))
-    print(f"outputs: {out.resolve()}  (osteo sql --out {out} \"SELECT ...\")  in {seconds:.1f} s")
+        print(
+            "exams by WHO category: "
+            + ", ".join(f"{('no T-score category' if k == 'None' else k)} {v:,}" for k, v in categories.items())
+        )
+    print(f'outputs: {out.resolve()}  (osteo sql --out {out} "SELECT ...")  in {seconds:.1f} s')
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -114,8 +133,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from osteo_core.catalog import run_query
 
     print("\nexams by diagnostic basis and category:")
-    run_query(out, "SELECT diagnostic_basis, who_category, z_category, count(*) AS exams FROM screening "
-                   "GROUP BY ALL ORDER BY ALL", "table")
+    run_query(
+        out,
+        "SELECT diagnostic_basis, who_category, z_category, count(*) AS exams FROM screening GROUP BY ALL ORDER BY ALL",
+        "table",
+    )
     return 0
 
 
@@ -123,7 +145,10 @@ COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2, already printed in one line)
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)

@@ -40,8 +40,11 @@ def discover(paths: Iterable[str | Path], what: str) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-                           and not p.name.startswith("."))
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith(".")
+            )
             if not found:
                 raise InputError(str(path), f"directory holds no CSV, Parquet or XLSX {what} file")
             files.extend(found)
@@ -126,8 +129,9 @@ def _read_parquet(path: Path) -> pl.LazyFrame:
 
 
 def _read_xlsx(path: Path) -> pl.LazyFrame:
-    frame = pl.read_excel(path, sheet_id=1, infer_schema_length=0, drop_empty_rows=False,
-                          drop_empty_cols=False, raise_if_empty=False)
+    frame = pl.read_excel(
+        path, sheet_id=1, infer_schema_length=0, drop_empty_rows=False, drop_empty_cols=False, raise_if_empty=False
+    )
     return frame.with_columns(pl.all().cast(pl.Utf8)).lazy()
 
 

@@ -71,12 +71,7 @@ def coded_is_known(expr: pl.Expr, mapping: dict[str, str | None]) -> pl.Expr:
 
 def spine_levels(expr: pl.Expr) -> pl.Expr:
     """Normalised vertebra list, e.g. ``L1-L4`` → ``L1,L2,L3,L4``; null when unreadable."""
-    parts = (
-        expr.str.to_uppercase()
-        .str.replace_all(r"\s", "")
-        .str.replace_all("[\u2013\u2014]", "-")
-        .str.split(",")
-    )
+    parts = expr.str.to_uppercase().str.replace_all(r"\s", "").str.replace_all("[\u2013\u2014]", "-").str.split(",")
     first = pl.element().str.extract(_SPINE_PART, 1).cast(pl.Int8)
     last = pl.coalesce(pl.element().str.extract(_SPINE_PART, 2).cast(pl.Int8), first)
     levels = parts.list.eval(

@@ -65,7 +65,11 @@ def quarantine_rows(
     if failed.is_empty():
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
     columns = [c for c in failed.get_column("column").unique().drop_nulls().to_list() if c in raw.columns]
-    long = raw.select(ROW, *columns).unpivot(index=ROW, variable_name="column", value_name="raw_value") if columns else None
+    long = (
+        raw.select(ROW, *columns).unpivot(index=ROW, variable_name="column", value_name="raw_value")
+        if columns
+        else None
+    )
     joined = failed
     if long is not None:
         joined = joined.join(long, on=[ROW, "column"], how="left")

@@ -139,7 +139,12 @@ def validate(request: ScreenRequest, run_id: str) -> dict[str, int]:
         "quarantined": result.quarantined_rows,
         "duplicate": result.duplicates,
     }
-    log.info("validated scans: %d valid, %d quarantined, %d duplicate", counts["valid"], counts["quarantined"], counts["duplicate"])
+    log.info(
+        "validated scans: %d valid, %d quarantined, %d duplicate",
+        counts["valid"],
+        counts["quarantined"],
+        counts["duplicate"],
+    )
     return counts
 
 
@@ -156,7 +161,9 @@ def screen_exams(request: ScreenRequest, run_id: str) -> dict[str, int]:
     return counts
 
 
-def publish_run(request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+def publish_run(
+    request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: dict[str, int]
+) -> dict[str, Any]:
     """Write manifest and catalog, then make the run the published one — or refuse (exit 3)."""
     paths = RunPaths(Path(request.out), run_id)
     rules = load_rules(request.rules)
@@ -172,8 +179,11 @@ def publish_run(request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]
         "rows": {k: counts[k] for k in ("rows_in", "valid", "quarantined", "duplicate")},
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
-        "tables": {t: pl.scan_parquet(paths.folder / f"{t}.parquet").select(pl.len()).collect().item()
-                   for t in TABLES if (paths.folder / f"{t}.parquet").exists()},
+        "tables": {
+            t: pl.scan_parquet(paths.folder / f"{t}.parquet").select(pl.len()).collect().item()
+            for t in TABLES
+            if (paths.folder / f"{t}.parquet").exists()
+        },
     }
     shutil.rmtree(paths.work, ignore_errors=True)
     if reject_rate > request.max_reject_rate:
@@ -184,8 +194,9 @@ def publish_run(request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]
     publish.write_catalog(paths.folder, list(TABLES))
     publish.crash_point("after_catalog")
     publish.write_manifest(paths.folder, manifest)
-    publish.promote(paths.out, run_id, [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG],
-                    request.keep_runs)
+    publish.promote(
+        paths.out, run_id, [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG], request.keep_runs
+    )
     log.info("published run %s", run_id)
     return manifest
 

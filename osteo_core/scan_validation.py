@@ -34,7 +34,8 @@ def normalise_text(raw: pl.LazyFrame) -> pl.LazyFrame:
     """All canonical columns present (absent ones blank); canonical cells trimmed, empty → null."""
     present = set(raw.collect_schema().names())
     return raw.with_columns(
-        parsing.blank_to_null(pl.col(f.name)).alias(f.name) if f.name in present
+        parsing.blank_to_null(pl.col(f.name)).alias(f.name)
+        if f.name in present
         else pl.lit(None, dtype=pl.Utf8).alias(f.name)
         for f in SCANS_FIELDS
     )
@@ -58,7 +59,9 @@ def parse_scans(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     Unreadable cells become null here; the raw-tier checks report them.
     """
     typed = text.select(
-        ROW, SOURCE_FILE, SOURCE_ROW,
+        ROW,
+        SOURCE_FILE,
+        SOURCE_ROW,
         *(_parser(f.kind, profile)(pl.col(f.name)).alias(f.name) for f in SCANS_FIELDS),
         pl.col("birth_date").is_not_null().alias("_birth_given"),
     )
@@ -83,24 +86,22 @@ def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     content = pl.struct(keys)
     identical = content.n_unique().over("exam_id") == 1
     later_copy = pl.int_range(pl.len()).over("exam_id") > 0
-    return text.select(
-        ROW, (pl.col("exam_id").is_not_null() & identical & later_copy).alias("_duplicate")
-    )
+    return text.select(ROW, (pl.col("exam_id").is_not_null() & identical & later_copy).alias("_duplicate"))
 
 
-def validate_scans(
-    raw: pl.LazyFrame, profile: Profile, as_of: dt.date, bounds: dict[str, Any]
-) -> ScanValidation:
+def validate_scans(raw: pl.LazyFrame, profile: Profile, as_of: dt.date, bounds: dict[str, Any]) -> ScanValidation:
     """Validate the concatenated scans exports (text) of one run."""
     text = normalise_text(raw).with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64)).collect()
     duplicate = _duplicate_mask(text.lazy(), profile).collect().get_column("_duplicate")
     kept_text = text.filter(duplicate.not_())
     typed = parse_scans(kept_text.lazy(), profile).collect()
 
-    failed = pl.concat([
-        failures(raw_scans_schema(profile.date_formats, profile.words), kept_text),
-        failures(typed_scans_schema(as_of, bounds), typed),
-    ])
+    failed = pl.concat(
+        [
+            failures(raw_scans_schema(profile.date_formats, profile.words), kept_text),
+            failures(typed_scans_schema(as_of, bounds), typed),
+        ]
+    )
     quarantine = quarantine_rows(
         failed, kept_text, "scans", {"patient_id": "patient_id", "exam_id": "exam_id"}, derived=_DERIVED
     )

@@ -35,7 +35,9 @@ def _flag(key: pl.Expr, salt: int, seed: int, p_true: float, p_blank: float = 0.
     return pl.when(u < p_blank).then(None).when(u < p_blank + p_true).then(pl.lit("true")).otherwise(pl.lit("false"))
 
 
-def registry(patients: int, seed: int = 7, invalid_share: float = 0.005, duplicate_share: float = 0.002) -> pl.DataFrame:
+def registry(
+    patients: int, seed: int = 7, invalid_share: float = 0.005, duplicate_share: float = 0.002
+) -> pl.DataFrame:
     """Scans export (text cells, canonical headers) for ``patients`` patients with 1–4 exams each."""
     base = pl.DataFrame({"p": pl.int_range(patients, eager=True, dtype=pl.Int64)})
     people = base.with_columns(
@@ -47,18 +49,28 @@ def registry(patients: int, seed: int = 7, invalid_share: float = 0.005, duplica
         bone=_normal(pl.col("p"), 5, seed) * 0.9 - 1.1,
         device=pl.format("DXA-{}", (_uniform(pl.col("p"), 6, seed) * 3).floor().cast(pl.Int64) + 1),
     )
-    exams = people.with_columns(k=pl.int_ranges(0, pl.col("n_exams"))).explode("k").with_columns(
-        e=pl.col("p") * 8 + pl.col("k"),
+    exams = (
+        people.with_columns(k=pl.int_ranges(0, pl.col("n_exams")))
+        .explode("k")
+        .with_columns(
+            e=pl.col("p") * 8 + pl.col("k"),
+        )
     )
     e = pl.col("e")
     gap_days = (pl.col("k") * (550 + _uniform(e, 10, seed) * 400)).floor().cast(pl.Int64)
     exams = exams.with_columns(
         exam_date=pl.lit(FIRST_EXAM) + pl.duration(days=pl.col("first_day") + gap_days),
-        birth_date=pl.lit(FIRST_EXAM) + pl.duration(days=pl.col("first_day") - pl.col("first_age") * 365
-                                                      - (_uniform(pl.col("p"), 11, seed) * 364).floor().cast(pl.Int64)),
+        birth_date=pl.lit(FIRST_EXAM)
+        + pl.duration(
+            days=pl.col("first_day")
+            - pl.col("first_age") * 365
+            - (_uniform(pl.col("p"), 11, seed) * 364).floor().cast(pl.Int64)
+        ),
     ).with_columns(age=(pl.col("exam_date") - pl.col("birth_date")).dt.total_days() // 365)
     t = pl.col("bone") - (pl.col("age") - 50).clip(0) * 0.03 - pl.col("k") * 0.05
-    site_t = {s: t + _normal(e, 20 + i, seed) * 0.45 for i, s in enumerate(("spine", "total_hip", "femoral_neck", "radius33"))}
+    site_t = {
+        s: t + _normal(e, 20 + i, seed) * 0.45 for i, s in enumerate(("spine", "total_hip", "femoral_neck", "radius33"))
+    }
     u_meno = _uniform(pl.col("p"), 30, seed)
     out = exams.select(
         pl.col("patient_id"),
@@ -67,13 +79,22 @@ def registry(patients: int, seed: int = 7, invalid_share: float = 0.005, duplica
         pl.when(pl.col("female")).then(pl.lit("F")).otherwise(pl.lit("M")).alias("sex"),
         pl.col("birth_date").cast(pl.Utf8),
         pl.lit(None, dtype=pl.Utf8).alias("age_years"),
-        pl.when(~pl.col("female")).then(None)
-        .when(u_meno < 0.1).then(None)
-        .when(pl.col("age") >= 52).then(pl.lit("post"))
-        .when(pl.col("age") >= 48).then(pl.lit("peri"))
-        .otherwise(pl.lit("pre")).alias("menopausal_status"),
-        _fmt(pl.when(pl.col("female")).then(66.0).otherwise(82.0) + _normal(pl.col("p"), 31, seed) * 12, 1).alias("weight_kg"),
-        _fmt(pl.when(pl.col("female")).then(162.0).otherwise(176.0) + _normal(pl.col("p"), 32, seed) * 7, 0).alias("height_cm"),
+        pl.when(~pl.col("female"))
+        .then(None)
+        .when(u_meno < 0.1)
+        .then(None)
+        .when(pl.col("age") >= 52)
+        .then(pl.lit("post"))
+        .when(pl.col("age") >= 48)
+        .then(pl.lit("peri"))
+        .otherwise(pl.lit("pre"))
+        .alias("menopausal_status"),
+        _fmt(pl.when(pl.col("female")).then(66.0).otherwise(82.0) + _normal(pl.col("p"), 31, seed) * 12, 1).alias(
+            "weight_kg"
+        ),
+        _fmt(pl.when(pl.col("female")).then(162.0).otherwise(176.0) + _normal(pl.col("p"), 32, seed) * 7, 0).alias(
+            "height_cm"
+        ),
         pl.col("device").alias("device_id"),
         *[
             expr
@@ -92,10 +113,16 @@ def registry(patients: int, seed: int = 7, invalid_share: float = 0.005, duplica
         _flag(pl.col("p"), 53, seed, 0.12, 0.2).alias("parental_hip_fracture"),
         _flag(pl.col("p"), 54, seed, 0.1).alias("current_smoker"),
         _flag(pl.col("p"), 55, seed, 0.04).alias("alcohol_3plus_daily"),
-        pl.when(_uniform(pl.col("p"), 56, seed) < 0.06).then(_fmt(2 + _uniform(e, 57, seed) * 15, 1))
-        .when(_uniform(pl.col("p"), 56, seed) < 0.9).then(pl.lit("0")).otherwise(None).alias("glucocorticoid_mg_daily"),
-        pl.when(_uniform(pl.col("p"), 56, seed) < 0.06).then(_fmt((_uniform(e, 58, seed) * 24).floor(), 0))
-        .otherwise(None).alias("glucocorticoid_months"),
+        pl.when(_uniform(pl.col("p"), 56, seed) < 0.06)
+        .then(_fmt(2 + _uniform(e, 57, seed) * 15, 1))
+        .when(_uniform(pl.col("p"), 56, seed) < 0.9)
+        .then(pl.lit("0"))
+        .otherwise(None)
+        .alias("glucocorticoid_mg_daily"),
+        pl.when(_uniform(pl.col("p"), 56, seed) < 0.06)
+        .then(_fmt((_uniform(e, 58, seed) * 24).floor(), 0))
+        .otherwise(None)
+        .alias("glucocorticoid_months"),
         _flag(pl.col("p"), 59, seed, 0.04).alias("cancer_bone_loss_therapy"),
         _flag(pl.col("p"), 60, seed, 0.03).alias("rheumatoid_arthritis"),
         _flag(pl.col("p"), 61, seed, 0.01).alias("inflammatory_bowel_disease"),

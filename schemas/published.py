@@ -23,7 +23,10 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
     "frax_hip_adjusted": (pl.Float64, "FRAX hip %, after glucocorticoid adjustment"),
     "eligibility": (pl.Utf8, "eligible / not_eligible / needs_frax / specialist_review"),
     "eligibility_reasons": (pl.List(pl.Utf8), "Reason codes, in rule order; empty when none"),
-    "recommendation": (pl.Utf8, "oral_bisphosphonate / denosumab / calculate_frax / secondary_causes_workup / lifestyle_and_monitor"),
+    "recommendation": (
+        pl.Utf8,
+        "oral_bisphosphonate / denosumab / calculate_frax / secondary_causes_workup / lifestyle_and_monitor",
+    ),
     "next_dxa_due": (pl.Date, "Date the next DXA is due"),
     "rule_set": (pl.Utf8, "Name@version of the rule set applied"),
 }

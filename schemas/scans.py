@@ -142,19 +142,35 @@ def _ordered(name: str, earlier: str, later: str) -> pa.Check:
 def typed_scans_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSchema:
     """Tier 2: parsed values. ``bounds`` is ``data/validation/scans.toml``."""
     ranges = bounds["ranges"]
-    dtype = {"text": pl.Utf8, "date": pl.Date, "sex": pl.Utf8, "number": pl.Float64, "boolean": pl.Boolean,
-             "menopausal": pl.Utf8, "spine_levels": pl.Utf8}
+    dtype = {
+        "text": pl.Utf8,
+        "date": pl.Date,
+        "sex": pl.Utf8,
+        "number": pl.Float64,
+        "boolean": pl.Boolean,
+        "menopausal": pl.Utf8,
+        "spine_levels": pl.Utf8,
+    }
     earliest = bounds["earliest_exam_date"]
     extra: dict[str, list[pa.Check]] = {
         "exam_id": [
-            _check("unique_exam_id", lambda c: pl.col(c).is_null() | pl.col(c).is_unique(),
-                   "the same exam_id appears with different content"),
+            _check(
+                "unique_exam_id",
+                lambda c: pl.col(c).is_null() | pl.col(c).is_unique(),
+                "the same exam_id appears with different content",
+            ),
         ],
         "exam_date": [
-            _check("not_after_as_of", lambda c: pl.col(c).is_null() | (pl.col(c) <= pl.lit(as_of)),
-                   f"exam_date is after the as-of date {as_of}"),
-            _check(f"not_before_{earliest}", lambda c: pl.col(c).is_null() | (pl.col(c) >= pl.lit(earliest)),
-                   f"exam_date is before {earliest}"),
+            _check(
+                "not_after_as_of",
+                lambda c: pl.col(c).is_null() | (pl.col(c) <= pl.lit(as_of)),
+                f"exam_date is after the as-of date {as_of}",
+            ),
+            _check(
+                f"not_before_{earliest}",
+                lambda c: pl.col(c).is_null() | (pl.col(c) >= pl.lit(earliest)),
+                f"exam_date is before {earliest}",
+            ),
         ],
         "birth_date": [_ordered("not_after_exam_date", "birth_date", "exam_date")],
         "frax_hip": [_ordered("not_above_frax_mof", "frax_hip", "frax_mof")],

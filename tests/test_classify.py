@@ -1,7 +1,6 @@
 """RULES.md §1–3, one test per rule and boundary."""
 
 import pytest
-
 from conftest import exam
 
 SCORES_BLANK = {"spine_t": None, "total_hip_t": None, "femoral_neck_t": None}
@@ -19,9 +18,20 @@ def only(**scores):
 # §3 WHO category boundaries (with §2 rounding of the value as written)
 @pytest.mark.parametrize(
     ("t", "category"),
-    [("-1.0", "normal"), ("-0.95", "normal"), ("-1.04", "normal"), ("-1.05", "osteopenia"), ("-1.1", "osteopenia"),
-     ("-2.4", "osteopenia"), ("-2.44", "osteopenia"), ("-2.45", "osteoporosis"), ("-2.5", "osteoporosis"),
-     ("-2.6", "osteoporosis"), ("0.0", "normal"), ("1.5", "normal")],
+    [
+        ("-1.0", "normal"),
+        ("-0.95", "normal"),
+        ("-1.04", "normal"),
+        ("-1.05", "osteopenia"),
+        ("-1.1", "osteopenia"),
+        ("-2.4", "osteopenia"),
+        ("-2.44", "osteopenia"),
+        ("-2.45", "osteoporosis"),
+        ("-2.5", "osteoporosis"),
+        ("-2.6", "osteoporosis"),
+        ("0.0", "normal"),
+        ("1.5", "normal"),
+    ],
 )
 def test_who_category_boundaries(screen_rows, t, category):
     row = one(screen_rows, **only(femoral_neck_t=t))
@@ -29,8 +39,18 @@ def test_who_category_boundaries(screen_rows, t, category):
     assert row["diagnostic_basis"] == "t_score"
 
 
-@pytest.mark.parametrize(("raw", "rounded"), [("-1.95", -2.0), ("-2.45", -2.5), ("-0.95", -1.0), ("-1.94", -1.9),
-                                              ("1.95", 2.0), ("-0.05", -0.1), ("-2.449", -2.4)])
+@pytest.mark.parametrize(
+    ("raw", "rounded"),
+    [
+        ("-1.95", -2.0),
+        ("-2.45", -2.5),
+        ("-0.95", -1.0),
+        ("-1.94", -1.9),
+        ("1.95", 2.0),
+        ("-0.05", -0.1),
+        ("-2.449", -2.4),
+    ],
+)
 def test_rounding_half_away_from_zero_on_the_decimal_as_written(screen_rows, raw, rounded):
     assert one(screen_rows, **only(total_hip_t=raw))["lowest_t_score"] == rounded
 
@@ -54,11 +74,13 @@ def test_worked_example_lowest_site(screen_rows):
 
 @pytest.mark.parametrize(
     ("scores", "site"),
-    [({"spine_t": "-2.0", "total_hip_t": "-2.0", "femoral_neck_t": "-2.0", "radius33_t": "-2.0"}, "femoral_neck"),
-     ({"spine_t": "-2.0", "total_hip_t": "-2.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "total_hip"),
-     ({"spine_t": "-2.0", "total_hip_t": "-1.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "spine"),
-     ({"spine_t": "-1.96", "total_hip_t": "-1.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "spine"),
-     ({"spine_t": "-1.0", "total_hip_t": "-1.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "radius33")],
+    [
+        ({"spine_t": "-2.0", "total_hip_t": "-2.0", "femoral_neck_t": "-2.0", "radius33_t": "-2.0"}, "femoral_neck"),
+        ({"spine_t": "-2.0", "total_hip_t": "-2.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "total_hip"),
+        ({"spine_t": "-2.0", "total_hip_t": "-1.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "spine"),
+        ({"spine_t": "-1.96", "total_hip_t": "-1.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "spine"),
+        ({"spine_t": "-1.0", "total_hip_t": "-1.0", "femoral_neck_t": "-1.0", "radius33_t": "-2.0"}, "radius33"),
+    ],
 )
 def test_ties_go_to_neck_then_hip_then_spine_then_radius(screen_rows, scores, site):
     assert one(screen_rows, **scores)["lowest_t_site"] == site
@@ -79,14 +101,16 @@ def test_single_vertebra_spine_alone_gives_no_category(screen_rows):
 # §1 which score applies
 @pytest.mark.parametrize(
     ("sex", "status", "birth", "basis"),
-    [("M", None, "1975-03-02", "z_score"),   # 48 at the exam (2024-03-01)
-     ("M", None, "1974-03-01", "t_score"),   # exactly 50 on the exam day
-     ("M", None, "1974-03-02", "z_score"),   # one day short of 50
-     ("F", "pre", "1950-01-01", "z_score"),  # premenopausal at any age
-     ("F", "peri", "1990-01-01", "t_score"),
-     ("F", "post", "1990-01-01", "t_score"),
-     ("F", None, "1974-03-02", "z_score"),   # unknown status and under 50
-     ("F", None, "1974-03-01", "t_score")],  # unknown status and 50
+    [
+        ("M", None, "1975-03-02", "z_score"),  # 48 at the exam (2024-03-01)
+        ("M", None, "1974-03-01", "t_score"),  # exactly 50 on the exam day
+        ("M", None, "1974-03-02", "z_score"),  # one day short of 50
+        ("F", "pre", "1950-01-01", "z_score"),  # premenopausal at any age
+        ("F", "peri", "1990-01-01", "t_score"),
+        ("F", "post", "1990-01-01", "t_score"),
+        ("F", None, "1974-03-02", "z_score"),  # unknown status and under 50
+        ("F", None, "1974-03-01", "t_score"),
+    ],  # unknown status and 50
 )
 def test_diagnostic_basis(screen_rows, sex, status, birth, basis):
     assert one(screen_rows, sex=sex, menopausal_status=status, birth_date=birth)["diagnostic_basis"] == basis
@@ -98,9 +122,16 @@ def test_age_years_used_when_no_birth_date(screen_rows):
     assert one(screen_rows, sex="M", birth_date=None, age_years="50")["diagnostic_basis"] == "t_score"
 
 
-@pytest.mark.parametrize(("z", "category"), [("-2.0", "below_expected"), ("-1.95", "below_expected"),
-                                             ("-1.94", "within_expected"), ("-1.9", "within_expected"),
-                                             ("-2.1", "below_expected")])
+@pytest.mark.parametrize(
+    ("z", "category"),
+    [
+        ("-2.0", "below_expected"),
+        ("-1.95", "below_expected"),
+        ("-1.94", "within_expected"),
+        ("-1.9", "within_expected"),
+        ("-2.1", "below_expected"),
+    ],
+)
 def test_z_category_boundary(screen_rows, z, category):
     row = one(screen_rows, menopausal_status="pre", femoral_neck_z=z)
     assert (row["diagnostic_basis"], row["z_category"], row["who_category"]) == ("z_score", category, None)

@@ -4,8 +4,8 @@ import datetime as dt
 
 import polars as pl
 import pytest
-
 from conftest import AS_OF, exam, scans_frame
+
 from osteo_core.scan_validation import validate_scans
 
 
@@ -77,12 +77,24 @@ def test_each_check_quarantines_the_row(validate, changes, column, check, value)
 
 @pytest.mark.parametrize(
     "changes",
-    [{"weight_kg": "20"}, {"weight_kg": "350"}, {"spine_t": "-7"}, {"spine_t": "7"}, {"frax_mof": "0", "frax_hip": "0"},
-     {"frax_mof": "100%", "frax_hip": "100"}, {"exam_date": "1985-01-01", "birth_date": "1930-01-01"},
-     {"exam_date": "2026-01-01"},
-     {"sex": "female"}, {"sex": "MALE", "menopausal_status": None}, {"menopausal_status": "unknown"},
-     {"birth_date": None, "age_years": "18"}, {"birth_date": None, "age_years": "120.9"},
-     {"birth_date": "1950-06-15", "age_years": "not used"}, {"spine_t": "\u22121.5"}, {"glucocorticoid_mg_daily": "0"}],
+    [
+        {"weight_kg": "20"},
+        {"weight_kg": "350"},
+        {"spine_t": "-7"},
+        {"spine_t": "7"},
+        {"frax_mof": "0", "frax_hip": "0"},
+        {"frax_mof": "100%", "frax_hip": "100"},
+        {"exam_date": "1985-01-01", "birth_date": "1930-01-01"},
+        {"exam_date": "2026-01-01"},
+        {"sex": "female"},
+        {"sex": "MALE", "menopausal_status": None},
+        {"menopausal_status": "unknown"},
+        {"birth_date": None, "age_years": "18"},
+        {"birth_date": None, "age_years": "120.9"},
+        {"birth_date": "1950-06-15", "age_years": "not used"},
+        {"spine_t": "\u22121.5"},
+        {"glucocorticoid_mg_daily": "0"},
+    ],
 )
 def test_edge_values_that_are_valid(validate, changes):
     result = validate([exam(**changes)])
@@ -139,8 +151,9 @@ def test_dates_in_profile_format(bounds):
     from osteo_core.profiles import load_profile
 
     profile = load_profile("densitometer_us")
-    frame = scans_frame([exam(exam_date="03/01/2024", birth_date="06/15/1950", sex="Female",
-                              menopausal_status="Postmenopausal")])
+    frame = scans_frame(
+        [exam(exam_date="03/01/2024", birth_date="06/15/1950", sex="Female", menopausal_status="Postmenopausal")]
+    )
     result = validate_scans(frame.lazy(), profile, AS_OF, bounds)
     assert result.quarantine.is_empty()
     row = result.valid.row(0, named=True)

@@ -40,9 +40,12 @@ def _usable(site: str, rules: RuleSet) -> pl.Expr:
 
 
 def lowest_score(kind: str, rules: RuleSet) -> tuple[pl.Expr, pl.Expr]:
-    """(lowest rounded score, its site) over usable sites; ties go to the first site in ``tie_order``."""
+    """(lowest rounded score, its site) over the rule set's diagnostic sites that are usable.
+
+    Ties go to the first site in the rule set's ``diagnostic`` list.
+    """
     decimals = rules["sites"]["score_decimals"]
-    order = rules["sites"]["tie_order"]
+    order = rules["sites"]["diagnostic"]
     scores = {
         site: pl.when(_usable(site, rules)).then(round_score(pl.col(f"{site}_{kind}"), decimals)) for site in order
     }
@@ -93,8 +96,13 @@ def classify(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 
 
 def fracture_history(exams: pl.LazyFrame) -> pl.LazyFrame:
-    """Fragility and hip/vertebral fracture flags per exam from the scans' own history columns."""
+    """Fracture facts per exam from the scans' own history columns (no fractures export).
+
+    ``fracture_count`` and ``latest_fracture_date`` count export rows only: 0 and null here.
+    """
     return exams.with_columns(
         has_any(FRAGILITY_FLAGS).alias("has_fragility_fracture"),
         has_any(HIP_VERTEBRAL_FLAGS).alias("has_hip_or_vertebral_fracture"),
+        pl.lit(0, dtype=pl.Int64).alias("fracture_count"),
+        pl.lit(None, dtype=pl.Date).alias("latest_fracture_date"),
     )

@@ -1,7 +1,8 @@
 """Rule sets: the clinical thresholds as reviewed data files under ``data/rules/``.
 
-A rule set is validated when loaded: an unknown section or key, a missing key, or a value of the wrong
-type is an ``InputError`` naming the file and the key. Python code reads numbers from here only.
+A rule set is validated when loaded: an unknown section, key, condition or parameter, a missing key, or
+a value of the wrong type is an ``InputError`` naming the file and the key. Python reads every clinical
+number from here; ``osteo_core.eligibility`` holds only the shape of each condition.
 """
 
 from __future__ import annotations
@@ -16,14 +17,37 @@ from osteo_core.resources import data_dir, load_toml
 
 Number = (int, float)
 SITES = ("spine", "total_hip", "femoral_neck", "radius33")
+WHO_CATEGORIES = ("normal", "osteopenia", "osteoporosis", "severe_osteoporosis")
+TIERS = ("base", "very_high_risk")
 
-# section -> key -> expected Python type(s)
+# section -> key -> expected Python type(s); keys ending in "?" are optional
 SPEC: dict[str, dict[str, Any]] = {
     "rule_set": {"name": str, "version": str, "source": str},
     "diagnostic_basis": {"z_score_under_age": Number},
-    "sites": {"tie_order": list, "min_spine_vertebrae": int, "score_decimals": int},
+    "sites": {"diagnostic": list, "min_spine_vertebrae": int, "score_decimals": int},
     "who_category": {"normal_t_at_or_above": Number, "osteoporosis_t_at_or_below": Number},
     "z_category": {"below_expected_z_at_or_below": Number},
+    "frax_adjustment": {
+        "high_dose_mg": Number,
+        "high_dose_inclusive": bool,
+        "high_dose_mof_multiplier": Number,
+        "high_dose_hip_multiplier": Number,
+        "low_dose_mg_below": Number,
+        "low_dose_mof_multiplier": Number,
+        "low_dose_hip_multiplier": Number,
+        "cap_percent": Number,
+    },
+    "eligibility": {"needs_frax_categories": list, "reasons": list},
+    "recommendation": {
+        "denosumab_if_egfr_below": Number,
+        "denosumab_if_bisphosphonate_intolerance": bool,
+        "very_high_risk?": str,
+    },
+    "next_dxa": {
+        "years_if_glucocorticoids_or_cancer_therapy": int,
+        "years_if_normal_without_reason": int,
+        "years_otherwise": int,
+    },
 }
 
 
@@ -45,6 +69,10 @@ class RuleSet:
         """What ``screening.rule_set`` holds: name and version."""
         return f"{self.name}@{self.version}"
 
+    @property
+    def reasons(self) -> list[dict[str, Any]]:
+        return self.values["eligibility"]["reasons"]
+
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
 
@@ -53,8 +81,7 @@ def shipped_rule_sets() -> list[str]:
     return sorted(p.stem for p in (data_dir() / "rules").glob("*.toml"))
 
 
-def load_rules(name_or_path: str) -> RuleSet:
-    """A shipped rule set by name or a user's TOML file by path, validated against ``SPEC``."""
+def resolve_rules_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         path = data_dir() / "rules" / f"{name_or_path}.toml"
@@ -62,31 +89,82 @@ def load_rules(name_or_path: str) -> RuleSet:
             raise InputError(name_or_path, f"unknown rule set (shipped: {', '.join(shipped_rule_sets())})")
     if not path.is_file():
         raise InputError(str(path), "rule-set file not found")
+    return path
+
+
+def load_rules(name_or_path: str) -> RuleSet:
+    """A shipped rule set by name or a user's TOML file by path, validated."""
+    path = resolve_rules_path(name_or_path)
     try:
         raw = load_toml(path)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(str(path), f"rule set is not valid TOML ({exc})") from None
-    _validate(raw, str(path))
+    validate_rules(raw, str(path))
     return RuleSet(source_path=str(path), values=raw)
 
 
-def _validate(raw: dict[str, Any], where: str) -> None:
+def _check_section(section: str, given: Any, keys: dict[str, Any], where: str) -> None:
+    if not isinstance(given, dict):
+        raise InputError(where, f"missing section [{section}]")
+    plain = {k.rstrip("?"): v for k, v in keys.items()}
+    for key in given:
+        if key not in plain:
+            raise InputError(where, f"unknown key '{key}' in [{section}]")
+    for key, kind in keys.items():
+        name = key.rstrip("?")
+        if name not in given:
+            if key.endswith("?"):
+                continue
+            raise InputError(where, f"missing key '{name}' in [{section}]")
+        value = given[name]
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            raise InputError(where, f"[{section}] {name} has the wrong type ({type(value).__name__})")
+
+
+def validate_rules(raw: dict[str, Any], where: str) -> None:
+    from osteo_core.eligibility import CONDITIONS  # the catalogue of condition shapes
+
     for section in raw:
         if section not in SPEC:
             raise InputError(where, f"unknown section [{section}]")
     for section, keys in SPEC.items():
-        given = raw.get(section)
-        if not isinstance(given, dict):
-            raise InputError(where, f"missing section [{section}]")
-        for key in given:
-            if key not in keys:
-                raise InputError(where, f"unknown key '{key}' in [{section}]")
-        for key, kind in keys.items():
-            if key not in given:
-                raise InputError(where, f"missing key '{key}' in [{section}]")
-            value = given[key]
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise InputError(where, f"[{section}] {key} has the wrong type ({type(value).__name__})")
-    order = raw["sites"]["tie_order"]
-    if sorted(order) != sorted(SITES):
-        raise InputError(where, f"[sites] tie_order must list each of {', '.join(SITES)} once")
+        _check_section(section, raw.get(section), keys, where)
+    diagnostic = raw["sites"]["diagnostic"]
+    if not diagnostic or len(set(diagnostic)) != len(diagnostic) or not set(diagnostic) <= set(SITES):
+        raise InputError(where, f"[sites] diagnostic must list some of {', '.join(SITES)}, each once")
+    _check_categories(raw["eligibility"]["needs_frax_categories"], "[eligibility] needs_frax_categories", where)
+    codes: set[str] = set()
+    for number, reason in enumerate(raw["eligibility"]["reasons"], start=1):
+        label = f"[[eligibility.reasons]] #{number}"
+        if not isinstance(reason, dict):
+            raise InputError(where, f"{label} must be a table")
+        code, condition = reason.get("code"), reason.get("condition")
+        if not isinstance(code, str) or not code:
+            raise InputError(where, f"{label}: missing key 'code'")
+        label = f"reason '{code}'"
+        if code in codes:
+            raise InputError(where, f"{label} is listed twice")
+        codes.add(code)
+        if condition not in CONDITIONS:
+            raise InputError(where, f"{label}: unknown condition '{condition}' (known: {', '.join(sorted(CONDITIONS))})")
+        allowed = {"code", "condition", "categories", "tier", "description"} | set(CONDITIONS[condition].params)
+        for key in reason:
+            if key not in allowed:
+                raise InputError(where, f"{label}: unknown key '{key}' for condition '{condition}'")
+        for key, kind in CONDITIONS[condition].params.items():
+            if key not in reason:
+                raise InputError(where, f"{label}: missing key '{key}'")
+            if (isinstance(reason[key], bool) and kind is not bool) or not isinstance(reason[key], kind):
+                raise InputError(where, f"{label}: '{key}' has the wrong type ({type(reason[key]).__name__})")
+        if "categories" in reason:
+            _check_categories(reason["categories"], f"{label}: categories", where)
+        if reason.get("tier", "base") not in TIERS:
+            raise InputError(where, f"{label}: tier must be one of {', '.join(TIERS)}")
+    very_high = [r["code"] for r in raw["eligibility"]["reasons"] if r.get("tier") == "very_high_risk"]
+    if very_high and "very_high_risk" not in raw["recommendation"]:
+        raise InputError(where, "very_high_risk reasons need [recommendation] very_high_risk")
+
+
+def _check_categories(values: Any, label: str, where: str) -> None:
+    if not isinstance(values, list) or not values or not set(values) <= set(WHO_CATEGORIES):
+        raise InputError(where, f"{label} must list WHO categories ({', '.join(WHO_CATEGORIES)})")

@@ -5,20 +5,16 @@ from __future__ import annotations
 import polars as pl
 
 from osteo_core.classify import classify, fracture_history
+from osteo_core.eligibility import apply_rules
 from osteo_core.rules import RuleSet
 from schemas.published import SCREENING_COLUMNS, SCREENING_SCHEMA
 
 
 def screen(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     """Typed valid exams → ``screening`` rows, sorted for reproducible output."""
-    classified = classify(fracture_history(exams), rules)
-    missing = [c for c in SCREENING_COLUMNS if c not in classified.collect_schema().names()]
+    decided = apply_rules(classify(fracture_history(exams), rules), rules)
     return (
-        classified.with_columns(
-            pl.col("age_years").cast(pl.Int64),
-            pl.lit(rules.label).alias("rule_set"),
-            *(pl.lit(None, dtype=SCREENING_SCHEMA[c]).alias(c) for c in missing if c != "rule_set"),
-        )
+        decided.with_columns(pl.col("age_years").cast(pl.Int64), pl.lit(rules.label).alias("rule_set"))
         .select(SCREENING_COLUMNS)
         .cast(SCREENING_SCHEMA)
         .sort("patient_id", "exam_date", "exam_id")

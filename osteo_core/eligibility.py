@@ -128,7 +128,8 @@ def adjust_frax(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
         value = pl.col(column)
         factor = pl.when(_true(high)).then(high_factor).when(_true(low)).then(low_factor).otherwise(1.0)
         product = (value * factor).round(_FLOAT_NOISE_DECIMALS)
-        return pl.min_horizontal(product, pl.lit(float(adj["cap_percent"]))).alias(f"{column}_adjusted")
+        capped = pl.when(product > adj["cap_percent"]).then(pl.lit(float(adj["cap_percent"]))).otherwise(product)
+        return capped.alias(f"{column}_adjusted")  # null stays null (min_horizontal would make it the cap)
 
     return exams.with_columns(
         adjusted("frax_mof", adj["high_dose_mof_multiplier"], adj["low_dose_mof_multiplier"]),

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", nargs="?", help="SQL text")
     sql.add_argument("--out", default=cfg.out, metavar="DIR")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    explain = sub.add_parser("explain", help="show the rules evaluated for one exam")
+    explain.add_argument("exam_id", metavar="EXAM_ID")
+    explain.add_argument("--out", default=cfg.out, metavar="DIR")
     demo = sub.add_parser("demo", help="screen a synthetic registry and show the result")
     demo.add_argument("--patients", type=int, default=10_000)
     demo.add_argument("--out", default="osteo-demo", metavar="DIR")
@@ -141,7 +144,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "demo": cmd_demo}
+def cmd_explain(args: argparse.Namespace) -> int:
+    from osteo_core.explain import explain
+
+    print(explain(Path(args.out), args.exam_id))
+    return 0
+
+
+COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "explain": cmd_explain, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

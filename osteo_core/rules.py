@@ -7,6 +7,7 @@ number from here; ``osteo_core.eligibility`` holds only the shape of each condit
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,8 @@ def validate_rules(raw: dict[str, Any], where: str) -> None:
         code, condition = reason.get("code"), reason.get("condition")
         if not isinstance(code, str) or not code:
             raise InputError(where, f"{label}: missing key 'code'")
+        if not re.fullmatch(r"[a-z0-9_]+", code):
+            raise InputError(where, f"{label}: code '{code}' may hold only a-z, 0-9 and _")
         label = f"reason '{code}'"
         if code in codes:
             raise InputError(where, f"{label} is listed twice")

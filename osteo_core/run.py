@@ -29,6 +29,8 @@ from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS
 
 log = logging.getLogger("osteo")
 TABLES = ("screening", "quarantine")
+EXAMS = "exams.parquet"
+RULES_COPY = "rules.toml"
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,10 @@ def screen_exams(request: ScreenRequest, run_id: str) -> dict[str, int]:
     """Valid exams → ``screening.parquet``; returns exams per WHO category."""
     paths = RunPaths(Path(request.out), run_id)
     rules = load_rules(request.rules)
-    screening = screen(pl.scan_parquet(paths.work / "scans_valid.parquet"), rules).collect()
+    exams = paths.folder / EXAMS
+    (paths.work / "scans_valid.parquet").rename(exams)  # typed inputs of valid exams, for explain and gaps
+    shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
+    screening = screen(pl.scan_parquet(exams), rules).collect()
     PUBLISHED_SCHEMAS["screening"].validate(screening)
     screening.write_parquet(paths.folder / "screening.parquet")
     by_category = screening.group_by("who_category").len().sort("who_category", nulls_last=True)

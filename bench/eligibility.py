@@ -33,18 +33,20 @@ def _median(fn, repeats: int) -> float:
 
 def main(exams: int = 1_000_000, repeats: int = 5) -> None:
     patients = max(1, exams * 2 // 5)  # 2.5 exams per patient on average
-    text = registry(patients, invalid_share=0.0, duplicate_share=0.0).head(exams).with_columns(
-        pl.lit("bench.csv").alias("source_file"), pl.int_range(1, pl.len() + 1).alias("source_row")
+    text = (
+        registry(patients, invalid_share=0.0, duplicate_share=0.0)
+        .head(exams)
+        .with_columns(pl.lit("bench.csv").alias("source_file"), pl.int_range(1, pl.len() + 1).alias("source_row"))
     )
-    typed = (
-        parse_scans(normalise_text(text.lazy()).with_row_index("_row"), load_profile("generic")).collect()
-    )
+    typed = parse_scans(normalise_text(text.lazy()).with_row_index("_row"), load_profile("generic")).collect()
     print(f"{typed.height:,} typed exams, {pl.thread_pool_size()} threads")
     for name in ("standard", "bhof2022", "aace2020"):
         rules = load_rules(name)
         base = _median(lambda: classify(fracture_history(typed.lazy()), rules).collect(), repeats)
         full = _median(lambda: apply_rules(classify(fracture_history(typed.lazy()), rules), rules).collect(), repeats)
-        print(f"{name:9s} classify {base:.3f} s, classify + eligibility {full:.3f} s, eligibility adds {full - base:.3f} s")
+        print(
+            f"{name:9s} classify {base:.3f} s, classify + eligibility {full:.3f} s, eligibility adds {full - base:.3f} s"
+        )
 
 
 if __name__ == "__main__":

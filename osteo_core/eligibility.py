@@ -77,7 +77,9 @@ CONDITIONS: dict[str, Condition] = {
     "frax_mof_above": _threshold("frax_mof_adjusted", ">", "adjusted FRAX MOF %"),
     "t_score_below": _threshold("lowest_t_score", "<", "lowest T-score"),
     "weight_below": _threshold("weight_kg", "<", "weight kg"),
-    "fracture_count_at_least": _threshold("fracture_count", ">=", "fractures in the fractures export on or before the exam"),
+    "fracture_count_at_least": _threshold(
+        "fracture_count", ">=", "fractures in the fractures export on or before the exam"
+    ),
     "risk_factor": Condition(
         test=lambda r: pl.any_horizontal([_true(pl.col(c)) for c in r["columns"]]),
         compared=lambda r: pl.concat_str(
@@ -100,9 +102,7 @@ CONDITIONS: dict[str, Condition] = {
         params={"mg_at_least": Number, "months_at_least": Number},
     ),
     "recent_fracture": Condition(
-        test=lambda r: _true(
-            pl.col("latest_fracture_date") >= pl.col("exam_date").dt.offset_by(f"-{r['months']}mo")
-        ),
+        test=lambda r: _true(pl.col("latest_fracture_date") >= pl.col("exam_date").dt.offset_by(f"-{r['months']}mo")),
         compared=lambda r: pl.col("latest_fracture_date"),
         describe=lambda r: f"fracture in the {r['months']} months up to the exam",
         params={"months": int},
@@ -176,9 +176,9 @@ def assess_eligibility(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
         .otherwise(pl.lit("not_eligible"))
     )
     very_high_flag = pl.any_horizontal([tests[code] for code in very_high]) if very_high else pl.lit(False)
-    return exams.with_columns(reasons.alias("eligibility_reasons"), very_high_flag.alias("very_high_risk")).with_columns(
-        eligibility.alias("eligibility")
-    )
+    return exams.with_columns(
+        reasons.alias("eligibility_reasons"), very_high_flag.alias("very_high_risk")
+    ).with_columns(eligibility.alias("eligibility"))
 
 
 def recommend(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:

@@ -21,9 +21,18 @@ from osteo_core.screening import decide
 
 SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
 RISK_COLUMNS = (
-    "prior_fragility_fracture", "prior_hip_fracture", "prior_vertebral_fracture", "parental_hip_fracture",
-    "current_smoker", "alcohol_3plus_daily", "cancer_bone_loss_therapy", "rheumatoid_arthritis",
-    "inflammatory_bowel_disease", "chronic_liver_disease", "chronic_kidney_disease", "bisphosphonate_intolerance",
+    "prior_fragility_fracture",
+    "prior_hip_fracture",
+    "prior_vertebral_fracture",
+    "parental_hip_fracture",
+    "current_smoker",
+    "alcohol_3plus_daily",
+    "cancer_bone_loss_therapy",
+    "rheumatoid_arthritis",
+    "inflammatory_bowel_disease",
+    "chronic_liver_disease",
+    "chronic_kidney_disease",
+    "bisphosphonate_intolerance",
 )
 
 
@@ -43,7 +52,9 @@ def explain(out: Path, exam_id: str) -> str:
         raise InputError(str(out), "no published screen here (run osteo screen first)")
     exams = pl.scan_parquet(run / EXAMS).filter(pl.col("exam_id") == exam_id)
     if exams.select(pl.len()).collect().item() == 0:
-        raise InputError(exam_id, f"no valid exam with this id in {out} (quarantined exams are in the quarantine table)")
+        raise InputError(
+            exam_id, f"no valid exam with this id in {out} (quarantined exams are in the quarantine table)"
+        )
     rules = load_rules(str(run / RULES_COPY))
     reasons = rules.reasons
     checks = [
@@ -70,10 +81,14 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
     for kind, label in (("t", "T-scores"), ("z", "Z-scores")):
         values = ", ".join(f"{SITE_LABELS[s]} {_show(row[f'{s}_{kind}'])}" for s in SITE_LABELS)
         lines.append(f"  {label}: {values}")
-    lines.append(f"  spine levels {_show(row['spine_levels'])}; diagnostic sites {', '.join(sites['diagnostic'])}"
-                 f" (spine needs >= {sites['min_spine_vertebrae']} vertebrae)")
-    lines.append(f"  FRAX MOF {_show(row['frax_mof'])} %, hip {_show(row['frax_hip'])} %; glucocorticoids "
-                 f"{_show(row['glucocorticoid_mg_daily'])} mg/day for {_show(row['glucocorticoid_months'])} months")
+    lines.append(
+        f"  spine levels {_show(row['spine_levels'])}; diagnostic sites {', '.join(sites['diagnostic'])}"
+        f" (spine needs >= {sites['min_spine_vertebrae']} vertebrae)"
+    )
+    lines.append(
+        f"  FRAX MOF {_show(row['frax_mof'])} %, hip {_show(row['frax_hip'])} %; glucocorticoids "
+        f"{_show(row['glucocorticoid_mg_daily'])} mg/day for {_show(row['glucocorticoid_months'])} months"
+    )
     lines.append("  " + ", ".join(f"{c} {_show(row[c])}" for c in RISK_COLUMNS))
     lines += [
         "",
@@ -115,7 +130,9 @@ def _recommendation_rule(rules) -> str:
     if "very_high_risk" in rec:
         parts.append(f"{rec['very_high_risk']} when a very-high-risk reason applies")
     intolerance = " or bisphosphonate intolerance" if rec["denosumab_if_bisphosphonate_intolerance"] else ""
-    parts.append(f"eligible: denosumab if eGFR < {rec['denosumab_if_egfr_below']}{intolerance}, else oral_bisphosphonate")
+    parts.append(
+        f"eligible: denosumab if eGFR < {rec['denosumab_if_egfr_below']}{intolerance}, else oral_bisphosphonate"
+    )
     return "; ".join(parts)
 
 

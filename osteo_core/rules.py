@@ -149,7 +149,9 @@ def validate_rules(raw: dict[str, Any], where: str) -> None:
             raise InputError(where, f"{label} is listed twice")
         codes.add(code)
         if condition not in CONDITIONS:
-            raise InputError(where, f"{label}: unknown condition '{condition}' (known: {', '.join(sorted(CONDITIONS))})")
+            raise InputError(
+                where, f"{label}: unknown condition '{condition}' (known: {', '.join(sorted(CONDITIONS))})"
+            )
         allowed = {"code", "condition", "categories", "tier", "description"} | set(CONDITIONS[condition].params)
         for key in reason:
             if key not in allowed:

@@ -3,16 +3,24 @@
 import datetime as dt
 
 import pytest
-
 from conftest import exam
 
 OSTEOPENIA = {"spine_t": "-1.5", "total_hip_t": "-1.5", "femoral_neck_t": "-1.5"}
 NO_RISK = {
-    "prior_fragility_fracture": "false", "prior_hip_fracture": "false", "prior_vertebral_fracture": "false",
-    "parental_hip_fracture": "false", "current_smoker": "false", "alcohol_3plus_daily": "false",
-    "glucocorticoid_mg_daily": "0", "glucocorticoid_months": "0", "cancer_bone_loss_therapy": "false",
-    "rheumatoid_arthritis": "false", "inflammatory_bowel_disease": "false", "chronic_liver_disease": "false",
-    "chronic_kidney_disease": "false", "weight_kg": "70",
+    "prior_fragility_fracture": "false",
+    "prior_hip_fracture": "false",
+    "prior_vertebral_fracture": "false",
+    "parental_hip_fracture": "false",
+    "current_smoker": "false",
+    "alcohol_3plus_daily": "false",
+    "glucocorticoid_mg_daily": "0",
+    "glucocorticoid_months": "0",
+    "cancer_bone_loss_therapy": "false",
+    "rheumatoid_arthritis": "false",
+    "inflammatory_bowel_disease": "false",
+    "chronic_liver_disease": "false",
+    "chronic_kidney_disease": "false",
+    "weight_kg": "70",
 }
 
 
@@ -29,11 +37,17 @@ def test_worked_example(screen_rows):
     base = row(screen_rows, weight_kg=None)
     assert (base["lowest_t_score"], base["lowest_t_site"], base["who_category"]) == (-1.8, "total_hip", "osteopenia")
     assert (base["eligibility"], base["recommendation"], base["eligibility_reasons"]) == (
-        "needs_frax", "calculate_frax", [])
+        "needs_frax",
+        "calculate_frax",
+        [],
+    )
     assert base["next_dxa_due"] == dt.date(2026, 3, 1)
     smoker = row(screen_rows, weight_kg=None, current_smoker="true")
     assert (smoker["eligibility"], smoker["eligibility_reasons"], smoker["recommendation"]) == (
-        "eligible", ["osteopenia_with_smoking"], "oral_bisphosphonate")
+        "eligible",
+        ["osteopenia_with_smoking"],
+        "oral_bisphosphonate",
+    )
     frax = row(screen_rows, weight_kg=None, frax_mof="12", frax_hip="1.5")
     assert (frax["eligibility"], frax["recommendation"]) == ("not_eligible", "lifestyle_and_monitor")
 
@@ -83,15 +97,17 @@ def test_frax_reasons_need_osteopenia(screen_rows):
 
 @pytest.mark.parametrize(
     ("changes", "code"),
-    [({"prior_fragility_fracture": "true"}, "osteopenia_with_fragility_fracture"),
-     ({"parental_hip_fracture": "true"}, "osteopenia_with_parental_hip_fracture"),
-     ({"cancer_bone_loss_therapy": "true"}, "osteopenia_with_cancer_therapy"),
-     ({"current_smoker": "true"}, "osteopenia_with_smoking"),
-     ({"alcohol_3plus_daily": "true"}, "osteopenia_with_alcohol"),
-     ({"rheumatoid_arthritis": "true"}, "osteopenia_with_chronic_disease"),
-     ({"inflammatory_bowel_disease": "true"}, "osteopenia_with_chronic_disease"),
-     ({"chronic_liver_disease": "true"}, "osteopenia_with_chronic_disease"),
-     ({"chronic_kidney_disease": "true"}, "osteopenia_with_chronic_disease")],
+    [
+        ({"prior_fragility_fracture": "true"}, "osteopenia_with_fragility_fracture"),
+        ({"parental_hip_fracture": "true"}, "osteopenia_with_parental_hip_fracture"),
+        ({"cancer_bone_loss_therapy": "true"}, "osteopenia_with_cancer_therapy"),
+        ({"current_smoker": "true"}, "osteopenia_with_smoking"),
+        ({"alcohol_3plus_daily": "true"}, "osteopenia_with_alcohol"),
+        ({"rheumatoid_arthritis": "true"}, "osteopenia_with_chronic_disease"),
+        ({"inflammatory_bowel_disease": "true"}, "osteopenia_with_chronic_disease"),
+        ({"chronic_liver_disease": "true"}, "osteopenia_with_chronic_disease"),
+        ({"chronic_kidney_disease": "true"}, "osteopenia_with_chronic_disease"),
+    ],
 )
 def test_osteopenia_risk_factor_reasons(screen_rows, changes, code):
     assert osteopenic(screen_rows, **changes)["eligibility_reasons"] == [code]
@@ -101,7 +117,9 @@ def test_osteopenia_risk_factor_reasons(screen_rows, changes, code):
 
 @pytest.mark.parametrize(("weight", "reason"), [("57.5", True), ("57.6", False), ("57.59", True)])
 def test_osteopenia_with_low_weight(screen_rows, weight, reason):
-    assert (osteopenic(screen_rows, weight_kg=weight)["eligibility_reasons"] == ["osteopenia_with_low_weight"]) is reason
+    assert (
+        osteopenic(screen_rows, weight_kg=weight)["eligibility_reasons"] == ["osteopenia_with_low_weight"]
+    ) is reason
 
 
 @pytest.mark.parametrize(
@@ -114,11 +132,24 @@ def test_osteopenia_with_glucocorticoids(screen_rows, mg, months, reason):
 
 
 def test_reasons_in_rule_order(screen_rows):
-    r = osteopenic(screen_rows, frax_hip="3", frax_mof="20", current_smoker="true", weight_kg="50",
-                   prior_vertebral_fracture="true", chronic_kidney_disease="true")
+    r = osteopenic(
+        screen_rows,
+        frax_hip="3",
+        frax_mof="20",
+        current_smoker="true",
+        weight_kg="50",
+        prior_vertebral_fracture="true",
+        chronic_kidney_disease="true",
+    )
     assert r["eligibility_reasons"] == [
-        "hip_or_vertebral_fracture", "frax_hip_ge_3", "frax_mof_ge_20", "osteopenia_with_fragility_fracture",
-        "osteopenia_with_low_weight", "osteopenia_with_smoking", "osteopenia_with_chronic_disease"]
+        "hip_or_vertebral_fracture",
+        "frax_hip_ge_3",
+        "frax_mof_ge_20",
+        "osteopenia_with_fragility_fracture",
+        "osteopenia_with_low_weight",
+        "osteopenia_with_smoking",
+        "osteopenia_with_chronic_disease",
+    ]
 
 
 # unknown vs false risk factors -----------------------------------------------------------------------
@@ -146,8 +177,14 @@ def test_needs_frax_only_for_osteopenia(screen_rows):
     [("-2.0", "false", "specialist_review"), ("-1.9", "false", "not_eligible"), ("-1.0", "true", "specialist_review")],
 )
 def test_z_basis(screen_rows, z, fracture, eligibility):
-    r = row(screen_rows, menopausal_status="pre", femoral_neck_z=z, prior_fragility_fracture=fracture,
-            current_smoker="true", femoral_neck_t="-3.0")
+    r = row(
+        screen_rows,
+        menopausal_status="pre",
+        femoral_neck_z=z,
+        prior_fragility_fracture=fracture,
+        current_smoker="true",
+        femoral_neck_t="-3.0",
+    )
     assert (r["eligibility"], r["eligibility_reasons"]) == (eligibility, [])
     expected = "secondary_causes_workup" if eligibility == "specialist_review" else "lifestyle_and_monitor"
     assert r["recommendation"] == expected
@@ -156,8 +193,15 @@ def test_z_basis(screen_rows, z, fracture, eligibility):
 # §4 glucocorticoid adjustment ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("dose", "mof", "hip"),
-    [("7.5", 23.0, 3.6), ("7.49", 20.0, 3.0), ("2.5", 20.0, 3.0), ("2.49", 16.0, 1.95), ("0", 20.0, 3.0),
-     (None, 20.0, 3.0), ("0.1", 16.0, 1.95)],
+    [
+        ("7.5", 23.0, 3.6),
+        ("7.49", 20.0, 3.0),
+        ("2.5", 20.0, 3.0),
+        ("2.49", 16.0, 1.95),
+        ("0", 20.0, 3.0),
+        (None, 20.0, 3.0),
+        ("0.1", 16.0, 1.95),
+    ],
 )
 def test_glucocorticoid_frax_adjustment(screen_rows, dose, mof, hip):
     r = osteopenic(screen_rows, glucocorticoid_mg_daily=dose, frax_mof="20", frax_hip="3")
@@ -176,8 +220,13 @@ def test_adjusted_frax_decides_and_is_capped(screen_rows):
 # §6 recommendation -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("egfr", "intolerance", "recommendation"),
-    [("34.9", "false", "denosumab"), ("35", "false", "oral_bisphosphonate"), (None, "true", "denosumab"),
-     (None, None, "oral_bisphosphonate"), ("60", "true", "denosumab")],
+    [
+        ("34.9", "false", "denosumab"),
+        ("35", "false", "oral_bisphosphonate"),
+        (None, "true", "denosumab"),
+        (None, None, "oral_bisphosphonate"),
+        ("60", "true", "denosumab"),
+    ],
 )
 def test_recommendation_for_eligible(screen_rows, egfr, intolerance, recommendation):
     r = row(screen_rows, femoral_neck_t="-2.7", egfr=egfr, bisphosphonate_intolerance=intolerance)
@@ -187,13 +236,23 @@ def test_recommendation_for_eligible(screen_rows, egfr, intolerance, recommendat
 # §7 next DXA -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("changes", "due"),
-    [({"femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0"}, dt.date(2029, 3, 1)),
-     ({"femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0", "prior_hip_fracture": "true"}, dt.date(2026, 3, 1)),
-     ({"femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0", "glucocorticoid_mg_daily": "0.5"},
-      dt.date(2025, 3, 1)),
-     ({"cancer_bone_loss_therapy": "true"}, dt.date(2025, 3, 1)),
-     ({}, dt.date(2026, 3, 1)),
-     ({"menopausal_status": "pre", "femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0"}, dt.date(2026, 3, 1))],
+    [
+        ({"femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0"}, dt.date(2029, 3, 1)),
+        (
+            {"femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0", "prior_hip_fracture": "true"},
+            dt.date(2026, 3, 1),
+        ),
+        (
+            {"femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0", "glucocorticoid_mg_daily": "0.5"},
+            dt.date(2025, 3, 1),
+        ),
+        ({"cancer_bone_loss_therapy": "true"}, dt.date(2025, 3, 1)),
+        ({}, dt.date(2026, 3, 1)),
+        (
+            {"menopausal_status": "pre", "femoral_neck_t": "0.5", "spine_t": "0", "total_hip_t": "0"},
+            dt.date(2026, 3, 1),
+        ),
+    ],
 )
 def test_next_dxa(screen_rows, changes, due):
     assert row(screen_rows, **changes)["next_dxa_due"] == due

@@ -1,8 +1,8 @@
 """``osteo explain``: the trail of one exam, from the published run's own rules."""
 
 import pytest
-
 from conftest import exam, write_scans_csv
+
 from osteo_core.cli import main
 from osteo_core.errors import InputError
 from osteo_core.explain import explain
@@ -12,11 +12,15 @@ from osteo_core.run import ScreenRequest, run_screen
 
 @pytest.fixture()
 def published(tmp_path):
-    rows = [exam(exam_id="E-SMOKER", current_smoker="true", weight_kg="57.5", frax_mof="12", frax_hip="2.99"),
-            exam(exam_id="E-OTHER", patient_id="P-OTHER", birth_date="1944-04-04")]
+    rows = [
+        exam(exam_id="E-SMOKER", current_smoker="true", weight_kg="57.5", frax_mof="12", frax_hip="2.99"),
+        exam(exam_id="E-OTHER", patient_id="P-OTHER", birth_date="1944-04-04"),
+    ]
     scans = write_scans_csv(tmp_path / "scans.csv", rows)
     rules = tmp_path / "local.toml"
-    rules.write_text((data_dir() / "rules" / "standard.toml").read_text().replace('version = "1.0.0"', 'version = "7.1"'))
+    rules.write_text(
+        (data_dir() / "rules" / "standard.toml").read_text().replace('version = "1.0.0"', 'version = "7.1"')
+    )
     run_screen(ScreenRequest(scans=[str(scans)], out=str(tmp_path / "out"), as_of="2026-01-01", rules=str(rules)))
     return tmp_path / "out", rules
 

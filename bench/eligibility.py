@@ -42,10 +42,11 @@ def main(exams: int = 1_000_000, repeats: int = 5) -> None:
     print(f"{typed.height:,} typed exams, {pl.thread_pool_size()} threads")
     for name in ("standard", "bhof2022", "aace2020"):
         rules = load_rules(name)
-        base = _median(lambda: classify(fracture_history(typed.lazy()), rules).collect(), repeats)
-        full = _median(lambda: apply_rules(classify(fracture_history(typed.lazy()), rules), rules).collect(), repeats)
+        base = _median(lambda r=rules: classify(fracture_history(typed.lazy()), r).collect(), repeats)
+        full = _median(lambda r=rules: apply_rules(classify(fracture_history(typed.lazy()), r), r).collect(), repeats)
         print(
-            f"{name:9s} classify {base:.3f} s, classify + eligibility {full:.3f} s, eligibility adds {full - base:.3f} s"
+            f"{name:9s} classify {base:.3f} s, classify + eligibility {full:.3f} s, "
+            f"eligibility adds {full - base:.3f} s"
         )
 
 

@@ -70,7 +70,9 @@ def explain(out: Path, exam_id: str) -> str:
 
 
 def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[str]:
-    who, zc, sites = rules["who_category"], rules["z_category"], rules["sites"]
+    who, zc, sites, adj = rules["who_category"], rules["z_category"], rules["sites"], rules["frax_adjustment"]
+    z_age = rules["diagnostic_basis"]["z_score_under_age"]
+    high_op = ">=" if adj["high_dose_inclusive"] else ">"
     lines = [
         f"Exam {row['exam_id']} of {row['exam_date']}  —  rule set {rules.label} ({rules['rule_set']['source']})",
         "",
@@ -93,16 +95,17 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
     lines += [
         "",
         "Classification",
-        f"  diagnostic basis {row['diagnostic_basis']} (Z-scores for men under {rules['diagnostic_basis']['z_score_under_age']}"
+        f"  diagnostic basis {row['diagnostic_basis']} (Z-scores for men under {z_age}"
         " and premenopausal women, or women of unknown status under that age)",
         f"  lowest T-score {_show(row['lowest_t_score'])} at {_show(row['lowest_t_site'])}; WHO category "
         f"{_show(row['who_category'])} (normal >= {who['normal_t_at_or_above']}, osteoporosis <= "
-        f"{who['osteoporosis_t_at_or_below']}, severe with a fragility fracture: {_show(row['has_fragility_fracture'])})",
+        f"{who['osteoporosis_t_at_or_below']}, severe with a fragility fracture: "
+        f"{_show(row['has_fragility_fracture'])})",
         f"  lowest Z-score {_show(row['lowest_z_score'])}; Z category {_show(row['z_category'])} "
         f"(below expected <= {zc['below_expected_z_at_or_below']})",
         f"  FRAX after glucocorticoid adjustment: MOF {_show(row['frax_mof_adjusted'])} %, hip "
-        f"{_show(row['frax_hip_adjusted'])} % (high dose {'>=' if rules['frax_adjustment']['high_dose_inclusive'] else '>'}"
-        f" {rules['frax_adjustment']['high_dose_mg']} mg/day, low dose < {rules['frax_adjustment']['low_dose_mg_below']})",
+        f"{_show(row['frax_hip_adjusted'])} % (high dose {high_op} {adj['high_dose_mg']} mg/day, "
+        f"low dose < {adj['low_dose_mg_below']})",
         "",
         "Eligibility rules (basis t_score only)",
     ]

@@ -25,7 +25,8 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
     "eligibility_reasons": (pl.List(pl.Utf8), "Reason codes, in rule order; empty when none"),
     "recommendation": (
         pl.Utf8,
-        "oral_bisphosphonate / denosumab / calculate_frax / secondary_causes_workup / lifestyle_and_monitor / anabolic_referral (aace2020)",
+        "oral_bisphosphonate / denosumab / calculate_frax / secondary_causes_workup / lifestyle_and_monitor"
+        " / anabolic_referral (aace2020)",
     ),
     "next_dxa_due": (pl.Date, "Date the next DXA is due"),
     "rule_set": (pl.Utf8, "Name@version of the rule set applied"),

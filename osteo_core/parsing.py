@@ -20,6 +20,7 @@ TRUE_WORDS = ("true", "1", "yes", "y", "t")
 FALSE_WORDS = ("false", "0", "no", "n", "f")
 # Spine levels: "L1-L4", "L2–L4", "L1,L3", "L1-L2, L4", "L1-4".
 _SPINE_PART = r"^L([1-4])(?:-L?([1-4]))?$"
+_ICD10 = r"^[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$"
 
 
 def blank_to_null(expr: pl.Expr) -> pl.Expr:
@@ -34,6 +35,18 @@ def number(expr: pl.Expr) -> pl.Expr:
     text = text.str.strip_suffix("%").str.strip_chars()
     value = text.cast(pl.Float64, strict=False)
     return pl.when(value.is_finite()).then(value).otherwise(None)
+
+
+def integer(expr: pl.Expr) -> pl.Expr:
+    """A whole number (``30``, ``30.0``); null for ``30.5`` or text."""
+    value = number(expr)
+    return pl.when(value == value.floor()).then(value.cast(pl.Int64)).otherwise(None)
+
+
+def icd10(expr: pl.Expr) -> pl.Expr:
+    """An ICD-10(-CM) code without its dot, upper case (``S72.001A`` → ``S72001A``); null when malformed."""
+    code = expr.str.strip_chars().str.to_uppercase().str.replace(".", "", literal=True)
+    return pl.when(code.str.contains(_ICD10)).then(code).otherwise(None)
 
 
 def date(expr: pl.Expr, formats: Sequence[str]) -> pl.Expr:

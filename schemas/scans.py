@@ -2,7 +2,7 @@
 
 * ``raw_scans_schema``: the export as read, every cell text. Checks that required cells are present
   and that each non-blank cell can be read as its type (same expressions as the cast in
-  ``osteo_core.scans``), plus the two row-level presence rules.
+  ``schemas.checks.reader``), plus the two row-level presence rules.
 * ``typed_scans_schema``: the parsed values. Checks ranges, date order, age, FRAX hip ≤ MOF and
   exam-id uniqueness (after identical duplicates have been set aside).
 
@@ -17,7 +17,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from osteo_core import parsing
+from schemas.checks import DTYPES, Words, column_check, frame_check, not_after, ordered, range_check, text_schema
 from schemas.fields import Field, fields_of_kind
 
 SITES = ("spine", "total_hip", "femoral_neck", "radius33")
@@ -69,119 +69,50 @@ MENOPAUSAL_WORDS: dict[str, str | None] = {"pre": "pre", "peri": "peri", "post":
 SPINE_LEVEL_COUNT = "spine_level_count"
 
 
-def _check(name: str, expr_fn, description: str) -> pa.Check:
-    """A vectorised check from a Polars expression builder taking the column name.
-
-    ``name`` is what the quarantine reports (Pandera reports ``error`` instead when one is set, so the
-    human wording goes in ``description``).
-    """
-    return pa.Check(lambda data: data.lazyframe.select(expr_fn(data.key)), name=name, description=description)
-
-
-def _frame_check(name: str, expr: pl.Expr, description: str) -> pa.Check:
-    return pa.Check(lambda data: data.lazyframe.select(expr), name=name, description=description)
-
-
-def _is_readable(kind: str, date_formats: list[str], words: dict[str, dict[str, str | None]]):
-    readers = {
-        "number": lambda c: parsing.number(pl.col(c)),
-        "date": lambda c: parsing.date(pl.col(c), date_formats),
-        "boolean": lambda c: parsing.boolean(pl.col(c)),
-        "spine_levels": lambda c: parsing.spine_levels(pl.col(c)),
-    }
-    if kind in readers:
-        read = readers[kind]
-        return lambda c: pl.col(c).is_null() | read(c).is_not_null()
-    return lambda c: pl.col(c).is_null() | parsing.coded_is_known(pl.col(c), words[kind])
-
-
-_READABLE_CHECK_NAMES = {
-    "number": "is_number",
-    "date": "is_date",
-    "boolean": "is_boolean",
-    "sex": "allowed_value",
-    "menopausal": "allowed_value",
-    "spine_levels": "spine_levels_format",
-}
-
-
-def raw_scans_schema(date_formats: list[str], words: dict[str, dict[str, str | None]]) -> pa.DataFrameSchema:
+def raw_scans_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchema:
     """Tier 1: the export as text. ``words`` maps kind (sex, menopausal) → accepted words."""
-    columns: dict[str, pa.Column] = {}
-    for f in SCANS_FIELDS:
-        checks = []
-        if f.required:
-            checks.append(_check("required", lambda c: pl.col(c).is_not_null(), f"{f.name} is required"))
-        if f.kind != "text":
-            readable = _is_readable(f.kind, date_formats, words)
-            if f.name == "age_years":  # checked only when birth_date is blank
-                inner = readable
-                readable = lambda c, inner=inner: pl.col("birth_date").is_not_null() | inner(c)  # noqa: E731
-            checks.append(_check(_READABLE_CHECK_NAMES[f.kind], readable, f"{f.name} is not a valid {f.kind}"))
-        columns[f.name] = pa.Column(pl.Utf8, checks=checks, nullable=True, description=f.description)
     any_score = pl.any_horizontal([pl.col(c).is_not_null() for c in SCORE_COLUMNS])
     row_checks = [
-        _frame_check(
+        frame_check(
             "birth_date_or_age_required",
             pl.col("birth_date").is_not_null() | pl.col("age_years").is_not_null(),
             "either birth_date or age_years is required",
         ),
-        _frame_check("at_least_one_score", any_score, "at least one site T-score or Z-score is required"),
+        frame_check("at_least_one_score", any_score, "at least one site T-score or Z-score is required"),
     ]
-    return pa.DataFrameSchema(columns, checks=row_checks, name="scans_raw", strict=False)
-
-
-def _ordered(name: str, earlier: str, later: str) -> pa.Check:
-    return _check(
-        name,
-        lambda c: pl.col(earlier).is_null() | pl.col(later).is_null() | (pl.col(earlier) <= pl.col(later)),
-        f"{earlier} must not be after {later}",
-    )
+    # age_years is checked only when birth_date is blank
+    only_when = {"age_years": lambda: pl.col("birth_date").is_null()}
+    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when)
 
 
 def typed_scans_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSchema:
     """Tier 2: parsed values. ``bounds`` is ``data/validation/scans.toml``."""
-    ranges = bounds["ranges"]
-    dtype = {
-        "text": pl.Utf8,
-        "date": pl.Date,
-        "sex": pl.Utf8,
-        "number": pl.Float64,
-        "boolean": pl.Boolean,
-        "menopausal": pl.Utf8,
-        "spine_levels": pl.Utf8,
-    }
     earliest = bounds["earliest_exam_date"]
     extra: dict[str, list[pa.Check]] = {
         "exam_id": [
-            _check(
+            column_check(
                 "unique_exam_id",
                 lambda c: pl.col(c).is_null() | pl.col(c).is_unique(),
                 "the same exam_id appears with different content",
             ),
         ],
         "exam_date": [
-            _check(
-                "not_after_as_of",
-                lambda c: pl.col(c).is_null() | (pl.col(c) <= pl.lit(as_of)),
-                f"exam_date is after the as-of date {as_of}",
-            ),
-            _check(
+            not_after("not_after_as_of", as_of),
+            column_check(
                 f"not_before_{earliest}",
                 lambda c: pl.col(c).is_null() | (pl.col(c) >= pl.lit(earliest)),
                 f"exam_date is before {earliest}",
             ),
         ],
-        "birth_date": [_ordered("not_after_exam_date", "birth_date", "exam_date")],
-        "frax_hip": [_ordered("not_above_frax_mof", "frax_hip", "frax_mof")],
+        "birth_date": [ordered("not_after_exam_date", "birth_date", "exam_date")],
+        "frax_hip": [ordered("not_above_frax_mof", "frax_hip", "frax_mof")],
     }
     columns: dict[str, pa.Column] = {}
     for f in SCANS_FIELDS:
         checks = list(extra.get(f.name, []))
         if f.range_key:
-            low, high = ranges[f.range_key]
-            checks.append(pa.Check.in_range(low, high) if high != float("inf") else pa.Check.ge(low))
-        columns[f.name] = pa.Column(dtype[f.kind], checks=checks, nullable=True, description=f.description)
+            checks.append(range_check(bounds["ranges"][f.range_key]))
+        columns[f.name] = pa.Column(DTYPES[f.kind], checks=checks, nullable=True, description=f.description)
     columns[SPINE_LEVEL_COUNT] = pa.Column(pl.Int8, nullable=True, description="Vertebrae in spine_levels")
     return pa.DataFrameSchema(columns, name="scans_typed", strict=False)
 

@@ -1,0 +1,66 @@
+"""Validation shared by every input: text → typed columns, two Pandera tiers, quarantine rows.
+
+Row accounting holds per input: each row of ``text`` is valid or quarantined (scans also set aside
+identical duplicates before calling ``check_rows``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from osteo_core import parsing
+from osteo_core.ingest import SOURCE_FILE, SOURCE_ROW
+from osteo_core.quarantine import ROW, failures, quarantine_rows
+from schemas.checks import Words, reader
+from schemas.fields import Field
+
+
+@dataclass(frozen=True)
+class Validated:
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    rows_in: int
+    quarantined_rows: int
+    duplicates: int = 0
+
+
+def normalise_text(raw: pl.LazyFrame, fields: tuple[Field, ...]) -> pl.LazyFrame:
+    """All known columns present (absent ones blank); their cells trimmed, empty → null."""
+    present = set(raw.collect_schema().names())
+    return raw.with_columns(
+        parsing.blank_to_null(pl.col(f.name)).alias(f.name)
+        if f.name in present
+        else pl.lit(None, dtype=pl.Utf8).alias(f.name)
+        for f in fields
+    )
+
+
+def typed_columns(fields: tuple[Field, ...], date_formats: list[str], words: Words) -> list[pl.Expr]:
+    return [reader(f.kind, date_formats, words)(pl.col(f.name)).alias(f.name) for f in fields]
+
+
+def with_row_numbers(text: pl.LazyFrame) -> pl.DataFrame:
+    return text.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64)).collect()
+
+
+def check_rows(
+    text: pl.DataFrame,
+    typed: pl.DataFrame,
+    raw_schema: pa.DataFrameSchema,
+    typed_schema: pa.DataFrameSchema,
+    input_name: str,
+    id_columns: dict[str, str | None],
+    derived: frozenset[str] = frozenset(),
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(valid typed rows, quarantine rows, number of quarantined rows) for one input's frames."""
+    failed = pl.concat([failures(raw_schema, text), failures(typed_schema, typed)])
+    quarantine = quarantine_rows(failed, text, input_name, id_columns, derived=derived)
+    bad_rows = failed.get_column(ROW).unique()
+    valid = typed.filter(pl.col(ROW).is_in(bad_rows.implode()).not_()).drop(ROW)
+    return valid, quarantine, bad_rows.len()
+
+
+SOURCE_COLUMNS = (ROW, SOURCE_FILE, SOURCE_ROW)

@@ -1,0 +1,113 @@
+"""Check builders shared by the input schemas. A check's ``name`` is what ``quarantine.check`` shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandera.polars as pa
+import polars as pl
+
+from osteo_core import parsing
+from schemas.fields import Field
+
+DTYPES = {
+    "text": pl.Utf8,
+    "date": pl.Date,
+    "sex": pl.Utf8,
+    "number": pl.Float64,
+    "integer": pl.Int64,
+    "boolean": pl.Boolean,
+    "menopausal": pl.Utf8,
+    "spine_levels": pl.Utf8,
+    "fracture_site": pl.Utf8,
+    "icd10": pl.Utf8,
+}
+READABLE_CHECK_NAMES = {
+    "number": "is_number",
+    "integer": "is_integer",
+    "date": "is_date",
+    "boolean": "is_boolean",
+    "sex": "allowed_value",
+    "menopausal": "allowed_value",
+    "fracture_site": "allowed_value",
+    "spine_levels": "spine_levels_format",
+    "icd10": "icd10_format",
+}
+Words = dict[str, dict[str, str | None]]  # kind -> accepted word -> code (None = unknown)
+
+
+def column_check(name: str, expr_fn: Callable[[str], pl.Expr], description: str) -> pa.Check:
+    """A vectorised check from a Polars expression builder taking the column name.
+
+    Pandera reports ``error`` instead of ``name`` when one is set, so the wording goes in ``description``.
+    """
+    return pa.Check(lambda data: data.lazyframe.select(expr_fn(data.key)), name=name, description=description)
+
+
+def frame_check(name: str, expr: pl.Expr, description: str) -> pa.Check:
+    return pa.Check(lambda data: data.lazyframe.select(expr), name=name, description=description)
+
+
+def reader(kind: str, date_formats: list[str], words: Words) -> Callable[[pl.Expr], pl.Expr]:
+    """Text → typed value (null when blank or unreadable); the same function parses and checks."""
+    readers: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+        "text": lambda e: e,
+        "number": parsing.number,
+        "integer": parsing.integer,
+        "date": lambda e: parsing.date(e, date_formats),
+        "boolean": parsing.boolean,
+        "spine_levels": parsing.spine_levels,
+        "icd10": parsing.icd10,
+    }
+    if kind in readers:
+        return readers[kind]
+    return lambda e: parsing.coded(e, words[kind])
+
+
+def readable(kind: str, date_formats: list[str], words: Words) -> Callable[[str], pl.Expr]:
+    if kind in words:
+        return lambda c: pl.col(c).is_null() | parsing.coded_is_known(pl.col(c), words[kind])
+    read = reader(kind, date_formats, words)
+    return lambda c: pl.col(c).is_null() | read(pl.col(c)).is_not_null()
+
+
+def text_schema(
+    name: str, fields: tuple[Field, ...], date_formats: list[str], words: Words, row_checks: list[pa.Check],
+    only_when: dict[str, Callable[[], pl.Expr]] | None = None,
+) -> pa.DataFrameSchema:
+    """Tier 1: required cells present and every non-blank cell readable as its type.
+
+    ``only_when`` maps a column to a condition under which it is checked at all.
+    """
+    columns: dict[str, pa.Column] = {}
+    for f in fields:
+        checks = []
+        if f.required:
+            checks.append(column_check("required", lambda c: pl.col(c).is_not_null(), f"{f.name} is required"))
+        if f.kind != "text":
+            check_fn = readable(f.kind, date_formats, words)
+            if only_when and f.name in only_when:
+                condition = only_when[f.name]
+                check_fn = lambda c, inner=check_fn, cond=condition: cond().not_() | inner(c)  # noqa: E731
+            checks.append(column_check(READABLE_CHECK_NAMES[f.kind], check_fn, f"{f.name} must be a {f.kind}"))
+        columns[f.name] = pa.Column(pl.Utf8, checks=checks, nullable=True, description=f.description)
+    return pa.DataFrameSchema(columns, checks=row_checks, name=name, strict=False)
+
+
+def ordered(name: str, earlier: str, later: str) -> pa.Check:
+    return column_check(
+        name,
+        lambda c: pl.col(earlier).is_null() | pl.col(later).is_null() | (pl.col(earlier) <= pl.col(later)),
+        f"{earlier} must not be after {later}",
+    )
+
+
+def not_after(name: str, limit) -> pa.Check:
+    return column_check(
+        name, lambda c: pl.col(c).is_null() | (pl.col(c) <= pl.lit(limit)), f"must not be after {limit}"
+    )
+
+
+def range_check(bounds: list[float]) -> pa.Check:
+    low, high = bounds
+    return pa.Check.in_range(low, high) if high != float("inf") else pa.Check.ge(low)

@@ -14,19 +14,24 @@ from osteo_core import run  # noqa: E402
 from osteo_core.errors import InputError  # noqa: E402
 
 
-@task(name="ingest-scans")
-def ingest_scans(request: run.ScreenRequest, run_id: str, files: list[str]) -> list[dict[str, Any]]:
-    return run.ingest_scans(request, run_id, files)
+@task(name="ingest-export", task_run_name="ingest-{kind}")
+def ingest_export(request: run.ScreenRequest, run_id: str, kind: str, files: list[str]) -> list[dict[str, Any]]:
+    return run.ingest(request, run_id, kind, files)
 
 
-@task(name="validate-scans")
-def validate_scans(request: run.ScreenRequest, run_id: str) -> dict[str, int]:
+@task(name="validate-inputs")
+def validate_inputs(request: run.ScreenRequest, run_id: str) -> dict[str, Any]:
     return run.validate(request, run_id)
 
 
 @task(name="classify-exams")
 def classify_exams(request: run.ScreenRequest, run_id: str) -> dict[str, int]:
     return run.screen_exams(request, run_id)
+
+
+@task(name="find-care-gaps")
+def find_care_gaps(request: run.ScreenRequest, run_id: str) -> dict[str, int]:
+    return run.find_care_gaps(request, run_id)
 
 
 @task(name="publish-run")
@@ -42,15 +47,15 @@ def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
     prepared = run.prepare(request)
     run_id = prepared["run_id"]
     try:
-        inputs = ingest_scans(request, run_id, prepared["files"])
-        counts = validate_scans(request, run_id)
+        inputs = [i for kind in run.INPUTS for i in ingest_export(request, run_id, kind, prepared["files"][kind])]
+        counts = validate_inputs(request, run_id)
     except InputError:
         run.discard(request, run_id)
         raise
     categories = classify_exams(request, run_id)
+    gaps = find_care_gaps(request, run_id)
     manifest = publish_run(request, run_id, inputs, counts)
-    manifest["who_categories"] = categories
-    return manifest
+    return {**manifest, "who_categories": categories, "care_gaps": gaps}
 
 
 def run_flow(request: run.ScreenRequest) -> dict[str, Any]:

@@ -14,6 +14,7 @@ _NUDGE = 1e-9  # rounds the decimal as written: -1.95 is stored as -1.9499999…
 
 FRAGILITY_FLAGS = ("prior_fragility_fracture", "prior_hip_fracture", "prior_vertebral_fracture")
 HIP_VERTEBRAL_FLAGS = ("prior_hip_fracture", "prior_vertebral_fracture")
+HIP_VERTEBRAL_SITES = ("hip", "vertebral")
 
 
 def round_score(expr: pl.Expr, decimals: int) -> pl.Expr:
@@ -95,14 +96,41 @@ def classify(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     ).with_columns(category.alias("who_category"), z_category.alias("z_category"))
 
 
-def fracture_history(exams: pl.LazyFrame) -> pl.LazyFrame:
-    """Fracture facts per exam from the scans' own history columns (no fractures export).
+def fracture_history(exams: pl.LazyFrame, fractures: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Fracture facts per exam: the scans' own flags, plus fractures-export rows dated on or before the exam.
 
-    ``fracture_count`` and ``latest_fracture_date`` count export rows only: 0 and null here.
+    Export rows count when they are new fractures (not a later encounter) at a fragility site; no age
+    limit applies. ``fracture_count`` and ``latest_fracture_date`` come from the export alone.
     """
-    return exams.with_columns(
-        has_any(FRAGILITY_FLAGS).alias("has_fragility_fracture"),
-        has_any(HIP_VERTEBRAL_FLAGS).alias("has_hip_or_vertebral_fracture"),
-        pl.lit(0, dtype=pl.Int64).alias("fracture_count"),
-        pl.lit(None, dtype=pl.Date).alias("latest_fracture_date"),
+    if fractures is None:
+        fractures = pl.LazyFrame(
+            schema={
+                "patient_id": pl.Utf8,
+                "fracture_date": pl.Date,
+                "fracture_site": pl.Utf8,
+                "fragility": pl.Boolean,
+                "new_fracture": pl.Boolean,
+            }
+        )
+    per_exam = (
+        exams.select("exam_id", "patient_id", "exam_date")
+        .join(fractures.filter(pl.col("new_fracture") & pl.col("fragility")), on="patient_id")
+        .filter(pl.col("fracture_date") <= pl.col("exam_date"))
+        .group_by("exam_id")
+        .agg(
+            pl.len().cast(pl.Int64).alias("fracture_count"),
+            pl.col("fracture_date").max().alias("latest_fracture_date"),
+            pl.col("fracture_site").is_in(HIP_VERTEBRAL_SITES).any().alias("_export_hip_or_vertebral"),
+        )
+    )
+    return (
+        exams.join(per_exam, on="exam_id", how="left")
+        .with_columns(pl.col("fracture_count").fill_null(0))
+        .with_columns(
+            (has_any(FRAGILITY_FLAGS) | (pl.col("fracture_count") > 0)).alias("has_fragility_fracture"),
+            (has_any(HIP_VERTEBRAL_FLAGS) | pl.col("_export_hip_or_vertebral").fill_null(False)).alias(
+                "has_hip_or_vertebral_fracture"
+            ),
+        )
+        .drop("_export_hip_or_vertebral")
     )

@@ -20,8 +20,6 @@ from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT, raw_scans_schema, typ
 _DERIVED = frozenset({"age_years"})  # typed age_years is the age at the exam, computed
 
 
-
-
 def normalise_text(raw: pl.LazyFrame) -> pl.LazyFrame:
     return validation.normalise_text(raw, SCANS_FIELDS)
 
@@ -60,7 +58,7 @@ def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     return text.select(ROW, (pl.col("exam_id").is_not_null() & identical & later_copy).alias("_duplicate"))
 
 
-def validate_scans(raw: pl.LazyFrame, profile: Profile, as_of: dt.date, bounds: dict[str, Any]) -> ScanValidation:
+def validate_scans(raw: pl.LazyFrame, profile: Profile, as_of: dt.date, bounds: dict[str, Any]) -> Validated:
     """Validate the concatenated scans exports (text) of one run."""
     text = with_row_numbers(normalise_text(raw))
     duplicate = _duplicate_mask(text.lazy(), profile).collect().get_column("_duplicate")

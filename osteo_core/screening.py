@@ -10,15 +10,18 @@ from osteo_core.rules import RuleSet
 from schemas.published import SCREENING_COLUMNS, SCREENING_SCHEMA
 
 
-def decide(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """Typed valid exams with every intermediate column of RULES.md §1–7 (``osteo explain`` reads them)."""
-    return apply_rules(classify(fracture_history(exams), rules), rules)
+def decide(exams: pl.LazyFrame, rules: RuleSet, fractures: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Typed valid exams with every intermediate column of RULES.md §1–7 (``osteo explain`` reads them).
+
+    ``fractures`` is the classified fractures export (``events.classify_fractures``), when there is one.
+    """
+    return apply_rules(classify(fracture_history(exams, fractures), rules), rules)
 
 
-def screen(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
+def screen(exams: pl.LazyFrame, rules: RuleSet, fractures: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Typed valid exams → ``screening`` rows, sorted for reproducible output."""
     return (
-        decide(exams, rules)
+        decide(exams, rules, fractures)
         .with_columns(pl.col("age_years").cast(pl.Int64), pl.lit(rules.label).alias("rule_set"))
         .select(SCREENING_COLUMNS)
         .cast(SCREENING_SCHEMA)

@@ -31,7 +31,7 @@ def normalise_text(raw: pl.LazyFrame, fields: tuple[Field, ...]) -> pl.LazyFrame
     """All known columns present (absent ones blank); their cells trimmed, empty → null."""
     present = set(raw.collect_schema().names())
     return raw.with_columns(
-        parsing.blank_to_null(pl.col(f.name)).alias(f.name)
+        parsing.blank_to_null(pl.col(f.name).cast(pl.Utf8)).alias(f.name)
         if f.name in present
         else pl.lit(None, dtype=pl.Utf8).alias(f.name)
         for f in fields

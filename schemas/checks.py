@@ -72,7 +72,11 @@ def readable(kind: str, date_formats: list[str], words: Words) -> Callable[[str]
 
 
 def text_schema(
-    name: str, fields: tuple[Field, ...], date_formats: list[str], words: Words, row_checks: list[pa.Check],
+    name: str,
+    fields: tuple[Field, ...],
+    date_formats: list[str],
+    words: Words,
+    row_checks: list[pa.Check],
     only_when: dict[str, Callable[[], pl.Expr]] | None = None,
 ) -> pa.DataFrameSchema:
     """Tier 1: required cells present and every non-blank cell readable as its type.

@@ -1,0 +1,307 @@
+"""CONTRACT.md §3 ``patients`` and ``care_gaps``: who should be treated or followed up and is not.
+
+Pure Polars over LazyFrames; windows, priorities and least-significant-change values come from
+``data/reference/care_gaps.toml`` (``params``), never from literals here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+
+from osteo_core import parsing
+from osteo_core.coverage import patient_treatment, treatment_events
+
+GAPS_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "gap": pl.Utf8,
+    "since": pl.Date,
+    "exam_id": pl.Utf8,
+    "priority": pl.Int64,
+    "detail": pl.Utf8,
+}
+PATIENTS_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "latest_exam_id": pl.Utf8,
+    "latest_exam_date": pl.Date,
+    "who_category": pl.Utf8,
+    "eligibility": pl.Utf8,
+    "recommendation": pl.Utf8,
+    "next_dxa_due": pl.Date,
+    "on_treatment": pl.Boolean,
+    "last_treatment_date": pl.Date,
+    "last_treatment_drug": pl.Utf8,
+}
+BMD_SITES = ("spine", "total_hip", "femoral_neck")
+_MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
+
+
+def latest_exams(screening: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """Each patient's latest exam on or before the as-of date; ties on a date go to the highest exam_id."""
+    return (
+        screening.filter(pl.col("exam_date") <= as_of)
+        .sort("patient_id", "exam_date", "exam_id")
+        .group_by("patient_id")
+        .last()
+    )
+
+
+def patients(screening: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """One row per patient seen in any export (scans, osteoporosis treatment, fractures)."""
+    latest = latest_exams(screening, as_of).select(
+        "patient_id",
+        pl.col("exam_id").alias("latest_exam_id"),
+        pl.col("exam_date").alias("latest_exam_date"),
+        "who_category",
+        "eligibility",
+        "recommendation",
+        "next_dxa_due",
+    )
+    everyone = pl.concat(
+        [
+            screening.select("patient_id"),
+            treatment_events(meds, as_of).select("patient_id"),
+            fractures.select("patient_id"),
+        ]
+    ).unique()
+    return (
+        everyone.join(latest, on="patient_id", how="left")
+        .join(patient_treatment(meds, as_of), on="patient_id", how="left")
+        .with_columns(pl.col("on_treatment").fill_null(False))
+        .select(list(PATIENTS_SCHEMA))
+        .cast(PATIENTS_SCHEMA)
+        .sort("patient_id")
+    )
+
+
+def _gap(frame: pl.LazyFrame, gap: str, params: dict[str, Any]) -> pl.LazyFrame:
+    return frame.with_columns(pl.lit(gap).alias("gap"), pl.lit(params["priority"][gap]).alias("priority")).select(
+        list(GAPS_SCHEMA)
+    )
+
+
+def denosumab_lapse(meds: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]) -> pl.LazyFrame:
+    """Last osteoporosis denosumab dose + 6 calendar months + 28 days before the as-of date, and no
+    osteoporosis-strength bisphosphonate after that dose."""
+    p = params["denosumab_lapse"]
+    events = treatment_events(meds, as_of)
+    last_dose = (
+        events.filter(pl.col("drug_class") == "denosumab")
+        .group_by("patient_id")
+        .agg(pl.col("event_date").max().alias("last_dose"))
+    )
+    bisphosphonate_after = (
+        events.filter(pl.col("drug_class") == "bisphosphonate")
+        .join(last_dose, on="patient_id")
+        .filter(pl.col("event_date") > pl.col("last_dose"))
+        .select("patient_id")
+        .unique()
+    )
+    due = pl.col("last_dose").dt.offset_by(f"{p['months_after_dose']}mo") + pl.duration(days=p["grace_days"])
+    lapsed = (
+        last_dose.with_columns(due.alias("since"))
+        .filter(pl.col("since") < as_of)
+        .join(bisphosphonate_after, on="patient_id", how="anti")
+        .with_columns(
+            pl.lit(None, dtype=pl.Utf8).alias("exam_id"),
+            pl.format("last denosumab dose {}; next dose overdue since {}", "last_dose", "since").alias("detail"),
+        )
+    )
+    return _gap(lapsed, "denosumab_lapse", params)
+
+
+def untreated_high_risk(
+    latest: pl.LazyFrame, meds: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]
+) -> pl.LazyFrame:
+    """The latest exam is eligible and no osteoporosis drug in [exam date − 365 days, as-of date]."""
+    lookback = params["untreated_high_risk"]["lookback_days"]
+    eligible = latest.filter(pl.col("eligibility") == "eligible")
+    treated = (
+        treatment_events(meds, as_of)
+        .join(eligible.select("patient_id", "exam_date"), on="patient_id")
+        .filter(pl.col("event_date") >= pl.col("exam_date") - pl.duration(days=lookback))
+        .select("patient_id")
+        .unique()
+    )
+    open_gaps = eligible.join(treated, on="patient_id", how="anti").with_columns(
+        pl.col("exam_date").alias("since"),
+        pl.format(
+            "{} ({}); recommend {}", "eligibility", pl.col("eligibility_reasons").list.join(", "), "recommendation"
+        ).alias("detail"),
+    )
+    return _gap(open_gaps, "untreated_high_risk", params)
+
+
+def post_fracture_untreated(
+    fractures: pl.LazyFrame,
+    exams: pl.LazyFrame,
+    meds: pl.LazyFrame,
+    as_of: dt.date,
+    params: dict[str, Any],
+) -> pl.LazyFrame:
+    """A recent fragility fracture at age ≥ 50 (where known) whose 180-day window closed with no exam and
+    no treatment, and no treatment in the 365 days before it. One row per patient: the latest such."""
+    p = params["post_fracture_untreated"]
+    window = pl.duration(days=p["window_days"])
+    known_birth = (
+        exams.filter(pl.col("birth_date").is_not_null())
+        .sort("patient_id", "exam_date", "exam_id")
+        .group_by("patient_id")
+        .agg(pl.col("birth_date").last().alias("scan_birth_date"))
+    )
+    candidates = (
+        fractures.filter(pl.col("new_fracture") & pl.col("fragility"))
+        .filter(pl.col("fracture_date") >= pl.lit(as_of).dt.offset_by(f"-{p['lookback_years']}y"))
+        .filter(pl.lit(as_of) > pl.col("fracture_date") + window)
+        .join(known_birth, on="patient_id", how="left")
+        .with_columns(
+            parsing.completed_years(pl.coalesce("birth_date", "scan_birth_date"), pl.col("fracture_date")).alias(
+                "age_at_fracture"
+            )
+        )
+        .filter(pl.col("age_at_fracture").is_null() | (pl.col("age_at_fracture") >= p["min_age_years"]))
+        .select("patient_id", "fracture_date", "fracture_site")
+        .unique()
+    )
+    followed_by_exam = (
+        candidates.join(exams.select("patient_id", "exam_date"), on="patient_id")
+        .filter(pl.col("exam_date").is_between(pl.col("fracture_date"), pl.col("fracture_date") + window))
+        .select("patient_id", "fracture_date")
+    )
+    treated = (
+        candidates.join(treatment_events(meds, as_of).select("patient_id", "event_date"), on="patient_id")
+        .filter(
+            pl.col("event_date").is_between(
+                pl.col("fracture_date") - pl.duration(days=p["prior_treatment_days"]),
+                pl.col("fracture_date") + window,
+            )
+        )
+        .select("patient_id", "fracture_date")
+    )
+    untreated = (
+        candidates.join(followed_by_exam, on=["patient_id", "fracture_date"], how="anti")
+        .join(treated, on=["patient_id", "fracture_date"], how="anti")
+        .sort("patient_id", "fracture_date", "fracture_site")
+        .group_by("patient_id")
+        .last()
+        .with_columns(
+            pl.col("fracture_date").alias("since"),
+            pl.lit(None, dtype=pl.Utf8).alias("exam_id"),
+            pl.format(
+                "{} fracture {}: no DXA or osteoporosis treatment within {} days",
+                "fracture_site",
+                "fracture_date",
+                pl.lit(p["window_days"]),
+            ).alias("detail"),
+        )
+    )
+    return _gap(untreated, "post_fracture_untreated", params)
+
+
+def _micro(expr: pl.Expr) -> pl.Expr:
+    """A decimal as written (float's shortest text) in exact integer millionths."""
+    return (expr.cast(pl.Utf8).cast(pl.Decimal(18, 6)) * _MICRO).cast(pl.Int64)
+
+
+def significant_bmd_loss(
+    exams: pl.LazyFrame, params: dict[str, Any], device_lsc: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The two most recent exams on one device lost at least the LSC at spine, total hip or femoral neck.
+
+    Compared in exact decimals: earlier − later ≥ LSC × earlier. The spine counts only when both exams used
+    the same ``spine_levels`` (blank on both = the same) with at least the minimum number of vertebrae
+    (blank = all four). ``device_lsc`` (device_id, site, lsc) overrides the defaults per device.
+    """
+    p = params["significant_bmd_loss"]
+    keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]
+    keep += [f"{s}_bmd" for s in BMD_SITES]
+    ranked = (
+        exams.select(keep)
+        .sort("patient_id", "exam_date", "exam_id", descending=[False, True, True])
+        .with_columns(pl.int_range(pl.len()).over("patient_id").alias("_rank"))
+        .filter(pl.col("_rank") < 2)
+    )
+    later = ranked.filter(pl.col("_rank") == 0).drop("_rank")
+    earlier = ranked.filter(pl.col("_rank") == 1).drop("_rank")
+    pairs = later.join(earlier, on="patient_id", suffix="_earlier").filter(
+        pl.col("device_id").is_not_null() & (pl.col("device_id") == pl.col("device_id_earlier"))
+    )
+    pairs = pairs.join(_device_lsc_columns(device_lsc), on="device_id", how="left")
+    enough = pl.coalesce(pl.col("spine_level_count"), pl.lit(4)) >= p["min_spine_vertebrae"]
+    enough_earlier = pl.coalesce(pl.col("spine_level_count_earlier"), pl.lit(4)) >= p["min_spine_vertebrae"]
+    spine_comparable = enough & enough_earlier & pl.col("spine_levels").eq_missing(pl.col("spine_levels_earlier"))
+    findings = []
+    for site in BMD_SITES:
+        lsc = pl.coalesce(pl.col(f"_lsc_{site}"), pl.lit(p[site]))
+        before, after = _micro(pl.col(f"{site}_bmd_earlier")), _micro(pl.col(f"{site}_bmd"))
+        lost = ((before - after) * _MICRO >= _micro(lsc) * before).fill_null(False)
+        if site == "spine":
+            lost = lost & spine_comparable
+        change = (pl.col(f"{site}_bmd") / pl.col(f"{site}_bmd_earlier") - 1) * 100
+        findings.append(
+            pl.when(lost).then(
+                pl.format(
+                    "{} {} → {} g/cm² ({}%, LSC {}%)",
+                    pl.lit(site),
+                    pl.col(f"{site}_bmd_earlier"),
+                    pl.col(f"{site}_bmd"),
+                    change.round(1),
+                    (lsc * 100).round(1),
+                )
+            )
+        )
+    detail = pl.concat_str(findings, separator="; ", ignore_nulls=True)
+    lossy = (
+        pairs.with_columns(detail.alias("detail"))
+        .filter(pl.any_horizontal([f.is_not_null() for f in findings]))
+        .with_columns(pl.col("exam_date").alias("since"))
+    )
+    return _gap(lossy, "significant_bmd_loss", params)
+
+
+def _device_lsc_columns(device_lsc: pl.LazyFrame | None) -> pl.LazyFrame:
+    """(device_id, _lsc_spine, _lsc_total_hip, _lsc_femoral_neck) from long rows (device_id, site, lsc)."""
+    wide = {"device_id": pl.Utf8, **{f"_lsc_{s}": pl.Float64 for s in BMD_SITES}}
+    if device_lsc is None:
+        return pl.LazyFrame(schema=wide)
+    return (
+        device_lsc.group_by("device_id")
+        .agg(pl.col("lsc").filter(pl.col("site") == s).first().alias(f"_lsc_{s}") for s in BMD_SITES)
+        .cast(wide)
+    )
+
+
+def overdue_dxa(latest: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]) -> pl.LazyFrame:
+    overdue = latest.filter(pl.col("next_dxa_due") < as_of).with_columns(
+        pl.col("next_dxa_due").alias("since"),
+        pl.format("next DXA was due {} (exam of {})", "next_dxa_due", "exam_date").alias("detail"),
+    )
+    return _gap(overdue, "overdue_dxa", params)
+
+
+def care_gaps(
+    screening: pl.LazyFrame,
+    exams: pl.LazyFrame,
+    meds: pl.LazyFrame,
+    fractures: pl.LazyFrame,
+    as_of: dt.date,
+    params: dict[str, Any],
+    device_lsc: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """All five gaps, highest priority first, then the oldest ``since``."""
+    latest = latest_exams(screening, as_of)
+    return (
+        pl.concat(
+            [
+                denosumab_lapse(meds, as_of, params),
+                untreated_high_risk(latest, meds, as_of, params),
+                post_fracture_untreated(fractures, exams, meds, as_of, params),
+                significant_bmd_loss(exams, params, device_lsc),
+                overdue_dxa(latest, as_of, params),
+            ]
+        )
+        .cast(GAPS_SCHEMA)
+        .sort("priority", "since", "patient_id")
+    )

@@ -1,0 +1,63 @@
+"""Treatment coverage from medication events: merged intervals and each patient's status on the as-of date.
+
+An event covers ``event_date`` up to (not including) ``coverage_end``. Only osteoporosis treatment counts:
+recognised drugs that are not oncology products, dated on or before the as-of date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+INTERVALS_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "interval_start": pl.Date,
+    "interval_end": pl.Date,
+    "days_covered": pl.Int64,
+    "drugs": pl.List(pl.Utf8),
+}
+
+
+def treatment_events(meds: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    return meds.filter(pl.col("osteoporosis_treatment") & (pl.col("event_date") <= as_of))
+
+
+def treatment_intervals(meds: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """Overlapping or touching coverage merged into one interval per stretch of treatment.
+
+    ``interval_end`` is exclusive; ``days_covered`` counts days up to and including the as-of date.
+    """
+    events = treatment_events(meds, as_of).sort("patient_id", "event_date", "coverage_end")
+    reach = pl.col("coverage_end").cum_max().shift(1).over("patient_id")
+    starts_new = reach.is_null() | (pl.col("event_date") > reach)
+    return (
+        events.with_columns(starts_new.cast(pl.Int64).cum_sum().over("patient_id").alias("_interval"))
+        .group_by("patient_id", "_interval")
+        .agg(
+            pl.col("event_date").min().alias("interval_start"),
+            pl.col("coverage_end").max().alias("interval_end"),
+            pl.col("generic").unique().sort().alias("drugs"),
+        )
+        .with_columns(
+            (pl.min_horizontal(pl.col("interval_end"), pl.lit(as_of + dt.timedelta(days=1))) - pl.col("interval_start"))
+            .dt.total_days()
+            .alias("days_covered")
+        )
+        .select(list(INTERVALS_SCHEMA))
+        .sort("patient_id", "interval_start")
+    )
+
+
+def patient_treatment(meds: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """Per patient: ``on_treatment`` on the as-of date, ``last_treatment_date``, ``last_treatment_drug``."""
+    events = treatment_events(meds, as_of)
+    return (
+        events.sort("patient_id", "event_date", "generic")
+        .group_by("patient_id")
+        .agg(
+            ((pl.col("event_date") <= as_of) & (pl.col("coverage_end") > as_of)).any().alias("on_treatment"),
+            pl.col("event_date").last().alias("last_treatment_date"),
+            pl.col("generic").last().alias("last_treatment_drug"),
+        )
+    )

@@ -37,6 +37,7 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="largest share of quarantined scan rows that still publishes (default: %(default)s)",
     )
+    p.add_argument("--lsc", metavar="FILE", help="per-device least significant change: device_id, site, lsc")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", nargs="?", help="SQL text")
     sql.add_argument("--out", default=cfg.out, metavar="DIR")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    gaps = sub.add_parser("gaps", help="print the open care gaps, most urgent first")
+    gaps.add_argument("--out", default=cfg.out, metavar="DIR")
+    gaps.add_argument("--gap", metavar="TYPE", help="only this gap type")
+    gaps.add_argument("--format", choices=("table", "csv", "json"), default="table")
     explain = sub.add_parser("explain", help="show the rules evaluated for one exam")
     explain.add_argument("exam_id", metavar="EXAM_ID")
     explain.add_argument("--out", default=cfg.out, metavar="DIR")
@@ -70,6 +75,7 @@ def _request(args: argparse.Namespace):
         profile=args.profile,
         max_reject_rate=args.max_reject_rate,
         keep_runs=settings().keep_runs,
+        lsc=getattr(args, "lsc", None),
     )
 
 
@@ -105,6 +111,9 @@ def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
             "exams by WHO category: "
             + ", ".join(f"{('no T-score category' if k == 'None' else k)} {v:,}" for k, v in categories.items())
         )
+    gaps = manifest.get("care_gaps", {})
+    if gaps:
+        print("open care gaps: " + ", ".join(f"{k} {v:,}" for k, v in gaps.items()))
     print(f'outputs: {out.resolve()}  (osteo sql --out {out} "SELECT ...")  in {seconds:.1f} s')
 
 
@@ -117,31 +126,42 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from osteo_core.synthetic import registry
+    from osteo_core import synthetic
 
     out = Path(args.out)
     if args.patients < 1:
         raise OsteoError("--patients must be at least 1")
     inputs = out / "input"
     inputs.mkdir(parents=True, exist_ok=True)
-    scans = inputs / "scans.csv"
-    registry(args.patients).write_csv(scans)
-    print(f"synthetic registry: {args.patients:,} patients -> {scans}")
-    args.scans, args.meds, args.fractures = [str(scans)], None, None
+    scans = synthetic.registry(args.patients)
+    scans.write_csv(inputs / "scans.csv")
+    synthetic.medications(scans).write_csv(inputs / "medications.csv")
+    synthetic.fractures(scans).write_csv(inputs / "fractures.csv")
+    print(f"synthetic registry: {args.patients:,} patients -> {inputs}/ (scans, medications, fractures)")
+    args.scans, args.meds, args.fractures = (
+        [str(inputs / "scans.csv")],
+        str(inputs / "medications.csv"),
+        str(inputs / "fractures.csv"),
+    )
     args.as_of, args.rules, args.profile = dt.date.today().isoformat(), "standard", "generic"
-    args.max_reject_rate = settings().max_reject_rate
+    args.max_reject_rate, args.lsc = settings().max_reject_rate, None
     started = time.perf_counter()
     manifest = _run_flow(_request(args))
     _print_summary(manifest, out, time.perf_counter() - started)
-    from osteo_core.catalog import run_query
+    from osteo_core.catalog import query
+    from osteo_core.gap_list import render_table
 
-    print("\nexams by diagnostic basis and category:")
-    run_query(
-        out,
-        "SELECT diagnostic_basis, who_category, z_category, count(*) AS exams FROM screening GROUP BY ALL ORDER BY ALL",
-        "table",
-    )
+    untreated = query(out, "SELECT * FROM untreated_high_risk ORDER BY since, patient_id")
+    print(f"\nuntreated high-risk patients ({untreated.height:,}; the first 15, oldest first):")
+    print(render_table(untreated.head(15)))
+    print(f"\nall of them: osteo gaps --out {out} --gap untreated_high_risk --format csv")
     return 0
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    from osteo_core.gap_list import print_gaps
+
+    return print_gaps(Path(args.out), args.gap, args.format)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -151,7 +171,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "explain": cmd_explain, "demo": cmd_demo}
+COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "gaps": cmd_gaps, "explain": cmd_explain, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

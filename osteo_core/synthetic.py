@@ -14,6 +14,7 @@ import polars as pl
 
 _SCALE = float(1 << 53)
 FIRST_EXAM = dt.date(2012, 1, 2)
+LAST_EVENT = dt.date(2026, 6, 30)  # no synthetic medication or fracture after this date
 
 
 def _uniform(key: pl.Expr, salt: int, seed: int) -> pl.Expr:
@@ -68,8 +69,10 @@ def registry(
         ),
     ).with_columns(age=(pl.col("exam_date") - pl.col("birth_date")).dt.total_days() // 365)
     t = pl.col("bone") - (pl.col("age") - 50).clip(0) * 0.03 - pl.col("k") * 0.05
+    # each site: a patient-level offset, plus a small exam-to-exam measurement error (~1 % of BMD)
     site_t = {
-        s: t + _normal(e, 20 + i, seed) * 0.45 for i, s in enumerate(("spine", "total_hip", "femoral_neck", "radius33"))
+        s: t + _normal(pl.col("p"), 20 + i, seed) * 0.45 + _normal(e, 24 + i, seed) * 0.08
+        for i, s in enumerate(("spine", "total_hip", "femoral_neck", "radius33"))
     }
     u_meno = _uniform(pl.col("p"), 30, seed)
     out = exams.select(
@@ -157,3 +160,91 @@ def _spoil(frame: pl.DataFrame, seed: int, invalid_share: float, duplicate_share
     )
     copies = frame.filter(_uniform(pl.col("_e"), 92, seed) < duplicate_share)
     return pl.concat([frame, copies]).sort("_e", maintain_order=True).drop("_e")
+
+
+_DRUG_MIX = (  # (cumulative share of treated patients, drug cell as exported, days between events, days_supply, dose)
+    (0.45, "alendronate", 30, "30", None),
+    (0.55, "Fosamax", 30, "", None),
+    (0.62, "M05BA07", 30, "30", None),
+    (0.70, "Reclast", 365, "", "5"),
+    (0.88, "Prolia", 183, "", "60"),
+    (0.92, "Xgeva", 28, "", "120"),
+    (0.95, "Evista", 30, "30", None),
+    (0.97, "teriparatide", 30, "", None),
+    (1.00, "calcium carbonate", 30, "30", None),
+)
+
+
+def medications(scans: pl.DataFrame, seed: int = 7, events_per_exam: float = 0.5) -> pl.DataFrame:
+    """A medications export for the registry's patients (CONTRACT.md §1.2), about ``events_per_exam``
+    events per exam: courses of one drug each, some stopped early, a few oncology and non-osteoporosis
+    products."""
+    first = scans.group_by("patient_id").agg(
+        pl.col("exam_date").min().str.to_date(strict=False).alias("first_exam"), pl.len().alias("exams")
+    )
+    u = lambda salt: (pl.col("patient_id").hash(seed * 31 + salt) // 2048).cast(pl.Float64) / _SCALE  # noqa: E731
+    treated = first.filter(u(1) < 0.35).with_columns(
+        pick=u(2),
+        start=pl.col("first_exam") + pl.duration(days=(u(3) * 500).floor().cast(pl.Int64) - 120),
+        n=((events_per_exam / 0.35) * pl.col("exams") * (0.5 + u(4))).round().cast(pl.Int64).clip(1, 60),
+    )
+    drug = pl.lit(None, dtype=pl.Utf8)
+    interval = pl.lit(None, dtype=pl.Int64)
+    supply = pl.lit(None, dtype=pl.Utf8)
+    dose = pl.lit(None, dtype=pl.Utf8)
+    for share, name, every, days, mg in reversed(_DRUG_MIX):
+        hit = pl.col("pick") < share
+        drug = pl.when(hit).then(pl.lit(name)).otherwise(drug)
+        interval = pl.when(hit).then(pl.lit(every)).otherwise(interval)
+        supply = pl.when(hit).then(pl.lit(days or None, dtype=pl.Utf8)).otherwise(supply)
+        dose = pl.when(hit).then(pl.lit(mg, dtype=pl.Utf8)).otherwise(dose)
+    events = (
+        treated.with_columns(drug=drug, every=interval, days_supply=supply, dose_mg=dose, k=pl.int_ranges(0, "n"))
+        .explode("k")
+        .with_columns(event=pl.col("start") + pl.duration(days=pl.col("k") * pl.col("every")))
+        .filter(pl.col("event") <= pl.lit(LAST_EVENT))
+    )
+    return events.select(
+        "patient_id",
+        "drug",
+        pl.col("event").cast(pl.Utf8).alias("event_date"),
+        "days_supply",
+        "dose_mg",
+    ).sort("patient_id", "event_date", "drug")
+
+
+_FRACTURE_CODES = (
+    "S72.001A",
+    "S32.010A",
+    "S52.501A",
+    "S42.201A",
+    "S32.401A",
+    "S82.001A",
+    "S62.101A",
+    "S72.001D",
+    "M80.08XA",
+    "S22.000A",
+)
+
+
+def fractures(scans: pl.DataFrame, seed: int = 7, per_exam: float = 0.05) -> pl.DataFrame:
+    """A fractures export (CONTRACT.md §1.3), about ``per_exam`` fractures per exam, with ICD-10 codes
+    (some non-fragility, some later-encounter) or a site word, and some birth dates."""
+    exams = (
+        scans.select("patient_id", "exam_date", "birth_date")
+        .filter(pl.col("exam_date").str.to_date(strict=False).is_not_null())
+        .with_row_index("_i")
+    )
+    u = lambda salt: (pl.col("_i").hash(seed * 37 + salt) // 2048).cast(pl.Float64) / _SCALE  # noqa: E731
+    picked = exams.filter(u(1) < per_exam)
+    code_index = (u(2) * len(_FRACTURE_CODES)).floor().cast(pl.Int64)
+    date = pl.col("exam_date").str.to_date(strict=False) + pl.duration(days=(u(3) * 1400).floor().cast(pl.Int64) - 700)
+    return picked.select(
+        "patient_id",
+        pl.min_horizontal(date, pl.lit(LAST_EVENT)).cast(pl.Utf8).alias("fracture_date"),
+        pl.when(u(4) < 0.2).then(pl.lit("wrist")).otherwise(None).alias("site"),
+        pl.when(u(4) >= 0.2)
+        .then(code_index.replace_strict(dict(enumerate(_FRACTURE_CODES)), return_dtype=pl.Utf8))
+        .alias("icd10"),
+        pl.when(u(5) < 0.5).then(pl.col("birth_date")).alias("birth_date"),
+    ).sort("patient_id", "fracture_date")

@@ -16,7 +16,7 @@ from osteo_core.eligibility import CONDITIONS, reason_test
 from osteo_core.errors import InputError
 from osteo_core.publish import CURRENT
 from osteo_core.rules import load_rules
-from osteo_core.run import EXAMS, RULES_COPY
+from osteo_core.run import EXAMS, FRACTURES, RULES_COPY
 from osteo_core.screening import decide
 
 SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
@@ -65,7 +65,8 @@ def explain(out: Path, exam_id: str) -> str:
             CONDITIONS[reason["condition"]].compared(reason).cast(pl.Utf8).alias(f"_value_{number}"),
         )
     ]
-    row = decide(exams, rules).with_columns(checks).collect().row(0, named=True)
+    fractures = pl.scan_parquet(run / FRACTURES) if (run / FRACTURES).exists() else None
+    row = decide(exams, rules, fractures).with_columns(checks).collect().row(0, named=True)
     return "\n".join(_lines(row, rules, reasons))
 
 
@@ -101,6 +102,8 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
         f"{_show(row['who_category'])} (normal >= {who['normal_t_at_or_above']}, osteoporosis <= "
         f"{who['osteoporosis_t_at_or_below']}, severe with a fragility fracture: "
         f"{_show(row['has_fragility_fracture'])})",
+        f"  fractures export: {row['fracture_count']} fragility fracture(s) on or before the exam, latest "
+        f"{_show(row['latest_fracture_date'])}",
         f"  lowest Z-score {_show(row['lowest_z_score'])}; Z category {_show(row['z_category'])} "
         f"(below expected <= {zc['below_expected_z_at_or_below']})",
         f"  FRAX after glucocorticoid adjustment: MOF {_show(row['frax_mof_adjusted'])} %, hip "

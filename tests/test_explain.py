@@ -62,3 +62,16 @@ def test_explain_command(published, capsys):
     out, _ = published
     assert main(["explain", "E-OTHER", "--out", str(out)]) == 0
     assert "Exam E-OTHER of 2024-03-01" in capsys.readouterr().out
+
+
+def test_explain_counts_fractures_from_the_export(tmp_path):
+    scans = write_scans_csv(tmp_path / "scans.csv", [exam(femoral_neck_t="-2.6")])
+    (tmp_path / "fx.csv").write_text("patient_id,fracture_date,icd10\nP1,2023-05-01,S72.001A\n")
+    run_screen(
+        ScreenRequest(
+            scans=[str(scans)], fractures=str(tmp_path / "fx.csv"), out=str(tmp_path / "out"), as_of="2026-01-01"
+        )
+    )
+    text = explain(tmp_path / "out", "E1")
+    assert "fractures export: 1 fragility fracture(s) on or before the exam, latest 2023-05-01" in text
+    assert "[x] hip_or_vertebral_fracture" in text and "WHO category severe_osteoporosis" in text

@@ -1,4 +1,8 @@
-"""The screening flow: thin Prefect tasks over ``osteo_core.run`` stages, passing paths and counts."""
+"""The screening flow: thin Prefect tasks over ``osteo_core.run`` stages, passing paths and counts.
+
+Partitions run as mapped tasks on the flow's task runner: threads on this machine by default, or a Dask
+cluster (``--dask-address``) through ``prefect-dask``.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +12,77 @@ from flows.logging_quiet import configure_prefect_env, install_filter
 
 configure_prefect_env()
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, task, unmapped  # noqa: E402
+from prefect.futures import as_completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows.progress import Progress  # noqa: E402
 from osteo_core import run  # noqa: E402
 from osteo_core.errors import InputError  # noqa: E402
 
 
 @task(name="ingest-export", task_run_name="ingest-{kind}")
-def ingest_export(request: run.ScreenRequest, run_id: str, kind: str, files: list[str]) -> list[dict[str, Any]]:
-    return run.ingest(request, run_id, kind, files)
+def ingest_export(
+    request: run.ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int
+) -> list[dict[str, Any]]:
+    return run.ingest(request, run_id, kind, files, partitions)
 
 
-@task(name="validate-inputs")
-def validate_inputs(request: run.ScreenRequest, run_id: str) -> dict[str, Any]:
-    return run.validate(request, run_id)
+@task(name="find-exam-conflicts")
+def find_exam_conflicts(request: run.ScreenRequest, run_id: str) -> int:
+    return run.find_exam_conflicts(request, run_id)
 
 
-@task(name="classify-exams")
-def classify_exams(request: run.ScreenRequest, run_id: str) -> dict[str, int]:
-    return run.screen_exams(request, run_id)
-
-
-@task(name="find-care-gaps")
-def find_care_gaps(request: run.ScreenRequest, run_id: str) -> dict[str, int]:
-    return run.find_care_gaps(request, run_id)
+@task(name="screen-partition", task_run_name="screen-partition-{partition}")
+def screen_partition(request: run.ScreenRequest, run_id: str, partition: int) -> dict[str, Any]:
+    return run.process_partition(request, run_id, partition)
 
 
 @task(name="publish-run")
 def publish_run(
-    request: run.ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: dict[str, int]
+    request: run.ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     return run.publish_run(request, run_id, inputs, counts)
 
 
 @flow(name="screen-dxa-registry", log_prints=False)
 def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
-    """Ingest, validate, classify and publish one screen. Returns the run manifest (counts only)."""
+    """Ingest, validate, classify, find gaps and publish one screen. Returns the manifest (counts only)."""
+    progress = Progress.current()
     prepared = run.prepare(request)
-    run_id = prepared["run_id"]
+    run_id, partitions = prepared["run_id"], prepared["partitions"]
     try:
-        inputs = [i for kind in run.INPUTS for i in ingest_export(request, run_id, kind, prepared["files"][kind])]
-        counts = validate_inputs(request, run_id)
+        inputs = []
+        for kind in run.INPUTS:
+            with progress.stage(f"ingest {kind}"):
+                inputs += ingest_export(request, run_id, kind, prepared["files"][kind], partitions)
     except InputError:
         run.discard(request, run_id)
         raise
-    categories = classify_exams(request, run_id)
-    gaps = find_care_gaps(request, run_id)
-    manifest = publish_run(request, run_id, inputs, counts)
-    return {**manifest, "who_categories": categories, "care_gaps": gaps}
+    with progress.stage("exam-id conflicts"):
+        find_exam_conflicts(request, run_id)
+    futures = screen_partition.map(unmapped(request), unmapped(run_id), list(range(partitions)))
+    with progress.partitions(partitions) as advance:
+        for future in as_completed(futures):
+            future.result()
+            advance()
+    counts = [future.result() for future in futures]  # partition order, for a reproducible merge
+    with progress.stage("publish"):
+        return publish_run(request, run_id, inputs, counts)
 
 
-def run_flow(request: run.ScreenRequest) -> dict[str, Any]:
-    """Run the flow on the local engine (or the server in ``PREFECT_API_URL``), quietly."""
+def run_flow(request: run.ScreenRequest, dask_address: str | None = None, workers: int = 1) -> dict[str, Any]:
+    """Run the flow on the local engine (or the server in ``PREFECT_API_URL``), quietly.
+
+    ``dask_address`` (``tcp://host:port``) sends the partition tasks to that Dask scheduler; otherwise
+    they run on ``workers`` threads here.
+    """
     install_filter()
-    return screen_dxa_registry(request)
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        runner = DaskTaskRunner(address=dask_address)
+    else:
+        runner = ThreadPoolTaskRunner(max_workers=workers)
+    with Progress.for_terminal():
+        return screen_dxa_registry.with_options(task_runner=runner)(request)

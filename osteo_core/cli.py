@@ -38,6 +38,19 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         help="largest share of quarantined scan rows that still publishes (default: %(default)s)",
     )
     p.add_argument("--lsc", metavar="FILE", help="per-device least significant change: device_id, site, lsc")
+    p.add_argument(
+        "--partitions",
+        type=int,
+        default=cfg.partitions,
+        metavar="N",
+        help="patient partitions (default: OSTEO_PARTITIONS, or 1 per 64 MiB of scans)",
+    )
+    p.add_argument(
+        "--dask-address",
+        default=cfg.dask_address,
+        metavar="tcp://HOST:PORT",
+        help="run partitions on this Dask scheduler (default: OSTEO_DASK_ADDRESS, else locally)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,21 +89,24 @@ def _request(args: argparse.Namespace):
         max_reject_rate=args.max_reject_rate,
         keep_runs=settings().keep_runs,
         lsc=getattr(args, "lsc", None),
+        partitions=getattr(args, "partitions", 0),
     )
 
 
-def _run_flow(request) -> dict:
+def _run_flow(request, dask_address: str | None = None) -> dict:
     from osteo_core.run import check_arguments
 
+    if request.partitions < 0:
+        raise OsteoError("--partitions must be 0 (automatic) or more")
     check_arguments(request)  # fail fast, before the Prefect engine starts
     from flows.screen import run_flow
 
-    return run_flow(request)
+    return run_flow(request, dask_address=dask_address, workers=settings().workers)
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    manifest = _run_flow(_request(args))
+    manifest = _run_flow(_request(args), args.dask_address)
     _print_summary(manifest, Path(args.out), time.perf_counter() - started)
     return 0
 
@@ -144,7 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         str(inputs / "fractures.csv"),
     )
     args.as_of, args.rules, args.profile = dt.date.today().isoformat(), "standard", "generic"
-    args.max_reject_rate, args.lsc = settings().max_reject_rate, None
+    args.max_reject_rate, args.lsc, args.partitions = settings().max_reject_rate, None, 0
     started = time.perf_counter()
     manifest = _run_flow(_request(args))
     _print_summary(manifest, out, time.perf_counter() - started)

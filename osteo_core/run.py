@@ -1,7 +1,9 @@
 """One screening run as plain functions over paths. ``flows/`` wraps each stage in a Prefect task;
 everything here also runs without Prefect (``run_screen``).
 
-Stages: ``prepare`` → ``ingest_scans`` → ``validate`` → ``screen_exams`` → ``publish``.
+Stages: ``prepare`` → ``ingest`` (each input file streamed into patient partitions) →
+``find_exam_conflicts`` (run-wide) → ``process_partition`` (one per partition, independent) →
+``publish_run`` (merge partitions, manifest, catalog, atomic switch).
 """
 
 from __future__ import annotations
@@ -17,17 +19,13 @@ from typing import Any
 import polars as pl
 
 from osteo_core import __version__, publish, reference
-from osteo_core.care_gaps import care_gaps, patients
-from osteo_core.coverage import treatment_intervals
 from osteo_core.errors import InputError, RejectRateExceeded
-from osteo_core.events import classify_fractures, classify_meds, unrecognised_drugs, validate_fractures, validate_meds
 from osteo_core.ingest import SOURCE_FILE, concat_text, discover, read_export, sha256_of
 from osteo_core.lsc import load_device_lsc
+from osteo_core.partition import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.profiles import Profile, header_key, load_profile
-from osteo_core.resources import shipped_toml
 from osteo_core.rules import RuleSet, load_rules
-from osteo_core.scan_validation import validate_scans
-from osteo_core.screening import screen
+from osteo_core.scan_validation import exam_ids_under_several_patients
 from schemas.events import (
     FRACTURE_SITE_SOURCES,
     FRACTURES_FIELDS,
@@ -48,7 +46,17 @@ EXAMS = "exams.parquet"
 MEDICATIONS = "medications.parquet"
 FRACTURES = "fractures.parquet"
 RULES_COPY = "rules.toml"
+CONFLICTS = "exam_conflicts.parquet"
 INPUTS = ("scans", "meds", "fractures")
+BYTES_PER_PARTITION = 64 * 1024 * 1024  # scans input bytes per automatic partition
+MAX_AUTO_PARTITIONS = 64
+
+
+def auto_partitions(scans: list[str]) -> int:
+    """About one partition per 64 MiB of scans input, so each partition's frames stay small."""
+    files = discover(scans, "scans")
+    size = sum(f.stat().st_size for f in files)
+    return max(1, min(MAX_AUTO_PARTITIONS, -(-size // BYTES_PER_PARTITION)))
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,11 @@ class ScreenRequest:
     fractures: str | None = None
     keep_runs: int = 5
     lsc: str | None = None  # optional per-device least significant change file (device_id, site, lsc)
+    partitions: int = 0  # patient partitions; 0 = from the size of the scans input
+
+    @property
+    def partition_count(self) -> int:
+        return self.partitions if self.partitions > 0 else auto_partitions(self.scans)
 
     def paths_of(self, kind: str) -> list[str]:
         given = {
@@ -91,6 +104,9 @@ class RunPaths:
     @property
     def work(self) -> Path:
         return self.folder / ".work"
+
+    def part(self, partition: int) -> Path:
+        return self.work / f"part-{partition:03d}"
 
 
 def _as_of(request: ScreenRequest) -> dt.date:
@@ -124,6 +140,7 @@ def prepare(request: ScreenRequest) -> dict[str, Any]:
     paths.raw.mkdir(parents=True, exist_ok=False)
     return {
         "run_id": run_id,
+        "partitions": request.partition_count,
         "files": {kind: [str(f) for f in found] for kind, found in files.items()},
         "profile": profile.name,
         "rules": rules.label,
@@ -151,8 +168,9 @@ def _require_columns(kind: str, path: Path, names: list[str], profile: Profile) 
         raise InputError(str(path), f"required column(s) missing: {', '.join(missing)}{where}")
 
 
-def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str]) -> list[dict[str, Any]]:
-    """Each file of one input → ``raw/KIND-NNN.parquet`` (all text, canonical headers, source columns)."""
+def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int) -> list[dict[str, Any]]:
+    """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: all text, canonical headers,
+    source columns, split by patient partition in one streaming pass."""
     profile = load_profile(request.profile)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
@@ -160,115 +178,82 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str]) -> 
         path = Path(name)
         frame = read_export(path, paths.work, _canonical_namer(kind, profile))
         _require_columns(kind, path, frame.collect_schema().names(), profile)
-        target = paths.raw / f"{kind}-{number:03d}.parquet"
+        target = paths.raw / kind / f"{number:03d}"
         try:
-            frame.sink_parquet(target)
+            frame.with_columns(partition_key(partitions)).sink_parquet(
+                pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True
+            )
         except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
             raise InputError(str(path), f"cannot be read ({str(exc).strip().splitlines()[0][:200]})") from None
-        rows = pl.scan_parquet(target).select(pl.len()).collect().item()
+        written = sorted(target.glob("*/*.parquet"))
+        rows = (
+            pl.concat([pl.scan_parquet(f).select(pl.len()) for f in written]).sum().collect().item() if written else 0
+        )
         inputs.append({"input": kind, "path": str(path), "sha256": sha256_of(path), "rows": rows})
         log.info("read %s file %d of %d: %d rows", kind, number + 1, len(files), rows)
     shutil.rmtree(paths.work, ignore_errors=True)
     return inputs
 
 
-def _raw(paths: RunPaths, kind: str, fields) -> pl.LazyFrame:
-    files = sorted(paths.raw.glob(f"{kind}-*.parquet"))
+def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl.LazyFrame:
+    """The raw text rows of one input (one partition of it, or all)."""
+    pattern = f"*/{PARTITION}={partition}/*.parquet" if partition is not None else "*/*/*.parquet"
+    files = sorted((paths.raw / kind).glob(pattern))
     if not files:
         return pl.LazyFrame(schema={f.name: pl.Utf8 for f in fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64})
     return concat_text([pl.scan_parquet(p) for p in files])
 
 
-def _counts(result) -> dict[str, int]:
-    return {
-        "rows_in": result.rows_in,
-        "valid": result.valid.height,
-        "quarantined": result.quarantined_rows,
-        "duplicate": result.duplicates,
-    }
-
-
-def validate(request: ScreenRequest, run_id: str) -> dict[str, Any]:
-    """Raw inputs → typed ``exams``, ``medications``, ``fractures`` and one ``quarantine``; returns counts."""
+def find_exam_conflicts(request: ScreenRequest, run_id: str) -> int:
+    """Exam ids under several patients, run-wide (two columns only); partitions quarantine those copies."""
     paths = RunPaths(Path(request.out), run_id)
-    profile, as_of = load_profile(request.profile), _as_of(request)
-    scans = validate_scans(_raw(paths, "scans", SCANS_FIELDS), profile, as_of, shipped_toml("validation/scans.toml"))
-    meds = validate_meds(
-        _raw(paths, "meds", MEDS_FIELDS), profile.date_formats, as_of, shipped_toml("validation/medications.toml")
+    conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS)).collect()
+    paths.work.mkdir(exist_ok=True)
+    conflicts.write_parquet(paths.work / CONFLICTS)
+    return conflicts.height
+
+
+def process_partition(request: ScreenRequest, run_id: str, partition: int) -> dict[str, Any]:
+    """Validate, screen and find the gaps of one patient partition; its tables go to ``.work/part-NNN/``."""
+    paths = RunPaths(Path(request.out), run_id)
+    result = screen_partition(
+        _raw(paths, "scans", SCANS_FIELDS, partition),
+        _raw(paths, "meds", MEDS_FIELDS, partition),
+        _raw(paths, "fractures", FRACTURES_FIELDS, partition),
+        profile=load_profile(request.profile),
+        rules=load_rules(request.rules),
+        as_of=_as_of(request),
+        conflicting_exam_ids=pl.read_parquet(paths.work / CONFLICTS).get_column("exam_id"),
+        device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
     )
-    fractures = validate_fractures(_raw(paths, "fractures", FRACTURES_FIELDS), profile.date_formats, as_of)
-    scans.valid.write_parquet(paths.folder / EXAMS)
-    medications = classify_meds(meds.valid.lazy()).collect()
-    medications.write_parquet(paths.folder / MEDICATIONS)
-    classify_fractures(fractures.valid.lazy()).collect().write_parquet(paths.folder / FRACTURES)
-    quarantine = pl.concat([scans.quarantine, meds.quarantine, fractures.quarantine]).sort(
-        "input", SOURCE_FILE, "source_row", "column", "check", nulls_last=True
-    )
-    PUBLISHED_SCHEMAS["quarantine"].validate(quarantine)
-    quarantine.write_parquet(paths.folder / "quarantine.parquet")
-    counts = {
-        "scans": _counts(scans),
-        "meds": _counts(meds),
-        "fractures": _counts(fractures),
-        "unrecognised_drugs": unrecognised_drugs(medications),
-    }
-    for kind in INPUTS:
-        c = counts[kind]
-        log.info(
-            "validated %s: %d valid, %d quarantined, %d duplicate", kind, c["valid"], c["quarantined"], c["duplicate"]
-        )
-    return counts
+    folder = paths.part(partition)
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, frame in result.tables.items():
+        if table in PUBLISHED_SCHEMAS:
+            PUBLISHED_SCHEMAS[table].validate(frame)
+        frame.write_parquet(folder / f"{table}.parquet")
+    log.info("partition %d: %d exams screened", partition, result.tables["screening"].height)
+    return result.counts
 
 
-def _fractures(paths: RunPaths) -> pl.LazyFrame:
-    return pl.scan_parquet(paths.folder / FRACTURES)
-
-
-def screen_exams(request: ScreenRequest, run_id: str) -> dict[str, int]:
-    """Valid exams (+ fractures export) → ``screening.parquet``; returns exams per WHO category."""
-    paths = RunPaths(Path(request.out), run_id)
-    rules = load_rules(request.rules)
-    shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
-    screening = screen(pl.scan_parquet(paths.folder / EXAMS), rules, _fractures(paths)).collect()
-    PUBLISHED_SCHEMAS["screening"].validate(screening)
-    screening.write_parquet(paths.folder / "screening.parquet")
-    by_category = screening.group_by("who_category").len().sort("who_category", nulls_last=True)
-    log.info("screened %d exams", screening.height)
-    return {str(row["who_category"]): row["len"] for row in by_category.iter_rows(named=True)}
-
-
-def find_care_gaps(request: ScreenRequest, run_id: str) -> dict[str, int]:
-    """Screening + events → ``patients``, ``care_gaps``, ``treatment_intervals``; returns open gaps per type."""
-    paths = RunPaths(Path(request.out), run_id)
-    as_of = _as_of(request)
-    screening = pl.scan_parquet(paths.folder / "screening.parquet")
-    exams = pl.scan_parquet(paths.folder / EXAMS)
-    meds = pl.scan_parquet(paths.folder / MEDICATIONS)
-    fractures = _fractures(paths)
-    device_lsc = load_device_lsc(request.lsc).lazy() if request.lsc else None
-    gaps = care_gaps(screening, exams, meds, fractures, as_of, reference.care_gap_parameters(), device_lsc).collect()
-    outputs = {
-        "patients": patients(screening, meds, fractures, as_of).collect(),
-        "care_gaps": gaps,
-        "treatment_intervals": treatment_intervals(meds, as_of).collect(),
-    }
-    for table, frame in outputs.items():
-        PUBLISHED_SCHEMAS[table].validate(frame)
-        frame.write_parquet(paths.folder / f"{table}.parquet")
-    counts = gaps.group_by("gap").len().sort("gap")
-    log.info("found %d open care gaps", gaps.height)
-    return {row["gap"]: row["len"] for row in counts.iter_rows(named=True)}
+def _merge_tables(paths: RunPaths, partitions: int) -> None:
+    """Each table: its partition files, in partition order, streamed into one Parquet file."""
+    for table in (*TABLES, "exams", "medications", "fractures"):
+        parts = [paths.part(p) / f"{table}.parquet" for p in range(partitions)]
+        pl.concat([pl.scan_parquet(part) for part in parts]).sink_parquet(paths.folder / f"{table}.parquet")
 
 
 def publish_run(
-    request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: dict[str, Any]
+    request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]], partition_counts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Write manifest and catalog, then make the run the published one — or refuse (exit 3).
-
-    ``rows`` are the scans' counts (the reject rate's basis); ``rows_by_input`` holds all three inputs.
+    """Merge the partitions, write manifest and catalog, then make the run the published one — or refuse
+    (exit 3). ``rows`` are the scans' counts (the reject rate's basis); ``rows_by_input`` has all inputs.
     """
     paths = RunPaths(Path(request.out), run_id)
+    counts = merge_counts(partition_counts)
+    _merge_tables(paths, len(partition_counts))
     rules = load_rules(request.rules)
+    shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
     profile = load_profile(request.profile)
     scans = counts["scans"]
     reject_rate = scans["quarantined"] / scans["rows_in"] if scans["rows_in"] else 0.0
@@ -283,6 +268,9 @@ def publish_run(
         "rows": scans,
         "rows_by_input": {kind: counts[kind] for kind in INPUTS},
         "unrecognised_drugs": counts["unrecognised_drugs"],
+        "partitions": len(partition_counts),
+        "who_categories": counts["who_categories"],
+        "care_gaps": counts["care_gaps"],
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
         "tables": {
@@ -315,13 +303,12 @@ def discard(request: ScreenRequest, run_id: str) -> None:
 def run_screen(request: ScreenRequest) -> dict[str, Any]:
     """The whole screen without Prefect (the flow in ``flows/screen.py`` runs the same stages)."""
     run = prepare(request)
-    run_id = run["run_id"]
+    run_id, partitions = run["run_id"], run["partitions"]
     try:
-        inputs = [i for kind in INPUTS for i in ingest(request, run_id, kind, run["files"][kind])]
-        counts = validate(request, run_id)
+        inputs = [i for kind in INPUTS for i in ingest(request, run_id, kind, run["files"][kind], partitions)]
     except InputError:
         discard(request, run_id)
         raise
-    screen_exams(request, run_id)
-    find_care_gaps(request, run_id)
+    find_exam_conflicts(request, run_id)
+    counts = [process_partition(request, run_id, p) for p in range(partitions)]
     return publish_run(request, run_id, inputs, counts)

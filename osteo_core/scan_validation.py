@@ -46,6 +46,20 @@ def parse_scans(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     ).drop("_birth_given")
 
 
+def exam_ids_under_several_patients(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Exam ids that appear with more than one (or with a blank) patient id: always conflicting copies."""
+    trimmed = [parsing.blank_to_null(pl.col(c).cast(pl.Utf8)).alias(c) for c in ("exam_id", "patient_id")]
+    return (
+        raw.select(trimmed)
+        .filter(pl.col("exam_id").is_not_null())
+        .group_by("exam_id")
+        .agg(pl.col("patient_id").n_unique().alias("patients"))
+        .filter(pl.col("patients") > 1)
+        .select("exam_id")
+        .sort("exam_id")
+    )
+
+
 def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     """``_row`` and whether it is a later identical copy of an exam (same content after parsing)."""
     keys = [
@@ -58,8 +72,14 @@ def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     return text.select(ROW, (pl.col("exam_id").is_not_null() & identical & later_copy).alias("_duplicate"))
 
 
-def validate_scans(raw: pl.LazyFrame, profile: Profile, as_of: dt.date, bounds: dict[str, Any]) -> Validated:
-    """Validate the concatenated scans exports (text) of one run."""
+def validate_scans(
+    raw: pl.LazyFrame,
+    profile: Profile,
+    as_of: dt.date,
+    bounds: dict[str, Any],
+    conflicting_exam_ids: pl.Series | None = None,
+) -> Validated:
+    """Validate scans exports (text): a whole run, or one patient partition of it."""
     text = with_row_numbers(normalise_text(raw))
     duplicate = _duplicate_mask(text.lazy(), profile).collect().get_column("_duplicate")
     kept_text = text.filter(duplicate.not_())
@@ -68,7 +88,7 @@ def validate_scans(raw: pl.LazyFrame, profile: Profile, as_of: dt.date, bounds: 
         kept_text,
         typed,
         raw_scans_schema(profile.date_formats, profile.words),
-        typed_scans_schema(as_of, bounds),
+        typed_scans_schema(as_of, bounds, conflicting_exam_ids),
         "scans",
         {"patient_id": "patient_id", "exam_id": "exam_id"},
         derived=_DERIVED,

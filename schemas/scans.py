@@ -85,14 +85,21 @@ def raw_scans_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchem
     return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when)
 
 
-def typed_scans_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSchema:
-    """Tier 2: parsed values. ``bounds`` is ``data/validation/scans.toml``."""
+def typed_scans_schema(
+    as_of: dt.date, bounds: dict[str, Any], conflicting_exam_ids: pl.Series | None = None
+) -> pa.DataFrameSchema:
+    """Tier 2: parsed values. ``bounds`` is ``data/validation/scans.toml``.
+
+    ``conflicting_exam_ids``: exam ids seen under different patients anywhere in the run (those copies
+    sit in different patient partitions, so a partition cannot see the conflict by itself).
+    """
     earliest = bounds["earliest_exam_date"]
+    elsewhere = conflicting_exam_ids if conflicting_exam_ids is not None else pl.Series([], dtype=pl.Utf8)
     extra: dict[str, list[pa.Check]] = {
         "exam_id": [
             column_check(
                 "unique_exam_id",
-                lambda c: pl.col(c).is_null() | pl.col(c).is_unique(),
+                lambda c: pl.col(c).is_null() | (pl.col(c).is_unique() & pl.col(c).is_in(elsewhere.implode()).not_()),
                 "the same exam_id appears with different content",
             ),
         ],

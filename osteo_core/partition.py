@@ -1,0 +1,130 @@
+"""Patient partitions: after ingest every row lives in the partition of a stable hash of its patient id,
+so every later step (validation, classification, eligibility, coverage, gaps) runs on one partition with
+no data from another. ``screen_partition`` is that whole per-partition step, without I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from osteo_core import reference
+from osteo_core.care_gaps import care_gaps, patients
+from osteo_core.coverage import treatment_intervals
+from osteo_core.events import classify_fractures, classify_meds, unrecognised_drugs, validate_fractures, validate_meds
+from osteo_core.profiles import Profile
+from osteo_core.resources import shipped_toml
+from osteo_core.rules import RuleSet
+from osteo_core.scan_validation import validate_scans
+from osteo_core.screening import screen
+
+PARTITION = "_partition"
+_HASH_SEED = 20261124  # fixed: the same patient id lands in the same partition in every run
+
+
+def partition_key(partitions: int) -> pl.Expr:
+    """Partition number of a row: hash of the trimmed patient id modulo the partition count."""
+    patient = pl.col("patient_id").cast(pl.Utf8).str.strip_chars()
+    return (patient.hash(_HASH_SEED) % partitions).fill_null(0).cast(pl.Int64).alias(PARTITION)
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    tables: dict[str, pl.DataFrame]  # exams, medications, fractures, quarantine, screening, patients, ...
+    counts: dict[str, Any]
+
+
+def _counts(result) -> dict[str, int]:
+    return {
+        "rows_in": result.rows_in,
+        "valid": result.valid.height,
+        "quarantined": result.quarantined_rows,
+        "duplicate": result.duplicates,
+    }
+
+
+def screen_partition(
+    scans: pl.LazyFrame,
+    meds: pl.LazyFrame,
+    fractures: pl.LazyFrame,
+    *,
+    profile: Profile,
+    rules: RuleSet,
+    as_of: dt.date,
+    conflicting_exam_ids: pl.Series,
+    device_lsc: pl.LazyFrame | None = None,
+) -> PartitionResult:
+    """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs)."""
+    scan_result = validate_scans(scans, profile, as_of, shipped_toml("validation/scans.toml"), conflicting_exam_ids)
+    med_result = validate_meds(meds, profile.date_formats, as_of, shipped_toml("validation/medications.toml"))
+    fracture_result = validate_fractures(fractures, profile.date_formats, as_of)
+    exams = scan_result.valid
+    medications = classify_meds(med_result.valid.lazy()).collect()
+    fracture_events = classify_fractures(fracture_result.valid.lazy()).collect()
+    screening = screen(exams.lazy(), rules, fracture_events.lazy())
+    gaps = care_gaps(
+        screening,
+        exams.lazy(),
+        medications.lazy(),
+        fracture_events.lazy(),
+        as_of,
+        reference.care_gap_parameters(),
+        device_lsc,
+    )
+    screened, gap_rows, people, intervals = pl.collect_all(
+        [
+            screening,
+            gaps,
+            patients(screening, medications.lazy(), fracture_events.lazy(), as_of),
+            treatment_intervals(medications.lazy(), as_of),
+        ]
+    )
+    quarantine = pl.concat([scan_result.quarantine, med_result.quarantine, fracture_result.quarantine]).sort(
+        "input", "source_file", "source_row", "column", "check", nulls_last=True
+    )
+    tables = {
+        "exams": exams,
+        "medications": medications,
+        "fractures": fracture_events,
+        "quarantine": quarantine,
+        "screening": screened,
+        "patients": people,
+        "care_gaps": gap_rows,
+        "treatment_intervals": intervals,
+    }
+    counts = {
+        "scans": _counts(scan_result),
+        "meds": _counts(med_result),
+        "fractures": _counts(fracture_result),
+        "unrecognised_drugs": unrecognised_drugs(medications),
+        "who_categories": {
+            str(r["who_category"]): r["len"] for r in screened.group_by("who_category").len().iter_rows(named=True)
+        },
+        "care_gaps": {r["gap"]: r["len"] for r in gap_rows.group_by("gap").len().iter_rows(named=True)},
+    }
+    return PartitionResult(tables, counts)
+
+
+def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the counts of all partitions (drug names: summed per name, the 10 most common kept)."""
+    merged: dict[str, Any] = {}
+    for kind in ("scans", "meds", "fractures"):
+        merged[kind] = {k: sum(p[kind][k] for p in parts) for k in ("rows_in", "valid", "quarantined", "duplicate")}
+    for key in ("who_categories", "care_gaps"):
+        totals: dict[str, int] = {}
+        for p in parts:
+            for name, n in p[key].items():
+                totals[name] = totals.get(name, 0) + n
+        merged[key] = dict(sorted(totals.items(), key=lambda kv: (kv[0] == "None", kv[0])))
+    names: dict[str, int] = {}
+    rows = 0
+    for p in parts:
+        rows += p["unrecognised_drugs"]["rows"]
+        for name, n in p["unrecognised_drugs"]["counts"].items():
+            names[name] = names.get(name, 0) + n
+    top = sorted(names.items(), key=lambda kv: (-kv[1], kv[0]))
+    merged["unrecognised_drugs"] = {"rows": rows, "distinct": len(names), "most_common": dict(top[:10])}
+    return merged

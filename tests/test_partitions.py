@@ -1,0 +1,109 @@
+"""Issue 5: results do not depend on the partition count, and partitions run on a real Dask cluster."""
+
+import json
+
+import polars as pl
+import pytest
+
+from conftest import exam, write_scans_csv
+from osteo_core import synthetic
+from osteo_core.run import ScreenRequest, run_screen
+
+TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")
+SORT_KEYS = {
+    "screening": ["exam_id"],
+    "quarantine": ["input", "source_file", "source_row", "column", "check"],
+    "patients": ["patient_id"],
+    "care_gaps": ["patient_id", "gap"],
+    "treatment_intervals": ["patient_id", "interval_start"],
+}
+
+
+@pytest.fixture(scope="module")
+def registry_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("registry")
+    scans = synthetic.registry(400, seed=5, invalid_share=0.02, duplicate_share=0.02)
+    # the same exam id under two patients: copies land in different partitions and must still conflict
+    clash = scans.head(1).with_columns(pl.lit("P9999999").alias("patient_id"))
+    pl.concat([scans, clash]).write_csv(folder / "scans.csv")
+    synthetic.medications(scans, seed=5).write_csv(folder / "meds.csv")
+    synthetic.fractures(scans, seed=5, per_exam=0.2).write_csv(folder / "fractures.csv")
+    return folder
+
+
+def _request(folder, out, partitions):
+    return ScreenRequest(scans=[str(folder / "scans.csv")], meds=str(folder / "meds.csv"),
+                         fractures=str(folder / "fractures.csv"), out=str(out), as_of="2026-07-01",
+                         partitions=partitions, max_reject_rate=0.2)
+
+
+def _tables(out):
+    return {t: pl.read_parquet(out / f"{t}.parquet").sort(SORT_KEYS[t], nulls_last=True) for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def one_partition(registry_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("p1") / "out"
+    manifest = run_screen(_request(registry_files, out, 1))
+    return manifest, _tables(out)
+
+
+def test_one_and_sixteen_partitions_give_the_same_tables(registry_files, one_partition, tmp_path):
+    manifest_1, tables_1 = one_partition
+    manifest_16 = run_screen(_request(registry_files, tmp_path / "out", 16))
+    assert (manifest_1["partitions"], manifest_16["partitions"]) == (1, 16)
+    for table, frame in _tables(tmp_path / "out").items():
+        assert frame.equals(tables_1[table]), table
+    for key in ("rows", "rows_by_input", "unrecognised_drugs", "who_categories", "care_gaps", "tables"):
+        assert manifest_16[key] == manifest_1[key], key
+
+
+def test_exam_id_under_two_patients_conflicts_across_partitions(one_partition):
+    _, tables = one_partition
+    clashing = tables["quarantine"].filter(pl.col("check") == "unique_exam_id")
+    assert set(clashing.get_column("patient_id")) >= {"P0000000", "P9999999"}
+
+
+def test_partitions_run_on_a_dask_cluster(registry_files, one_partition, tmp_path, prefect_engine):
+    from distributed import LocalCluster
+
+    from flows.screen import run_flow
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        manifest = run_flow(_request(registry_files, tmp_path / "out", 4), dask_address=cluster.scheduler_address)
+    assert manifest["partitions"] == 4
+    _, tables_1 = one_partition
+    for table, frame in _tables(tmp_path / "out").items():
+        assert frame.equals(tables_1[table]), table
+
+
+def test_progress_is_silent_when_not_a_terminal(tmp_path, capfd, prefect_engine):
+    from flows.screen import run_flow
+
+    scans = write_scans_csv(tmp_path / "scans.csv", [exam()])
+    run_flow(ScreenRequest(scans=[str(scans)], out=str(tmp_path / "out"), as_of="2026-01-01", partitions=2))
+    captured = capfd.readouterr()
+    assert "partitions" not in captured.err and "━" not in captured.err
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["partitions"] == 2
+
+
+def test_progress_shows_stages_and_partitions_on_a_terminal():
+    import io
+
+    from flows.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    with Progress.for_terminal(screen) as progress:
+        with progress.stage("ingest scans"):
+            pass
+        with progress.partitions(3) as advance:
+            for _ in range(3):
+                advance()
+    text = screen.getvalue()
+    assert "ingest scans" in text and "screen partitions" in text and "3/3" in text
+    assert Progress.current().display is None  # nothing left active afterwards

@@ -37,10 +37,17 @@ def _flag(key: pl.Expr, salt: int, seed: int, p_true: float, p_blank: float = 0.
 
 
 def registry(
-    patients: int, seed: int = 7, invalid_share: float = 0.005, duplicate_share: float = 0.002
+    patients: int,
+    seed: int = 7,
+    invalid_share: float = 0.005,
+    duplicate_share: float = 0.002,
+    first_patient: int = 0,
 ) -> pl.DataFrame:
-    """Scans export (text cells, canonical headers) for ``patients`` patients with 1–4 exams each."""
-    base = pl.DataFrame({"p": pl.int_range(patients, eager=True, dtype=pl.Int64)})
+    """Scans export (text cells, canonical headers) for ``patients`` patients with 1–4 exams each.
+
+    ``first_patient`` offsets the patient numbers, so a large registry can be written in chunks.
+    """
+    base = pl.DataFrame({"p": pl.int_range(first_patient, first_patient + patients, eager=True, dtype=pl.Int64)})
     people = base.with_columns(
         patient_id=pl.format("P{}", pl.col("p").cast(pl.Utf8).str.zfill(7)),
         n_exams=(_uniform(pl.col("p"), 1, seed) * 4).floor().cast(pl.Int64) + 1,

@@ -1,0 +1,171 @@
+"""Benchmark harness: the floor, the pipeline, DuckDB and pandas on the same synthetic files.
+
+    .venv/bin/python bench/run.py --exams 1000000 [--repeats 3] [--format parquet|csv|both] [--record]
+
+1. Writes a deterministic synthetic registry (scans, ~0.5 medication events and ~0.05 fractures per
+   exam, ~0.5 % invalid rows) as Parquet and CSV under bench/out/data-N/ (kept for later runs).
+2. Times, each step in a fresh process (wall time, peak RSS), median of --repeats:
+   floor     Polars reads every input file and writes it back as Parquet, nothing else;
+   pipeline  the full screen (osteo_core.run.run_screen: ingest, validate, classify, rules, gaps, publish);
+   duckdb    classification + eligibility as one DuckDB query (bench/baselines.py);
+   pandas    the same decisions row by row in pandas on a 100,000-row sample, extrapolated.
+   plus Prefect's fixed cost: a one-exam screen through the flow minus the same screen without it.
+3. Prints the table and the ratios; --record appends it to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+CHUNK_PATIENTS = 400_000  # ~1M exams per file
+SAMPLE = 100_000
+
+
+def generate(exams: int) -> Path:
+    import polars as pl
+
+    from osteo_core import synthetic
+
+    folder = OUT / f"data-{exams}"
+    done = folder / "DONE"
+    if done.exists():
+        return folder
+    for kind in ("scans", "meds", "fractures"):
+        for fmt in ("parquet", "csv"):
+            (folder / fmt / kind).mkdir(parents=True, exist_ok=True)
+    written, chunk = 0, 0
+    while written < exams:
+        scans = synthetic.registry(CHUNK_PATIENTS, seed=11, first_patient=chunk * CHUNK_PATIENTS).head(exams - written)
+        frames = {
+            "scans": scans,
+            "meds": synthetic.medications(scans, seed=11),
+            "fractures": synthetic.fractures(scans, seed=11),
+        }
+        for kind, frame in frames.items():
+            frame.write_parquet(folder / "parquet" / kind / f"{chunk:03d}.parquet")
+            frame.write_csv(folder / "csv" / kind / f"{chunk:03d}.csv")
+        written += scans.height
+        chunk += 1
+        print(f"  generated {written:,} exams", file=sys.stderr)
+    counts = {
+        k: pl.scan_parquet(folder / "parquet" / k / "*.parquet").select(pl.len()).collect().item()
+        for k in ("scans", "meds", "fractures")
+    }
+    (folder / "counts.json").write_text(json.dumps(counts))
+    done.touch()
+    return folder
+
+
+def _step(name: str, data: Path, fmt: str, work: Path) -> dict:
+    """Run one step in a fresh Python process; it prints {"seconds", "rss_mib", "rows"}."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "steps.py"), name, str(data), fmt, str(work)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"step {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(data: Path, fmt: str, repeats: int) -> dict[str, dict]:
+    results = {}
+    for name in ("floor", "pipeline", "duckdb", "pandas"):
+        runs = [_step(name, data, fmt, OUT / "work") for _ in range(repeats if name != "pandas" else 1)]
+        results[name] = {
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "runs": [round(r["seconds"], 2) for r in runs],
+            "rss_mib": max(r["rss_mib"] for r in runs),
+            "rows": runs[0]["rows"],
+        }
+        print(f"  {fmt} {name}: {results[name]['runs']} s, peak {results[name]['rss_mib']:.0f} MiB", file=sys.stderr)
+    return results
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def table(exams: int, fmt: str, results: dict[str, dict], prefect_fixed: float) -> str:
+    exam_rows = results["pipeline"]["rows"]
+    lines = [
+        f"### {exams:,} exams, {fmt} input",
+        "",
+        "| step | median wall | runs | rows/s (exams) | peak RSS |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        label = f"{name} (100k sample, extrapolated)" if name == "pandas" else name
+        lines.append(
+            f"| {label} | {r['seconds']:.2f} s | {', '.join(map(str, r['runs']))} | "
+            f"{exam_rows / r['seconds']:,.0f} | {r['rss_mib'] / 1024:.2f} GiB |"
+        )
+    p, f = results["pipeline"]["seconds"], results["floor"]["seconds"]
+    lines += [
+        "",
+        f"pipeline / floor = **{p / f:.2f}**; duckdb / pipeline = {results['duckdb']['seconds'] / p:.2f}; "
+        f"pandas / pipeline = {results['pandas']['seconds'] / p:.1f}; Prefect fixed cost (one-exam screen "
+        f"through the flow minus without it) = {prefect_fixed:.1f} s",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exams", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--format", choices=("parquet", "csv", "both"), default="both")
+    parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    data = generate(args.exams)
+    counts = json.loads((data / "counts.json").read_text())
+    print(f"data: {counts} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    prefect_fixed = _step("prefect_fixed", data, "parquet", OUT / "work")["seconds"]
+    formats = ("parquet", "csv") if args.format == "both" else (args.format,)
+    report = [
+        f"## Full benchmark — `bench/run.py --exams {args.exams} --repeats {args.repeats}`",
+        "",
+        f"Machine: {machine()}. Inputs: {counts['scans']:,} scan rows, {counts['meds']:,} medication "
+        f"events, {counts['fractures']:,} fracture rows (~0.5 % invalid scan rows).",
+        "",
+    ]
+    medians = {}
+    for fmt in formats:
+        results = measure(data, fmt, args.repeats)
+        medians[fmt] = results["pipeline"]["seconds"]
+        report.append(table(args.exams, fmt, results, prefect_fixed))
+    if len(formats) == 2:
+        report.append(f"CSV / Parquet pipeline time = **{medians['csv'] / medians['parquet']:.2f}**\n")
+    text = "\n".join(report)
+    print(text)
+    if args.record:
+        with (ROOT / "bench" / "RESULTS.md").open("a") as fh:
+            fh.write("\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -83,7 +83,21 @@ def coded_is_known(expr: pl.Expr, mapping: dict[str, str | None]) -> pl.Expr:
 
 
 def spine_levels(expr: pl.Expr) -> pl.Expr:
-    """Normalised vertebra list, e.g. ``L1-L4`` → ``L1,L2,L3,L4``; null when unreadable."""
+    """Normalised vertebra list, e.g. ``L1-L4`` → ``L1,L2,L3,L4``; null when unreadable.
+
+    A registry holds a handful of distinct level strings, so each distinct value is parsed once and the
+    result joined back (a batch-wise Polars join, not per-row Python): much faster on millions of rows.
+    """
+    return expr.map_batches(_spine_levels_batch, return_dtype=pl.Utf8)
+
+
+def _spine_levels_batch(values: pl.Series) -> pl.Series:
+    distinct = pl.DataFrame({"v": values.unique()}).with_columns(_spine_levels_expr(pl.col("v")).alias("parsed"))
+    joined = values.to_frame("v").join(distinct, on="v", how="left", maintain_order="left")
+    return joined.get_column("parsed").alias(values.name)
+
+
+def _spine_levels_expr(expr: pl.Expr) -> pl.Expr:
     parts = expr.str.to_uppercase().str.replace_all(r"\s", "").str.replace_all("[\u2013\u2014]", "-").str.split(",")
     first = pl.element().str.extract(_SPINE_PART, 1).cast(pl.Int8)
     last = pl.coalesce(pl.element().str.extract(_SPINE_PART, 2).cast(pl.Int8), first)

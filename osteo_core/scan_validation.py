@@ -61,15 +61,25 @@ def exam_ids_under_several_patients(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
-    """``_row`` and whether it is a later identical copy of an exam (same content after parsing)."""
+    """``_row`` and whether it is a later identical copy of an exam (same content after parsing).
+
+    Only rows whose exam id occurs more than once are parsed and compared (a small share of a registry).
+    """
     keys = [
         pl.coalesce(value.cast(pl.Utf8), pl.col(f.name)).alias(f.name)
         for f, value in zip(SCANS_FIELDS, typed_columns(SCANS_FIELDS, profile.date_formats, profile.words), strict=True)
     ]
-    content = pl.struct(keys)
-    identical = content.n_unique().over("exam_id") == 1
+    repeated = text.filter(pl.col("exam_id").is_not_null() & pl.col("exam_id").is_duplicated())
+    # keys first, window second: a map_batches inside .over() would run once per exam id
+    with_keys = repeated.sort(ROW).select(ROW, "exam_id", pl.struct(keys).alias("_content"))
+    identical = pl.col("_content").n_unique().over("exam_id") == 1
     later_copy = pl.int_range(pl.len()).over("exam_id") > 0
-    return text.select(ROW, (pl.col("exam_id").is_not_null() & identical & later_copy).alias("_duplicate"))
+    copies = with_keys.select(ROW, (identical & later_copy).alias("_duplicate"))
+    return (
+        text.select(ROW)
+        .join(copies, on=ROW, how="left", maintain_order="left")
+        .with_columns(pl.col("_duplicate").fill_null(False))
+    )
 
 
 def validate_scans(

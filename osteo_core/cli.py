@@ -43,7 +43,7 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=cfg.partitions,
         metavar="N",
-        help="patient partitions (default: OSTEO_PARTITIONS, or 1 per 64 MiB of scans)",
+        help="patient partitions (default: OSTEO_PARTITIONS, or 1 per 500,000 scan rows)",
     )
     p.add_argument(
         "--dask-address",

@@ -48,15 +48,26 @@ FRACTURES = "fractures.parquet"
 RULES_COPY = "rules.toml"
 CONFLICTS = "exam_conflicts.parquet"
 INPUTS = ("scans", "meds", "fractures")
-BYTES_PER_PARTITION = 64 * 1024 * 1024  # scans input bytes per automatic partition
-MAX_AUTO_PARTITIONS = 64
+ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
+MAX_AUTO_PARTITIONS = 256
+
+
+def estimated_rows(path: Path) -> int:
+    """Rows in a scans file: exact for Parquet (metadata only), estimated from the first MiB for text."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pl.scan_parquet(path).select(pl.len()).collect().item()
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    lines = max(1, head.count(b"\n"))
+    return int(size / (len(head) / lines)) if head else 0
 
 
 def auto_partitions(scans: list[str]) -> int:
-    """About one partition per 64 MiB of scans input, so each partition's frames stay small."""
-    files = discover(scans, "scans")
-    size = sum(f.stat().st_size for f in files)
-    return max(1, min(MAX_AUTO_PARTITIONS, -(-size // BYTES_PER_PARTITION)))
+    """About one partition per 500,000 scan rows, so each partition's frames stay small."""
+    rows = sum(estimated_rows(f) for f in discover(scans, "scans") if f.suffix.lower() not in (".xlsx", ".xlsm"))
+    return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class ScreenRequest:
     fractures: str | None = None
     keep_runs: int = 5
     lsc: str | None = None  # optional per-device least significant change file (device_id, site, lsc)
-    partitions: int = 0  # patient partitions; 0 = from the size of the scans input
+    partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
 
     @property
     def partition_count(self) -> int:

@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any
 
 from osteo_core.rules import RuleSet
+from schemas.scans import BOOLEAN_COLUMNS
 
 TRUE_WORDS = "('true','1','yes','y','t')"
 
@@ -54,20 +55,7 @@ def duckdb_sql(scans_glob: str, rules: RuleSet) -> str:
             cond = f"({cond}) AND who_category IN ({cats})"
         reason_sql.append(f"CASE WHEN basis = 't_score' AND coalesce({cond}, false) THEN '{reason['code']}' END")
     high = ">=" if adj["high_dose_inclusive"] else ">"
-    flags = [
-        "prior_fragility_fracture",
-        "prior_hip_fracture",
-        "prior_vertebral_fracture",
-        "parental_hip_fracture",
-        "current_smoker",
-        "alcohol_3plus_daily",
-        "cancer_bone_loss_therapy",
-        "rheumatoid_arthritis",
-        "inflammatory_bowel_disease",
-        "chronic_liver_disease",
-        "chronic_kidney_disease",
-        "bisphosphonate_intolerance",
-    ]
+    flags = BOOLEAN_COLUMNS
     return f"""
 WITH typed AS (
   SELECT exam_id, patient_id, TRY_CAST(exam_date AS DATE) AS exam_date,

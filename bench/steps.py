@@ -121,6 +121,8 @@ def peak_rss_mib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 STEPS = {
     "floor": floor,
     "pipeline": pipeline,

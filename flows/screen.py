@@ -6,6 +6,8 @@ cluster (``--dask-address``) through ``prefect-dask``.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import asdict, replace
 from typing import Any
 
 from flows.logging_quiet import configure_prefect_env, install_filter
@@ -16,6 +18,7 @@ from prefect import flow, task, unmapped  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows.artifacts import publish_artifacts  # noqa: E402
 from flows.progress import Progress  # noqa: E402
 from osteo_core import run  # noqa: E402
 from osteo_core.errors import InputError  # noqa: E402
@@ -47,7 +50,12 @@ def publish_run(
 
 @flow(name="screen-dxa-registry", log_prints=False)
 def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
-    """Ingest, validate, classify, find gaps and publish one screen. Returns the manifest (counts only)."""
+    """Ingest, validate, classify, find gaps and publish one screen. Returns the manifest (counts only).
+
+    A blank ``as_of`` means the day the run starts (scheduled screens).
+    """
+    if not request.as_of:
+        request = replace(request, as_of=dt.date.today().isoformat())
     progress = Progress.current()
     prepared = run.prepare(request)
     run_id, partitions = prepared["run_id"], prepared["partitions"]
@@ -68,7 +76,9 @@ def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
             advance()
     counts = [future.result() for future in futures]  # partition order, for a reproducible merge
     with progress.stage("publish"):
-        return publish_run(request, run_id, inputs, counts)
+        manifest = publish_run(request, run_id, inputs, counts)
+    publish_artifacts(manifest)
+    return manifest
 
 
 def run_flow(request: run.ScreenRequest, dask_address: str | None = None, workers: int = 1) -> dict[str, Any]:
@@ -86,3 +96,17 @@ def run_flow(request: run.ScreenRequest, dask_address: str | None = None, worker
         runner = ThreadPoolTaskRunner(max_workers=workers)
     with Progress.for_terminal():
         return screen_dxa_registry.with_options(task_runner=runner)(request)
+
+
+def serve(request: run.ScreenRequest, cron: str, name: str) -> None:
+    """Register a deployment of the flow with a cron schedule on the server in ``PREFECT_API_URL`` and
+    serve it (blocks until stopped). The request is stored with a blank as-of date: each run screens as
+    of the day it starts."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise InputError("PREFECT_API_URL", "set it to a running Prefect server (see README: Scheduled screens)")
+    run.check_arguments(request)
+    install_filter()
+    parameters = {"request": asdict(replace(request, as_of=""))}
+    screen_dxa_registry.serve(name=name, cron=cron, parameters=parameters, print_starting_message=True)

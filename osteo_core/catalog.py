@@ -29,9 +29,29 @@ def query(out: Path, sql: str) -> pl.DataFrame:
         con.close()
 
 
+def table_listing() -> str:
+    """Every published table and view with its columns and descriptions (from ``schemas.published``)."""
+    from schemas.published import COLUMN_DESCRIPTIONS, PUBLISHED_SCHEMAS, TABLE_DESCRIPTIONS
+
+    lines = []
+    for table, description in TABLE_DESCRIPTIONS.items():
+        lines.append(f"{table}: {description}")
+        if table in PUBLISHED_SCHEMAS:
+            for column, col in PUBLISHED_SCHEMAS[table].columns.items():
+                lines.append(f"  {column:<24} {str(col.dtype):<14} {COLUMN_DESCRIPTIONS[table][column]}")
+        elif table == "untreated_high_risk":
+            lines.append("  (view: the care_gaps columns, then the screening columns)")
+        else:
+            lines.append("  (the export's columns, typed, plus the resolved drug class or fracture site)")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def run_query(out: Path, sql: str, fmt: str) -> int:
     frame = query(out, sql)
-    if fmt == "csv":
+    if fmt == "parquet":
+        frame.write_parquet(sys.stdout.buffer)
+    elif fmt == "csv":
         frame.write_csv(sys.stdout)
     elif fmt == "json":
         sys.stdout.write(frame.write_json() + "\n")

@@ -58,14 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="osteo", description="Screen DXA registry exports: WHO category, eligibility, care gaps.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _screen_args(sub.add_parser("screen", help="run the screening flow"))
+    serve = sub.add_parser("serve", help="register and serve a scheduled screen on a Prefect server")
+    _screen_args(serve)
+    serve.add_argument("--cron", required=True, metavar="EXPR", help='schedule, e.g. "0 6 * * 1" (Mondays 06:00)')
+    serve.add_argument("--name", default="osteo-screen", help="deployment name (default: %(default)s)")
+    serve.set_defaults(as_of="")  # each scheduled run screens as of its own day, unless --as-of is given
     sql = sub.add_parser("sql", help="run read-only SQL over the published tables")
     sql.add_argument("query", nargs="?", help="SQL text")
     sql.add_argument("--out", default=cfg.out, metavar="DIR")
-    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    sql.add_argument("--tables", action="store_true", help="list the tables and columns with descriptions")
     gaps = sub.add_parser("gaps", help="print the open care gaps, most urgent first")
     gaps.add_argument("--out", default=cfg.out, metavar="DIR")
     gaps.add_argument("--gap", metavar="TYPE", help="only this gap type")
     gaps.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report = sub.add_parser("report", help="write a self-contained HTML report with charts")
+    report.add_argument("--out", default=cfg.out, metavar="DIR")
+    research = sub.add_parser("export-research", help="write de-identified copies for researchers")
+    research.add_argument("--out", default=cfg.out, metavar="DIR")
+    research.add_argument("--dest", required=True, metavar="DIR2")
     explain = sub.add_parser("explain", help="show the rules evaluated for one exam")
     explain.add_argument("exam_id", metavar="EXAM_ID")
     explain.add_argument("--out", default=cfg.out, metavar="DIR")
@@ -133,11 +144,21 @@ def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
     print(f'outputs: {out.resolve()}  (osteo sql --out {out} "SELECT ...")  in {seconds:.1f} s')
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
-    from osteo_core.catalog import run_query
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.screen import serve
 
+    serve(_request(args), args.cron, args.name)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from osteo_core.catalog import run_query, table_listing
+
+    if args.tables:
+        print(table_listing())
+        return 0
     if not args.query:
-        raise OsteoError("osteo sql: a query is required")
+        raise OsteoError("osteo sql: a query is required (or --tables)")
     return run_query(Path(args.out), args.query, args.format)
 
 
@@ -180,6 +201,21 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     return print_gaps(Path(args.out), args.gap, args.format)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from osteo_core.report import write_report
+
+    print(f"report: {write_report(Path(args.out))}")
+    return 0
+
+
+def cmd_export_research(args: argparse.Namespace) -> int:
+    from osteo_core.research import export_research
+
+    written = export_research(Path(args.out), Path(args.dest))
+    print("de-identified extract: " + ", ".join(f"{t} {n:,} rows" for t, n in written.items()) + f" -> {args.dest}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from osteo_core.explain import explain
 
@@ -187,7 +223,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"screen": cmd_screen, "sql": cmd_sql, "gaps": cmd_gaps, "explain": cmd_explain, "demo": cmd_demo}
+COMMANDS = {
+    "screen": cmd_screen,
+    "sql": cmd_sql,
+    "gaps": cmd_gaps,
+    "report": cmd_report,
+    "serve": cmd_serve,
+    "export-research": cmd_export_research,
+    "explain": cmd_explain,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

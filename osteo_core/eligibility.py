@@ -17,16 +17,6 @@ from osteo_core.rules import Number, RuleSet
 
 _SEPARATOR = "|"  # joins reason codes; rules.py allows only [a-z0-9_] in codes
 _FLOAT_NOISE_DECIMALS = 9  # 2.5 × 1.2 is 2.9999999999999996 in binary: compare the decimal product
-BOOLEAN_RISK_COLUMNS = (
-    "parental_hip_fracture",
-    "current_smoker",
-    "alcohol_3plus_daily",
-    "cancer_bone_loss_therapy",
-    "rheumatoid_arthritis",
-    "inflammatory_bowel_disease",
-    "chronic_liver_disease",
-    "chronic_kidney_disease",
-)
 
 
 def _true(expr: pl.Expr) -> pl.Expr:

@@ -18,22 +18,9 @@ from osteo_core.publish import CURRENT
 from osteo_core.rules import load_rules
 from osteo_core.run import EXAMS, FRACTURES, RULES_COPY
 from osteo_core.screening import decide
+from schemas.scans import BOOLEAN_COLUMNS
 
 SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
-RISK_COLUMNS = (
-    "prior_fragility_fracture",
-    "prior_hip_fracture",
-    "prior_vertebral_fracture",
-    "parental_hip_fracture",
-    "current_smoker",
-    "alcohol_3plus_daily",
-    "cancer_bone_loss_therapy",
-    "rheumatoid_arthritis",
-    "inflammatory_bowel_disease",
-    "chronic_liver_disease",
-    "chronic_kidney_disease",
-    "bisphosphonate_intolerance",
-)
 
 
 def _show(value: Any) -> str:
@@ -92,7 +79,7 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
         f"  FRAX MOF {_show(row['frax_mof'])} %, hip {_show(row['frax_hip'])} %; glucocorticoids "
         f"{_show(row['glucocorticoid_mg_daily'])} mg/day for {_show(row['glucocorticoid_months'])} months"
     )
-    lines.append("  " + ", ".join(f"{c} {_show(row[c])}" for c in RISK_COLUMNS))
+    lines.append("  " + ", ".join(f"{c} {_show(row[c])}" for c in BOOLEAN_COLUMNS))
     lines += [
         "",
         "Classification",

@@ -103,6 +103,9 @@ def screen_partition(
         "who_categories": {
             str(r["who_category"]): r["len"] for r in screened.group_by("who_category").len().iter_rows(named=True)
         },
+        "eligibility": {
+            str(r["eligibility"]): r["len"] for r in screened.group_by("eligibility").len().iter_rows(named=True)
+        },
         "care_gaps": {r["gap"]: r["len"] for r in gap_rows.group_by("gap").len().iter_rows(named=True)},
     }
     return PartitionResult(tables, counts)
@@ -113,7 +116,7 @@ def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for kind in ("scans", "meds", "fractures"):
         merged[kind] = {k: sum(p[kind][k] for p in parts) for k in ("rows_in", "valid", "quarantined", "duplicate")}
-    for key in ("who_categories", "care_gaps"):
+    for key in ("who_categories", "eligibility", "care_gaps"):
         totals: dict[str, int] = {}
         for p in parts:
             for name, n in p[key].items():

@@ -108,3 +108,26 @@ def prune_runs(out: Path, keep: int) -> None:
     for old in runs[: max(0, len(runs) - keep)]:
         if published is None or old.resolve() != published:
             shutil.rmtree(old, ignore_errors=True)
+
+
+HISTORY = "history.jsonl"
+
+
+def append_history(out: Path, manifest: dict[str, Any]) -> None:
+    """One line per published run (counts only), for trends across runs; kept beside ``runs/``."""
+    entry = {
+        "run_id": manifest["run_id"],
+        "as_of": manifest["as_of"],
+        "rule_set": f"{manifest['rule_set']['name']}@{manifest['rule_set']['version']}",
+        "rows": manifest["rows"],
+        "care_gaps": manifest.get("care_gaps", {}),
+    }
+    with (out / HISTORY).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def read_history(out: Path) -> list[dict[str, Any]]:
+    path = out / HISTORY
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -42,6 +42,7 @@ VIEWS = {
     "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
     "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
 }
+EVENT_TABLES = ("medications", "fractures")  # valid events, also views in the catalog
 EXAMS = "exams.parquet"
 MEDICATIONS = "medications.parquet"
 FRACTURES = "fractures.parquet"
@@ -56,7 +57,10 @@ def estimated_rows(path: Path) -> int:
     """Rows in a scans file: exact for Parquet (metadata only), estimated from the first MiB for text."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pl.scan_parquet(path).select(pl.len()).collect().item()
+        try:
+            return pl.scan_parquet(path).select(pl.len()).collect().item()
+        except Exception:  # noqa: BLE001 - unreadable: ingest reports it, naming the file (exit 2)
+            return 0
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(1 << 20)
@@ -121,6 +125,8 @@ class RunPaths:
 
 
 def _as_of(request: ScreenRequest) -> dt.date:
+    if not request.as_of:  # a scheduled screen: as of the day it runs
+        return dt.date.today()
     try:
         return dt.date.fromisoformat(request.as_of)
     except ValueError:
@@ -281,6 +287,7 @@ def publish_run(
         "unrecognised_drugs": counts["unrecognised_drugs"],
         "partitions": len(partition_counts),
         "who_categories": counts["who_categories"],
+        "eligibility": counts["eligibility"],
         "care_gaps": counts["care_gaps"],
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
@@ -296,12 +303,13 @@ def publish_run(
         publish.write_manifest(paths.folder, manifest)
         raise RejectRateExceeded(reject_rate, request.max_reject_rate, str(paths.folder / "quarantine.parquet"))
     manifest["status"] = "published"
-    publish.write_catalog(paths.folder, list(TABLES), VIEWS)
+    publish.write_catalog(paths.folder, [*TABLES, *EVENT_TABLES], VIEWS)
     publish.crash_point("after_catalog")
     publish.write_manifest(paths.folder, manifest)
     publish.promote(
         paths.out, run_id, [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG], request.keep_runs
     )
+    publish.append_history(paths.out, manifest)
     log.info("published run %s", run_id)
     return manifest
 

@@ -80,6 +80,8 @@ TABLE_DESCRIPTIONS = {
     "care_gaps": "One row per open care gap, highest priority first",
     "treatment_intervals": "Merged stretches of osteoporosis-drug coverage per patient",
     "untreated_high_risk": "untreated_high_risk gaps joined to the patient's latest screening row",
+    "medications": "Valid medication events with drug, class, oncology flag and coverage",
+    "fractures": "Valid fracture events with site, fragility and new-fracture flags",
 }
 
 SCREENING_COLUMNS = tuple(_SCREENING)

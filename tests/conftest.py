@@ -97,3 +97,53 @@ def screen_rows(standard_rules, generic_profile, bounds):
         return screen(result.valid.lazy(), rules).collect()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for browser tests; the test set-up installs it when missing (as root)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail("browser tests need Debian's chromium: run `apt-get install chromium` as root")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    return shutil.which("chromium") or pytest.fail("chromium did not install")
+
+
+def write_synthetic(folder: Path, patients: int, seed: int, fractures_per_exam: float = 0.3) -> dict[str, Path]:
+    """Synthetic scans, medications and fractures exports as CSV files in ``folder``."""
+    from osteo_core import synthetic
+
+    scans = synthetic.registry(patients, seed=seed)
+    paths = {"scans": folder / "scans.csv", "meds": folder / "meds.csv", "fractures": folder / "fx.csv"}
+    scans.write_csv(paths["scans"])
+    synthetic.medications(scans, seed=seed).write_csv(paths["meds"])
+    synthetic.fractures(scans, seed=seed, per_exam=fractures_per_exam).write_csv(paths["fractures"])
+    return paths
+
+
+def screen_synthetic(paths: dict[str, Path], out: Path, as_of: str, **options: Any) -> dict[str, Any]:
+    """Run the plain (no Prefect) screen on ``write_synthetic`` files."""
+    from osteo_core.run import ScreenRequest, run_screen
+
+    return run_screen(
+        ScreenRequest(
+            scans=[str(paths["scans"])],
+            meds=str(paths["meds"]),
+            fractures=str(paths["fractures"]),
+            out=str(out),
+            as_of=as_of,
+            **options,
+        )
+    )

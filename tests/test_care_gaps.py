@@ -5,7 +5,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import exam, write_scans_csv
+from conftest import exam, screen_synthetic, write_scans_csv, write_synthetic
 
 from osteo_core.cli import main
 from osteo_core.run import ScreenRequest, run_screen
@@ -363,21 +363,7 @@ def test_fracture_rows_are_validated(tmp_path, row, column, check):
 
 
 def test_every_gap_points_at_an_existing_patient_and_exam(tmp_path):
-    from osteo_core import synthetic
-
-    scans = synthetic.registry(300, seed=3)
-    scans.write_csv(tmp_path / "scans.csv")
-    synthetic.medications(scans, seed=3).write_csv(tmp_path / "meds.csv")
-    synthetic.fractures(scans, seed=3, per_exam=0.3).write_csv(tmp_path / "fx.csv")
-    run_screen(
-        ScreenRequest(
-            scans=[str(tmp_path / "scans.csv")],
-            meds=str(tmp_path / "meds.csv"),
-            fractures=str(tmp_path / "fx.csv"),
-            out=str(tmp_path / "out"),
-            as_of="2026-07-01",
-        )
-    )
+    screen_synthetic(write_synthetic(tmp_path, 300, seed=3), tmp_path / "out", "2026-07-01")
     read = lambda t: pl.read_parquet(tmp_path / "out" / f"{t}.parquet")  # noqa: E731
     gaps, patients, screening = read("care_gaps"), read("patients"), read("screening")
     assert set(gaps.get_column("gap")) == {

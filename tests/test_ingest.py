@@ -162,6 +162,14 @@ def test_unusable_files_name_the_file(tmp_path, make, problem):
     assert not list((tmp_path / "out" / "runs").iterdir())  # nothing half-made is left behind
 
 
+def test_corrupt_parquet_is_an_input_error_naming_the_file(tmp_path):
+    path = tmp_path / "scans.parquet"
+    path.write_bytes(b"not a parquet file at all")
+    with pytest.raises(InputError, match="cannot be read as PARQUET") as err:
+        _screen(tmp_path, path)
+    assert err.value.source == str(path)
+
+
 def test_missing_age_source_is_a_missing_column(tmp_path):
     _text().drop("birth_date", "age_years").write_csv(tmp_path / "s.csv")
     with pytest.raises(InputError, match="birth_date or age_years"):

@@ -4,8 +4,8 @@ import json
 
 import polars as pl
 import pytest
-
 from conftest import exam, write_scans_csv
+
 from osteo_core import synthetic
 from osteo_core.run import ScreenRequest, run_screen
 
@@ -32,9 +32,15 @@ def registry_files(tmp_path_factory):
 
 
 def _request(folder, out, partitions):
-    return ScreenRequest(scans=[str(folder / "scans.csv")], meds=str(folder / "meds.csv"),
-                         fractures=str(folder / "fractures.csv"), out=str(out), as_of="2026-07-01",
-                         partitions=partitions, max_reject_rate=0.2)
+    return ScreenRequest(
+        scans=[str(folder / "scans.csv")],
+        meds=str(folder / "meds.csv"),
+        fractures=str(folder / "fractures.csv"),
+        out=str(out),
+        as_of="2026-07-01",
+        partitions=partitions,
+        max_reject_rate=0.2,
+    )
 
 
 def _tables(out):
@@ -69,8 +75,9 @@ def test_partitions_run_on_a_dask_cluster(registry_files, one_partition, tmp_pat
 
     from flows.screen import run_flow
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         manifest = run_flow(_request(registry_files, tmp_path / "out", 4), dask_address=cluster.scheduler_address)
     assert manifest["partitions"] == 4
     _, tables_1 = one_partition

@@ -1,0 +1,67 @@
+"""Prefect artifacts of a run: a markdown summary and a table of counts. Counts only, never patient
+identifiers, so nothing identifying reaches Prefect's database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+
+def summary_markdown(manifest: dict[str, Any]) -> str:
+    rows = manifest["rows"]
+    rule_set = f"{manifest['rule_set']['name']}@{manifest['rule_set']['version']}"
+    lines = [
+        f"# Screen {manifest['run_id']}",
+        "",
+        f"As of **{manifest['as_of']}**, rule set **{rule_set}**, profile `{manifest['profile']}`, "
+        f"{manifest['partitions']} partition(s), status **{manifest['status']}**.",
+        "",
+        "## Inputs",
+        "",
+        "| input | file | rows |",
+        "|---|---|---|",
+        *(f"| {i['input']} | `{Path(i['path']).name}` | {i['rows']:,} |" for i in manifest["inputs"]),
+        "",
+        "## Rows",
+        "",
+        "| input | in | valid | quarantined | duplicate |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {kind} | {c['rows_in']:,} | {c['valid']:,} | {c['quarantined']:,} | {c['duplicate']:,} |"
+            for kind, c in manifest["rows_by_input"].items()
+        ),
+        "",
+        f"Scan reject rate {manifest['reject_rate']:.2%} (limit {manifest['max_reject_rate']:.2%}); "
+        f"scan rows in = valid + quarantined + duplicate: {rows['rows_in']:,} = {rows['valid']:,} + "
+        f"{rows['quarantined']:,} + {rows['duplicate']:,}.",
+        "",
+    ]
+    for title, key in (
+        ("Exams per WHO category", "who_categories"),
+        ("Exams per eligibility", "eligibility"),
+        ("Open care gaps", "care_gaps"),
+    ):
+        lines += [f"## {title}", "", "| value | count |", "|---|---|"]
+        lines += [f"| {name} | {n:,} |" for name, n in manifest.get(key, {}).items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def count_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        {"measure": f"rows_{kind}_{k}", "count": v}
+        for kind, c in manifest["rows_by_input"].items()
+        for k, v in c.items()
+    ]
+    for key in ("who_categories", "eligibility", "care_gaps"):
+        rows += [{"measure": f"{key}:{name}", "count": n} for name, n in manifest.get(key, {}).items()]
+    return rows
+
+
+def publish_artifacts(manifest: dict[str, Any]) -> None:
+    create_markdown_artifact(
+        summary_markdown(manifest), key="screen-summary", description=f"osteo-screen run {manifest['run_id']}"
+    )
+    create_table_artifact(count_rows(manifest), key="screen-counts", description="row, category and gap counts")

@@ -1,0 +1,176 @@
+"""``osteo report``: one self-contained HTML file with the charts a quality lead looks at.
+
+Charts are Plotly figures; plotly.js is embedded once, so the file opens with no network. Every chart
+is computed with DuckDB over the published catalog (counts only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from osteo_core.catalog import query
+from osteo_core.errors import InputError
+from osteo_core.publish import CURRENT, MANIFEST, read_history
+from osteo_core.resources import shipped_toml
+
+REPORT = "report.html"
+CATEGORY_ORDER = ["normal", "osteopenia", "osteoporosis", "severe_osteoporosis"]
+
+
+def _age_bands() -> list[tuple[int, int | None]]:
+    bands = shipped_toml("reference/report.toml")["age_bands"]["lower_bounds"]
+    return [(low, high - 1) for low, high in zip(bands, bands[1:], strict=False)] + [(bands[-1], None)]
+
+
+def _band_sql(column: str) -> str:
+    cases = []
+    for low, high in _age_bands():
+        if high is None:
+            cases.append(f"WHEN {column} >= {low} THEN '{low}+'")
+        else:
+            cases.append(f"WHEN {column} BETWEEN {low} AND {high} THEN '{low}-{high}'")
+    return f"CASE {' '.join(cases)} ELSE 'other' END"
+
+
+def _figure_html(fig: go.Figure, chart_id: str) -> str:
+    fig.update_layout(template="plotly_white", height=420, margin={"l": 60, "r": 20, "t": 60, "b": 60})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=chart_id)
+
+
+def who_by_age_and_sex(out: Path) -> go.Figure:
+    rows = query(
+        out,
+        f"""
+        SELECT sex, {_band_sql("age_years")} AS band, who_category, count(*) AS exams
+        FROM screening WHERE who_category IS NOT NULL GROUP BY ALL ORDER BY ALL""",
+    )
+    fig = go.Figure()
+    for category in CATEGORY_ORDER:
+        part = rows.filter(rows["who_category"] == category)
+        fig.add_bar(name=category, x=[part["sex"].to_list(), part["band"].to_list()], y=part["exams"].to_list())
+    fig.update_layout(
+        barmode="stack",
+        title="Exams by WHO category, age band and sex",
+        xaxis_title="sex / age band",
+        yaxis_title="exams",
+    )
+    return fig
+
+
+def eligibility_funnel(out: Path) -> go.Figure:
+    counts = query(
+        out,
+        """
+        SELECT count(*) FILTER (WHERE latest_exam_id IS NOT NULL) AS screened,
+               count(*) FILTER (WHERE eligibility = 'eligible') AS eligible,
+               count(*) FILTER (WHERE eligibility = 'eligible' AND patient_id NOT IN
+                   (SELECT patient_id FROM care_gaps WHERE gap = 'untreated_high_risk')) AS treated,
+               (SELECT count(*) FROM care_gaps WHERE gap = 'untreated_high_risk') AS untreated
+        FROM patients""",
+    ).row(0, named=True)
+    fig = go.Figure(
+        go.Funnel(
+            y=["screened", "eligible", "treated", "untreated"],
+            x=[counts["screened"], counts["eligible"], counts["treated"], counts["untreated"]],
+            textinfo="value+percent initial",
+        )
+    )
+    fig.update_layout(title="Eligibility funnel (patients, latest exam)")
+    return fig
+
+
+def gaps_by_type_and_age(out: Path, as_of: dt.date) -> go.Figure:
+    buckets = shipped_toml("reference/report.toml")["gap_age_days"]["upper_bounds"]
+    labels = [f"≤ {b} days" for b in buckets] + [f"> {buckets[-1]} days"]
+    case = " ".join(f"WHEN open_days <= {b} THEN '{label}'" for b, label in zip(buckets, labels, strict=False))
+    rows = query(
+        out,
+        f"""
+        SELECT gap, CASE {case} ELSE '{labels[-1]}' END AS open_for, count(*) AS gaps
+        FROM (SELECT gap, date_diff('day', since, DATE '{as_of.isoformat()}') AS open_days FROM care_gaps)
+        GROUP BY ALL ORDER BY ALL""",
+    )
+    fig = go.Figure()
+    for label in labels:
+        part = rows.filter(rows["open_for"] == label)
+        fig.add_bar(name=label, x=part["gap"].to_list(), y=part["gaps"].to_list())
+    fig.update_layout(
+        barmode="stack", title="Open care gaps by type and by how long they have been open", yaxis_title="open gaps"
+    )
+    return fig
+
+
+def quarantine_reasons(out: Path) -> go.Figure:
+    rows = query(
+        out,
+        """SELECT input, "check", count(DISTINCT (source_file, source_row)) AS rows
+                         FROM quarantine GROUP BY ALL ORDER BY rows DESC""",
+    )
+    fig = go.Figure()
+    for source in sorted(set(rows["input"].to_list())) or ["scans"]:
+        part = rows.filter(rows["input"] == source)
+        fig.add_bar(name=source, y=part["check"].to_list(), x=part["rows"].to_list(), orientation="h")
+    fig.update_layout(barmode="stack", title="Quarantined rows by failed check", xaxis_title="rows")
+    return fig
+
+
+def gaps_over_time(out: Path) -> go.Figure:
+    history = read_history(out)
+    fig = go.Figure()
+    for gap in sorted({g for h in history for g in h["care_gaps"]}):
+        fig.add_scatter(
+            name=gap,
+            mode="lines+markers",
+            x=[h["as_of"] for h in history],
+            y=[h["care_gaps"].get(gap, 0) for h in history],
+        )
+    fig.update_layout(
+        title=f"Open care gaps across the {len(history)} published run(s)",
+        xaxis_title="as-of date",
+        yaxis_title="open gaps",
+    )
+    return fig
+
+
+def write_report(out: Path) -> Path:
+    run = out / CURRENT
+    if not (run / MANIFEST).exists():
+        raise InputError(str(out), "no published screen here (run osteo screen first)")
+    manifest = json.loads((run / MANIFEST).read_text())
+    as_of = dt.date.fromisoformat(manifest["as_of"])
+    charts = {
+        "who-by-age-sex": who_by_age_and_sex(out),
+        "eligibility-funnel": eligibility_funnel(out),
+        "gaps-by-type-age": gaps_by_type_and_age(out, as_of),
+        "quarantine-reasons": quarantine_reasons(out),
+        "gaps-over-time": gaps_over_time(out),
+    }
+    body = "\n".join(f'<section class="chart">{_figure_html(fig, cid)}</section>' for cid, fig in charts.items())
+    rows = manifest["rows"]
+    advice = shipped_toml("reference/report.toml")["universal_advice"]["text"]
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>osteo-screen report {html.escape(manifest["as_of"])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}} .chart{{margin:1.5rem 0}}
+p.note{{color:#555}}</style>
+<script type="text/javascript">{get_plotlyjs()}</script></head>
+<body><h1>Osteoporosis screen — as of {html.escape(manifest["as_of"])}</h1>
+<p>Rule set <b>{html.escape(manifest["rule_set"]["name"])}@{html.escape(manifest["rule_set"]["version"])}</b>,
+run {html.escape(manifest["run_id"])}. Scan rows: {rows["rows_in"]:,} in = {rows["valid"]:,} valid +
+{rows["quarantined"]:,} quarantined + {rows["duplicate"]:,} duplicate.</p>
+<p class="note">Everyone also gets the universal advice: {html.escape(advice)}
+Counts only; no patient identifiers in this file.</p>
+{body}
+</body></html>
+"""
+    target = out / REPORT
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,106 @@
+"""Issue 6: the HTML report renders every chart in a real headless browser; the notebook runs."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import screen_synthetic, write_synthetic
+
+from osteo_core.cli import main
+from osteo_core.report import REPORT
+
+ROOT = Path(__file__).resolve().parent.parent
+CHARTS = ("who-by-age-sex", "eligibility-funnel", "gaps-by-type-age", "quarantine-reasons", "gaps-over-time")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    paths = write_synthetic(folder, 300, seed=4)
+    for as_of in ("2025-07-01", "2026-01-01", "2026-07-01"):  # a run history for the trend chart
+        screen_synthetic(paths, folder / "out", as_of)
+    return folder / "out"
+
+
+def test_report_is_self_contained_and_every_chart_renders(screened, chromium, tmp_path):
+    assert main(["report", "--out", str(screened)]) == 0
+    page = screened / REPORT
+    text = page.read_text()
+    assert not re.search(r"<script[^>]+src=", text)  # no external script: opens with no network
+    assert "cdn.plot.ly" not in text and "P0000" not in text  # counts only
+    profile = tmp_path / "chrome-profile"
+    dom = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    for chart in CHARTS:
+        match = re.search(rf'<div id="{chart}"[^>]*>(.*?)</div>\s*</section>', dom, re.S)
+        assert match, f"{chart} missing"
+        assert 'class="main-svg"' in match.group(0), f"{chart} did not render"
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1200,2600",
+            f"--screenshot={tmp_path / 'report.png'}",
+            "--virtual-time-budget=15000",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
+    assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+def test_gaps_over_time_uses_the_run_history(screened):
+    from osteo_core.publish import read_history
+
+    history = read_history(screened)
+    assert [h["as_of"] for h in history] == ["2025-07-01", "2026-01-01", "2026-07-01"]
+    assert all("care_gaps" in h and "patient" not in str(h).lower() for h in history)
+
+
+def test_research_notebook_runs_against_a_published_screen(screened):
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(ROOT / "notebooks" / "research_questions.ipynb", as_version=4)
+    os.environ["OSTEO_OUT"] = str(screened)
+    try:
+        client = nbclient.NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        )
+        client.execute()
+    finally:
+        os.environ.pop("OSTEO_OUT", None)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    charts = [o for o in outputs if o.output_type == "display_data" and "application/vnd.plotly.v1+json" in o.data]
+    assert len(charts) == 3
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "fragility fractures" in text

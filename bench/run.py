@@ -81,9 +81,12 @@ def _step(name: str, data: Path, fmt: str, work: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(data: Path, fmt: str, repeats: int) -> dict[str, dict]:
+ALL_STEPS = ("floor", "pipeline", "duckdb", "pandas")
+
+
+def measure(data: Path, fmt: str, repeats: int, steps: tuple[str, ...] = ALL_STEPS) -> dict[str, dict]:
     results = {}
-    for name in ("floor", "pipeline", "duckdb", "pandas"):
+    for name in steps:
         runs = [_step(name, data, fmt, OUT / "work") for _ in range(repeats if name != "pandas" else 1)]
         results[name] = {
             "seconds": statistics.median(r["seconds"] for r in runs),
@@ -109,7 +112,7 @@ def machine() -> str:
 
 
 def table(exams: int, fmt: str, results: dict[str, dict], prefect_fixed: float) -> str:
-    exam_rows = results["pipeline"]["rows"]
+    exam_rows = next(iter(results.values()))["rows"]
     lines = [
         f"### {exams:,} exams, {fmt} input",
         "",
@@ -122,15 +125,15 @@ def table(exams: int, fmt: str, results: dict[str, dict], prefect_fixed: float) 
             f"| {label} | {r['seconds']:.2f} s | {', '.join(map(str, r['runs']))} | "
             f"{exam_rows / r['seconds']:,.0f} | {r['rss_mib'] / 1024:.2f} GiB |"
         )
-    p, f = results["pipeline"]["seconds"], results["floor"]["seconds"]
-    lines += [
-        "",
-        f"pipeline / floor = **{p / f:.2f}**; duckdb / pipeline = {results['duckdb']['seconds'] / p:.2f}; "
-        f"pandas / pipeline = {results['pandas']['seconds'] / p:.1f}; Prefect fixed cost (one-exam screen "
-        f"through the flow minus without it) = {prefect_fixed:.1f} s",
-        "",
-    ]
-    return "\n".join(lines)
+    if set(results) == set(ALL_STEPS):
+        p, f = results["pipeline"]["seconds"], results["floor"]["seconds"]
+        lines += [
+            "",
+            f"pipeline / floor = **{p / f:.2f}**; duckdb / pipeline = {results['duckdb']['seconds'] / p:.2f}; "
+            f"pandas / pipeline = {results['pandas']['seconds'] / p:.1f}; Prefect fixed cost (one-exam screen "
+            f"through the flow minus without it) = {prefect_fixed:.1f} s",
+        ]
+    return "\n".join([*lines, ""])
 
 
 def main() -> None:
@@ -139,12 +142,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--format", choices=("parquet", "csv", "both"), default="both")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    parser.add_argument(
+        "--steps", default=",".join(ALL_STEPS), help="comma-separated subset of " + ", ".join(ALL_STEPS)
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     data = generate(args.exams)
     counts = json.loads((data / "counts.json").read_text())
     print(f"data: {counts} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    prefect_fixed = _step("prefect_fixed", data, "parquet", OUT / "work")["seconds"]
+    steps = tuple(s for s in ALL_STEPS if s in args.steps.split(","))
+    prefect_fixed = _step("prefect_fixed", data, "parquet", OUT / "work")["seconds"] if steps == ALL_STEPS else 0.0
     formats = ("parquet", "csv") if args.format == "both" else (args.format,)
     report = [
         f"## Full benchmark — `bench/run.py --exams {args.exams} --repeats {args.repeats}`",
@@ -155,10 +162,10 @@ def main() -> None:
     ]
     medians = {}
     for fmt in formats:
-        results = measure(data, fmt, args.repeats)
-        medians[fmt] = results["pipeline"]["seconds"]
+        results = measure(data, fmt, args.repeats, steps)
+        medians[fmt] = results.get("pipeline", {}).get("seconds", 0.0)
         report.append(table(args.exams, fmt, results, prefect_fixed))
-    if len(formats) == 2:
+    if len(formats) == 2 and all(medians.values()):
         report.append(f"CSV / Parquet pipeline time = **{medians['csv'] / medians['parquet']:.2f}**\n")
     text = "\n".join(report)
     print(text)

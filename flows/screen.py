@@ -100,13 +100,13 @@ def run_flow(request: run.ScreenRequest, dask_address: str | None = None, worker
 
 def serve(request: run.ScreenRequest, cron: str, name: str) -> None:
     """Register a deployment of the flow with a cron schedule on the server in ``PREFECT_API_URL`` and
-    serve it (blocks until stopped). The request is stored with a blank as-of date: each run screens as
-    of the day it starts."""
+    serve it (blocks until stopped). With a blank ``as_of`` (the CLI's default for ``serve``) each run
+    screens as of the day it starts."""
     import os
 
     if not os.environ.get("PREFECT_API_URL"):
         raise InputError("PREFECT_API_URL", "set it to a running Prefect server (see README: Scheduled screens)")
     run.check_arguments(request)
     install_filter()
-    parameters = {"request": asdict(replace(request, as_of=""))}
+    parameters = {"request": asdict(request)}
     screen_dxa_registry.serve(name=name, cron=cron, parameters=parameters, print_starting_message=True)

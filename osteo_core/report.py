@@ -121,8 +121,8 @@ def quarantine_reasons(out: Path) -> go.Figure:
     return fig
 
 
-def gaps_over_time(out: Path) -> go.Figure:
-    history = read_history(out)
+def gaps_over_time(out: Path, manifest: dict) -> go.Figure:
+    history = read_history(out) or [{"as_of": manifest["as_of"], "care_gaps": manifest.get("care_gaps", {})}]
     fig = go.Figure()
     for gap in sorted({g for h in history for g in h["care_gaps"]}):
         fig.add_scatter(
@@ -150,7 +150,7 @@ def write_report(out: Path) -> Path:
         "eligibility-funnel": eligibility_funnel(out),
         "gaps-by-type-age": gaps_by_type_and_age(out, as_of),
         "quarantine-reasons": quarantine_reasons(out),
-        "gaps-over-time": gaps_over_time(out),
+        "gaps-over-time": gaps_over_time(out, manifest),
     }
     body = "\n".join(f'<section class="chart">{_figure_html(fig, cid)}</section>' for cid, fig in charts.items())
     rows = manifest["rows"]

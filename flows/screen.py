@@ -32,8 +32,8 @@ def ingest_export(
 
 
 @task(name="find-exam-conflicts")
-def find_exam_conflicts(request: run.ScreenRequest, run_id: str) -> int:
-    return run.find_exam_conflicts(request, run_id)
+def find_exam_conflicts(request: run.ScreenRequest, run_id: str, partitions: int) -> int:
+    return run.find_exam_conflicts(request, run_id, partitions)
 
 
 @task(name="screen-partition", task_run_name="screen-partition-{partition}")
@@ -68,7 +68,7 @@ def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
         run.discard(request, run_id)
         raise
     with progress.stage("exam-id conflicts"):
-        find_exam_conflicts(request, run_id)
+        find_exam_conflicts(request, run_id, partitions)
     futures = screen_partition.map(unmapped(request), unmapped(run_id), list(range(partitions)))
     with progress.partitions(partitions) as advance:
         for future in as_completed(futures):

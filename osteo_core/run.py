@@ -51,6 +51,7 @@ CONFLICTS = "exam_conflicts.parquet"
 INPUTS = ("scans", "meds", "fractures")
 ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
 MAX_AUTO_PARTITIONS = 256
+PARTITIONS_PER_CONFLICT_BUCKET = 10
 
 
 def estimated_rows(path: Path) -> int:
@@ -221,10 +222,14 @@ def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl
     return concat_text([pl.scan_parquet(p) for p in files])
 
 
-def find_exam_conflicts(request: ScreenRequest, run_id: str) -> int:
-    """Exam ids under several patients, run-wide (two columns only); partitions quarantine those copies."""
+def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1) -> int:
+    """Exam ids under several patients, run-wide (two columns only); partitions quarantine those copies.
+
+    One exam-id bucket per ten partitions keeps the run-wide group-by at a few million ids.
+    """
     paths = RunPaths(Path(request.out), run_id)
-    conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS)).collect()
+    buckets = max(1, -(-partitions // PARTITIONS_PER_CONFLICT_BUCKET))
+    conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS), buckets)
     paths.work.mkdir(exist_ok=True)
     conflicts.write_parquet(paths.work / CONFLICTS)
     return conflicts.height
@@ -328,6 +333,6 @@ def run_screen(request: ScreenRequest) -> dict[str, Any]:
     except InputError:
         discard(request, run_id)
         raise
-    find_exam_conflicts(request, run_id)
+    find_exam_conflicts(request, run_id, partitions)
     counts = [process_partition(request, run_id, p) for p in range(partitions)]
     return publish_run(request, run_id, inputs, counts)

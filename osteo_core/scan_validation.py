@@ -17,7 +17,8 @@ from osteo_core.quarantine import ROW
 from osteo_core.validation import SOURCE_COLUMNS, Validated, check_rows, typed_columns, with_row_numbers
 from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT, raw_scans_schema, typed_scans_schema
 
-_DERIVED = frozenset({"age_years"})  # typed age_years is the age at the exam, computed
+_DERIVED = frozenset({"age_years"})
+_BUCKET_SEED = 7  # typed age_years is the age at the exam, computed
 
 
 def normalise_text(raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -46,18 +47,24 @@ def parse_scans(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     ).drop("_birth_given")
 
 
-def exam_ids_under_several_patients(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Exam ids that appear with more than one (or with a blank) patient id: always conflicting copies."""
+def exam_ids_under_several_patients(raw: pl.LazyFrame, buckets: int = 1) -> pl.DataFrame:
+    """Exam ids that appear with more than one (or with a blank) patient id: always conflicting copies.
+
+    Run-wide, so its memory would grow with the registry: it runs in ``buckets`` passes, each over the
+    exam ids of one hash bucket (two columns read), to keep the group-by small.
+    """
     trimmed = [parsing.blank_to_null(pl.col(c).cast(pl.Utf8)).alias(c) for c in ("exam_id", "patient_id")]
-    return (
-        raw.select(trimmed)
-        .filter(pl.col("exam_id").is_not_null())
+    ids = raw.select(trimmed).filter(pl.col("exam_id").is_not_null())
+    found = [
+        ids.filter(pl.col("exam_id").hash(_BUCKET_SEED) % buckets == bucket)
         .group_by("exam_id")
         .agg(pl.col("patient_id").n_unique().alias("patients"))
         .filter(pl.col("patients") > 1)
         .select("exam_id")
-        .sort("exam_id")
-    )
+        .collect()
+        for bucket in range(buckets)
+    ]
+    return pl.concat(found).sort("exam_id")
 
 
 def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:

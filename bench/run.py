@@ -154,7 +154,8 @@ def main() -> None:
     prefect_fixed = _step("prefect_fixed", data, "parquet", OUT / "work")["seconds"] if steps == ALL_STEPS else 0.0
     formats = ("parquet", "csv") if args.format == "both" else (args.format,)
     report = [
-        f"## Full benchmark — `bench/run.py --exams {args.exams} --repeats {args.repeats}`",
+        f"## Benchmark — `bench/run.py --exams {args.exams} --repeats {args.repeats} --format {args.format}"
+        f"{'' if steps == ALL_STEPS else ' --steps ' + ','.join(steps)}`",
         "",
         f"Machine: {machine()}. Inputs: {counts['scans']:,} scan rows, {counts['meds']:,} medication "
         f"events, {counts['fractures']:,} fracture rows (~0.5 % invalid scan rows).",

@@ -114,3 +114,20 @@ def test_progress_shows_stages_and_partitions_on_a_terminal():
     text = screen.getvalue()
     assert "ingest scans" in text and "screen partitions" in text and "3/3" in text
     assert Progress.current().display is None  # nothing left active afterwards
+
+
+def test_exam_conflict_buckets_do_not_change_the_answer():
+    from osteo_core.scan_validation import exam_ids_under_several_patients
+
+    rows = pl.LazyFrame(
+        {
+            "exam_id": [f"E{i % 40}" for i in range(200)] + [" E7 ", None],
+            "patient_id": [f"P{i % 40}" for i in range(200)] + ["P999", "P1"],
+        }
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()) % 37 == 0).then(pl.lit("PX")).otherwise(pl.col("patient_id")).alias("patient_id")
+    )
+    whole = exam_ids_under_several_patients(rows, 1)
+    assert whole.height > 0 and "E7" in whole.get_column("exam_id").to_list()
+    for buckets in (2, 7, 16):
+        assert exam_ids_under_several_patients(rows, buckets).equals(whole)

@@ -10,7 +10,6 @@ import codecs
 import csv
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -24,14 +23,6 @@ SUPPORTED_SUFFIXES = CSV_SUFFIXES | PARQUET_SUFFIXES | XLSX_SUFFIXES
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
 _CHUNK = 1 << 22
-
-
-@dataclass(frozen=True)
-class InputFile:
-    path: Path
-    sha256: str
-    encoding: str | None = None
-    separator: str | None = None
 
 
 def discover(paths: Iterable[str | Path], what: str) -> list[Path]:

@@ -93,7 +93,3 @@ def quarantine_rows(
         .alias("value"),
         *(pl.col(t) for t in id_columns),
     ).cast(QUARANTINE_SCHEMA)
-
-
-def empty_quarantine() -> pl.DataFrame:
-    return pl.DataFrame(schema=QUARANTINE_SCHEMA)

@@ -44,7 +44,6 @@ VIEWS = {
 }
 EVENT_TABLES = ("medications", "fractures")  # valid events, also views in the catalog
 EXAMS = "exams.parquet"
-MEDICATIONS = "medications.parquet"
 FRACTURES = "fractures.parquet"
 RULES_COPY = "rules.toml"
 CONFLICTS = "exam_conflicts.parquet"

@@ -147,3 +147,14 @@ def screen_synthetic(paths: dict[str, Path], out: Path, as_of: str, **options: A
             **options,
         )
     )
+
+
+def sql_json(capsys, out: Path, query: str) -> list[dict[str, Any]]:
+    """Rows of ``osteo sql --format json`` (through the real CLI entry point)."""
+    import json
+
+    from osteo_core.cli import main
+
+    capsys.readouterr()
+    assert main(["sql", "--out", str(out), "--format", "json", query]) == 0
+    return json.loads(capsys.readouterr().out)

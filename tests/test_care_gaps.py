@@ -5,7 +5,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import exam, screen_synthetic, write_scans_csv, write_synthetic
+from conftest import exam, screen_synthetic, sql_json, write_scans_csv, write_synthetic
 
 from osteo_core.cli import main
 from osteo_core.run import ScreenRequest, run_screen
@@ -120,21 +120,31 @@ def test_the_latest_exam_decides(tmp_path):
     assert tables["patients"].row(0, named=True)["latest_exam_id"] == "E2"
 
 
-def test_untreated_high_risk_view_joins_the_latest_screening_row(tmp_path):
-    _, _ = screen(tmp_path, [exam(femoral_neck_t="-2.7")])
-    assert (
-        main(
-            [
-                "sql",
-                "--out",
-                str(tmp_path / "out"),
-                "--format",
-                "json",
-                "SELECT patient_id, gap, exam_id, who_category, recommendation FROM untreated_high_risk",
-            ]
-        )
-        == 0
+def test_untreated_high_risk_view_joins_the_latest_screening_row(tmp_path, capsys):
+    scans = [
+        exam(exam_id="E1", exam_date="2022-01-01", femoral_neck_t="-1.0"),
+        exam(exam_id="E2", exam_date="2024-01-01", femoral_neck_t="-2.7", egfr="30"),
+    ]
+    screen(tmp_path, scans)
+    rows = sql_json(
+        capsys,
+        tmp_path / "out",
+        "SELECT patient_id, gap, exam_id, since, priority, who_category, "
+        "eligibility, recommendation, rule_set FROM untreated_high_risk",
     )
+    assert rows == [
+        {
+            "patient_id": "P1",
+            "gap": "untreated_high_risk",
+            "exam_id": "E2",
+            "since": "2024-01-01",
+            "priority": 2,
+            "who_category": "osteoporosis",
+            "eligibility": "eligible",
+            "recommendation": "denosumab",
+            "rule_set": "standard@1.0.0",
+        }
+    ]
 
 
 # post_fracture_untreated --------------------------------------------------------------------------------

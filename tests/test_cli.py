@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import exam, write_scans_csv
+from conftest import exam, sql_json, write_scans_csv
 
 from osteo_core.cli import main
 from osteo_core.resources import data_dir
@@ -94,21 +94,9 @@ def test_end_to_end_through_prefect_on_the_vendor_sample(tmp_path, capsys, caplo
     logged = out.out + out.err + caplog.text
     assert not any(pid in logged for pid in ids)
 
-    capsys.readouterr()
-    assert (
-        main(
-            [
-                "sql",
-                "--out",
-                str(tmp_path / "out"),
-                "--format",
-                "json",
-                "SELECT who_category, count(*) AS n FROM screening GROUP BY ALL ORDER BY n DESC",
-            ]
-        )
-        == 0
+    rows = sql_json(
+        capsys, tmp_path / "out", "SELECT who_category, count(*) AS n FROM screening GROUP BY ALL ORDER BY n DESC"
     )
-    rows = json.loads(capsys.readouterr().out)
     assert sum(r["n"] for r in rows) == 22
     assert (
         main(

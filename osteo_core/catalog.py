@@ -22,7 +22,8 @@ def connect(out: Path) -> duckdb.DuckDBPyConnection:
 def query(out: Path, sql: str) -> pl.DataFrame:
     con = connect(out)
     try:
-        return con.sql(sql).pl() if con.sql(sql) is not None else pl.DataFrame()
+        relation = con.sql(sql)  # run once: a statement without a result (e.g. SET) gives None
+        return relation.pl() if relation is not None else pl.DataFrame()
     except duckdb.Error as err:
         raise OsteoError(f"SQL error: {str(err).strip()}") from None
     finally:

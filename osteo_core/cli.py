@@ -82,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", default=cfg.out, metavar="DIR")
     demo = sub.add_parser("demo", help="screen a synthetic registry and show the result")
     demo.add_argument("--patients", type=int, default=10_000)
-    demo.add_argument("--out", default="osteo-demo", metavar="DIR")
+    demo.add_argument(
+        "--out",
+        default=cfg.out,
+        metavar="DIR",
+        help="output folder (default: %(default)s, as for screen, sql and gaps)",
+    )
     return parser
 
 

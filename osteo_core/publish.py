@@ -25,7 +25,14 @@ RUNS = "runs"
 CURRENT = "current"
 CATALOG = "osteo.duckdb"
 MANIFEST = "manifest.json"
-CRASH_ENV = "OSTEO_CRASH_AT"  # test hook: SIGKILL this process at a named publishing step
+CRASH_ENV = "OSTEO_CRASH_AT"
+TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet
+EVENT_TABLES = ("medications", "fractures")  # valid events, views in the catalog only
+CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
+VIEWS = {  # views over the catalog's tables
+    "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
+    "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
+}  # test hook: SIGKILL this process at a named publishing step
 
 
 def crash_point(step: str) -> None:

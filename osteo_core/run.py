@@ -37,12 +37,8 @@ from schemas.published import PUBLISHED_SCHEMAS
 from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS
 
 log = logging.getLogger("osteo")
-TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")
-VIEWS = {
-    "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
-    "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
-}
-EVENT_TABLES = ("medications", "fractures")  # valid events, also views in the catalog
+TABLES = publish.TABLES
+EVENT_TABLES = publish.EVENT_TABLES
 EXAMS = "exams.parquet"
 FRACTURES = "fractures.parquet"
 RULES_COPY = "rules.toml"
@@ -307,7 +303,7 @@ def publish_run(
         publish.write_manifest(paths.folder, manifest)
         raise RejectRateExceeded(reject_rate, request.max_reject_rate, str(paths.folder / "quarantine.parquet"))
     manifest["status"] = "published"
-    publish.write_catalog(paths.folder, [*TABLES, *EVENT_TABLES], VIEWS)
+    publish.write_catalog(paths.folder, list(publish.CATALOG_TABLES), publish.VIEWS)
     publish.crash_point("after_catalog")
     publish.write_manifest(paths.folder, manifest)
     publish.promote(

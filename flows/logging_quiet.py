@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from osteo_core.errors import InputError, OsteoError, RejectRateExceeded
+from osteo_core.errors import OsteoError
 
 _DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -17,7 +17,13 @@ _DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
 }
-_EXPECTED = tuple(cls.__name__ for cls in (InputError, RejectRateExceeded, OsteoError))
+
+
+def _expected_names(cls: type = OsteoError) -> tuple[str, ...]:
+    return (cls.__name__, *(name for sub in cls.__subclasses__() for name in _expected_names(sub)))
+
+
+_EXPECTED = _expected_names()
 
 
 def configure_prefect_env() -> None:

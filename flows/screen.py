@@ -43,9 +43,13 @@ def screen_partition(request: run.ScreenRequest, run_id: str, partition: int) ->
 
 @task(name="publish-run")
 def publish_run(
-    request: run.ScreenRequest, run_id: str, inputs: list[dict[str, Any]], counts: list[dict[str, Any]]
+    request: run.ScreenRequest,
+    run_id: str,
+    inputs: list[dict[str, Any]],
+    counts: list[dict[str, Any]],
+    skipped_files: dict[str, list[str]],
 ) -> dict[str, Any]:
-    return run.publish_run(request, run_id, inputs, counts)
+    return run.publish_run(request, run_id, inputs, counts, skipped_files)
 
 
 @flow(name="screen-dxa-registry", log_prints=False)
@@ -57,26 +61,22 @@ def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
     if not request.as_of:
         request = replace(request, as_of=dt.date.today().isoformat())
     progress = Progress.current()
-    prepared = run.prepare(request)
-    run_id, partitions = prepared["run_id"], prepared["partitions"]
-    try:
+    with run.open_run(request) as prepared:  # holds the output folder's lock; removes a failed run's files
+        run_id, partitions = prepared["run_id"], prepared["partitions"]
         inputs = []
         for kind in run.INPUTS:
             with progress.stage(f"ingest {kind}"):
                 inputs += ingest_export(request, run_id, kind, prepared["files"][kind], partitions)
-    except InputError:
-        run.discard(request, run_id)
-        raise
-    with progress.stage("exam-id conflicts"):
-        find_exam_conflicts(request, run_id, partitions)
-    futures = screen_partition.map(unmapped(request), unmapped(run_id), list(range(partitions)))
-    with progress.partitions(partitions) as advance:
-        for future in as_completed(futures):
-            future.result()
-            advance()
-    counts = [future.result() for future in futures]  # partition order, for a reproducible merge
-    with progress.stage("publish"):
-        manifest = publish_run(request, run_id, inputs, counts)
+        with progress.stage("exam-id conflicts"):
+            find_exam_conflicts(request, run_id, partitions)
+        futures = screen_partition.map(unmapped(request), unmapped(run_id), list(range(partitions)))
+        with progress.partitions(partitions) as advance:
+            for future in as_completed(futures):
+                future.result()
+                advance()
+        counts = [future.result() for future in futures]  # partition order, for a reproducible merge
+        with progress.stage("publish"):
+            manifest = publish_run(request, run_id, inputs, counts, prepared["skipped_files"])
     publish_artifacts(manifest)
     return manifest
 

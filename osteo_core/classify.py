@@ -100,7 +100,8 @@ def fracture_history(exams: pl.LazyFrame, fractures: pl.LazyFrame | None = None)
     """Fracture facts per exam: the scans' own flags, plus fractures-export rows dated on or before the exam.
 
     Export rows count when they are new fractures (not a later encounter) at a fragility site; no age
-    limit applies. ``fracture_count`` and ``latest_fracture_date`` come from the export alone.
+    limit applies. ``fracture_count`` (distinct date and site) and ``latest_fracture_date`` come from the
+    export alone.
     """
     if fractures is None:
         fractures = pl.LazyFrame(
@@ -118,7 +119,8 @@ def fracture_history(exams: pl.LazyFrame, fractures: pl.LazyFrame | None = None)
         .filter(pl.col("fracture_date") <= pl.col("exam_date"))
         .group_by("exam_id")
         .agg(
-            pl.len().cast(pl.Int64).alias("fracture_count"),
+            # distinct events: the same fracture exported twice (or coded twice on one day) counts once
+            pl.struct("fracture_date", "fracture_site").n_unique().cast(pl.Int64).alias("fracture_count"),
             pl.col("fracture_date").max().alias("latest_fracture_date"),
             pl.col("fracture_site").is_in(HIP_VERTEBRAL_SITES).any().alias("_export_hip_or_vertebral"),
         )

@@ -37,6 +37,15 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="largest share of quarantined scan rows that still publishes (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-shrink",
+        type=float,
+        default=cfg.max_shrink,
+        metavar="S",
+        help="largest fall in valid exams against the last published run that still publishes, as a share "
+        "(default: %(default)s, i.e. refuse fewer than half; 1 accepts any fall)",
+    )
+    p.add_argument("--sheet", metavar="NAME", help="XLSX inputs: read this sheet (default: the first)")
     p.add_argument("--lsc", metavar="FILE", help="per-device least significant change: device_id, site, lsc")
     p.add_argument(
         "--partitions",
@@ -103,6 +112,8 @@ def _request(args: argparse.Namespace):
         rules=args.rules,
         profile=args.profile,
         max_reject_rate=args.max_reject_rate,
+        max_shrink=args.max_shrink,
+        sheet=getattr(args, "sheet", None),
         keep_runs=settings().keep_runs,
         lsc=getattr(args, "lsc", None),
         partitions=getattr(args, "partitions", 0),
@@ -146,7 +157,32 @@ def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
     gaps = manifest.get("care_gaps", {})
     if gaps:
         print("open care gaps: " + ", ".join(f"{k} {v:,}" for k, v in gaps.items()))
+    for line in input_notes(manifest):
+        print(line)
     print(f'outputs: {out.resolve()}  (osteo sql --out {out} "SELECT ...")  in {seconds:.1f} s')
+
+
+def input_notes(manifest: dict) -> list[str]:
+    """What was read differently from a plain file: blank lines skipped, columns nobody maps, workbook
+    sheets not read, files a folder scan passed over (names of files and columns only, never values)."""
+    notes = []
+    blank = {kind: n for kind, n in manifest.get("blank_lines", {}).items() if n}
+    if blank:
+        notes.append("blank lines skipped: " + ", ".join(f"{kind} {n:,}" for kind, n in blank.items()))
+    for entry in manifest.get("inputs", []):
+        name = Path(entry["path"]).name
+        if entry.get("unmapped_columns"):
+            notes.append(
+                f"unmapped columns in {name} (kept in the raw layer, not used): " + ", ".join(entry["unmapped_columns"])
+            )
+        if entry.get("other_sheets"):
+            notes.append(
+                f"sheets not read in {name} (read '{entry['sheet']}'; choose with --sheet): "
+                + ", ".join(entry["other_sheets"])
+            )
+    for kind, skipped in manifest.get("skipped_files", {}).items():
+        notes.append(f"skipped in the {kind} folder (not a data file): " + ", ".join(Path(p).name for p in skipped))
+    return notes
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -187,6 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     args.as_of, args.rules, args.profile = dt.date.today().isoformat(), "standard", "generic"
     args.max_reject_rate, args.lsc, args.partitions = settings().max_reject_rate, None, 0
+    args.max_shrink = settings().max_shrink
     started = time.perf_counter()
     manifest = _run_flow(_request(args))
     _print_summary(manifest, out, time.perf_counter() - started)
@@ -250,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except OsteoError as err:
         print(f"osteo: {err}", file=sys.stderr)
+        for line in getattr(err, "details", []):
+            print(line, file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("osteo: interrupted", file=sys.stderr)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class OsteoError(Exception):
     """Base of the errors a user can cause and fix; ``exit_code`` is what ``osteo`` returns."""
@@ -18,16 +25,82 @@ class InputError(OsteoError):
         super().__init__(f"{source}: {problem}")
 
 
-class RejectRateExceeded(OsteoError):
-    """Too many scan rows were quarantined; the previous run's outputs stay published."""
+class OutputError(InputError):
+    """The output folder cannot be written: read-only, full, or not ours to write (exit 2)."""
+
+
+class RunRefused(OsteoError):
+    """The run finished but is not published (exit 3); the previous run's outputs stay as they were.
+
+    ``details`` are extra lines for stderr (counts only, never values or ids).
+    """
 
     exit_code = 3
 
-    def __init__(self, rate: float, limit: float, quarantine_path: str):
+    def __init__(self, message: str, details: list[str] | None = None):
+        self.details = details or []
+        super().__init__(message)
+
+
+class RejectRateExceeded(RunRefused):
+    """Too many scan rows were quarantined."""
+
+    def __init__(self, rate: float, limit: float, quarantine_path: str, details: list[str] | None = None):
         self.rate = rate
         self.limit = limit
         self.quarantine_path = quarantine_path
         super().__init__(
             f"{rate:.2%} of scan rows were quarantined, above --max-reject-rate {limit:.2%}; "
-            f"quarantine written to {quarantine_path}; published outputs left unchanged"
+            f"quarantine written to {quarantine_path}; published outputs left unchanged",
+            details,
         )
+
+
+class ShrinkExceeded(RunRefused):
+    """Far fewer valid exams than the last published run: a truncated or wrong export, most likely."""
+
+    def __init__(self, valid: int, previous: int, limit: float, quarantine_path: str):
+        self.valid = valid
+        self.previous = previous
+        super().__init__(
+            f"{valid:,} valid exams against {previous:,} in the last published run, a fall of "
+            f"{1 - valid / previous:.0%}, above --max-shrink {limit:.0%}; quarantine written to {quarantine_path}; "
+            "published outputs left unchanged (--max-shrink 1 accepts any fall)"
+        )
+
+
+# Errors of the disk or its permissions, as Python, Polars and DuckDB report them.
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EIO}
+_OS_ERROR_CODE = re.compile(r"os error (\d+)")
+_DISK_WORDS = tuple(os.strerror(code) for code in OUTPUT_ERRNOS)
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """The cause, when ``exc`` is the disk refusing a write (full, read-only, permission), else ``None``."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and code in OUTPUT_ERRNOS:
+        return os.strerror(code)
+    text = str(exc)
+    found = _OS_ERROR_CODE.search(text)
+    if found and int(found.group(1)) in OUTPUT_ERRNOS:
+        return os.strerror(int(found.group(1)))
+    if type(exc).__name__ in ("IOException", "PermissionException", "ComputeError") or isinstance(exc, OSError):
+        for words in _DISK_WORDS:
+            if words in text:
+                return words
+    return None
+
+
+@contextmanager
+def output_errors(folder: Path | str) -> Iterator[None]:
+    """Turn the disk refusing a write into a one-line ``OutputError`` naming the path (exit 2)."""
+    try:
+        yield
+    except OsteoError:
+        raise
+    except Exception as exc:
+        cause = disk_problem(exc)
+        if cause is None:
+            raise
+        where = getattr(exc, "filename", None) or str(folder)
+        raise OutputError(str(where), f"cannot write the output ({cause})") from None

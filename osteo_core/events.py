@@ -32,14 +32,29 @@ from schemas.events import (
     typed_meds_schema,
 )
 
+# Text compared without case when telling identical event rows apart ("Prolia" is "PROLIA").
+_CASELESS = frozenset({"drug"})
+
+
+def _later_identical_copies(fields, date_formats) -> pl.Expr:
+    """True for a row whose every canonical value, after parsing, equals an earlier row's: the same
+    dispensing or fracture exported twice. The first copy is kept; the others are counted, not used."""
+    content = []
+    for f, typed in zip(fields, typed_columns(fields, date_formats, EVENT_WORDS), strict=True):
+        value = pl.coalesce(typed.cast(pl.Utf8), pl.col(f.name))
+        content.append((value.str.to_lowercase() if f.name in _CASELESS else value).alias(f.name))
+    return pl.struct(content).is_first_distinct().not_()
+
 
 def _validate(raw, fields, date_formats, raw_schema, typed_schema, name) -> Validated:
     text = with_row_numbers(normalise_text(raw, fields))
-    typed = text.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS)).collect()
+    duplicate = text.select(_later_identical_copies(fields, date_formats).alias("_dup")).get_column("_dup")
+    kept = text.filter(duplicate.not_())
+    typed = kept.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS)).collect()
     valid, quarantine, quarantined = check_rows(
-        text, typed, raw_schema, typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
+        kept, typed, raw_schema, typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
     )
-    return Validated(valid, quarantine, text.height, quarantined)
+    return Validated(valid, quarantine, text.height, quarantined, duplicates=int(duplicate.sum()))
 
 
 def validate_meds(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, bounds: dict[str, Any]) -> Validated:

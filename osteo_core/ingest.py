@@ -1,53 +1,118 @@
 """Read export files (CSV, Parquet, XLSX) into all-text frames with canonical headers.
 
 Each returned frame keeps every column of the file (unknown extras too: the raw layer), every cell as
-text, plus ``source_file`` and ``source_row`` (1-based data row). Nothing is parsed or dropped here.
+text, plus ``source_file`` and ``source_row`` (1-based data row, counted as in the file). Nothing is
+parsed or dropped here, and nothing is guessed silently: a header that appears twice, two headers that
+map to one column, a nested Parquet column, a text file that is not text, all stop the run naming the
+file; the encoding used, the columns nobody maps and the workbook sheets not read are reported.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import hashlib
+import io
+import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from osteo_core.errors import InputError
 
-CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
-PARQUET_SUFFIXES = {".parquet", ".pq"}
-XLSX_SUFFIXES = {".xlsx", ".xlsm"}
-SUPPORTED_SUFFIXES = CSV_SUFFIXES | PARQUET_SUFFIXES | XLSX_SUFFIXES
+# What a folder scan reads; a file named explicitly is read whatever its extension (format sniffed).
+FOLDER_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".parquet", ".xlsx")
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".csv.gz": "csv.gz",
+    ".tsv.gz": "csv.gz",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+}
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
 _CHUNK = 1 << 22
+# Bytes Windows-1252 leaves undefined: a file holding one of them is Latin-1 (C1 controls), not 1252.
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+_C1_BYTES = re.compile(rb"[\x80-\x9f]")
 
 
-def discover(paths: Iterable[str | Path], what: str) -> list[Path]:
-    """Expand files and directories (every supported file in it, sorted) into a list of files."""
+# Characters exports write for one another: typographic dashes and quotes, odd spaces.
+_HEADER_CHARACTERS = str.maketrans(
+    {
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4\u0060", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033", '"'),
+        **dict.fromkeys("\ufeff\u200b\u200c\u200d\u2060", ""),
+    }
+)
+
+
+def header_key(header: str) -> str:
+    """Headers match ignoring case, a BOM, runs of white space (any kind), and which dash or quote
+    character was typed: ``FRAX – Hip`` and ``frax - hip`` are the same header."""
+    return re.sub(r"\s+", " ", header.translate(_HEADER_CHARACTERS)).strip().lower()
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """The files of one input, and what a folder scan passed over (not data files)."""
+
+    files: list[Path]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".csv.gz" if name.endswith(".csv.gz") else ".tsv.gz" if name.endswith(".tsv.gz") else path.suffix.lower()
+
+
+def discover(paths: Iterable[str | Path], what: str) -> Discovered:
+    """Expand files and folders into files. A folder gives its data files (sorted); the rest is listed
+    as skipped. A file named explicitly is always read."""
     files: list[Path] = []
+    skipped: list[str] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith(".")
-            )
+            entries = sorted(path.iterdir())
+            found = [p for p in entries if p.is_file() and not p.name.startswith(".") and _suffix(p) in FOLDER_SUFFIXES]
+            skipped += [str(p) for p in entries if p not in found]
             if not found:
-                raise InputError(str(path), f"directory holds no CSV, Parquet or XLSX {what} file")
+                raise InputError(str(path), f"folder holds no {what} data file ({', '.join(FOLDER_SUFFIXES)})")
             files.extend(found)
         elif path.is_file():
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise InputError(str(path), "unsupported file type (expected .csv, .tsv, .parquet or .xlsx)")
             files.append(path)
+        elif path.exists():
+            raise InputError(str(path), "not a regular file or folder")
         else:
             raise InputError(str(path), "file not found")
-    if len(set(files)) != len(files):
+    if len({f.resolve() for f in files}) != len(files):
         raise InputError(str(files[0].parent), f"the same {what} file is given twice")
-    return files
+    return Discovered(files, skipped)
+
+
+def file_format(path: Path) -> str:
+    """``csv``, ``csv.gz``, ``parquet`` or ``xlsx``: by extension, else by the file's first bytes."""
+    known = _SUFFIX_FORMATS.get(_suffix(path))
+    if known:
+        return known
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        return "parquet"
+    if magic == b"PK\x03\x04":
+        return "xlsx"
+    if magic[:2] == b"\x1f\x8b":
+        return "csv.gz"
+    return "csv"
 
 
 def sha256_of(path: Path) -> str:
@@ -58,19 +123,49 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sniff_encoding(path: Path) -> str:
-    """``utf-8-sig`` (with BOM), ``utf-8``, or ``latin-1`` when the bytes are not valid UTF-8."""
-    with path.open("rb") as fh:
-        head = fh.read(3)
+def _open_bytes(path: Path, compressed: bool):
+    return gzip.open(path, "rb") if compressed else path.open("rb")
+
+
+def sniff_encoding(path: Path, compressed: bool = False) -> str:
+    """The text encoding of an export, decided from its bytes, never guessed per cell.
+
+    ``utf-16`` (byte-order mark), ``utf-8-sig`` (UTF-8 BOM), ``utf-8`` (every byte sequence valid), else an
+    8-bit code page: ``cp1252`` (what Excel writes on Windows) unless a byte Windows-1252 leaves undefined
+    appears, then ``latin-1``. Bytes 0x80–0x9F decide: where none appears the two read the same.
+    """
+    with _open_bytes(path, compressed) as fh:
+        head = fh.read(4)
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return "utf-16"
+        if b"\x00" in head + fh.read(1 << 16):
+            raise InputError(str(path), "holds NUL bytes: not a text CSV (UTF-16 without a byte-order mark?)")
         fh.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
+        c1_seen = undefined_seen = False
+        utf8 = True
+        while chunk := fh.read(_CHUNK):
+            if utf8:
+                try:
+                    decoder.decode(chunk)
+                    continue
+                except UnicodeDecodeError:
+                    utf8 = False
+            c1_seen = c1_seen or _C1_BYTES.search(chunk) is not None
+            undefined_seen = undefined_seen or _CP1252_UNDEFINED.search(chunk) is not None
+        if utf8:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                utf8 = False
+    if utf8:
+        return "utf-8-sig" if head[:3] == codecs.BOM_UTF8 else "utf-8"
+    if not c1_seen:  # the utf-8 pass stopped early: look at the bytes it skipped
+        with _open_bytes(path, compressed) as fh:
             while chunk := fh.read(_CHUNK):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "latin-1"
-    return "utf-8-sig" if head == codecs.BOM_UTF8 else "utf-8"
+                c1_seen = c1_seen or _C1_BYTES.search(chunk) is not None
+                undefined_seen = undefined_seen or _CP1252_UNDEFINED.search(chunk) is not None
+    return "latin-1" if undefined_seen or not c1_seen else "cp1252"
 
 
 def sniff_separator(first_line: str) -> str:
@@ -83,89 +178,201 @@ def sniff_separator(first_line: str) -> str:
     return best
 
 
-def _utf8_copy(path: Path, workdir: Path) -> Path:
-    """Transcode a Latin-1 file to UTF-8 in the run's work folder (streamed, any size)."""
+@dataclass
+class RawExport:
+    """One file as read: text columns under the file's own headers, and what was learnt reading it."""
+
+    frame: pl.LazyFrame
+    headers: list[str]  # as in the file, in order (BOM removed)
+    file_format: str
+    encoding: str | None = None
+    sheet: str | None = None
+    other_sheets: list[str] = field(default_factory=list)
+
+
+def _utf8_copy(path: Path, workdir: Path, encoding: str, compressed: bool) -> Path:
+    """Transcode (and decompress) a text file to UTF-8 in the run's work folder, streamed, any size."""
     workdir.mkdir(parents=True, exist_ok=True)
-    target = workdir / f"{hashlib.sha1(str(path).encode()).hexdigest()[:12]}-{path.name}"
-    with path.open("r", encoding="latin-1", newline="") as src, target.open("w", encoding="utf-8", newline="") as dst:
+    target = workdir / f"{hashlib.sha1(str(path).encode()).hexdigest()[:12]}-{path.name}.csv"
+    with (
+        _open_bytes(path, compressed) as raw,
+        io.TextIOWrapper(raw, encoding=encoding, newline="") as src,
+        target.open("w", encoding="utf-8", newline="") as dst,
+    ):
         while chunk := src.read(_CHUNK):
             dst.write(chunk)
     return target
 
 
-def _read_csv(path: Path, workdir: Path) -> pl.LazyFrame:
-    encoding = sniff_encoding(path)
-    with path.open("r", encoding=encoding, newline="") as fh:
-        first_line = fh.readline()
+def _read_csv(path: Path, workdir: Path, compressed: bool) -> RawExport:
+    encoding = sniff_encoding(path, compressed)
+    with _open_bytes(path, compressed) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
+        first_line = fh.readline().lstrip("\ufeff")
     if not first_line.strip():
         raise InputError(str(path), "file is empty (no header line)")
-    readable = _utf8_copy(path, workdir) if encoding == "latin-1" else path
-    return pl.scan_csv(
+    separator = sniff_separator(first_line.rstrip("\r\n"))
+    headers = next(csv.reader([first_line.rstrip("\r\n")], delimiter=separator))
+    readable = (
+        path
+        if encoding in ("utf-8", "utf-8-sig") and not compressed
+        else _utf8_copy(path, workdir, encoding, compressed)
+    )
+    frame = pl.scan_csv(
         readable,
-        separator=sniff_separator(first_line.rstrip("\r\n")),
+        separator=separator,
         infer_schema=False,
         encoding="utf8",
         truncate_ragged_lines=False,
         raise_if_empty=False,
     )
+    label = {"utf-8-sig": "utf-8 (BOM)", "utf-16": "utf-16 (BOM)", "cp1252": "windows-1252"}.get(encoding, encoding)
+    return RawExport(frame, headers, "csv.gz" if compressed else "csv", encoding=label)
 
 
-def _read_parquet(path: Path) -> pl.LazyFrame:
+def _read_parquet(path: Path) -> RawExport:
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    nested = [f.name for f in schema if _is_nested(f.type)]
+    if nested:
+        raise InputError(
+            str(path), f"column(s) {', '.join(repr(n) for n in nested)} hold lists or records; export flat columns"
+        )
     frame = pl.scan_parquet(path)
-    schema = frame.collect_schema()
-    return frame.with_columns(
+    types = frame.collect_schema()
+    frame = frame.with_columns(
         pl.col(name).dt.strftime("%Y-%m-%d") if dtype == pl.Date else pl.col(name).cast(pl.Utf8)
-        for name, dtype in schema.items()
+        for name, dtype in types.items()
     )
+    return RawExport(frame, list(schema.names), "parquet")
 
 
-def _read_xlsx(path: Path) -> pl.LazyFrame:
-    frame = pl.read_excel(
-        path, sheet_id=1, infer_schema_length=0, drop_empty_rows=False, drop_empty_cols=False, raise_if_empty=False
-    )
-    return frame.with_columns(pl.all().cast(pl.Utf8)).lazy()
+def _is_nested(arrow_type) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        return _is_nested(arrow_type.value_type)
+    return pa.types.is_nested(arrow_type)
 
 
-def read_export(path: Path, workdir: Path, canonical_name: Callable[[str], str] = str.strip) -> pl.LazyFrame:
-    """One export file as text columns + ``source_file`` / ``source_row``.
+def _read_xlsx(path: Path, sheet: str | None) -> RawExport:
+    import fastexcel
 
-    ``canonical_name`` maps a file header (BOM and surrounding spaces removed) to its canonical name
-    (the profile's mapping). Raises ``InputError`` naming the file when it cannot be read.
-    """
-    suffix = path.suffix.lower()
+    reader = fastexcel.read_excel(path)
+    names = list(reader.sheet_names)
+    if sheet is not None and sheet not in names:
+        raise InputError(str(path), f"no sheet named '{sheet}' (sheets: {', '.join(names)})")
+    chosen = sheet if sheet is not None else names[0]
+    table = reader.load_sheet(chosen, header_row=None, dtypes="string").to_polars()
+    if table.height == 0:
+        raise InputError(str(path), f"sheet '{chosen}' is empty (no header row)")
+    headers = ["" if v is None else str(v) for v in table.row(0)]
+    positional = [f"__column_{i}" for i in range(table.width)]
+    frame = table.slice(1).cast(pl.Utf8).rename(dict(zip(table.columns, positional, strict=True))).lazy()
+    return RawExport(frame, headers, "xlsx", sheet=chosen, other_sheets=[n for n in names if n != chosen])
+
+
+def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
+    """One export file as text columns, whatever its format; ``InputError`` naming the file if unreadable."""
+    fmt = file_format(path)
     try:
-        if suffix in CSV_SUFFIXES:
-            frame = _read_csv(path, workdir)
-        elif suffix in PARQUET_SUFFIXES:
-            frame = _read_parquet(path)
+        if fmt in ("csv", "csv.gz"):
+            raw = _read_csv(path, workdir, compressed=fmt == "csv.gz")
+        elif fmt == "parquet":
+            raw = _read_parquet(path)
         else:
-            frame = _read_xlsx(path)
-        headers = frame.collect_schema().names()
+            raw = _read_xlsx(path, sheet)
+        raw.frame.collect_schema()
     except InputError:
         raise
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(str(path), f"cannot be read as {fmt.upper()} text ({_first_line(exc)})") from None
+    except OSError:
+        raise  # a disk problem, not a bad file: reported as such by the caller
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file for the user
-        raise InputError(str(path), f"cannot be read as {suffix.lstrip('.').upper()} ({_first_line(exc)})") from None
-    mapped = {h: canonical_name(h.replace("\ufeff", "").strip()) for h in headers}
-    clashes = _clashes(mapped)
-    if clashes:
-        raise InputError(str(path), f"columns {clashes[1]} all map to '{clashes[0]}'")
-    if {SOURCE_FILE, SOURCE_ROW} & set(mapped.values()):
+        raise InputError(str(path), f"cannot be read as {fmt.upper()} ({_first_line(exc)})") from None
+    return raw
+
+
+@dataclass
+class Export:
+    """A file with canonical headers: its text frame (+ source columns) and what the manifest reports."""
+
+    frame: pl.LazyFrame
+    columns: list[str]  # canonical names, then unmapped headers as written
+    file_format: str
+    encoding: str | None
+    unmapped_columns: list[str]
+    sheet: str | None = None
+    other_sheets: list[str] = field(default_factory=list)
+
+
+def read_export(
+    path: Path,
+    workdir: Path,
+    canonical_name: Callable[[str], str | None],
+    sheet: str | None = None,
+) -> Export:
+    """One export file as text columns + ``source_file`` / ``source_row``, headers made canonical.
+
+    ``canonical_name`` maps a file header to its canonical column, or ``None`` when nothing maps it (such
+    columns are kept under their own name and reported as unmapped). Headers are compared after
+    normalising case, spaces, dashes and quotes (``profiles.header_key``). Raises ``InputError`` naming
+    the file when two headers are the same, or two map to one column.
+    """
+    raw = read_raw(path, workdir, sheet)
+    headers = [h.replace("\ufeff", "").strip() for h in raw.headers]
+    _refuse_repeated_headers(path, headers)
+    targets: list[str] = []
+    unmapped: list[str] = []
+    for position, header in enumerate(headers):
+        canonical = canonical_name(header) if header else None
+        if canonical is None:
+            unmapped.append(header or f"(column {position + 1}, no header)")
+            canonical = header or f"column_{position + 1}"
+        targets.append(canonical)
+    _refuse_clashes(path, headers, targets)
+    if {SOURCE_FILE, SOURCE_ROW} & set(targets):
         raise InputError(str(path), f"column names '{SOURCE_FILE}'/'{SOURCE_ROW}' are reserved")
-    return (
-        frame.rename(mapped)
+    names = raw.frame.collect_schema().names()
+    frame = (
+        raw.frame.rename(dict(zip(names, targets, strict=True)))
         .with_row_index(SOURCE_ROW, offset=1)
         .with_columns(pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE))
     )
+    return Export(frame, targets, raw.file_format, raw.encoding, unmapped, raw.sheet, raw.other_sheets)
 
 
-def _clashes(mapped: dict[str, str]) -> tuple[str, list[str]] | None:
+def _refuse_repeated_headers(path: Path, headers: list[str]) -> None:
+    """The same header twice (or differing only in case, spaces, dashes or quotes): which one is meant?"""
     seen: dict[str, list[str]] = {}
-    for header, canonical in mapped.items():
-        seen.setdefault(canonical, []).append(header)
-    for canonical, headers in seen.items():
-        if len(headers) > 1:
-            return canonical, headers
-    return None
+    for header in headers:
+        if header:
+            seen.setdefault(header_key(header), []).append(header)
+    repeated = [names for names in seen.values() if len(names) > 1]
+    if repeated:
+        listed = "; ".join(" and ".join(repr(n) for n in names) for names in repeated)
+        raise InputError(str(path), f"duplicate column header(s): {listed}")
+
+
+def _refuse_clashes(path: Path, headers: list[str], targets: list[str]) -> None:
+    """Two different headers mapped (by the profile) onto one canonical column."""
+    by_target: dict[str, list[str]] = {}
+    for header, target in zip(headers, targets, strict=True):
+        by_target.setdefault(target, []).append(header)
+    clashes = {target: names for target, names in by_target.items() if len(names) > 1}
+    if clashes:
+        target, names = next(iter(clashes.items()))
+        raise InputError(str(path), f"columns {', '.join(repr(n) for n in names)} all map to '{target}'")
+
+
+def blank_row(columns: Sequence[str]) -> pl.Expr:
+    """True where every cell of the row is empty or white space: a blank line, not a row."""
+    if not columns:
+        return pl.lit(False)
+    return pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in columns]).alias(
+        "_blank"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from osteo_core.errors import InputError
+from osteo_core.ingest import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
 
 _KNOWN_SECTIONS = {"profile", "formats", "headers", "values"}
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
-
-
-def header_key(header: str) -> str:
-    """Headers match ignoring case, a BOM, and runs of whitespace."""
-    return re.sub(r"\s+", " ", header.replace("\ufeff", "")).strip().lower()
 
 
 @dataclass(frozen=True)
@@ -28,11 +23,13 @@ class Profile:
     headers: dict[str, str] = field(default_factory=dict)  # header_key(export header) -> canonical
     words: dict[str, dict[str, str | None]] = field(default_factory=dict)  # kind -> word -> code
 
-    def canonical_name(self, header: str) -> str:
+    def canonical_name(self, header: str) -> str | None:
+        """The canonical column a scans header maps to, or ``None`` when neither the profile nor the
+        canonical names know it (the column is kept in the raw layer and reported as unmapped)."""
         key = header_key(header)
         if key in self.headers:
             return self.headers[key]
-        return key if key in SCANS_COLUMNS else header
+        return key if key in SCANS_COLUMNS else None
 
 
 def load_profile(name_or_path: str) -> Profile:

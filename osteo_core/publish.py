@@ -12,10 +12,14 @@ never a half-written file: a run folder is complete before ``current`` points at
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import json
 import os
 import shutil
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,53 @@ def crash_point(step: str) -> None:
     """Let a test kill the process at a named step, to prove publishing is atomic."""
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+LOCK = ".osteo.lock"
+
+
+@contextmanager
+def output_lock(out: Path, run_id: str) -> Iterator[None]:
+    """Hold ``OUT/.osteo.lock`` for the whole run: two screens into one output folder cannot interleave.
+
+    The lock is the kernel's (``flock``), so it is released when the holder exits in any way, ``kill -9``
+    included: a stale lock file is simply taken over. A second screen exits 2 naming the run holding it.
+    """
+    from osteo_core.errors import InputError
+
+    path = out / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            message = f"another screen is writing this output folder ({holder}); wait for it to finish"
+            raise InputError(str(out), message) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the file was removed and made anew while we waited: lock the current one
+    try:
+        os.ftruncate(fd, 0)
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        holder = {"run_id": run_id, "pid": os.getpid(), "started": started}
+        os.write(fd, (json.dumps(holder) + "\n").encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"run {holder['run_id']}, process {holder['pid']}, started {holder['started']}"
+    except (ValueError, KeyError, OSError):
+        return "a run starting now"
 
 
 def run_dir(out: Path, run_id: str) -> Path:
@@ -131,6 +182,14 @@ def append_history(out: Path, manifest: dict[str, Any]) -> None:
     }
     with (out / HISTORY).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def published_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest of the run ``current`` points at, if any."""
+    path = out / CURRENT / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def read_history(out: Path) -> list[dict[str, Any]]:

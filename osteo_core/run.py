@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,18 @@ from typing import Any
 import polars as pl
 
 from osteo_core import __version__, publish, reference
-from osteo_core.errors import InputError, RejectRateExceeded
-from osteo_core.ingest import SOURCE_FILE, concat_text, discover, read_export, sha256_of
+from osteo_core.errors import (
+    InputError,
+    RejectRateExceeded,
+    RunRefused,
+    ShrinkExceeded,
+    disk_problem,
+    output_errors,
+)
+from osteo_core.ingest import SOURCE_FILE, blank_row, concat_text, discover, header_key, read_export, sha256_of
 from osteo_core.lsc import load_device_lsc
 from osteo_core.partition import PARTITION, merge_counts, partition_key, screen_partition
-from osteo_core.profiles import Profile, header_key, load_profile
+from osteo_core.profiles import Profile, load_profile
 from osteo_core.rules import RuleSet, load_rules
 from osteo_core.scan_validation import exam_ids_under_several_patients
 from schemas.events import (
@@ -66,7 +75,7 @@ def estimated_rows(path: Path) -> int:
 
 def auto_partitions(scans: list[str]) -> int:
     """About one partition per 500,000 scan rows, so each partition's frames stay small."""
-    rows = sum(estimated_rows(f) for f in discover(scans, "scans") if f.suffix.lower() not in (".xlsx", ".xlsm"))
+    rows = sum(estimated_rows(f) for f in discover(scans, "scans").files if f.suffix.lower() not in (".xlsx", ".xlsm"))
     return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
 
 
@@ -80,6 +89,8 @@ class ScreenRequest:
     rules: str = "standard"
     profile: str = "generic"
     max_reject_rate: float = 0.05
+    max_shrink: float = 0.5  # refuse a run whose valid exams fall below (1 - this) x the last published run's
+    sheet: str | None = None  # XLSX inputs: the sheet to read (default: the first)
     meds: str | None = None
     fractures: str | None = None
     keep_runs: int = 5
@@ -129,11 +140,12 @@ def _as_of(request: ScreenRequest) -> dt.date:
         raise InputError("--as-of", f"'{request.as_of}' is not a date (YYYY-MM-DD)") from None
 
 
-def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str, list[Path]]]:
+def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str, Any]]:
     """Everything that can be wrong with the arguments, found before any data is read (exit 2)."""
     _as_of(request)
-    if not 0 <= request.max_reject_rate <= 1:
-        raise InputError("--max-reject-rate", f"{request.max_reject_rate} is not between 0 and 1")
+    for option, value in (("--max-reject-rate", request.max_reject_rate), ("--max-shrink", request.max_shrink)):
+        if not 0 <= value <= 1:
+            raise InputError(option, f"{value} is not between 0 and 1")
     profile = load_profile(request.profile)
     rules = load_rules(request.rules)
     files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
@@ -142,29 +154,86 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         raise InputError(str(out), "--out exists and is not a folder")
     if request.lsc:
         load_device_lsc(request.lsc)
+    _check_writable(out)
     return profile, rules, files
 
 
-def prepare(request: ScreenRequest) -> dict[str, Any]:
-    """Check the arguments and create the run's folder; returns the run's identity."""
-    profile, rules, files = check_arguments(request)
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+def _check_writable(out: Path) -> None:
+    """A read-only or forbidden ``--out`` is said at once, before any data is read (exit 2)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    with output_errors(existing):
+        probe = existing / f".osteo-write-test-{secrets.token_hex(4)}"
+        probe.mkdir()
+        probe.rmdir()
+
+
+def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> dict[str, Any]:
+    """Check the arguments (unless ``checked`` holds ``check_arguments``' answer) and create the run's
+    folder; returns the run's identity."""
+    profile, rules, files = checked or check_arguments(request)
+    run_id = run_id or new_run_id()
     paths = RunPaths(Path(request.out), run_id)
-    paths.raw.mkdir(parents=True, exist_ok=False)
+    with output_errors(request.out):
+        paths.raw.mkdir(parents=True, exist_ok=False)
     return {
         "run_id": run_id,
         "partitions": request.partition_count,
-        "files": {kind: [str(f) for f in found] for kind, found in files.items()},
+        "files": {kind: [str(f) for f in found.files] for kind, found in files.items()},
+        "skipped_files": {kind: found.skipped for kind, found in files.items() if found.skipped},
         "profile": profile.name,
         "rules": rules.label,
     }
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+@contextmanager
+def open_run(request: ScreenRequest) -> Iterator[dict[str, Any]]:
+    """Lock the output folder and create the run's folder for the stages; whatever goes wrong, remove
+    what this run wrote (a refused run keeps its folder: its quarantine is there for inspection)."""
+    checked = check_arguments(request)
+    out = Path(request.out)
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    try:
+        with publish.output_lock(out, run_id):
+            prepared = prepare(request, run_id, checked)
+            try:
+                yield prepared
+            except RunRefused:
+                raise
+            except BaseException:
+                discard(request, run_id)
+                raise
+    except RunRefused:
+        raise
+    except BaseException:
+        if created:  # a folder made for this run that holds nothing of anyone's: remove it again
+            _remove_if_only_ours(out, created)
+        raise
+
+
+def _remove_if_only_ours(out: Path, created: list[Path]) -> None:
+    for name in (publish.LOCK,):
+        (out / name).unlink(missing_ok=True)
+    for folder in (out / publish.RUNS, *created):
+        try:
+            folder.rmdir()  # only an empty folder goes
+        except OSError:
+            return
 
 
 def _canonical_namer(kind: str, profile: Profile):
     if kind == "scans":
         return profile.canonical_name
     known = {f.name for f in (MEDS_FIELDS if kind == "meds" else FRACTURES_FIELDS)}
-    return lambda header: header_key(header) if header_key(header) in known else header
+    return lambda header: header_key(header) if header_key(header) in known else None
 
 
 def _require_columns(kind: str, path: Path, names: list[str], profile: Profile) -> None:
@@ -183,26 +252,44 @@ def _require_columns(kind: str, path: Path, names: list[str], profile: Profile) 
 
 def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int) -> list[dict[str, Any]]:
     """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: all text, canonical headers,
-    source columns, split by patient partition in one streaming pass."""
+    source columns, split by patient partition in one streaming pass. Blank lines are counted, not kept;
+    a file with no data row stops the run (exit 2)."""
     profile = load_profile(request.profile)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
     for number, name in enumerate(files):
         path = Path(name)
-        frame = read_export(path, paths.work, _canonical_namer(kind, profile))
-        _require_columns(kind, path, frame.collect_schema().names(), profile)
-        target = paths.raw / kind / f"{number:03d}"
-        try:
-            frame.with_columns(partition_key(partitions)).sink_parquet(
-                pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True
-            )
-        except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
-            raise InputError(str(path), f"cannot be read ({str(exc).strip().splitlines()[0][:200]})") from None
-        written = sorted(target.glob("*/*.parquet"))
-        rows = (
-            pl.concat([pl.scan_parquet(f).select(pl.len()) for f in written]).sum().collect().item() if written else 0
-        )
-        inputs.append({"input": kind, "path": str(path), "sha256": sha256_of(path), "rows": rows})
+        with output_errors(paths.folder):
+            export = read_export(path, paths.work, _canonical_namer(kind, profile), request.sheet)
+            _require_columns(kind, path, export.columns, profile)
+            target = paths.raw / kind / f"{number:03d}"
+            blank = blank_row(export.columns)
+            try:
+                _, tally = pl.collect_all(
+                    [
+                        export.frame.filter(blank.not_())
+                        .with_columns(partition_key(partitions))
+                        .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
+                        export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
+                    ]
+                )
+            except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
+                if disk_problem(exc):
+                    raise
+                raise InputError(str(path), f"cannot be read ({str(exc).strip().splitlines()[0][:200]})") from None
+        lines, blank_lines = tally.row(0)
+        rows = lines - blank_lines
+        if rows == 0:
+            raise InputError(str(path), f"no rows: the {kind} export has a header but no data")
+        entry = {"input": kind, "path": str(path), "sha256": sha256_of(path), "rows": rows, "blank_lines": blank_lines}
+        entry["format"] = export.file_format
+        if export.encoding:
+            entry["encoding"] = export.encoding
+        entry["unmapped_columns"] = export.unmapped_columns
+        if export.sheet is not None:
+            entry["sheet"] = export.sheet
+            entry["other_sheets"] = export.other_sheets
+        inputs.append(entry)
         log.info("read %s file %d of %d: %d rows", kind, number + 1, len(files), rows)
     shutil.rmtree(paths.work, ignore_errors=True)
     return inputs
@@ -224,9 +311,10 @@ def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1
     """
     paths = RunPaths(Path(request.out), run_id)
     buckets = max(1, -(-partitions // PARTITIONS_PER_CONFLICT_BUCKET))
-    conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS), buckets)
-    paths.work.mkdir(exist_ok=True)
-    conflicts.write_parquet(paths.work / CONFLICTS)
+    with output_errors(paths.folder):
+        conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS), buckets)
+        paths.work.mkdir(exist_ok=True)
+        conflicts.write_parquet(paths.work / CONFLICTS)
     return conflicts.height
 
 
@@ -244,11 +332,12 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
     )
     folder = paths.part(partition)
-    folder.mkdir(parents=True, exist_ok=True)
-    for table, frame in result.tables.items():
-        if table in PUBLISHED_SCHEMAS:
-            PUBLISHED_SCHEMAS[table].validate(frame)
-        frame.write_parquet(folder / f"{table}.parquet")
+    with output_errors(paths.folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for table, frame in result.tables.items():
+            if table in PUBLISHED_SCHEMAS:
+                PUBLISHED_SCHEMAS[table].validate(frame)
+            frame.write_parquet(folder / f"{table}.parquet")
     log.info("partition %d: %d exams screened", partition, result.tables["screening"].height)
     return result.counts
 
@@ -261,12 +350,21 @@ def _merge_tables(paths: RunPaths, partitions: int) -> None:
 
 
 def publish_run(
-    request: ScreenRequest, run_id: str, inputs: list[dict[str, Any]], partition_counts: list[dict[str, Any]]
+    request: ScreenRequest,
+    run_id: str,
+    inputs: list[dict[str, Any]],
+    partition_counts: list[dict[str, Any]],
+    skipped_files: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Merge the partitions, write manifest and catalog, then make the run the published one — or refuse
     (exit 3). ``rows`` are the scans' counts (the reject rate's basis); ``rows_by_input`` has all inputs.
     """
     paths = RunPaths(Path(request.out), run_id)
+    with output_errors(paths.folder):
+        return _publish(request, paths, inputs, partition_counts, skipped_files or {})
+
+
+def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
     counts = merge_counts(partition_counts)
     _merge_tables(paths, len(partition_counts))
     rules = load_rules(request.rules)
@@ -275,13 +373,15 @@ def publish_run(
     scans = counts["scans"]
     reject_rate = scans["quarantined"] / scans["rows_in"] if scans["rows_in"] else 0.0
     manifest = {
-        "run_id": run_id,
+        "run_id": paths.run_id,
         "tool_version": __version__,
         "as_of": request.as_of,
         "rule_set": {"name": rules.name, "version": rules.version, "source": rules.source_path},
         "reference": reference.versions(),
         "profile": profile.name,
         "inputs": inputs,
+        "skipped_files": skipped_files,
+        "blank_lines": {kind: sum(i["blank_lines"] for i in inputs if i["input"] == kind) for kind in INPUTS},
         "rows": scans,
         "rows_by_input": {kind: counts[kind] for kind in INPUTS},
         "unrecognised_drugs": counts["unrecognised_drugs"],
@@ -291,6 +391,7 @@ def publish_run(
         "care_gaps": counts["care_gaps"],
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
+        "max_shrink": request.max_shrink,
         "tables": {
             t: pl.scan_parquet(paths.folder / f"{t}.parquet").select(pl.len()).collect().item()
             for t in TABLES
@@ -298,36 +399,66 @@ def publish_run(
         },
     }
     shutil.rmtree(paths.work, ignore_errors=True)
+    quarantine = paths.folder / "quarantine.parquet"
+    previous = publish.published_manifest(paths.out)
+    previous_valid = previous["rows"]["valid"] if previous else 0
+    refusal: RunRefused | None = None
     if reject_rate > request.max_reject_rate:
+        refusal = RejectRateExceeded(reject_rate, request.max_reject_rate, str(quarantine), top_checks(quarantine))
+    elif previous_valid and scans["valid"] < previous_valid * (1 - request.max_shrink):
+        refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(quarantine))
+    if refusal is not None:
         manifest["status"] = "rejected"
+        manifest["refused_because"] = type(refusal).__name__
         publish.write_manifest(paths.folder, manifest)
-        raise RejectRateExceeded(reject_rate, request.max_reject_rate, str(paths.folder / "quarantine.parquet"))
+        raise refusal
     manifest["status"] = "published"
     publish.write_catalog(paths.folder, list(publish.CATALOG_TABLES), publish.VIEWS)
     publish.crash_point("after_catalog")
     publish.write_manifest(paths.folder, manifest)
     publish.promote(
-        paths.out, run_id, [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG], request.keep_runs
+        paths.out,
+        paths.run_id,
+        [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG],
+        request.keep_runs,
     )
     publish.append_history(paths.out, manifest)
-    log.info("published run %s", run_id)
+    log.info("published run %s", paths.run_id)
     return manifest
 
 
+TOP_CHECKS = 10
+
+
+def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
+    """The most frequent quarantine reasons as ``input column: check — N rows`` (counts, never values)."""
+    counts = (
+        pl.scan_parquet(quarantine)
+        .group_by("input", "column", "check")
+        .agg(pl.struct(SOURCE_FILE, "source_row").n_unique().alias("rows"))
+        .sort(["rows", "input", "column", "check"], descending=[True, False, False, False], nulls_last=True)
+        .collect()
+    )
+    lines = ["most frequent quarantine checks (input column: check — rows):"]
+    lines += [
+        f"  {r['input']} {r['column'] or '(row)'}: {r['check']} — {r['rows']:,} row(s)"
+        for r in counts.head(most).iter_rows(named=True)
+    ]
+    if counts.height > most:
+        lines.append(f"  … and {counts.height - most} more check(s) in {quarantine}")
+    return lines
+
+
 def discard(request: ScreenRequest, run_id: str) -> None:
-    """Remove an unfinished run's folder after an input error (nothing of it was published)."""
+    """Remove an unfinished run's folder (nothing of it was published)."""
     shutil.rmtree(RunPaths(Path(request.out), run_id).folder, ignore_errors=True)
 
 
 def run_screen(request: ScreenRequest) -> dict[str, Any]:
     """The whole screen without Prefect (the flow in ``flows/screen.py`` runs the same stages)."""
-    run = prepare(request)
-    run_id, partitions = run["run_id"], run["partitions"]
-    try:
+    with open_run(request) as run:
+        run_id, partitions = run["run_id"], run["partitions"]
         inputs = [i for kind in INPUTS for i in ingest(request, run_id, kind, run["files"][kind], partitions)]
-    except InputError:
-        discard(request, run_id)
-        raise
-    find_exam_conflicts(request, run_id, partitions)
-    counts = [process_partition(request, run_id, p) for p in range(partitions)]
-    return publish_run(request, run_id, inputs, counts)
+        find_exam_conflicts(request, run_id, partitions)
+        counts = [process_partition(request, run_id, p) for p in range(partitions)]
+        return publish_run(request, run_id, inputs, counts, run["skipped_files"])

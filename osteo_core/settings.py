@@ -11,6 +11,7 @@ class Settings(BaseSettings):
     out: str = "osteo-out"  # default --out
     keep_runs: int = 5  # run folders kept under OUT/runs (the published one is never removed)
     max_reject_rate: float = 0.05
+    max_shrink: float = 0.5  # refuse a run with fewer than half the last published run's valid exams
     partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
     workers: int = 1  # partitions screened at once on this machine (each uses all cores through Polars)
     dask_address: str | None = None  # tcp://host:port of a Dask scheduler to run partitions on

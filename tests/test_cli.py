@@ -65,15 +65,30 @@ def test_required_column_absent_exit_2_through_the_flow(tmp_path, capsys, prefec
     path = tmp_path / "scans.csv"
     path.write_text("patient_id,exam_id,sex,age_years,spine_t\nP1,E1,F,70,-1\n")
     _one_line_error(capsys, screen(tmp_path, scans=path), 2, "scans.csv", "exam_date")
-    assert not list((tmp_path / "out" / "runs").iterdir())
+    assert not (tmp_path / "out").exists()  # the run made --out: a failed run removes it again
 
 
 def test_reject_rate_exit_3_keeps_published_outputs(tmp_path, capsys, prefect_engine):
     assert screen(tmp_path) == 0
     published = json.loads((tmp_path / "out" / "manifest.json").read_text())["run_id"]
     capsys.readouterr()
-    bad = write_scans_csv(tmp_path / "bad.csv", [exam(exam_id="B1", sex="?"), exam(exam_id="B2")])
-    _one_line_error(capsys, screen(tmp_path, scans=bad), 3, "quarantine written to", "max-reject-rate")
+    bad = write_scans_csv(
+        tmp_path / "bad.csv",
+        [
+            exam(exam_id="B1", patient_id="PID-SECRET-1", sex="?"),
+            exam(exam_id="B2", spine_t="-9.5"),
+            exam(exam_id="B3"),
+        ],
+    )
+    code = screen(tmp_path, scans=bad)
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    first, heading, *checks = [line for line in err.splitlines() if line.strip()]
+    assert "quarantine written to" in first and "max-reject-rate" in first
+    assert heading.startswith("most frequent quarantine checks")
+    # by column with counts, never the values or ids of the rows
+    assert sorted(checks) == ["  scans sex: allowed_value — 1 row(s)", "  scans spine_t: in_range(-7, 7) — 1 row(s)"]
+    assert "PID-SECRET" not in err and "-9.5" not in err
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["run_id"] == published
 
 

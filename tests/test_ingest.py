@@ -64,12 +64,14 @@ def test_parquet_and_xlsx(tmp_path):
     assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
 
 
-def test_xlsx_blank_rows_keep_their_row_numbers(tmp_path):
+def test_xlsx_blank_rows_are_skipped_and_the_rest_keep_their_row_numbers(tmp_path):
     frame = _text([exam(exam_id="E1"), {c: None for c in exam()}, exam(exam_id="E3", sex="?")])
     frame.write_excel(tmp_path / "s.xlsx")
-    _, screening, quarantine = _screen(tmp_path, tmp_path / "s.xlsx", max_reject_rate=1.0)
+    manifest, screening, quarantine = _screen(tmp_path, tmp_path / "s.xlsx", max_reject_rate=1.0)
     assert screening.get_column("exam_id").to_list() == ["E1"]
-    assert sorted(set(quarantine.get_column("source_row"))) == [2, 3]
+    assert sorted(set(quarantine.get_column("source_row"))) == [3]
+    assert manifest["inputs"][0]["blank_lines"] == 1
+    assert manifest["rows"] == {"rows_in": 2, "valid": 1, "quarantined": 1, "duplicate": 0}
 
 
 def test_folder_and_several_files_keep_source_file_and_row(tmp_path):
@@ -159,7 +161,7 @@ def test_unusable_files_name_the_file(tmp_path, make, problem):
     with pytest.raises(InputError, match=problem) as err:
         _screen(tmp_path, path)
     assert err.value.source == str(path)
-    assert not list((tmp_path / "out" / "runs").iterdir())  # nothing half-made is left behind
+    assert not (tmp_path / "out").exists()  # nothing half-made is left behind, not even the new --out
 
 
 def test_corrupt_parquet_is_an_input_error_naming_the_file(tmp_path):

@@ -23,6 +23,7 @@ import polars as pl
 from osteo_core import __version__, publish, reference
 from osteo_core.errors import (
     InputError,
+    OutputError,
     RejectRateExceeded,
     RunRefused,
     ShrinkExceeded,
@@ -163,10 +164,12 @@ def _check_writable(out: Path) -> None:
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    with output_errors(existing):
-        probe = existing / f".osteo-write-test-{secrets.token_hex(4)}"
+    probe = existing / f".osteo-write-test-{secrets.token_hex(4)}"
+    try:
         probe.mkdir()
         probe.rmdir()
+    except OSError as exc:
+        raise OutputError(str(existing), f"cannot write the output ({exc.strerror or exc})") from None
 
 
 def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> dict[str, Any]:

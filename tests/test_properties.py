@@ -2,7 +2,7 @@
 
 import polars as pl
 from conftest import AS_OF, exam, scans_frame
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from osteo_core.run import ScreenRequest, run_screen
@@ -57,22 +57,74 @@ def test_every_row_is_valid_quarantined_or_a_duplicate(generic_profile, bounds, 
 @given(
     rows=st.lists(row_strategy, min_size=1, max_size=15),
     sep=st.sampled_from([",", ";", "\t"]),
-    encoding=st.sampled_from(["utf-8", "utf-8-sig", "latin-1"]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1"]),
+    blank_after=st.lists(st.sampled_from(["", "  ", None]), min_size=16, max_size=16),
+    newline=st.sampled_from(["\n", "\r\n"]),
 )
-def test_manifest_counts_add_up_for_messy_files(tmp_path_factory, rows, sep, encoding):
+def test_manifest_counts_add_up_for_messy_files(tmp_path_factory, rows, sep, encoding, blank_after, newline):
+    """Every line of the file ends valid, quarantined, a duplicate, or a counted blank line."""
     folder = tmp_path_factory.mktemp("messy")
     frame = scans_frame([exam(**r) for r in rows]).drop("source_file", "source_row")
-    (folder / "scans.csv").write_bytes(frame.write_csv(separator=sep).encode(encoding, errors="replace"))
+    header, *data = frame.write_csv(separator=sep).splitlines()
+    lines, blanks = [header], 0
+    for line, blank in zip(data, blank_after, strict=False):
+        lines.append(line)
+        if blank is not None:  # a blank (or white-space only) line after this row
+            lines.append(blank)
+            blanks += 1
+    text = newline.join(lines) + newline
+    (folder / "scans.csv").write_bytes(text.encode(encoding, errors="replace"))
     manifest = run_screen(
         ScreenRequest(
             scans=[str(folder / "scans.csv")], out=str(folder / "out"), as_of="2026-01-01", max_reject_rate=1.0
         )
     )
     counts = manifest["rows"]
+    assert manifest["inputs"][0]["blank_lines"] == blanks
     assert counts["rows_in"] == len(rows) == counts["valid"] + counts["quarantined"] + counts["duplicate"]
     assert pl.read_parquet(folder / "out" / "screening.parquet").height == counts["valid"]
     quarantine = pl.read_parquet(folder / "out" / "quarantine.parquet")
     assert quarantine.select("source_file", "source_row").n_unique() == counts["quarantined"]
+
+
+meds_row = st.fixed_dictionaries(
+    {
+        "patient_id": st.sampled_from(["P1", "P2", ""]),
+        "drug": st.sampled_from(["alendronate", "Alendronate", "PROLIA", "Xgeva", "aspirin", ""]),
+        "event_date": st.sampled_from(["2025-01-01", "2025-01-02", "2027-01-01", "x", ""]),
+        "days_supply": st.sampled_from(["", "30", "0", "abc"]),
+    }
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(meds=st.lists(meds_row, min_size=1, max_size=20), copies=st.lists(st.integers(0, 19), max_size=6))
+def test_medication_rows_are_valid_quarantined_or_duplicates(tmp_path_factory, meds, copies):
+    """Exported twice or not, every medication row is accounted for exactly once."""
+    rows = meds + [meds[i % len(meds)] for i in copies]
+    assume(any(v.strip() for r in rows for v in r.values()))  # an export of blank lines only is refused (exit 2)
+    folder = tmp_path_factory.mktemp("meds")
+    pl.DataFrame(rows, schema={k: pl.Utf8 for k in rows[0]}).write_csv(folder / "meds.csv")
+    scans = scans_frame([exam(patient_id="P1")]).drop("source_file", "source_row")
+    scans.write_csv(folder / "scans.csv")
+    manifest = run_screen(
+        ScreenRequest(
+            scans=[str(folder / "scans.csv")],
+            meds=str(folder / "meds.csv"),
+            out=str(folder / "out"),
+            as_of="2026-01-01",
+            max_reject_rate=1.0,
+        )
+    )
+    counts = manifest["rows_by_input"]["meds"]
+    blank = sum(all(not v.strip() for v in r.values()) for r in rows)  # an all-empty row is a blank line
+    assert manifest["blank_lines"]["meds"] == blank
+    assert counts["rows_in"] + blank == len(rows)
+    assert counts["rows_in"] == counts["valid"] + counts["quarantined"] + counts["duplicate"]
+    kept = [r for r in rows if any(v.strip() for v in r.values())]
+    assert counts["duplicate"] >= len(kept) - len({tuple(r.values()) for r in kept})
 
 
 SEVERITY = {"normal": 0, "osteopenia": 1, "osteoporosis": 2, "severe_osteoporosis": 3}

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from osteo_core.errors import OsteoError
+from osteo_core.errors import OsteoError, output_errors
 from osteo_core.settings import settings
 
 
@@ -246,14 +246,16 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from osteo_core.report import write_report
 
-    print(f"report: {write_report(Path(args.out))}")
+    with output_errors(args.out):
+        print(f"report: {write_report(Path(args.out))}")
     return 0
 
 
 def cmd_export_research(args: argparse.Namespace) -> int:
     from osteo_core.research import export_research
 
-    written = export_research(Path(args.out), Path(args.dest))
+    with output_errors(args.dest):
+        written = export_research(Path(args.out), Path(args.dest))
     print("de-identified extract: " + ", ".join(f"{t} {n:,} rows" for t, n in written.items()) + f" -> {args.dest}")
     return 0
 

@@ -161,3 +161,21 @@ def test_a_lock_left_by_a_killed_screen_is_taken_over(tmp_path, capsys, prefect_
     assert main(_screen_args(tmp_path)) == 0  # ... and is taken over at once
     assert time.monotonic() - started < 60
     assert (out / "screening.parquet").exists()
+
+
+def test_research_extract_onto_a_full_disk_is_one_line_exit_2(tmp_path):
+    paths = write_synthetic(tmp_path, patients=2000, seed=6)
+    result = _in_tmpfs(
+        tmp_path,
+        f'{sys.executable} -c "from osteo_core.run import ScreenRequest, run_screen; '
+        f"run_screen(ScreenRequest(scans=['{paths['scans']}'], out='{tmp_path / 'out'}', as_of='{AS_OF}'))\" && "
+        f'OSTEO_RESEARCH_KEY=a-long-enough-research-key "$OSTEO" export-research --out {tmp_path / "out"} '
+        '--dest "$D/extract"; echo "exit=$?"; echo "left=$(find "$D" -mindepth 1 | wc -l)"',
+        size="32k",
+    )
+    report = _report(result)
+    assert report["exit"] == "2", result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"osteo: {tmp_path / 'disk' / 'extract'}: cannot write the output (No space left on device)"
+    ]
+    assert report["left"] == "0"

@@ -87,6 +87,9 @@ def run_flow(request: run.ScreenRequest, dask_address: str | None = None, worker
     ``dask_address`` (``tcp://host:port``) sends the partition tasks to that Dask scheduler; otherwise
     they run on ``workers`` threads here.
     """
+    from flows.ephemeral import start_server_bound_to_this_process
+
+    start_server_bound_to_this_process()  # before Prefect starts its own: no orphan server after a kill -9
     install_filter()
     if dask_address:
         from prefect_dask import DaskTaskRunner

@@ -1,4 +1,12 @@
-"""Read-only SQL over the published catalog (``OUT/osteo.duckdb``)."""
+"""Read-only SQL over the published tables, for ``osteo sql``, reports and the researcher notebook.
+
+``OUT/osteo.duckdb`` is an ordinary DuckDB file: opened even with ``read_only=True``, a query can still ``COPY`` over
+the published Parquet files, read any file the user can, ``ATTACH``, install extensions and change settings, and
+``allowed_paths`` does not stop writes to the allowed files. So ``connect_read_only`` builds an in-memory database
+whose tables are the run's Parquet files handed over as Arrow datasets (read by Arrow, not by DuckDB's file
+system), then shuts DuckDB's own doors: no external access, no local file system, no extension loading, and a locked
+configuration. No SQL text is inspected.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +15,72 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.dataset as pa_ds
 
+from osteo_core import publish
 from osteo_core.errors import InputError, OsteoError
-from osteo_core.publish import CATALOG
+
+# Set when the database starts: after this no extension is installed, loaded or autoloaded, no secret is written,
+# no Python variable is scanned, and nothing spills to a temporary directory.
+_STARTUP_CONFIG: dict[str, str | bool] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "allow_extension_repositories": "forbidden",
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+    "temp_directory": "",
+    "enable_external_access": False,
+}
+# Set once the tables are registered, then the configuration is locked (``lock_configuration`` last).
+_LOCKDOWN = (
+    "SET disabled_filesystems = 'LocalFileSystem'",
+    "SET lock_configuration = true",
+)
 
 
-def connect(out: Path) -> duckdb.DuckDBPyConnection:
-    path = out / CATALOG
-    if not path.exists():
+def connect_read_only(out: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection that can read the published tables and views and nothing else.
+
+    ``current`` is resolved once, so the connection keeps reading the run it opened even if a new screen is
+    published meanwhile. Each ``<table>.parquet`` of that run is registered under the table's name (Arrow reads the
+    file), ``publish.VIEWS`` are created over them, then DuckDB's external access and local file system are turned
+    off and the configuration is locked: COPY, EXPORT, reading or globbing files, ATTACH of a file, INSTALL/LOAD and
+    SET/RESET all fail. What a session creates in its own memory (a temporary table, say) dies with it.
+    """
+    link = out / publish.CURRENT
+    run = link.resolve() if link.is_symlink() else None
+    if run is None or not run.is_dir():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
-    return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(":memory:", config=_STARTUP_CONFIG)
+    try:
+        for table in publish.CATALOG_TABLES:
+            parquet = run / f"{table}.parquet"
+            if parquet.is_file():
+                con.register(table, pa_ds.dataset(str(parquet), format="parquet"))
+        for name, sql in publish.VIEWS.items():
+            try:
+                con.execute(f"CREATE VIEW {name} AS {sql}")
+            except duckdb.CatalogException:
+                pass  # a table it needs is not in this run
+        for statement in _LOCKDOWN:
+            con.execute(statement)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def query(out: Path, sql: str) -> pl.DataFrame:
-    con = connect(out)
+    """Run ``sql`` over the published tables (``connect_read_only``); a DuckDB error is one ``OsteoError``."""
+    con = connect_read_only(out)
     try:
         relation = con.sql(sql)  # run once: a statement without a result (e.g. SET) gives None
         return relation.pl() if relation is not None else pl.DataFrame()
-    except duckdb.Error as err:
-        raise OsteoError(f"SQL error: {str(err).strip()}") from None
+    except duckdb.Error as err:  # its first line says what and why; the rest is hints and the SQL echoed back
+        first_line = next(iter(str(err).strip().splitlines()), type(err).__name__)
+        raise OsteoError(f"SQL error: {first_line}") from None
     finally:
         con.close()
 

@@ -135,8 +135,9 @@ def test_sql_error_is_one_line_and_catalog_is_read_only(tmp_path, capsys, prefec
     assert main(["sql", "--out", str(tmp_path / "out"), "SELECT nope FROM screening"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("osteo: SQL error: Binder Error") and '"nope"' in err and "Traceback" not in err
-    code = main(["sql", "--out", str(tmp_path / "out"), "DROP VIEW screening"])
-    assert code == 2 and "read-only" in capsys.readouterr().err.lower()
+    target = tmp_path / "out" / "x.csv"
+    code = main(["sql", "--out", str(tmp_path / "out"), f"COPY (SELECT 1) TO '{target}'"])
+    assert code == 2 and "Permission Error" in capsys.readouterr().err and not target.exists()
     assert main(["sql", "--out", str(tmp_path / "out"), "SELECT count(*) FROM screening"]) == 0
 
 

@@ -9,6 +9,7 @@ Stages: ``prepare`` → ``ingest`` (each input file streamed into patient partit
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
 import secrets
 import shutil
@@ -30,7 +31,16 @@ from osteo_core.errors import (
     disk_problem,
     output_errors,
 )
-from osteo_core.ingest import SOURCE_FILE, blank_row, concat_text, discover, header_key, read_export, sha256_of
+from osteo_core.ingest import (
+    SOURCE_FILE,
+    blank_row,
+    concat_text,
+    discover,
+    file_format,
+    header_key,
+    read_export,
+    sha256_of,
+)
 from osteo_core.lsc import load_device_lsc
 from osteo_core.partition import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.profiles import Profile, load_profile
@@ -60,23 +70,35 @@ PARTITIONS_PER_CONFLICT_BUCKET = 10
 
 
 def estimated_rows(path: Path) -> int:
-    """Rows in a scans file: exact for Parquet (metadata only), estimated from the first MiB for text."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    """Rows in a scans file: exact for Parquet (metadata only), estimated from the first MiB for text
+    (of the decompressed text for ``.csv.gz``), 0 for XLSX (small by nature)."""
+    fmt = file_format(path)
+    if fmt == "parquet":
         try:
             return pl.scan_parquet(path).select(pl.len()).collect().item()
         except Exception:  # noqa: BLE001 - unreadable: ingest reports it, naming the file (exit 2)
             return 0
+    if fmt == "xlsx":
+        return 0
     size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(1 << 20)
+    try:
+        with path.open("rb") as raw:
+            if fmt == "csv.gz":
+                with gzip.GzipFile(fileobj=raw) as fh:
+                    head = fh.read(1 << 20)
+                consumed = raw.tell()  # compressed bytes behind that MiB of text
+            else:
+                head = raw.read(1 << 20)
+                consumed = len(head)
+    except (OSError, EOFError):
+        return 0  # unreadable: ingest reports it, naming the file
     lines = max(1, head.count(b"\n"))
-    return int(size / (len(head) / lines)) if head else 0
+    return int(size / consumed * lines) if head and consumed else 0
 
 
 def auto_partitions(scans: list[str]) -> int:
     """About one partition per 500,000 scan rows, so each partition's frames stay small."""
-    rows = sum(estimated_rows(f) for f in discover(scans, "scans").files if f.suffix.lower() not in (".xlsx", ".xlsm"))
+    rows = sum(estimated_rows(f) for f in discover(scans, "scans").files)
     return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
 
 

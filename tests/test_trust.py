@@ -377,3 +377,19 @@ def test_xlsx_other_sheets_are_listed_and_sheet_chooses(tmp_path, capsys, prefec
     capsys.readouterr()
     assert main([*args, "--sheet", "Exams 2026"]) == 2
     assert "no sheet named 'Exams 2026' (sheets: Exams, Notes, Exams 2025)" in capsys.readouterr().err
+
+
+def test_partition_estimate_reads_gzip_and_sniffed_parquet(tmp_path):
+    """Partitioning sizes itself from the rows a file holds, whatever its compression or extension."""
+    import gzip
+
+    from osteo_core import synthetic
+    from osteo_core.run import estimated_rows
+
+    scans = synthetic.registry(4000, seed=3)
+    scans.write_csv(tmp_path / "a.csv")
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress((tmp_path / "a.csv").read_bytes()))
+    scans.write_parquet(tmp_path / "export")  # Parquet without an extension: exact, from the metadata
+    assert estimated_rows(tmp_path / "export") == scans.height
+    for name in ("a.csv", "a.csv.gz"):
+        assert abs(estimated_rows(tmp_path / name) - scans.height) < scans.height * 0.1

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from osteo_core.errors import OsteoError, output_errors
+from osteo_core.errors import EngineError, OsteoError, output_errors
 from osteo_core.settings import settings
 
 
@@ -128,7 +128,15 @@ def _run_flow(request, dask_address: str | None = None) -> dict:
     check_arguments(request)  # fail fast, before the Prefect engine starts
     from flows.screen import run_flow
 
-    return run_flow(request, dask_address=dask_address, workers=settings().workers)
+    try:
+        return run_flow(request, dask_address=dask_address, workers=settings().workers)
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        raise EngineError(
+            "Prefect's temporary API server did not start in time (a busy machine?); try again, raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running Prefect server"
+        ) from None
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
@@ -171,6 +179,8 @@ def input_notes(manifest: dict) -> list[str]:
         notes.append("blank lines skipped: " + ", ".join(f"{kind} {n:,}" for kind, n in blank.items()))
     for entry in manifest.get("inputs", []):
         name = Path(entry["path"]).name
+        if entry["rows"] == 0:
+            notes.append(f"no data rows in {name} ({entry['input']}): check the export is complete")
         if entry.get("unmapped_columns"):
             notes.append(
                 f"unmapped columns in {name} (kept in the raw layer, not used): " + ", ".join(entry["unmapped_columns"])

@@ -29,6 +29,12 @@ class OutputError(InputError):
     """The output folder cannot be written: read-only, full, or not ours to write (exit 2)."""
 
 
+class EngineError(OsteoError):
+    """The orchestration engine (Prefect) could not run the flow: not the user's input (exit 1)."""
+
+    exit_code = 1
+
+
 class RunRefused(OsteoError):
     """The run finished but is not published (exit 3); the previous run's outputs stay as they were.
 
@@ -59,13 +65,13 @@ class RejectRateExceeded(RunRefused):
 class ShrinkExceeded(RunRefused):
     """Far fewer valid exams than the last published run: a truncated or wrong export, most likely."""
 
-    def __init__(self, valid: int, previous: int, limit: float, quarantine_path: str):
+    def __init__(self, valid: int, previous: int, limit: float, run_folder: str):
         self.valid = valid
         self.previous = previous
         super().__init__(
             f"{valid:,} valid exams against {previous:,} in the last published run, a fall of "
-            f"{1 - valid / previous:.0%}, above --max-shrink {limit:.0%}; quarantine written to {quarantine_path}; "
-            "published outputs left unchanged (--max-shrink 1 accepts any fall)"
+            f"{1 - valid / previous:.0%}, above --max-shrink {limit:.0%}; the refused run is in {run_folder} "
+            "(manifest.json, quarantine.parquet); published outputs left unchanged (--max-shrink 1 accepts any fall)"
         )
 
 

@@ -346,12 +346,12 @@ def read_export(
 def _refuse_repeated_headers(path: Path, headers: list[str]) -> None:
     """The same header twice (or differing only in case, spaces, dashes or quotes): which one is meant?"""
     seen: dict[str, list[str]] = {}
-    for header in headers:
+    for position, header in enumerate(headers, start=1):
         if header:
-            seen.setdefault(header_key(header), []).append(header)
+            seen.setdefault(header_key(header), []).append(f"{header!r} (column {position})")
     repeated = [names for names in seen.values() if len(names) > 1]
     if repeated:
-        listed = "; ".join(" and ".join(repr(n) for n in names) for names in repeated)
+        listed = "; ".join(" and ".join(names) for names in repeated)
         raise InputError(str(path), f"duplicate column header(s): {listed}")
 
 

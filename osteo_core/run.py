@@ -304,8 +304,6 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
                 raise InputError(str(path), f"cannot be read ({str(exc).strip().splitlines()[0][:200]})") from None
         lines, blank_lines = tally.row(0)
         rows = lines - blank_lines
-        if rows == 0:
-            raise InputError(str(path), f"no rows: the {kind} export has a header but no data")
         entry = {"input": kind, "path": str(path), "sha256": sha256_of(path), "rows": rows, "blank_lines": blank_lines}
         entry["format"] = export.file_format
         if export.encoding:
@@ -316,6 +314,9 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
             entry["other_sheets"] = export.other_sheets
         inputs.append(entry)
         log.info("read %s file %d of %d: %d rows", kind, number + 1, len(files), rows)
+    if files and not any(entry["rows"] for entry in inputs):
+        where = files[0] if len(files) == 1 else str(Path(files[0]).parent)
+        raise InputError(where, f"no rows: the {kind} export has a header but no data")
     shutil.rmtree(paths.work, ignore_errors=True)
     return inputs
 
@@ -431,7 +432,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     if reject_rate > request.max_reject_rate:
         refusal = RejectRateExceeded(reject_rate, request.max_reject_rate, str(quarantine), top_checks(quarantine))
     elif previous_valid and scans["valid"] < previous_valid * (1 - request.max_shrink):
-        refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(quarantine))
+        refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(paths.folder))
     if refusal is not None:
         manifest["status"] = "rejected"
         manifest["refused_because"] = type(refusal).__name__

@@ -179,3 +179,19 @@ def test_research_extract_onto_a_full_disk_is_one_line_exit_2(tmp_path):
         f"osteo: {tmp_path / 'disk' / 'extract'}: cannot write the output (No space left on device)"
     ]
     assert report["left"] == "0"
+
+
+def test_prefect_server_that_does_not_start_is_one_line_not_a_traceback(tmp_path):
+    scans = write_scans_csv(tmp_path / "scans.csv", [exam()])
+    env = {**_env(tmp_path / "home"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}
+    result = subprocess.run(
+        [OSTEO, "screen", "--scans", str(scans), "--out", str(tmp_path / "out"), "--as-of", AS_OF],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("osteo: Prefect's temporary API server did not start in time")
+    assert not (tmp_path / "out").exists()

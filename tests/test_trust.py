@@ -57,7 +57,9 @@ def test_a_header_twice_stops_the_run_naming_file_and_columns(tmp_path, second):
     with pytest.raises(InputError, match="duplicate column header") as err:
         run_screen(_request(tmp_path, path))
     assert err.value.source == str(path)
-    assert "'femoral_neck_t'" in err.value.problem and repr(second.strip()) in err.value.problem
+    position = len(header.split(",")) + 1
+    assert f"'femoral_neck_t' (column {header.split(',').index('femoral_neck_t') + 1})" in err.value.problem
+    assert f"{second.strip()!r} (column {position})" in err.value.problem
     assert not (tmp_path / "out").exists()
 
 
@@ -202,6 +204,29 @@ def test_an_export_with_no_rows_is_exit_2_and_leaves_the_published_screen(tmp_pa
     assert err.strip() == f"osteo: {empty}: no rows: the scans export has a header but no data"
     assert _published(tmp_path).equals(before)
     assert len(list((tmp_path / "out" / "runs").iterdir())) == 1  # the failed run left nothing
+
+
+def test_one_empty_file_among_several_is_published_and_named(tmp_path):
+    """A month with no exams is possible; the file is listed with 0 rows and the summary says so."""
+    from osteo_core.cli import input_notes
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    write_scans_csv(folder / "2025-10.csv", _rows(3))
+    (folder / "2025-11.csv").write_text(_csv_text(_rows(1)).splitlines()[0] + "\n")
+    manifest = run_screen(_request(tmp_path, folder))
+    assert [entry["rows"] for entry in manifest["inputs"]] == [3, 0]
+    assert "no data rows in 2025-11.csv (scans): check the export is complete" in input_notes(manifest)
+
+
+def test_a_folder_of_empty_files_is_no_rows(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for month in ("10", "11"):
+        (folder / f"2025-{month}.csv").write_text(_csv_text(_rows(1)).splitlines()[0] + "\n")
+    with pytest.raises(InputError, match="no rows") as err:
+        run_screen(_request(tmp_path, folder))
+    assert err.value.source == str(folder)
 
 
 def test_empty_medications_export_is_refused_too(tmp_path):

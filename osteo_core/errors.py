@@ -42,6 +42,7 @@ class RunRefused(OsteoError):
     """
 
     exit_code = 3
+    reason = "refused"  # recorded in the refused run's manifest (``refused_because``)
 
     def __init__(self, message: str, details: list[str] | None = None):
         self.details = details or []
@@ -50,6 +51,8 @@ class RunRefused(OsteoError):
 
 class RejectRateExceeded(RunRefused):
     """Too many scan rows were quarantined."""
+
+    reason = "max_reject_rate"
 
     def __init__(self, rate: float, limit: float, quarantine_path: str, details: list[str] | None = None):
         self.rate = rate
@@ -64,6 +67,8 @@ class RejectRateExceeded(RunRefused):
 
 class ShrinkExceeded(RunRefused):
     """Far fewer valid exams than the last published run: a truncated or wrong export, most likely."""
+
+    reason = "max_shrink"
 
     def __init__(self, valid: int, previous: int, limit: float, run_folder: str):
         self.valid = valid

@@ -245,8 +245,7 @@ def open_run(request: ScreenRequest) -> Iterator[dict[str, Any]]:
 
 
 def _remove_if_only_ours(out: Path, created: list[Path]) -> None:
-    for name in (publish.LOCK,):
-        (out / name).unlink(missing_ok=True)
+    (out / publish.LOCK).unlink(missing_ok=True)
     for folder in (out / publish.RUNS, *created):
         try:
             folder.rmdir()  # only an empty folder goes
@@ -278,7 +277,7 @@ def _require_columns(kind: str, path: Path, names: list[str], profile: Profile) 
 def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int) -> list[dict[str, Any]]:
     """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: all text, canonical headers,
     source columns, split by patient partition in one streaming pass. Blank lines are counted, not kept;
-    a file with no data row stops the run (exit 2)."""
+    an input whose files hold no data row at all stops the run (exit 2)."""
     profile = load_profile(request.profile)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
@@ -435,7 +434,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(paths.folder))
     if refusal is not None:
         manifest["status"] = "rejected"
-        manifest["refused_because"] = type(refusal).__name__
+        manifest["refused_because"] = refusal.reason
         publish.write_manifest(paths.folder, manifest)
         raise refusal
     manifest["status"] = "published"

@@ -245,7 +245,8 @@ def test_a_run_that_shrinks_below_half_is_refused_and_keeps_the_published_run(tm
     assert err.value.exit_code == 3
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["run_id"] == published
     refused = [p for p in (tmp_path / "out" / "runs").iterdir() if p.name != published]
-    assert json.loads((refused[0] / "manifest.json").read_text())["status"] == "rejected"
+    refused_manifest = json.loads((refused[0] / "manifest.json").read_text())
+    assert (refused_manifest["status"], refused_manifest["refused_because"]) == ("rejected", "max_shrink")
     assert (refused[0] / "quarantine.parquet").exists()
 
 

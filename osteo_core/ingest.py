@@ -321,7 +321,22 @@ def read_export(
     the file when two headers are the same, or two map to one column.
     """
     raw = read_raw(path, workdir, sheet)
-    headers = [h.replace("\ufeff", "").strip() for h in raw.headers]
+    targets, unmapped = canonical_columns(path, raw.headers, canonical_name)
+    names = raw.frame.collect_schema().names()
+    frame = (
+        raw.frame.rename(dict(zip(names, targets, strict=True)))
+        .with_row_index(SOURCE_ROW, offset=1)
+        .with_columns(pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE))
+    )
+    return Export(frame, targets, raw.file_format, raw.encoding, unmapped, raw.sheet, raw.other_sheets)
+
+
+def canonical_columns(
+    path: Path, headers: Sequence[str], canonical_name: Callable[[str], str | None]
+) -> tuple[list[str], list[str]]:
+    """(column name for each header, headers nothing maps). Refuses (``InputError`` naming the file) a
+    header that appears twice, or two headers mapped onto one column: the screen never picks one for you."""
+    headers = [h.replace("\ufeff", "").strip() for h in headers]
     _refuse_repeated_headers(path, headers)
     targets: list[str] = []
     unmapped: list[str] = []
@@ -334,13 +349,43 @@ def read_export(
     _refuse_clashes(path, headers, targets)
     if {SOURCE_FILE, SOURCE_ROW} & set(targets):
         raise InputError(str(path), f"column names '{SOURCE_FILE}'/'{SOURCE_ROW}' are reserved")
-    names = raw.frame.collect_schema().names()
-    frame = (
-        raw.frame.rename(dict(zip(names, targets, strict=True)))
-        .with_row_index(SOURCE_ROW, offset=1)
-        .with_columns(pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE))
-    )
-    return Export(frame, targets, raw.file_format, raw.encoding, unmapped, raw.sheet, raw.other_sheets)
+    return targets, unmapped
+
+
+def read_headers(path: Path, sheet: str | None = None) -> list[str]:
+    """The header row of a file, read cheaply (first line, Parquet schema, first sheet row), so bad headers
+    are reported before any work starts. ``[]`` when it cannot be read here: the full read reports that."""
+    try:
+        fmt = file_format(path)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if fmt == "xlsx":
+            import fastexcel
+
+            reader = fastexcel.read_excel(path)
+            name = sheet if sheet is not None else reader.sheet_names[0]
+            first = reader.load_sheet(name, header_row=None, n_rows=1, dtypes="string").to_polars()
+            return ["" if v is None else str(v) for v in first.row(0)] if first.height else []
+        with _open_bytes(path, fmt == "csv.gz") as fh:
+            head = fh.read(1 << 20)
+    except Exception:  # noqa: BLE001 - reported with its cause by the full read
+        return []
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        text = head.decode("utf-16", errors="ignore")
+    elif b"\x00" in head:
+        return []  # not text: the full read says so
+    else:
+        line = head.split(b"\n", 1)[0]
+        try:
+            text = line.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = line.decode("cp1252", errors="replace")
+    first_line = text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+    if not first_line.strip():
+        return []
+    return next(csv.reader([first_line], delimiter=sniff_separator(first_line)))
 
 
 def _refuse_repeated_headers(path: Path, headers: list[str]) -> None:

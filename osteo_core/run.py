@@ -34,11 +34,13 @@ from osteo_core.errors import (
 from osteo_core.ingest import (
     SOURCE_FILE,
     blank_row,
+    canonical_columns,
     concat_text,
     discover,
     file_format,
     header_key,
     read_export,
+    read_headers,
     sha256_of,
 )
 from osteo_core.lsc import load_device_lsc
@@ -177,6 +179,12 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         raise InputError(str(out), "--out exists and is not a folder")
     if request.lsc:
         load_device_lsc(request.lsc)
+    for kind, found in files.items():
+        for path in found.files:  # headers now, so a missing column is said before any engine starts
+            headers = read_headers(path, request.sheet)
+            if headers:
+                columns, _ = canonical_columns(path, headers, _canonical_namer(kind, profile))
+                _require_columns(kind, path, columns, profile)
     _check_writable(out)
     return profile, rules, files
 

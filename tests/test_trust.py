@@ -419,3 +419,28 @@ def test_partition_estimate_reads_gzip_and_sniffed_parquet(tmp_path):
     assert estimated_rows(tmp_path / "export") == scans.height
     for name in ("a.csv", "a.csv.gz"):
         assert abs(estimated_rows(tmp_path / name) - scans.height) < scans.height * 0.1
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("patient_id,exam_id,exam_date\n", "required column(s) missing: sex, birth_date or age_years"),
+        ("patient_id,exam_id,exam_date,sex,age_years,Sex\n", "duplicate column header(s): 'sex' (column 4)"),
+    ],
+)
+def test_header_problems_are_said_before_the_engine_starts(tmp_path, header, problem):
+    """A missing or repeated column is reported in about a second: Prefect is never imported."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "scans.csv"
+    path.write_text(header + "P1,E1,2024-01-01,F,70,F\n")
+    script = (
+        "import sys; from osteo_core.cli import main; "
+        f"code = main(['screen', '--scans', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]); "
+        "print(code, 'prefect' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["2", "False"]
+    assert problem in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

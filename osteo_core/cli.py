@@ -174,6 +174,16 @@ def input_notes(manifest: dict) -> list[str]:
     """What was read differently from a plain file: blank lines skipped, columns nobody maps, workbook
     sheets not read, files a folder scan passed over (names of files and columns only, never values)."""
     notes = []
+    for kind, label in (("meds", "medication"), ("fractures", "fracture")):
+        rows = manifest.get("rows_by_input", {}).get(kind, {})
+        if rows.get("rows_in"):
+            share = rows["quarantined"] / rows["rows_in"]
+            limit = manifest.get("max_reject_rate", 0.0)  # the limit scans are held to, as a warning here
+            warning = f"  ({share:.0%} quarantined: check the quarantine table)" if share > limit else ""
+            notes.append(
+                f"{label} rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} "
+                f"quarantined + {rows['duplicate']:,} duplicate{warning}"
+            )
     blank = {kind: n for kind, n in manifest.get("blank_lines", {}).items() if n}
     if blank:
         notes.append("blank lines skipped: " + ", ".join(f"{kind} {n:,}" for kind, n in blank.items()))

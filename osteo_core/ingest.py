@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import gzip
 import hashlib
 import io
@@ -42,6 +43,11 @@ _CHUNK = 1 << 22
 # Bytes Windows-1252 leaves undefined: a file holding one of them is Latin-1 (C1 controls), not 1252.
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 _C1_BYTES = re.compile(rb"[\x80-\x9f]")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+# A well-formed UTF-8 sequence of two to four bytes: beside bytes that are not UTF-8, a sign of mixed encodings.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+RESERVED_COLUMNS = frozenset({SOURCE_FILE, SOURCE_ROW, "_row", "_partition", "_blank"})
 
 
 # Characters exports write for one another: typographic dashes and quotes, odd spaces.
@@ -132,7 +138,8 @@ def sniff_encoding(path: Path, compressed: bool = False) -> str:
 
     ``utf-16`` (byte-order mark), ``utf-8-sig`` (UTF-8 BOM), ``utf-8`` (every byte sequence valid), else an
     8-bit code page: ``cp1252`` (what Excel writes on Windows) unless a byte Windows-1252 leaves undefined
-    appears, then ``latin-1``. Bytes 0x80–0x9F decide: where none appears the two read the same.
+    appears, then ``latin-1``. Bytes 0x80–0x9F decide: where none appears the two read the same. A file
+    that is part UTF-8 and part 8-bit would be misread either way: it is refused (``InputError``).
     """
     with _open_bytes(path, compressed) as fh:
         head = fh.read(4)
@@ -142,29 +149,34 @@ def sniff_encoding(path: Path, compressed: bool = False) -> str:
             raise InputError(str(path), "holds NUL bytes: not a text CSV (UTF-16 without a byte-order mark?)")
         fh.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
-        c1_seen = undefined_seen = False
+        utf8_text_seen = c1_seen = undefined_seen = False
         utf8 = True
         while chunk := fh.read(_CHUNK):
             if utf8:
                 try:
                     decoder.decode(chunk)
+                    utf8_text_seen = utf8_text_seen or _NON_ASCII.search(chunk) is not None
                     continue
-                except UnicodeDecodeError:
+                except UnicodeDecodeError as err:
                     utf8 = False
+                    pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
+                    valid_prefix = chunk[: max(0, err.start)]
+                    utf8_text_seen = utf8_text_seen or pending > 0 or _NON_ASCII.search(valid_prefix) is not None
+                    chunk = chunk[max(0, err.start) :]
+            utf8_text_seen = utf8_text_seen or _UTF8_MULTIBYTE.search(chunk) is not None
             c1_seen = c1_seen or _C1_BYTES.search(chunk) is not None
             undefined_seen = undefined_seen or _CP1252_UNDEFINED.search(chunk) is not None
         if utf8:
             try:
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
-                utf8 = False
+                utf8 = False  # a truncated character at the very end: an 8-bit byte
     if utf8:
         return "utf-8-sig" if head[:3] == codecs.BOM_UTF8 else "utf-8"
-    if not c1_seen:  # the utf-8 pass stopped early: look at the bytes it skipped
-        with _open_bytes(path, compressed) as fh:
-            while chunk := fh.read(_CHUNK):
-                c1_seen = c1_seen or _C1_BYTES.search(chunk) is not None
-                undefined_seen = undefined_seen or _CP1252_UNDEFINED.search(chunk) is not None
+    if utf8_text_seen:
+        raise InputError(
+            str(path), "mixes UTF-8 text with bytes of another encoding; export it again in one encoding (UTF-8)"
+        )
     return "latin-1" if undefined_seen or not c1_seen else "cp1252"
 
 
@@ -211,7 +223,13 @@ def _read_csv(path: Path, workdir: Path, compressed: bool) -> RawExport:
     if not first_line.strip():
         raise InputError(str(path), "file is empty (no header line)")
     separator = sniff_separator(first_line.rstrip("\r\n"))
-    headers = next(csv.reader([first_line.rstrip("\r\n")], delimiter=separator))
+    with _open_bytes(path, compressed) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
+        try:
+            headers = next(csv.reader(fh, delimiter=separator))  # a quoted header may span lines
+        except csv.Error as exc:
+            raise InputError(str(path), f"cannot read the header row ({exc})") from None
+    if headers:
+        headers[0] = headers[0].lstrip("\ufeff")
     readable = (
         path
         if encoding in ("utf-8", "utf-8-sig") and not compressed
@@ -274,7 +292,10 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawExport:
 
 def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
     """One export file as text columns, whatever its format; ``InputError`` naming the file if unreadable."""
-    fmt = file_format(path)
+    try:
+        fmt = file_format(path)
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
     try:
         if fmt in ("csv", "csv.gz"):
             raw = _read_csv(path, workdir, compressed=fmt == "csv.gz")
@@ -287,8 +308,10 @@ def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
         raise
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(str(path), f"cannot be read as {fmt.upper()} text ({_first_line(exc)})") from None
-    except OSError:
-        raise  # a disk problem, not a bad file: reported as such by the caller
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:
+            raise  # writing the work copy failed: the output disk's problem, reported as such by the caller
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file for the user
         raise InputError(str(path), f"cannot be read as {fmt.upper()} ({_first_line(exc)})") from None
     return raw
@@ -312,6 +335,7 @@ def read_export(
     workdir: Path,
     canonical_name: Callable[[str], str | None],
     sheet: str | None = None,
+    require: Callable[[list[str]], None] | None = None,
 ) -> Export:
     """One export file as text columns + ``source_file`` / ``source_row``, headers made canonical.
 
@@ -321,8 +345,10 @@ def read_export(
     the file when two headers are the same, or two map to one column.
     """
     raw = read_raw(path, workdir, sheet)
-    targets, unmapped = canonical_columns(path, raw.headers, canonical_name)
+    targets, unmapped = canonical_columns(path, raw.headers, canonical_name, require)
     names = raw.frame.collect_schema().names()
+    if len(names) != len(targets):
+        raise InputError(str(path), f"the header row has {len(targets)} columns but the data {len(names)}")
     frame = (
         raw.frame.rename(dict(zip(names, targets, strict=True)))
         .with_row_index(SOURCE_ROW, offset=1)
@@ -332,12 +358,18 @@ def read_export(
 
 
 def canonical_columns(
-    path: Path, headers: Sequence[str], canonical_name: Callable[[str], str | None]
+    path: Path,
+    headers: Sequence[str],
+    canonical_name: Callable[[str], str | None],
+    require: Callable[[list[str]], None] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(column name for each header, headers nothing maps). Refuses (``InputError`` naming the file) a
-    header that appears twice, or two headers mapped onto one column: the screen never picks one for you."""
+    header that appears twice, or two headers mapped onto one column: the screen never picks one for you.
+
+    ``require`` (the input's required-columns check) runs first: a file without a header row fails there,
+    naming canonical columns, rather than in a message that would repeat its first data row.
+    """
     headers = [h.replace("\ufeff", "").strip() for h in headers]
-    _refuse_repeated_headers(path, headers)
     targets: list[str] = []
     unmapped: list[str] = []
     for position, header in enumerate(headers):
@@ -346,9 +378,13 @@ def canonical_columns(
             unmapped.append(header or f"(column {position + 1}, no header)")
             canonical = header or f"column_{position + 1}"
         targets.append(canonical)
+    if require is not None:
+        require(targets)
+    _refuse_repeated_headers(path, headers)
     _refuse_clashes(path, headers, targets)
-    if {SOURCE_FILE, SOURCE_ROW} & set(targets):
-        raise InputError(str(path), f"column names '{SOURCE_FILE}'/'{SOURCE_ROW}' are reserved")
+    reserved = sorted(RESERVED_COLUMNS & set(targets))
+    if reserved:
+        raise InputError(str(path), f"column name(s) {', '.join(repr(r) for r in reserved)} are reserved")
     return targets, unmapped
 
 
@@ -377,15 +413,18 @@ def read_headers(path: Path, sheet: str | None = None) -> list[str]:
     elif b"\x00" in head:
         return []  # not text: the full read says so
     else:
-        line = head.split(b"\n", 1)[0]
         try:
-            text = line.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = line.decode("cp1252", errors="replace")
-    first_line = text.lstrip("\ufeff").split("\n", 1)[0].rstrip("\r")
+            text = head.decode("utf-8-sig")
+        except UnicodeDecodeError as err:  # a character cut at the end of the head, or not UTF-8
+            text = head[: err.start].decode("utf-8-sig") if err.start > 1024 else head.decode("cp1252", "replace")
+    text = text.lstrip("\ufeff")
+    first_line = text.split("\n", 1)[0].rstrip("\r")
     if not first_line.strip():
         return []
-    return next(csv.reader([first_line], delimiter=sniff_separator(first_line)))
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=sniff_separator(first_line)))
+    except (csv.Error, StopIteration):
+        return []  # the full read reports it
 
 
 def _refuse_repeated_headers(path: Path, headers: list[str]) -> None:

@@ -54,12 +54,15 @@ def output_lock(out: Path, run_id: str) -> Iterator[None]:
 
     The lock is the kernel's (``flock``), so it is released when the holder exits in any way, ``kill -9``
     included: a stale lock file is simply taken over. A second screen exits 2 naming the run holding it.
+    A waiter that locked a file since removed notices (another inode) and locks the current one; so the
+    lock file may be removed, but only by the holder, while it holds it.
     """
-    from osteo_core.errors import InputError
+    from osteo_core.errors import InputError, output_errors
 
     path = out / LOCK
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        with output_errors(out):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -172,7 +175,9 @@ HISTORY = "history.jsonl"
 
 
 def append_history(out: Path, manifest: dict[str, Any]) -> None:
-    """One line per published run (counts only), for trends across runs; kept beside ``runs/``."""
+    """One line per published run (counts only), for trends across runs; kept beside ``runs/``.
+
+    Called after the run is published: a failure here is a warning, never a reason to undo the run."""
     entry = {
         "run_id": manifest["run_id"],
         "as_of": manifest["as_of"],

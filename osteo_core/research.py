@@ -95,7 +95,7 @@ def export_research(out: Path, dest: Path) -> dict[str, int]:
     """
     params = shipped_toml("reference/research_extract.toml")
     opad, ipad = _hmac_pads(research_key(params))
-    run = out / CURRENT
+    run = (out / CURRENT).resolve()  # once: a screen published meanwhile must not mix two runs in one extract
     if not (run / MANIFEST).exists():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
     dest = dest.absolute()

@@ -9,6 +9,7 @@ Stages: ``prepare`` → ``ingest`` (each input file streamed into patient partit
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import logging
 import secrets
@@ -183,8 +184,8 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         for path in found.files:  # headers now, so a missing column is said before any engine starts
             headers = read_headers(path, request.sheet)
             if headers:
-                columns, _ = canonical_columns(path, headers, _canonical_namer(kind, profile))
-                _require_columns(kind, path, columns, profile)
+                require = functools.partial(_require_columns, kind, path, profile=profile)
+                canonical_columns(path, headers, _canonical_namer(kind, profile), require)
     _check_writable(out)
     return profile, rules, files
 
@@ -234,29 +235,28 @@ def open_run(request: ScreenRequest) -> Iterator[dict[str, Any]]:
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
-    try:
-        with publish.output_lock(out, run_id):
-            prepared = prepare(request, run_id, checked)
-            try:
-                yield prepared
-            except RunRefused:
-                raise
-            except BaseException:
-                discard(request, run_id)
-                raise
-    except RunRefused:
-        raise
-    except BaseException:
-        if created:  # a folder made for this run that holds nothing of anyone's: remove it again
-            _remove_if_only_ours(out, created)
-        raise
-
-
-def _remove_if_only_ours(out: Path, created: list[Path]) -> None:
-    (out / publish.LOCK).unlink(missing_ok=True)
-    for folder in (out / publish.RUNS, *created):
+    with publish.output_lock(out, run_id):
         try:
-            folder.rmdir()  # only an empty folder goes
+            yield prepare(request, run_id, checked)
+        except RunRefused:
+            raise
+        except BaseException:
+            discard(request, run_id)
+            if created:  # folders made for this run that hold nothing of anyone's: remove them again
+                _remove_empty([out / publish.RUNS, *created], lock_file=out / publish.LOCK)
+            raise
+
+
+def _remove_empty(folders: list[Path], lock_file: Path) -> None:
+    """Remove these folders, innermost first, while each holds nothing; the lock file (still held by this
+    run, so no other screen's) goes with its folder."""
+    for folder in folders:
+        try:
+            if any(entry != lock_file for entry in folder.iterdir()):
+                return
+            if lock_file.parent == folder:
+                lock_file.unlink(missing_ok=True)
+            folder.rmdir()
         except OSError:
             return
 
@@ -268,7 +268,7 @@ def _canonical_namer(kind: str, profile: Profile):
     return lambda header: header_key(header) if header_key(header) in known else None
 
 
-def _require_columns(kind: str, path: Path, names: list[str], profile: Profile) -> None:
+def _require_columns(kind: str, path: Path, names: list[str], *, profile: Profile) -> None:
     required, one_of = {
         "scans": (REQUIRED_HEADERS, AGE_SOURCES),
         "meds": (MEDS_REQUIRED_HEADERS, ()),
@@ -292,8 +292,8 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
     for number, name in enumerate(files):
         path = Path(name)
         with output_errors(paths.folder):
-            export = read_export(path, paths.work, _canonical_namer(kind, profile), request.sheet)
-            _require_columns(kind, path, export.columns, profile)
+            require = functools.partial(_require_columns, kind, path, profile=profile)
+            export = read_export(path, paths.work, _canonical_namer(kind, profile), request.sheet, require)
             target = paths.raw / kind / f"{number:03d}"
             blank = blank_row(export.columns)
             try:
@@ -455,7 +455,10 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG],
         request.keep_runs,
     )
-    publish.append_history(paths.out, manifest)
+    try:
+        publish.append_history(paths.out, manifest)
+    except OSError as exc:  # the run is published: the trend file missing one line is not worth undoing it
+        log.warning("published, but the run history could not be extended (%s)", exc.strerror or exc)
     log.info("published run %s", paths.run_id)
     return manifest
 
@@ -483,8 +486,11 @@ def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
 
 
 def discard(request: ScreenRequest, run_id: str) -> None:
-    """Remove an unfinished run's folder (nothing of it was published)."""
-    shutil.rmtree(RunPaths(Path(request.out), run_id).folder, ignore_errors=True)
+    """Remove an unfinished run's folder; never the published one (a failure after the switch keeps it)."""
+    paths = RunPaths(Path(request.out), run_id)
+    if publish.current_run(paths.out) == paths.folder.resolve():
+        return
+    shutil.rmtree(paths.folder, ignore_errors=True)
 
 
 def run_screen(request: ScreenRequest) -> dict[str, Any]:

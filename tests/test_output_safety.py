@@ -125,13 +125,15 @@ def test_a_second_screen_into_a_busy_output_folder_exits_2_naming_the_run(tmp_pa
     out.mkdir()
     with publish.output_lock(out, "20261125T000000000000Z-abc123"):
         code = main(_screen_args(tmp_path))
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.strip().splitlines() == [
-        f"osteo: {out}: another screen is writing this output folder (run 20261125T000000000000Z-abc123, "
-        f"process {os.getpid()}, started {json.loads((out / publish.LOCK).read_text())['started']}); "
-        "wait for it to finish"
-    ]
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.strip().splitlines() == [
+            f"osteo: {out}: another screen is writing this output folder (run 20261125T000000000000Z-abc123, "
+            f"process {os.getpid()}, started {json.loads((out / publish.LOCK).read_text())['started']}); "
+            "wait for it to finish"
+        ]
+        assert (out / publish.LOCK).exists()  # the refused screen left the holder's lock alone ...
+        assert main(_screen_args(tmp_path)) == 2  # ... so a third screen is refused too
     assert not (out / publish.RUNS).exists() or not any((out / publish.RUNS).iterdir())
 
 
@@ -195,3 +197,23 @@ def test_prefect_server_that_does_not_start_is_one_line_not_a_traceback(tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("osteo: Prefect's temporary API server did not start in time")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_input_is_named_as_input_not_output(tmp_path):
+    root = Path(tempfile.mkdtemp(prefix="osteo-unreadable-"))
+    try:
+        root.chmod(0o755)
+        scans = write_scans_csv(root / "scans.csv", [exam()])
+        scans.chmod(0o000)
+        prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+        result = subprocess.run(
+            [*prefix, OSTEO, "screen", "--scans", str(scans), "--out", str(root / "out"), "--as-of", AS_OF],
+            env=_env(root / "home"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [f"osteo: {scans}: cannot be read (Permission denied)"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

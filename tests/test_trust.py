@@ -444,3 +444,71 @@ def test_header_problems_are_said_before_the_engine_starts(tmp_path, header, pro
     assert result.stdout.split() == ["2", "False"]
     assert problem in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# --- found in review: headers, encodings and inputs that must not crash or mislead ------------------
+
+
+def test_a_file_without_header_row_names_missing_columns_not_its_data(tmp_path, capsys):
+    path = tmp_path / "scans.csv"
+    path.write_text("P77,E1,2024-05-01,F,2024-05-01,-2.6\nP78,E2,2024-05-02,F,1950-01-01,-1.0\n")
+    code = main(["screen", "--scans", str(path), "--out", str(tmp_path / "out"), "--as-of", AS_OF])
+    err = capsys.readouterr().err
+    assert code == 2 and "required column(s) missing: patient_id" in err
+    assert "P77" not in err and "2024-05-01" not in err
+
+
+def test_a_quoted_header_spanning_two_lines_is_read(tmp_path):
+    text = _csv_text(_rows(2)).replace("total_hip_t", '"total_hip_t"', 1)
+    header, *rows = text.splitlines()
+    path = tmp_path / "scans.csv"
+    path.write_text(header + ',"BMD\n(g/cm2)"\n' + "\n".join(r + ",0.8" for r in rows) + "\n")
+    manifest = run_screen(_request(tmp_path, path))
+    assert manifest["rows"]["valid"] == 2
+    assert manifest["inputs"][0]["unmapped_columns"] == ["BMD\n(g/cm2)"]
+
+
+def test_old_mac_line_endings_are_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "scans.csv"
+    path.write_text(_csv_text(_rows(2)).replace("\n", "\r"))
+    code = main(["screen", "--scans", str(path), "--out", str(tmp_path / "out"), "--as-of", AS_OF])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"osteo: {path}:")
+
+
+def test_a_file_mixing_utf8_and_windows_1252_is_refused_not_garbled(tmp_path):
+    path = tmp_path / "scans.csv"
+    good = _csv_text(_rows(2, device_id="José")).encode("utf-8")
+    path.write_bytes(good + _csv_text(_rows(1, device_id="Genève")).splitlines()[1].encode("cp1252") + b"\n")
+    with pytest.raises(InputError, match="mixes UTF-8 text with bytes of another encoding"):
+        run_screen(_request(tmp_path, path))
+
+
+@pytest.mark.parametrize("name", ["_row", "_partition", "source_row"])
+def test_reserved_column_names_are_refused(tmp_path, name):
+    header, row = _csv_text(_rows(1)).splitlines()
+    path = tmp_path / "scans.csv"
+    path.write_text(f"{header},{name}\n{row},x\n")
+    with pytest.raises(InputError, match=f"column name\\(s\\) '{name}' are reserved"):
+        run_screen(_request(tmp_path, path))
+
+
+def test_medication_and_fracture_counts_are_in_the_summary():
+    from osteo_core.cli import input_notes
+
+    counts = {"rows_in": 100, "valid": 80, "quarantined": 20, "duplicate": 0}
+    notes = input_notes({"max_reject_rate": 0.05, "rows_by_input": {"meds": counts, "fractures": {"rows_in": 0}}})
+    assert notes == [
+        "medication rows: 100 in = 80 valid + 20 quarantined + 0 duplicate  (20% quarantined: check the quarantine "
+        "table)"
+    ]
+
+
+def test_a_failure_after_publishing_keeps_the_published_run(tmp_path):
+    _screen_ok(tmp_path, _rows(3))
+    (tmp_path / "out" / "history.jsonl").unlink()
+    (tmp_path / "out" / "history.jsonl").mkdir()  # the trend file cannot be written
+    manifest = run_screen(_request(tmp_path, write_scans_csv(tmp_path / "next.csv", _rows(4))))
+    current = (tmp_path / "out" / "current").resolve()
+    assert current.name == manifest["run_id"] and (current / "screening.parquet").exists()
+    assert _published(tmp_path).height == 4

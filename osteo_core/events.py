@@ -36,21 +36,22 @@ from schemas.events import (
 _CASELESS = frozenset({"drug"})
 
 
-def _later_identical_copies(fields, date_formats) -> pl.Expr:
-    """True for a row whose every canonical value, after parsing, equals an earlier row's: the same
-    dispensing or fracture exported twice. The first copy is kept; the others are counted, not used."""
-    content = []
-    for f, typed in zip(fields, typed_columns(fields, date_formats, EVENT_WORDS), strict=True):
-        value = pl.coalesce(typed.cast(pl.Utf8), pl.col(f.name))
-        content.append((value.str.to_lowercase() if f.name in _CASELESS else value).alias(f.name))
-    return pl.struct(content).is_first_distinct().not_()
+def _content(name: str) -> pl.Expr:
+    """A canonical value as compared between rows: parsed where it parses, else as written."""
+    value = pl.coalesce(name, f"_text_{name}")
+    return (value.str.to_lowercase() if name in _CASELESS else value).alias(name)
 
 
 def _validate(raw, fields, date_formats, raw_schema, typed_schema, name) -> Validated:
+    """Both Pandera tiers over one input; identical rows (every canonical value equal after parsing, the
+    drug name without case) are set aside first: the first copy is validated, the others counted."""
     text = with_row_numbers(normalise_text(raw, fields))
-    duplicate = text.select(_later_identical_copies(fields, date_formats).alias("_dup")).get_column("_dup")
-    kept = text.filter(duplicate.not_())
-    typed = kept.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS)).collect()
+    typed_all = text.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS)).collect()
+    as_text = typed_all.select(pl.col(f.name).cast(pl.Utf8) for f in fields).hstack(
+        text.select(pl.col(f.name).alias(f"_text_{f.name}") for f in fields)
+    )
+    duplicate = as_text.select(pl.struct([_content(f.name) for f in fields]).is_first_distinct().not_()).to_series()
+    kept, typed = text.filter(duplicate.not_()), typed_all.filter(duplicate.not_())
     valid, quarantine, quarantined = check_rows(
         kept, typed, raw_schema, typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
     )

@@ -295,7 +295,7 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
             require = functools.partial(_require_columns, kind, path, profile=profile)
             export = read_export(path, paths.work, _canonical_namer(kind, profile), request.sheet, require)
             target = paths.raw / kind / f"{number:03d}"
-            blank = blank_row(export.columns)
+            blank = blank_row(export.columns, anchor="patient_id")
             try:
                 _, tally = pl.collect_all(
                     [

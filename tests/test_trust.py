@@ -512,3 +512,20 @@ def test_a_failure_after_publishing_keeps_the_published_run(tmp_path):
     current = (tmp_path / "out" / "current").resolve()
     assert current.name == manifest["run_id"] and (current / "screening.parquet").exists()
     assert _published(tmp_path).height == 4
+
+
+@pytest.mark.parametrize(
+    ("cells", "blank"),
+    [
+        ({"patient_id": None, "drug": None, "note": None}, True),
+        ({"patient_id": " ", "drug": "", "note": "\t"}, True),
+        ({"patient_id": None, "drug": "alendronate", "note": None}, False),  # the anchor blank, the row not
+        ({"patient_id": "P1", "drug": None, "note": None}, False),
+    ],
+)
+def test_blank_row(cells, blank):
+    from osteo_core.ingest import blank_row
+
+    frame = pl.DataFrame([cells], schema={k: pl.Utf8 for k in cells})
+    assert frame.select(blank_row(list(cells), anchor="patient_id")).item() is blank
+    assert frame.select(blank_row(list(cells))).item() is blank

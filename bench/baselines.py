@@ -86,12 +86,15 @@ WITH typed AS (
   SELECT *, {lowest("t")} AS lowest_t, {lowest("z")} AS lowest_z,
     CASE WHEN (sex = 'M' AND age_years < {z_age}) OR (sex = 'F' AND (meno = 'pre' OR (meno IS NULL AND age_years < {z_age})))
          THEN 'z_score' ELSE 't_score' END AS basis,
+    -- least() skips NULLs: an unknown FRAX must stay unknown, not become the cap
+    CASE WHEN frax_mof IS NOT NULL THEN
     round(least(frax_mof * CASE WHEN gc_mg {high} {adj["high_dose_mg"]} THEN {adj["high_dose_mof_multiplier"]}
                               WHEN gc_mg > 0 AND gc_mg < {adj["low_dose_mg_below"]} THEN {adj["low_dose_mof_multiplier"]}
-                              ELSE 1 END, {adj["cap_percent"]}), 9) AS frax_mof_adj,
+                              ELSE 1 END, {adj["cap_percent"]}), 9) END AS frax_mof_adj,
+    CASE WHEN frax_hip IS NOT NULL THEN
     round(least(frax_hip * CASE WHEN gc_mg {high} {adj["high_dose_mg"]} THEN {adj["high_dose_hip_multiplier"]}
                               WHEN gc_mg > 0 AND gc_mg < {adj["low_dose_mg_below"]} THEN {adj["low_dose_hip_multiplier"]}
-                              ELSE 1 END, {adj["cap_percent"]}), 9) AS frax_hip_adj
+                              ELSE 1 END, {adj["cap_percent"]}), 9) END AS frax_hip_adj
   FROM rounded
 ), categorised AS (
   SELECT *, {lowest_site} AS lowest_t_site,
@@ -183,7 +186,21 @@ def pandas_row(row: Any, rules: RuleSet) -> dict[str, Any]:
             category = "severe_osteoporosis" if fragility else "osteoporosis"
         else:
             category = "osteopenia"
-    mof, hip = _number(row["frax_mof"]), _number(row["frax_hip"])
+    gc_mg, gc_months = _number(row["glucocorticoid_mg_daily"]), _number(row["glucocorticoid_months"])
+    adj = rules["frax_adjustment"]
+    high = gc_mg is not None and (
+        gc_mg >= adj["high_dose_mg"] if adj["high_dose_inclusive"] else gc_mg > adj["high_dose_mg"]
+    )
+    low = gc_mg is not None and 0 < gc_mg < adj["low_dose_mg_below"]
+
+    def adjusted(value: float | None, kind: str) -> float | None:
+        if value is None:
+            return None
+        factor = adj[f"high_dose_{kind}_multiplier"] if high else adj[f"low_dose_{kind}_multiplier"] if low else 1
+        return min(round(value * factor, 9), adj["cap_percent"])
+
+    raw_mof, raw_hip = _number(row["frax_mof"]), _number(row["frax_hip"])
+    mof, hip = adjusted(raw_mof, "mof"), adjusted(raw_hip, "hip")
     reasons = []
     if basis == "t_score":
         for reason in rules.reasons:
@@ -202,12 +219,19 @@ def pandas_row(row: Any, rules: RuleSet) -> dict[str, Any]:
                 or (kind == "frax_mof_at_least" and mof is not None and mof >= reason["threshold"])
                 or (kind == "risk_factor" and any(_flag(row[c]) for c in reason["columns"]))
                 or (kind == "weight_below" and (_number(row["weight_kg"]) or 999) < reason["threshold"])
+                or (
+                    kind == "glucocorticoid_exposure"
+                    and gc_mg is not None
+                    and gc_months is not None
+                    and gc_mg >= reason["mg_at_least"]
+                    and gc_months >= reason["months_at_least"]
+                )
             )
             if hit:
                 reasons.append(reason["code"])
     eligibility = (
         "eligible"
         if reasons
-        else ("needs_frax" if category == "osteopenia" and mof is None and hip is None else "not_eligible")
+        else ("needs_frax" if category == "osteopenia" and raw_mof is None and raw_hip is None else "not_eligible")
     )
     return {"exam_id": row["exam_id"], "who_category": category, "eligibility": eligibility, "reasons": reasons}

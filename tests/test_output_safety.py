@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from conftest import exam, write_scans_csv, write_synthetic
 
 from osteo_core import publish
@@ -87,29 +88,38 @@ def test_read_only_output_is_one_line_exit_2_and_the_published_run_stays(tmp_pat
     assert report["unchanged"] == "yes"
 
 
-def test_no_permission_on_output_is_one_line_exit_2(tmp_path):
-    root = Path(tempfile.mkdtemp(prefix="osteo-perm-"))  # outside pytest's private (0700) folder
-    try:
-        root.chmod(0o755)
-        scans = write_scans_csv(root / "scans.csv", [exam()])
-        scans.chmod(0o644)
-        locked = root / "locked"
-        locked.mkdir(mode=0o555)
-        locked.chmod(0o555)
-        # as root, drop every capability so the folder's permissions apply (as for any other user)
-        prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
-        result = subprocess.run(
-            [*prefix, OSTEO, "screen", "--scans", str(scans), "--out", str(locked / "out"), "--as-of", AS_OF],
-            env=_env(root / "home"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.strip().splitlines() == [f"osteo: {locked}: cannot write the output (Permission denied)"]
-        assert not any(locked.iterdir())
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture
+def shared_root():
+    """A folder outside pytest's private (0700) one, so permissions, not its parent, decide access."""
+    root = Path(tempfile.mkdtemp(prefix="osteo-perm-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _screen_without_privileges(root: Path, scans: Path, out: Path) -> subprocess.CompletedProcess:
+    """``osteo screen`` as an ordinary user would run it: as root, every capability is dropped first, so
+    file permissions apply."""
+    prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    return subprocess.run(
+        [*prefix, OSTEO, "screen", "--scans", str(scans), "--out", str(out), "--as-of", AS_OF],
+        env=_env(root / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_no_permission_on_output_is_one_line_exit_2(shared_root):
+    scans = write_scans_csv(shared_root / "scans.csv", [exam()])
+    scans.chmod(0o644)
+    locked = shared_root / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    result = _screen_without_privileges(shared_root, scans, locked / "out")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"osteo: {locked}: cannot write the output (Permission denied)"]
+    assert not any(locked.iterdir())
 
 
 # --- two screens, one output folder ------------------------------------------------------------------
@@ -199,21 +209,9 @@ def test_prefect_server_that_does_not_start_is_one_line_not_a_traceback(tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unreadable_input_is_named_as_input_not_output(tmp_path):
-    root = Path(tempfile.mkdtemp(prefix="osteo-unreadable-"))
-    try:
-        root.chmod(0o755)
-        scans = write_scans_csv(root / "scans.csv", [exam()])
-        scans.chmod(0o000)
-        prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
-        result = subprocess.run(
-            [*prefix, OSTEO, "screen", "--scans", str(scans), "--out", str(root / "out"), "--as-of", AS_OF],
-            env=_env(root / "home"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.strip().splitlines() == [f"osteo: {scans}: cannot be read (Permission denied)"]
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def test_an_unreadable_input_is_named_as_input_not_output(shared_root):
+    scans = write_scans_csv(shared_root / "scans.csv", [exam()])
+    scans.chmod(0o000)
+    result = _screen_without_privileges(shared_root, scans, shared_root / "out")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"osteo: {scans}: cannot be read (Permission denied)"]

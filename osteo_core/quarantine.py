@@ -7,6 +7,7 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 
 from osteo_core.ingest import SOURCE_FILE, SOURCE_ROW
+from schemas.checks import EXPRESSION
 
 ROW = "_row"  # position of the row in the frame being validated
 QUARANTINE_SCHEMA = {
@@ -22,12 +23,57 @@ QUARANTINE_SCHEMA = {
 _FAILURES = {"index": pl.Int64, "column": pl.Utf8, "check": pl.Utf8, "failure_case": pl.Utf8}
 
 
+def _check_expression(check: pa.Check, column: str | None) -> pl.Expr | None:
+    """The boolean expression a check tests (True = passes), or ``None`` for a check we cannot read."""
+    build = getattr(check, EXPRESSION, None)
+    if build is not None:
+        return build(column)
+    stats, value = check.statistics or {}, pl.col(column) if column else None
+    if value is None:
+        return None
+    if check.name == "in_range":
+        low = value >= stats["min_value"] if stats.get("include_min", True) else value > stats["min_value"]
+        high = value <= stats["max_value"] if stats.get("include_max", True) else value < stats["max_value"]
+        return low & high
+    if check.name == "greater_than_or_equal_to":
+        return value >= stats["min_value"]
+    return None
+
+
+def passing_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.Series | None:
+    """True for each row that passes every check of ``schema``, all checks evaluated in one ``select``.
+
+    The same expressions Pandera runs, with its null rule (``ignore_na``: a null outcome passes), so a row
+    marked True would give Pandera no failure case. ``None`` when some check cannot be read here.
+    """
+    tests = []
+    for name, column in schema.columns.items():
+        for check in column.checks:
+            tests.append((check, name))
+    tests += [(check, None) for check in schema.checks]
+    exprs = []
+    for check, column in tests:
+        expr = _check_expression(check, column)
+        if expr is None:
+            return None
+        exprs.append(expr.fill_null(check.ignore_na))
+    if not exprs:
+        return pl.Series("_passes", [True] * frame.height, dtype=pl.Boolean)
+    return frame.select(pl.all_horizontal(exprs).alias("_passes")).to_series()
+
+
 def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
     """Every failing cell as (``_row``, column, check, failure_case); empty when the frame is valid.
 
-    Row-level checks report ``column`` null. Data checks run on the eager frame with
-    ``SCHEMA_AND_DATA`` depth so that no range check is skipped.
+    Row-level checks report ``column`` null. All checks are first evaluated together in one ``select``
+    (``passing_rows``); Pandera then validates the rows that fail one (and the schema itself, on that
+    subset), and its failure cases are the quarantine's. The only check that looks across rows,
+    ``unique_exam_id``, fails every copy of a repeated id, so all copies are in the subset together.
+    Data checks run with ``SCHEMA_AND_DATA`` depth so that no range check is skipped.
     """
+    passes = passing_rows(schema, frame)
+    if passes is not None:
+        frame = frame.filter(passes.not_())
     with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
         try:
             schema.validate(frame, lazy=True)

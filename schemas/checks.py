@@ -36,16 +36,25 @@ READABLE_CHECK_NAMES = {
 Words = dict[str, dict[str, str | None]]  # kind -> accepted word -> code (None = unknown)
 
 
+EXPRESSION = "osteo_expression"  # attribute of our checks: column name -> the Polars expression they test
+
+
 def column_check(name: str, expr_fn: Callable[[str], pl.Expr], description: str) -> pa.Check:
     """A vectorised check from a Polars expression builder taking the column name.
 
     Pandera reports ``error`` instead of ``name`` when one is set, so the wording goes in ``description``.
+    The builder is kept on the check (``EXPRESSION``), so every check of a schema can also be evaluated
+    at once, in one ``select`` (``osteo_core.quarantine.passing_rows``).
     """
-    return pa.Check(lambda data: data.lazyframe.select(expr_fn(data.key)), name=name, description=description)
+    check = pa.Check(lambda data: data.lazyframe.select(expr_fn(data.key)), name=name, description=description)
+    setattr(check, EXPRESSION, expr_fn)
+    return check
 
 
 def frame_check(name: str, expr: pl.Expr, description: str) -> pa.Check:
-    return pa.Check(lambda data: data.lazyframe.select(expr), name=name, description=description)
+    check = pa.Check(lambda data: data.lazyframe.select(expr), name=name, description=description)
+    setattr(check, EXPRESSION, lambda _column: expr)
+    return check
 
 
 def reader(kind: str, date_formats: list[str], words: Words) -> Callable[[pl.Expr], pl.Expr]:

@@ -152,3 +152,35 @@ def test_lowering_a_t_score_never_gives_a_milder_category(screen_rows, scores, s
     )
     first, second = frame.sort("exam_id").get_column("who_category").to_list()
     assert SEVERITY[second] >= SEVERITY[first]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(row_strategy, min_size=1, max_size=25))
+def test_one_select_flags_exactly_the_rows_pandera_fails(generic_profile, bounds, rows):
+    """The fast pass (every check in one select) and Pandera agree row by row, in both tiers, so the
+    rows it lets through are rows Pandera would pass."""
+    import pandera.polars as pa
+    from pandera.config import ValidationDepth, config_context
+
+    from osteo_core.quarantine import passing_rows
+    from osteo_core.scan_validation import normalise_text, parse_scans
+    from osteo_core.validation import with_row_numbers
+    from schemas.scans import raw_scans_schema, typed_scans_schema
+
+    rows = [exam(**{k: (v or None) if k in ("exam_id", "patient_id") else v for k, v in r.items()}) for r in rows]
+    text = with_row_numbers(normalise_text(scans_frame(rows).lazy()))
+    typed = parse_scans(text.lazy(), generic_profile).collect()
+    tiers = (
+        (raw_scans_schema(generic_profile.date_formats, generic_profile.words), text),
+        (typed_scans_schema(AS_OF, bounds), typed),
+    )
+    for schema, frame in tiers:
+        with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+            try:
+                schema.validate(frame, lazy=True)
+                failing = set()
+            except pa.errors.SchemaErrors as err:
+                failing = set(err.failure_cases.get_column("index").drop_nulls().to_list())
+        passes = passing_rows(schema, frame)
+        assert passes is not None
+        assert {i for i, ok in enumerate(passes) if not ok} == failing

@@ -7,7 +7,7 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 
 from osteo_core.ingest import SOURCE_FILE, SOURCE_ROW
-from schemas.checks import EXPRESSION
+from schemas.checks import EXPRESSION, PARSED_EQUIVALENT
 
 ROW = "_row"  # position of the row in the frame being validated
 QUARANTINE_SCHEMA = {
@@ -40,11 +40,15 @@ def _check_expression(check: pa.Check, column: str | None) -> pl.Expr | None:
     return None
 
 
-def passing_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.Series | None:
+def passing_rows(
+    schema: pa.DataFrameSchema, frame: pl.DataFrame, parsed: pl.DataFrame | None = None
+) -> pl.Series | None:
     """True for each row that passes every check of ``schema``, all checks evaluated in one ``select``.
 
     The same expressions Pandera runs, with its null rule (``ignore_na``: a null outcome passes), so a row
     marked True would give Pandera no failure case. ``None`` when some check cannot be read here.
+    ``parsed``, row for row the same rows already parsed, answers the text tier's "readable" checks
+    without parsing each cell again (a cell is readable when it is blank or parsed to a value).
     """
     tests = []
     for name, column in schema.columns.items():
@@ -53,16 +57,23 @@ def passing_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.Series |
     tests += [(check, None) for check in schema.checks]
     exprs = []
     for check, column in tests:
+        applies = getattr(check, PARSED_EQUIVALENT, None)
+        if applies is not None and parsed is not None and column in parsed.columns:
+            value = pl.lit(parsed.get_column(column))
+            exprs.append(applies().not_() | pl.col(column).is_null() | value.is_not_null())
+            continue
         expr = _check_expression(check, column)
         if expr is None:
             return None
         exprs.append(expr.fill_null(check.ignore_na))
     if not exprs:
         return pl.Series("_passes", [True] * frame.height, dtype=pl.Boolean)
-    return frame.select(pl.all_horizontal(exprs).alias("_passes")).to_series()
+    # one column per check (Polars evaluates them in parallel), then one AND across them
+    outcomes = frame.select(expr.alias(f"_check_{i}") for i, expr in enumerate(exprs))
+    return outcomes.select(pl.all_horizontal(pl.all()).alias("_passes")).to_series()
 
 
-def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
+def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame, parsed: pl.DataFrame | None = None) -> pl.DataFrame:
     """Every failing cell as (``_row``, column, check, failure_case); empty when the frame is valid.
 
     Row-level checks report ``column`` null. All checks are first evaluated together in one ``select``
@@ -71,7 +82,7 @@ def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
     ``unique_exam_id``, fails every copy of a repeated id, so all copies are in the subset together.
     Data checks run with ``SCHEMA_AND_DATA`` depth so that no range check is skipped.
     """
-    passes = passing_rows(schema, frame)
+    passes = passing_rows(schema, frame, parsed)
     if passes is not None:
         frame = frame.filter(passes.not_())
     with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):

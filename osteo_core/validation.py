@@ -56,7 +56,12 @@ def check_rows(
     derived: frozenset[str] = frozenset(),
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """(valid typed rows, quarantine rows, number of quarantined rows) for one input's frames."""
-    failed = pl.concat([failures(raw_schema, text), failures(typed_schema, typed)])
+    # the text tier's "readable" checks read the typed frame (parsed once) for every non-derived column
+    if typed.get_column(ROW).equals(text.get_column(ROW)):
+        parsed = typed.select(c for c in typed.columns if c in text.columns and c not in derived and c != ROW)
+    else:
+        parsed = None
+    failed = pl.concat([failures(raw_schema, text, parsed), failures(typed_schema, typed)])
     quarantine = quarantine_rows(failed, text, input_name, id_columns, derived=derived)
     bad_rows = failed.get_column(ROW).unique()
     valid = typed.filter(pl.col(ROW).is_in(bad_rows.implode()).not_()).drop(ROW)

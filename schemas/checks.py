@@ -37,6 +37,9 @@ Words = dict[str, dict[str, str | None]]  # kind -> accepted word -> code (None 
 
 
 EXPRESSION = "osteo_expression"  # attribute of our checks: column name -> the Polars expression they test
+# Attribute of a "readable" check: the condition under which it applies. With the column already parsed
+# (``reader``), the check is "blank, or parsed to a value": no need to parse the text a second time.
+PARSED_EQUIVALENT = "osteo_parsed_equivalent"
 
 
 def column_check(name: str, expr_fn: Callable[[str], pl.Expr], description: str) -> pa.Check:
@@ -99,10 +102,13 @@ def text_schema(
             checks.append(column_check("required", lambda c: pl.col(c).is_not_null(), f"{f.name} is required"))
         if f.kind != "text":
             check_fn = readable(f.kind, date_formats, words)
-            if only_when and f.name in only_when:
-                condition = only_when[f.name]
+            condition = (only_when or {}).get(f.name)
+            if condition is not None:
                 check_fn = lambda c, inner=check_fn, cond=condition: cond().not_() | inner(c)  # noqa: E731
-            checks.append(column_check(READABLE_CHECK_NAMES[f.kind], check_fn, f"{f.name} must be a {f.kind}"))
+            check = column_check(READABLE_CHECK_NAMES[f.kind], check_fn, f"{f.name} must be a {f.kind}")
+            if f.kind not in words:  # "readable" = blank, or its parse (``reader``) gives a value
+                setattr(check, PARSED_EQUIVALENT, condition or (lambda: pl.lit(True)))
+            checks.append(check)
         columns[f.name] = pa.Column(pl.Utf8, checks=checks, nullable=True, description=f.description)
     return pa.DataFrameSchema(columns, checks=row_checks, name=name, strict=False)
 

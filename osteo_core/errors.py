@@ -70,13 +70,14 @@ class ShrinkExceeded(RunRefused):
 
     reason = "max_shrink"
 
-    def __init__(self, valid: int, previous: int, limit: float, run_folder: str):
+    def __init__(self, valid: int, previous: int, limit: float, run_folder: str, details: list[str] | None = None):
         self.valid = valid
         self.previous = previous
         super().__init__(
             f"{valid:,} valid exams against {previous:,} in the last published run, a fall of "
             f"{1 - valid / previous:.0%}, above --max-shrink {limit:.0%}; the refused run is in {run_folder} "
-            "(manifest.json, quarantine.parquet); published outputs left unchanged (--max-shrink 1 accepts any fall)"
+            "(manifest.json, quarantine.parquet); published outputs left unchanged (--max-shrink 1 accepts any fall)",
+            details,
         )
 
 

@@ -439,7 +439,8 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     if reject_rate > request.max_reject_rate:
         refusal = RejectRateExceeded(reject_rate, request.max_reject_rate, str(quarantine), top_checks(quarantine))
     elif previous_valid and scans["valid"] < previous_valid * (1 - request.max_shrink):
-        refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(paths.folder))
+        details = top_checks(quarantine) if scans["quarantined"] else []
+        refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(paths.folder), details)
     if refusal is not None:
         manifest["status"] = "rejected"
         manifest["refused_because"] = refusal.reason

@@ -267,7 +267,20 @@ def test_max_shrink_1_accepts_any_fall_and_the_cli_says_how(tmp_path, capsys, pr
     args = ["screen", "--scans", str(small), "--out", str(tmp_path / "out"), "--as-of", AS_OF]
     assert main(args) == 3
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "--max-shrink 1 accepts" in err
+    assert len(err.strip().splitlines()) == 1 and "--max-shrink 1 accepts" in err  # nothing quarantined
+    bad = write_scans_csv(tmp_path / "bad.csv", [*_rows(1), exam(exam_id="X", patient_id="Q", sex="?")])
+    assert (
+        main(
+            ["screen", "--scans", str(bad), "--out", str(tmp_path / "out"), "--as-of", AS_OF, "--max-reject-rate", "1"]
+        )
+        == 3
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "--max-shrink 1 accepts" in lines[0]
+    assert lines[1:] == [
+        "most frequent quarantine checks (input column: check — rows):",
+        "  scans sex: allowed_value — 1 row(s)",
+    ]
     assert main([*args, "--max-shrink", "1"]) == 0
     assert _published(tmp_path).height == 1
 

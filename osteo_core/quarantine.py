@@ -121,6 +121,7 @@ def quarantine_rows(
     """
     if failed.is_empty():
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    raw = raw.filter(pl.col(ROW).is_in(failed.get_column(ROW).unique().implode()))  # only the failing rows
     columns = [c for c in failed.get_column("column").unique().drop_nulls().to_list() if c in raw.columns]
     long = (
         raw.select(ROW, *columns).unpivot(index=ROW, variable_name="column", value_name="raw_value")

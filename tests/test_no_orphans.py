@@ -120,13 +120,20 @@ def _survivors(seen: dict[Identity, str]) -> dict[int, str]:
     return {pid: cmdline for (pid, start), cmdline in seen.items() if _alive((pid, start))}
 
 
-def test_kill_9_of_a_screen_leaves_no_process_behind(tmp_path, registry, started):
+def _start_screen(paths, tmp_path: Path, started: list) -> tuple[subprocess.Popen, dict[Identity, str], Path]:
+    """``osteo screen`` in the background; its descendants are recorded in ``seen`` (cleaned up through
+    ``started``), its stderr kept for the failure message."""
     stderr = tmp_path / "stderr.txt"
     with stderr.open("wb") as err:
-        proc = subprocess.Popen(_screen(registry, tmp_path / "out"), env=_env(tmp_path), cwd=tmp_path,
+        proc = subprocess.Popen(_screen(paths, tmp_path / "out"), env=_env(tmp_path), cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
     seen: dict[Identity, str] = {}
     started += [proc, seen]
+    return proc, seen, stderr
+
+
+def test_kill_9_of_a_screen_leaves_no_process_behind(tmp_path, registry, started):
+    proc, seen, stderr = _start_screen(registry, tmp_path, started)
 
     def server_up() -> bool:
         _record(seen, proc.pid)
@@ -147,12 +154,7 @@ def test_kill_9_of_a_screen_leaves_no_process_behind(tmp_path, registry, started
 
 def test_a_finished_screen_leaves_no_process_behind(tmp_path, started):
     paths = write_synthetic(tmp_path, patients=300, seed=3)
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(_screen(paths, tmp_path / "out"), env=_env(tmp_path), cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
-    seen: dict[Identity, str] = {}
-    started += [proc, seen]
+    proc, seen, stderr = _start_screen(paths, tmp_path, started)
     while proc.poll() is None:  # collect every descendant while it runs
         _record(seen, proc.pid)
         time.sleep(0.05)

@@ -47,6 +47,14 @@ def _in_tmpfs(tmp_path: Path, script: str, size: str = "64k") -> subprocess.Comp
     )
 
 
+def _plain_screen(scans: Path, out: Path | str) -> str:
+    """A shell command publishing a screen of ``scans`` into ``out`` without Prefect (set-up, fast)."""
+    return (
+        f'{sys.executable} -c "from osteo_core.run import ScreenRequest, run_screen; '
+        f"run_screen(ScreenRequest(scans=['{scans}'], out='{out}', as_of='{AS_OF}'))\""
+    )
+
+
 def _report(result: subprocess.CompletedProcess) -> dict[str, str]:
     """``key=value`` lines the shell scripts below print after the screen."""
     return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
@@ -70,10 +78,7 @@ def test_full_disk_is_one_line_exit_2_and_leaves_nothing_behind(tmp_path):
 
 def test_read_only_output_is_one_line_exit_2_and_the_published_run_stays(tmp_path):
     scans = write_scans_csv(tmp_path / "scans.csv", [exam(exam_id=f"E{i}", patient_id=f"P{i}") for i in range(3)])
-    first = (
-        f'{sys.executable} -c "from osteo_core.run import ScreenRequest, run_screen; '
-        f"run_screen(ScreenRequest(scans=['{scans}'], out='$D/out', as_of='{AS_OF}'))\""
-    )
+    first = _plain_screen(scans, "$D/out")
     result = _in_tmpfs(
         tmp_path,
         f'{first} && before=$(sha256sum "$D/out/screening.parquet") && mount -o remount,ro "$D" && '
@@ -179,8 +184,7 @@ def test_research_extract_onto_a_full_disk_is_one_line_exit_2(tmp_path):
     paths = write_synthetic(tmp_path, patients=2000, seed=6)
     result = _in_tmpfs(
         tmp_path,
-        f'{sys.executable} -c "from osteo_core.run import ScreenRequest, run_screen; '
-        f"run_screen(ScreenRequest(scans=['{paths['scans']}'], out='{tmp_path / 'out'}', as_of='{AS_OF}'))\" && "
+        f"{_plain_screen(paths['scans'], tmp_path / 'out')} && "
         f'OSTEO_RESEARCH_KEY=a-long-enough-research-key "$OSTEO" export-research --out {tmp_path / "out"} '
         '--dest "$D/extract"; echo "exit=$?"; echo "left=$(find "$D" -mindepth 1 | wc -l)"',
         size="32k",

@@ -56,9 +56,9 @@ def connect_read_only(out: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config=_STARTUP_CONFIG)
     try:
         for table in publish.CATALOG_TABLES:
-            parquet = run / f"{table}.parquet"
-            if parquet.is_file():
-                con.register(table, pa_ds.dataset(str(parquet), format="parquet"))
+            files = publish.table_files(run, table)
+            if files:
+                con.register(table, pa_ds.dataset([str(f) for f in files], format="parquet"))
         for name, sql in publish.VIEWS.items():
             try:
                 con.execute(f"CREATE VIEW {name} AS {sql}")

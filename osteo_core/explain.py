@@ -14,7 +14,7 @@ import polars as pl
 
 from osteo_core.eligibility import CONDITIONS, reason_test
 from osteo_core.errors import InputError
-from osteo_core.publish import CURRENT
+from osteo_core.publish import CURRENT, table_files
 from osteo_core.rules import load_rules
 from osteo_core.run import EXAMS, FRACTURES, RULES_COPY
 from osteo_core.screening import decide
@@ -35,9 +35,10 @@ def _show(value: Any) -> str:
 
 def explain(out: Path, exam_id: str) -> str:
     run = out / CURRENT
-    if not (run / EXAMS).exists():
+    exam_files = table_files(run, EXAMS)
+    if not exam_files:
         raise InputError(str(out), "no published screen here (run osteo screen first)")
-    exams = pl.scan_parquet(run / EXAMS).filter(pl.col("exam_id") == exam_id)
+    exams = pl.scan_parquet(exam_files).filter(pl.col("exam_id") == exam_id)
     if exams.select(pl.len()).collect().item() == 0:
         raise InputError(
             exam_id, f"no valid exam with this id in {out} (quarantined exams are in the quarantine table)"
@@ -52,7 +53,8 @@ def explain(out: Path, exam_id: str) -> str:
             CONDITIONS[reason["condition"]].compared(reason).cast(pl.Utf8).alias(f"_value_{number}"),
         )
     ]
-    fractures = pl.scan_parquet(run / FRACTURES) if (run / FRACTURES).exists() else None
+    fracture_files = table_files(run, FRACTURES)
+    fractures = pl.scan_parquet(fracture_files) if fracture_files else None
     row = decide(exams, rules, fractures).with_columns(checks).collect().row(0, named=True)
     return "\n".join(_lines(row, rules, reasons))
 

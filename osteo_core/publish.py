@@ -99,6 +99,13 @@ def run_dir(out: Path, run_id: str) -> Path:
     return out / RUNS / run_id
 
 
+def table_files(folder: Path, table: str) -> list[Path]:
+    """A run folder's files of one table: ``TABLE.parquet``, or for the tables kept one file per partition
+    (exams and the valid events, never merged), ``TABLE/part-NNN.parquet`` in partition order."""
+    single = folder / f"{table}.parquet"
+    return [single] if single.is_file() else sorted((folder / table).glob("part-*.parquet"))
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     path = folder / MANIFEST
     tmp = path.with_suffix(".json.tmp")
@@ -116,6 +123,10 @@ def write_catalog(folder: Path, tables: list[str], extra_views: dict[str, str] |
     try:
         for table in tables:
             parquet = (folder / f"{table}.parquet").resolve()
+            if not parquet.exists():  # a table the run folder keeps as one file per partition
+                parquet = (folder / table).resolve() / "part-*.parquet"
+                if not any(parquet.parent.glob(parquet.name)):
+                    continue
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_sql_text(str(parquet))}')")
         for name, sql in (extra_views or {}).items():
             con.execute(f"CREATE VIEW {name} AS {sql}")

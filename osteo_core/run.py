@@ -62,8 +62,9 @@ from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS
 log = logging.getLogger("osteo")
 TABLES = publish.TABLES
 EVENT_TABLES = publish.EVENT_TABLES
-EXAMS = "exams.parquet"
-FRACTURES = "fractures.parquet"
+EXAMS = "exams"  # run-folder tables kept as one file per partition (never merged): explain and the catalog
+FRACTURES = "fractures"
+PARTITIONED = ("exams", *publish.EVENT_TABLES)
 RULES_COPY = "rules.toml"
 CONFLICTS = "exam_conflicts.parquet"
 INPUTS = ("scans", "meds", "fractures")
@@ -364,21 +365,29 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         conflicting_exam_ids=pl.read_parquet(paths.work / CONFLICTS).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
     )
-    folder = paths.part(partition)
     with output_errors(paths.folder):
-        folder.mkdir(parents=True, exist_ok=True)
+        paths.part(partition).mkdir(parents=True, exist_ok=True)
         for table, frame in result.tables.items():
             if table in PUBLISHED_SCHEMAS:
                 PUBLISHED_SCHEMAS[table].validate(frame)
-            frame.write_parquet(folder / f"{table}.parquet")
+            frame.write_parquet(_part_file(paths, table, partition), mkdir=True)
     log.info("partition %d: %d exams screened", partition, result.tables["screening"].height)
     return result.counts
 
 
+def _part_file(paths: RunPaths, table: str, partition: int) -> Path:
+    """Where a partition writes its share of a table: the run folder's own ``TABLE/part-NNN.parquet`` for
+    the tables only the run folder keeps (no merge needed), the work folder for the published ones."""
+    if table in PARTITIONED:
+        return paths.folder / table / f"part-{partition:03d}.parquet"
+    return paths.part(partition) / f"{table}.parquet"
+
+
 def _merge_tables(paths: RunPaths, partitions: int) -> None:
-    """Each table: its partition files, in partition order, streamed into one Parquet file."""
-    for table in (*TABLES, "exams", "medications", "fractures"):
-        parts = [paths.part(p) / f"{table}.parquet" for p in range(partitions)]
+    """Each published table (``OUT/<table>.parquet``, one file): its partition files, in partition order,
+    streamed into one Parquet file."""
+    for table in TABLES:
+        parts = [_part_file(paths, table, p) for p in range(partitions)]
         pl.concat([pl.scan_parquet(part) for part in parts]).sink_parquet(paths.folder / f"{table}.parquet")
 
 

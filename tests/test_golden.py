@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 from conftest import screen_synthetic, write_synthetic
+from osteo_core import publish
 
 GOLDEN = Path(__file__).parent / "golden" / "digests.json"
 TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals", "medications", "fractures")
@@ -42,7 +43,7 @@ def test_published_tables_match_the_golden_digests(tmp_path):
     _mess_up(paths["fractures"], {"fracture_date": "not a date"})
     manifest = screen_synthetic(paths, tmp_path / "out", as_of="2026-01-01", max_reject_rate=1.0)
     run = tmp_path / "out" / "current"
-    digests = {table: table_digest(pl.read_parquet(run / f"{table}.parquet")) for table in TABLES}
+    digests = {table: table_digest(pl.read_parquet(publish.table_files(run, table))) for table in TABLES}
     digests["rows"] = manifest["rows_by_input"]
     # the registry is messy on purpose: every kind of row is there to be accounted for
     for counts in manifest["rows_by_input"].values():

@@ -70,7 +70,7 @@ ATTACKS = {
     "sniff_csv_system_file": "SELECT * FROM sniff_csv('/etc/passwd')",
     "glob_root": "SELECT * FROM glob('/root/*')",
     "read_parquet_outside": "SELECT * FROM read_parquet('{outside}/other.parquet')",
-    "read_parquet_unpublished_run_file": "SELECT count(*) FROM read_parquet('{run}/exams.parquet')",
+    "read_parquet_unpublished_run_file": "SELECT count(*) FROM read_parquet('{run}/exams/part-000.parquet')",
     "attach_new_file": "ATTACH '{outside}/new.duckdb' AS x",
     "attach_existing_file": "ATTACH '{outside}/other.duckdb' AS x",
     "attach_published_catalog": "ATTACH '{out}/osteo.duckdb' AS pub",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from osteo_core.rules import RuleSet
+from osteo_core.decide.rules import RuleSet
 from schemas.scans import BOOLEAN_COLUMNS
 
 TRUE_WORDS = "('true','1','yes','y','t')"

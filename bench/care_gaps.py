@@ -16,15 +16,16 @@ import time
 
 import polars as pl
 
-from osteo_core import reference, synthetic
-from osteo_core.care_gaps import care_gaps, patients
-from osteo_core.coverage import treatment_intervals
-from osteo_core.events import classify_fractures, classify_meds
-from osteo_core.profiles import load_profile
-from osteo_core.rules import load_rules
-from osteo_core.scan_validation import normalise_text, parse_scans
-from osteo_core.screening import screen
-from osteo_core.validation import typed_columns
+from osteo_core import reference
+from osteo_core.decide.events import classify_fractures, classify_meds
+from osteo_core.decide.rules import load_rules
+from osteo_core.decide.screening import screen
+from osteo_core.demo import synthetic
+from osteo_core.gaps.care_gaps import care_gaps, patients
+from osteo_core.gaps.coverage import treatment_intervals
+from osteo_core.ingest.profiles import load_profile
+from osteo_core.validate.rows import typed_columns
+from osteo_core.validate.scans import normalise_text, parse_scans
 from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
 
 AS_OF = dt.date(2026, 7, 1)

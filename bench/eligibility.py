@@ -14,12 +14,12 @@ import time
 
 import polars as pl
 
-from osteo_core.classify import classify, fracture_history
-from osteo_core.eligibility import apply_rules
-from osteo_core.profiles import load_profile
-from osteo_core.rules import load_rules
-from osteo_core.scan_validation import normalise_text, parse_scans
-from osteo_core.synthetic import registry
+from osteo_core.decide.classify import classify, fracture_history
+from osteo_core.decide.eligibility import apply_rules
+from osteo_core.decide.rules import load_rules
+from osteo_core.demo.synthetic import registry
+from osteo_core.ingest.profiles import load_profile
+from osteo_core.validate.scans import normalise_text, parse_scans
 
 
 def _median(fn, repeats: int) -> float:

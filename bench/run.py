@@ -6,7 +6,7 @@
    exam, ~0.5 % invalid rows) as Parquet and CSV under bench/out/data-N/ (kept for later runs).
 2. Times, each step in a fresh process (wall time, peak RSS), median of --repeats:
    floor     Polars reads every input file and writes it back as Parquet, nothing else;
-   pipeline  the full screen (osteo_core.run.run_screen: ingest, validate, classify, rules, gaps, publish);
+   pipeline  the full screen (osteo_core.pipeline.stages.run_screen: ingest, validate, classify, rules, gaps, publish);
    duckdb    classification + eligibility as one DuckDB query (bench/baselines.py);
    pandas    the same decisions row by row in pandas on a 100,000-row sample, extrapolated.
    plus Prefect's fixed cost: a one-exam screen through the flow minus the same screen without it.
@@ -34,7 +34,7 @@ SAMPLE = 100_000
 def generate(exams: int) -> Path:
     import polars as pl
 
-    from osteo_core import synthetic
+    from osteo_core.demo import synthetic
 
     folder = OUT / f"data-{exams}"
     done = folder / "DONE"

@@ -32,7 +32,7 @@ def floor(data: Path, fmt: str, work: Path) -> int:
 
 
 def pipeline(data: Path, fmt: str, work: Path) -> int:
-    from osteo_core.run import ScreenRequest, run_screen
+    from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
     manifest = run_screen(
         ScreenRequest(
@@ -52,7 +52,7 @@ def duckdb_step(data: Path, fmt: str, work: Path) -> int:
     import duckdb
 
     from bench.baselines import duckdb_sql
-    from osteo_core.rules import load_rules
+    from osteo_core.decide.rules import load_rules
 
     source = data / "parquet" / "scans" / "*.parquet"
     if fmt == "csv":  # DuckDB reads the CSV files itself, all columns as text
@@ -72,7 +72,7 @@ def pandas_step(data: Path, fmt: str, work: Path) -> int:
     import pandas as pd
 
     from bench.baselines import pandas_row
-    from osteo_core.rules import load_rules
+    from osteo_core.decide.rules import load_rules
 
     rules = load_rules("standard")
     total = pl.scan_parquet(_files(data, "parquet", "scans")).select(pl.len()).collect().item()
@@ -96,7 +96,7 @@ def pandas_step(data: Path, fmt: str, work: Path) -> int:
 def prefect_fixed(data: Path, fmt: str, work: Path) -> int:
     """A one-exam screen through the Prefect flow minus the same screen without Prefect."""
     from flows.screen import run_flow
-    from osteo_core.run import ScreenRequest, run_screen
+    from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
     tiny = work / "tiny.csv"
     pl.read_parquet(_files(data, "parquet", "scans")[0]).head(1).write_csv(tiny)

@@ -57,9 +57,10 @@ class Progress:
         self.display.update(task, completed=1)
 
     @contextmanager
-    def partitions(self, total: int) -> Iterator[Callable[[], None]]:
+    def items(self, name: str, total: int) -> Iterator[Callable[[], None]]:
+        """A bar of ``total`` items (the partitions); the callable advances it by one."""
         if self.display is None:
             yield lambda: None
             return
-        task = self.display.add_task("screen partitions", total=total)
+        task = self.display.add_task(name, total=total)
         yield lambda: self.display.advance(task)

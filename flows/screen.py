@@ -1,87 +1,92 @@
-"""The screening flow: thin Prefect tasks over ``osteo_core.run`` stages, passing paths and counts.
+"""The screening flow: each stage of ``osteo_core.pipeline.stages.STAGES`` as a Prefect task, passing paths
+and counts, never frames. The stage list is the pipeline's; nothing here repeats it.
 
 Partitions run as mapped tasks on the flow's task runner: threads on this machine by default, or a Dask
-cluster (``--dask-address``) through ``prefect-dask``.
+cluster (``--dask-address``) through ``prefect-dask``. A stage's ``retries`` become the task's, limited to
+errors a second try can cure (``stages.worth_retrying``).
 """
 
-from __future__ import annotations
-
 import datetime as dt
-from dataclasses import asdict, replace
+import functools
+from dataclasses import asdict, replace  # no "from __future__ import annotations": a served deployment's
+
+# parameters are validated against the flow's annotations, which must be classes, not strings
 from typing import Any
 
 from flows.logging_quiet import configure_prefect_env, install_filter
 
 configure_prefect_env()
 
-from prefect import flow, task, unmapped  # noqa: E402
+from prefect import Task, flow, task, unmapped  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.artifacts import publish_artifacts  # noqa: E402
 from flows.progress import Progress  # noqa: E402
-from osteo_core import run  # noqa: E402
 from osteo_core.errors import InputError  # noqa: E402
+from osteo_core.pipeline import stages  # noqa: E402
+from osteo_core.pipeline.request import ScreenRequest, check_arguments  # noqa: E402
+
+RETRY_DELAY_SECONDS = 5
 
 
-@task(name="ingest-export", task_run_name="ingest-{kind}")
-def ingest_export(
-    request: run.ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int
-) -> list[dict[str, Any]]:
-    return run.ingest(request, run_id, kind, files, partitions)
+def _slug(name: str) -> str:
+    return name.replace(" ", "-")
 
 
-@task(name="find-exam-conflicts")
-def find_exam_conflicts(request: run.ScreenRequest, run_id: str, partitions: int) -> int:
-    return run.find_exam_conflicts(request, run_id, partitions)
+def _retry_condition(_task, _task_run, state) -> bool:
+    return isinstance(state.data, BaseException) and stages.worth_retrying(state.data)
 
 
-@task(name="screen-partition", task_run_name="screen-partition-{partition}")
-def screen_partition(request: run.ScreenRequest, run_id: str, partition: int) -> dict[str, Any]:
-    return run.process_partition(request, run_id, partition)
+def _as_task(stage: stages.Stage) -> Task:
+    """A stage's work as a Prefect task, named after the stage (``ingest-scans``, ``screen-partitions-3``)."""
+    run_name = _slug(stage.name) + ("" if stage.items(_NO_STATE) == [None] else "-{item}")
+    return task(
+        stage.run,
+        name=_slug(stage.name),
+        task_run_name=run_name,
+        retries=stage.retries,
+        retry_delay_seconds=RETRY_DELAY_SECONDS if stage.retries else 0,
+        retry_condition_fn=_retry_condition if stage.retries else None,
+        cache_policy=NO_CACHE,
+    )
 
 
-@task(name="publish-run")
-def publish_run(
-    request: run.ScreenRequest,
-    run_id: str,
-    inputs: list[dict[str, Any]],
-    counts: list[dict[str, Any]],
-    skipped_files: dict[str, list[str]],
-) -> dict[str, Any]:
-    return run.publish_run(request, run_id, inputs, counts, skipped_files)
+_NO_STATE = stages.RunState(run_id="", partitions=0, files={}, skipped_files={}, profile="", rules="")
+TASKS = {stage.name: _as_task(stage) for stage in stages.STAGES}
+
+
+def _run_as_tasks(progress: Progress, stage: stages.Stage, request: ScreenRequest, state: stages.RunState) -> list:
+    work, items = TASKS[stage.name], stage.items(state)
+    if stage.concurrent:
+        futures = work.map(unmapped(request), unmapped(state), items)
+        with progress.items(stage.name, len(items)) as advance:
+            for future in as_completed(futures):
+                future.result()
+                advance()
+        return [future.result() for future in futures]  # item order, for a reproducible merge
+    results = []
+    for item in items:
+        with progress.stage(stage.name if item is None else f"{stage.name} {item}"):
+            results.append(work(request, state, item))
+    return results
 
 
 @flow(name="screen-dxa-registry", log_prints=False)
-def screen_dxa_registry(request: run.ScreenRequest) -> dict[str, Any]:
+def screen_dxa_registry(request: ScreenRequest) -> dict[str, Any]:
     """Ingest, validate, classify, find gaps and publish one screen. Returns the manifest (counts only).
 
     A blank ``as_of`` means the day the run starts (scheduled screens).
     """
     if not request.as_of:
         request = replace(request, as_of=dt.date.today().isoformat())
-    progress = Progress.current()
-    with run.open_run(request) as prepared:  # holds the output folder's lock; removes a failed run's files
-        run_id, partitions = prepared["run_id"], prepared["partitions"]
-        inputs = []
-        for kind in run.INPUTS:
-            with progress.stage(f"ingest {kind}"):
-                inputs += ingest_export(request, run_id, kind, prepared["files"][kind], partitions)
-        with progress.stage("exam-id conflicts"):
-            find_exam_conflicts(request, run_id, partitions)
-        futures = screen_partition.map(unmapped(request), unmapped(run_id), list(range(partitions)))
-        with progress.partitions(partitions) as advance:
-            for future in as_completed(futures):
-                future.result()
-                advance()
-        counts = [future.result() for future in futures]  # partition order, for a reproducible merge
-        with progress.stage("publish"):
-            manifest = publish_run(request, run_id, inputs, counts, prepared["skipped_files"])
+    manifest = stages.run_stages(request, functools.partial(_run_as_tasks, Progress.current()))
     publish_artifacts(manifest)
     return manifest
 
 
-def run_flow(request: run.ScreenRequest, dask_address: str | None = None, workers: int = 1) -> dict[str, Any]:
+def run_flow(request: ScreenRequest, dask_address: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Run the flow on the local engine (or the server in ``PREFECT_API_URL``), quietly.
 
     ``dask_address`` (``tcp://host:port``) sends the partition tasks to that Dask scheduler; otherwise
@@ -101,7 +106,7 @@ def run_flow(request: run.ScreenRequest, dask_address: str | None = None, worker
         return screen_dxa_registry.with_options(task_runner=runner)(request)
 
 
-def serve(request: run.ScreenRequest, cron: str, name: str) -> None:
+def serve(request: ScreenRequest, cron: str, name: str) -> None:
     """Register a deployment of the flow with a cron schedule on the server in ``PREFECT_API_URL`` and
     serve it (blocks until stopped). With a blank ``as_of`` (the CLI's default for ``serve``) each run
     screens as of the day it starts."""
@@ -109,7 +114,7 @@ def serve(request: run.ScreenRequest, cron: str, name: str) -> None:
 
     if not os.environ.get("PREFECT_API_URL"):
         raise InputError("PREFECT_API_URL", "set it to a running Prefect server (see README: Scheduled screens)")
-    run.check_arguments(request)
+    check_arguments(request)
     install_filter()
     parameters = {"request": asdict(request)}
     screen_dxa_registry.serve(name=name, cron=cron, parameters=parameters, print_starting_message=True)

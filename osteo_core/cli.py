@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _request(args: argparse.Namespace):
-    from osteo_core.run import ScreenRequest
+    from osteo_core.pipeline.request import ScreenRequest
 
     return ScreenRequest(
         scans=list(args.scans),
@@ -121,7 +121,7 @@ def _request(args: argparse.Namespace):
 
 
 def _run_flow(request, dask_address: str | None = None) -> dict:
-    from osteo_core.run import check_arguments
+    from osteo_core.pipeline.request import check_arguments
 
     if request.partitions < 0:
         raise OsteoError("--partitions must be 0 (automatic) or more")
@@ -213,7 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from osteo_core.catalog import run_query, table_listing
+    from osteo_core.publish.catalog import run_query, table_listing
 
     if args.tables:
         print(table_listing())
@@ -224,7 +224,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from osteo_core import synthetic
+    from osteo_core.demo import synthetic
 
     out = Path(args.out)
     if args.patients < 1:
@@ -247,8 +247,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     manifest = _run_flow(_request(args))
     _print_summary(manifest, out, time.perf_counter() - started)
-    from osteo_core.catalog import query
-    from osteo_core.gap_list import render_table
+    from osteo_core.outputs.gap_list import render_table
+    from osteo_core.publish.catalog import query
 
     untreated = query(out, "SELECT * FROM untreated_high_risk ORDER BY since, patient_id")
     print(f"\nuntreated high-risk patients ({untreated.height:,}; the first 15, oldest first):")
@@ -258,13 +258,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
-    from osteo_core.gap_list import print_gaps
+    from osteo_core.outputs.gap_list import print_gaps
 
     return print_gaps(Path(args.out), args.gap, args.format)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from osteo_core.report import write_report
+    from osteo_core.outputs.report import write_report
 
     with output_errors(args.out):
         print(f"report: {write_report(Path(args.out))}")
@@ -272,7 +272,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export_research(args: argparse.Namespace) -> int:
-    from osteo_core.research import export_research
+    from osteo_core.outputs.research import export_research
 
     with output_errors(args.dest):
         written = export_research(Path(args.out), Path(args.dest))
@@ -281,7 +281,7 @@ def cmd_export_research(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from osteo_core.explain import explain
+    from osteo_core.outputs.explain import explain
 
     print(explain(Path(args.out), args.exam_id))
     return 0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandera.polars as pa
 import polars as pl
 
-from osteo_core import parsing
+from schemas import parsing
 from schemas.fields import Field
 
 DTYPES = {
@@ -47,7 +47,7 @@ def column_check(name: str, expr_fn: Callable[[str], pl.Expr], description: str)
 
     Pandera reports ``error`` instead of ``name`` when one is set, so the wording goes in ``description``.
     The builder is kept on the check (``EXPRESSION``), so every check of a schema can also be evaluated
-    at once, in one ``select`` (``osteo_core.quarantine.passing_rows``).
+    at once, in one ``select`` (``osteo_core.validate.quarantine.passing_rows``).
     """
     check = pa.Check(lambda data: data.lazyframe.select(expr_fn(data.key)), name=name, description=description)
     setattr(check, EXPRESSION, expr_fn)

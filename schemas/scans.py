@@ -19,8 +19,8 @@ import polars as pl
 
 from schemas.checks import DTYPES, Words, column_check, frame_check, not_after, ordered, range_check, text_schema
 from schemas.fields import Field, fields_of_kind
+from schemas.tables import SITES
 
-SITES = ("spine", "total_hip", "femoral_neck", "radius33")
 SCORE_COLUMNS = tuple(f"{site}_{kind}" for site in SITES for kind in ("t", "z"))
 
 SCANS_FIELDS: tuple[Field, ...] = (

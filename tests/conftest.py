@@ -19,9 +19,9 @@ from typing import Any  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
-from osteo_core.profiles import load_profile  # noqa: E402
+from osteo_core.decide.rules import load_rules  # noqa: E402
+from osteo_core.ingest.profiles import load_profile  # noqa: E402
 from osteo_core.resources import shipped_toml  # noqa: E402
-from osteo_core.rules import load_rules  # noqa: E402
 from schemas.scans import SCANS_COLUMNS  # noqa: E402
 
 AS_OF = dt.date(2026, 1, 1)
@@ -88,8 +88,8 @@ def prefect_engine():
 @pytest.fixture(scope="session")
 def screen_rows(standard_rules, generic_profile, bounds):
     """Text rows → (screening frame, validation result) through the real validation and rules."""
-    from osteo_core.scan_validation import validate_scans
-    from osteo_core.screening import screen
+    from osteo_core.decide.screening import screen
+    from osteo_core.validate.scans import validate_scans
 
     def run(rows, rules=standard_rules, as_of=AS_OF):
         result = validate_scans(scans_frame(rows).lazy(), generic_profile, as_of, bounds)
@@ -123,7 +123,7 @@ def chromium() -> str:
 
 def write_synthetic(folder: Path, patients: int, seed: int, fractures_per_exam: float = 0.3) -> dict[str, Path]:
     """Synthetic scans, medications and fractures exports as CSV files in ``folder``."""
-    from osteo_core import synthetic
+    from osteo_core.demo import synthetic
 
     scans = synthetic.registry(patients, seed=seed)
     paths = {"scans": folder / "scans.csv", "meds": folder / "meds.csv", "fractures": folder / "fx.csv"}
@@ -135,7 +135,7 @@ def write_synthetic(folder: Path, patients: int, seed: int, fractures_per_exam: 
 
 def screen_synthetic(paths: dict[str, Path], out: Path, as_of: str, **options: Any) -> dict[str, Any]:
     """Run the plain (no Prefect) screen on ``write_synthetic`` files."""
-    from osteo_core.run import ScreenRequest, run_screen
+    from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
     return run_screen(
         ScreenRequest(

@@ -10,9 +10,9 @@ import duckdb
 import polars as pl
 
 from bench.baselines import duckdb_sql, pandas_row
-from osteo_core import synthetic
-from osteo_core.rules import load_rules
-from osteo_core.run import ScreenRequest, run_screen
+from osteo_core.decide.rules import load_rules
+from osteo_core.demo import synthetic
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 DECISIONS = [
     "diagnostic_basis",

@@ -8,7 +8,7 @@ import pytest
 from conftest import exam, screen_synthetic, sql_json, write_scans_csv, write_synthetic
 
 from osteo_core.cli import main
-from osteo_core.run import ScreenRequest, run_screen
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 AS_OF = "2026-01-01"
 TREATED = {"femoral_neck_t": "-1.0", "total_hip_t": "-0.5", "spine_t": "-0.5"}  # normal: no other gap

@@ -5,9 +5,9 @@ from conftest import exam, write_scans_csv
 
 from osteo_core.cli import main
 from osteo_core.errors import InputError
-from osteo_core.explain import explain
+from osteo_core.outputs.explain import explain
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from osteo_core.resources import data_dir
-from osteo_core.run import ScreenRequest, run_screen
 
 
 @pytest.fixture()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import polars as pl
 from conftest import screen_synthetic, write_synthetic
-from osteo_core import publish
+
+from osteo_core.publish import folder as publish
 
 GOLDEN = Path(__file__).parent / "golden" / "digests.json"
 TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals", "medications", "fractures")

@@ -7,8 +7,8 @@ import pytest
 from conftest import exam, scans_frame
 
 from osteo_core.errors import InputError
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from osteo_core.resources import data_dir
-from osteo_core.run import ScreenRequest, run_screen
 
 ROWS = [
     exam(exam_id="E1", device_id="Genève-1"),

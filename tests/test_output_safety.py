@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import exam, write_scans_csv, write_synthetic
 
-from osteo_core import publish
 from osteo_core.cli import main
+from osteo_core.publish import folder as publish
 
 OSTEO = str(Path(sys.executable).with_name("osteo"))
 AS_OF = "2026-01-01"
@@ -50,7 +50,7 @@ def _in_tmpfs(tmp_path: Path, script: str, size: str = "64k") -> subprocess.Comp
 def _plain_screen(scans: Path, out: Path | str) -> str:
     """A shell command publishing a screen of ``scans`` into ``out`` without Prefect (set-up, fast)."""
     return (
-        f'{sys.executable} -c "from osteo_core.run import ScreenRequest, run_screen; '
+        f'{sys.executable} -c "from osteo_core.pipeline.stages import ScreenRequest, run_screen; '
         f"run_screen(ScreenRequest(scans=['{scans}'], out='{out}', as_of='{AS_OF}'))\""
     )
 
@@ -159,7 +159,7 @@ def test_a_lock_left_by_a_killed_screen_is_taken_over(tmp_path, capsys, prefect_
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from osteo_core.publish import output_lock\n"
+            "import sys, time; from pathlib import Path; from osteo_core.publish.folder import output_lock\n"
             f"with output_lock(Path({str(out)!r}), 'killed-run'):\n    print('held', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,

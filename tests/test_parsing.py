@@ -3,7 +3,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from osteo_core import parsing
+from schemas import parsing
 
 
 def _one(expr_fn, value):

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 from conftest import exam, write_scans_csv
 
-from osteo_core import synthetic
-from osteo_core.run import ScreenRequest, run_screen
+from osteo_core.demo import synthetic
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")
 SORT_KEYS = {
@@ -108,7 +108,7 @@ def test_progress_shows_stages_and_partitions_on_a_terminal():
     with Progress.for_terminal(screen) as progress:
         with progress.stage("ingest scans"):
             pass
-        with progress.partitions(3) as advance:
+        with progress.items("screen partitions", 3) as advance:
             for _ in range(3):
                 advance()
     text = screen.getvalue()
@@ -117,7 +117,7 @@ def test_progress_shows_stages_and_partitions_on_a_terminal():
 
 
 def test_exam_conflict_buckets_do_not_change_the_answer():
-    from osteo_core.scan_validation import exam_ids_under_several_patients
+    from osteo_core.validate.scans import exam_ids_under_several_patients
 
     rows = pl.LazyFrame(
         {

@@ -5,8 +5,8 @@ from conftest import AS_OF, exam, scans_frame
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from osteo_core.run import ScreenRequest, run_screen
-from osteo_core.scan_validation import validate_scans
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
+from osteo_core.validate.scans import validate_scans
 
 MESSY = {
     "sex": st.sampled_from(["F", "female", "M", "m", "x", "", "  "]),
@@ -162,9 +162,9 @@ def test_one_select_flags_exactly_the_rows_pandera_fails(generic_profile, bounds
     import pandera.polars as pa
     from pandera.config import ValidationDepth, config_context
 
-    from osteo_core.quarantine import passing_rows
-    from osteo_core.scan_validation import normalise_text, parse_scans
-    from osteo_core.validation import with_row_numbers
+    from osteo_core.validate.quarantine import passing_rows
+    from osteo_core.validate.rows import with_row_numbers
+    from osteo_core.validate.scans import normalise_text, parse_scans
     from schemas.scans import raw_scans_schema, typed_scans_schema
 
     rows = [exam(**{k: (v or None) if k in ("exam_id", "patient_id") else v for k, v in r.items()}) for r in rows]

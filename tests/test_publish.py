@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 from conftest import exam, write_scans_csv
 
-from osteo_core import catalog, publish
 from osteo_core.errors import RejectRateExceeded
-from osteo_core.run import ScreenRequest, run_screen
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
+from osteo_core.publish import catalog
+from osteo_core.publish import folder as publish
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def _spawn(request: ScreenRequest, crash_at: str | None = None) -> subprocess.Po
     if crash_at:
         env[publish.CRASH_ENV] = crash_at
     code = (
-        "import sys; from osteo_core.run import ScreenRequest, run_screen; "
+        "import sys; from osteo_core.pipeline.stages import ScreenRequest, run_screen; "
         f"run_screen(ScreenRequest(**{request.__dict__!r}))"
     )
     return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)

@@ -9,7 +9,7 @@ import pytest
 from conftest import screen_synthetic, write_synthetic
 
 from osteo_core.cli import main
-from osteo_core.report import REPORT
+from osteo_core.outputs.report import REPORT
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARTS = ("who-by-age-sex", "eligibility-funnel", "gaps-by-type-age", "quarantine-reasons", "gaps-over-time")
@@ -78,7 +78,7 @@ def test_report_is_self_contained_and_every_chart_renders(screened, chromium, tm
 
 
 def test_gaps_over_time_uses_the_run_history(screened):
-    from osteo_core.publish import read_history
+    from osteo_core.publish.folder import read_history
 
     history = read_history(screened)
     assert [h["as_of"] for h in history] == ["2025-07-01", "2026-01-01", "2026-07-01"]

@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 from conftest import exam, write_scans_csv
 
-from osteo_core import synthetic
 from osteo_core.cli import main
-from osteo_core.run import ScreenRequest, run_screen
+from osteo_core.demo import synthetic
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 KEY = "a-research-key-of-decent-length"
 

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from conftest import screen_synthetic, write_synthetic
 
-from osteo_core import research
 from osteo_core.cli import main
+from osteo_core.outputs import research
 
 KEY = "a-research-key-of-decent-length"
 OTHER_KEY = "another-research-key-entirely"

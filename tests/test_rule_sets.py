@@ -5,9 +5,9 @@ from conftest import exam
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from osteo_core.decide.rules import load_rules, shipped_rule_sets
 from osteo_core.errors import InputError
 from osteo_core.resources import data_dir
-from osteo_core.rules import load_rules, shipped_rule_sets
 
 # name: (exam changes, standard, bhof2022, aace2020) as (eligibility, recommendation)
 COHORT = {

@@ -104,7 +104,10 @@ def test_serve_registers_the_schedule_and_a_triggered_run_completes(tmp_path):
             text=True,
             timeout=300,
         )
-        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        if triggered.returncode:  # the served process's log says why the run failed
+            served.terminate()
+            log = served.communicate(timeout=30)[1].decode(errors="replace")[-3000:]
+            raise AssertionError(triggered.stdout + triggered.stderr + "\nserved process:\n" + log)
         assert "Completed" in triggered.stdout + triggered.stderr
         manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
         assert manifest["status"] == "published"

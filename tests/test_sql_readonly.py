@@ -111,7 +111,7 @@ def test_attack_is_refused_and_nothing_changes(published, capsys, monkeypatch, s
 
 def test_read_only_connection_from_python_refuses_copy(published):
     """The notebook's way in: ``connect_read_only`` reads the tables and nothing else."""
-    from osteo_core.catalog import connect_read_only
+    from osteo_core.publish.catalog import connect_read_only
 
     before = _state(published)
     con = connect_read_only(published["out"])
@@ -136,7 +136,7 @@ def test_read_only_connection_keeps_the_run_it_opened(published, tmp_path):
     """``current`` is resolved once: a screen published meanwhile does not mix into an open connection."""
     import shutil
 
-    from osteo_core.catalog import connect_read_only
+    from osteo_core.publish.catalog import connect_read_only
 
     out = tmp_path / "out"
     shutil.copytree(published["run"], out / "runs" / "a", symlinks=True)

@@ -17,9 +17,9 @@ from conftest import exam, scans_frame, write_scans_csv
 
 from osteo_core.cli import main
 from osteo_core.errors import InputError, ShrinkExceeded
-from osteo_core.ingest import header_key, sniff_encoding
+from osteo_core.ingest.readers import header_key, sniff_encoding
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from osteo_core.resources import data_dir
-from osteo_core.run import ScreenRequest, run_screen
 
 AS_OF = "2026-01-01"
 SAMPLE = data_dir() / "samples" / "densitometer_us_sample.csv"
@@ -422,8 +422,8 @@ def test_partition_estimate_reads_gzip_and_sniffed_parquet(tmp_path):
     """Partitioning sizes itself from the rows a file holds, whatever its compression or extension."""
     import gzip
 
-    from osteo_core import synthetic
-    from osteo_core.run import estimated_rows
+    from osteo_core.demo import synthetic
+    from osteo_core.pipeline.request import estimated_rows
 
     scans = synthetic.registry(4000, seed=3)
     scans.write_csv(tmp_path / "a.csv")
@@ -537,7 +537,7 @@ def test_a_failure_after_publishing_keeps_the_published_run(tmp_path):
     ],
 )
 def test_blank_row(cells, blank):
-    from osteo_core.ingest import blank_row
+    from osteo_core.ingest.readers import blank_row
 
     frame = pl.DataFrame([cells], schema={k: pl.Utf8 for k in cells})
     assert frame.select(blank_row(list(cells), anchor="patient_id")).item() is blank

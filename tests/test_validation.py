@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from conftest import AS_OF, exam, scans_frame
 
-from osteo_core.scan_validation import validate_scans
+from osteo_core.validate.scans import validate_scans
 
 
 @pytest.fixture()
@@ -148,7 +148,7 @@ def test_rows_are_accounted_for(validate):
 
 
 def test_dates_in_profile_format(bounds):
-    from osteo_core.profiles import load_profile
+    from osteo_core.ingest.profiles import load_profile
 
     profile = load_profile("densitometer_us")
     frame = scans_frame(

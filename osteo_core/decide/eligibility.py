@@ -1,111 +1,29 @@
 """RULES.md §4–7: glucocorticoid FRAX adjustment, eligibility with reasons, recommendation, next DXA.
 
 Every function here is a pure LazyFrame → LazyFrame (or an expression) with no I/O. The *shape* of each
-eligibility condition lives in ``CONDITIONS``; which conditions a rule set uses, in which order, with
+eligibility condition lives in ``conditions.CONDITIONS``; which conditions a rule set uses, in which order, with
 which reason code and which thresholds is data (``data/rules/*.toml``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from osteo_core.rules import Number, RuleSet
+from osteo_core.decide.conditions import CONDITIONS, is_true
+from osteo_core.decide.rules import RuleSet
 
 _SEPARATOR = "|"  # joins reason codes; rules.py allows only [a-z0-9_] in codes
 _FLOAT_NOISE_DECIMALS = 9  # 2.5 × 1.2 is 2.9999999999999996 in binary: compare the decimal product
-
-
-def _true(expr: pl.Expr) -> pl.Expr:
-    """Unknown (null) is not true: an unknown risk factor is never a reason."""
-    return expr.fill_null(False)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One kind of eligibility test: ``test(reason)`` is a boolean expression, ``compared(reason)`` the
-    value it looks at, ``describe(reason)`` its wording for ``osteo explain``."""
-
-    test: Callable[[dict[str, Any]], pl.Expr]
-    compared: Callable[[dict[str, Any]], pl.Expr]
-    describe: Callable[[dict[str, Any]], str]
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def _threshold(column: str, op: str, words: str) -> Condition:
-    ops = {">=": pl.Expr.__ge__, ">": pl.Expr.__gt__, "<": pl.Expr.__lt__, "<=": pl.Expr.__le__}
-    return Condition(
-        test=lambda r: _true(ops[op](pl.col(column), r["threshold"])),
-        compared=lambda r: pl.col(column),
-        describe=lambda r: f"{words} {op} {r['threshold']}",
-        params={"threshold": Number},
-    )
-
-
-CONDITIONS: dict[str, Condition] = {
-    "hip_or_vertebral_fracture": Condition(
-        test=lambda r: pl.col("has_hip_or_vertebral_fracture"),
-        compared=lambda r: pl.col("has_hip_or_vertebral_fracture"),
-        describe=lambda r: "hip or vertebral fracture on or before the exam",
-    ),
-    "fragility_fracture": Condition(
-        test=lambda r: pl.col("has_fragility_fracture"),
-        compared=lambda r: pl.col("has_fragility_fracture"),
-        describe=lambda r: "fragility fracture on or before the exam",
-    ),
-    "who_category": Condition(
-        test=lambda r: pl.lit(True),
-        compared=lambda r: pl.col("who_category"),
-        describe=lambda r: "WHO category",
-    ),
-    "frax_hip_at_least": _threshold("frax_hip_adjusted", ">=", "adjusted FRAX hip %"),
-    "frax_mof_at_least": _threshold("frax_mof_adjusted", ">=", "adjusted FRAX MOF %"),
-    "frax_hip_above": _threshold("frax_hip_adjusted", ">", "adjusted FRAX hip %"),
-    "frax_mof_above": _threshold("frax_mof_adjusted", ">", "adjusted FRAX MOF %"),
-    "t_score_below": _threshold("lowest_t_score", "<", "lowest T-score"),
-    "weight_below": _threshold("weight_kg", "<", "weight kg"),
-    "fracture_count_at_least": _threshold(
-        "fracture_count", ">=", "fractures in the fractures export on or before the exam"
-    ),
-    "risk_factor": Condition(
-        test=lambda r: pl.any_horizontal([_true(pl.col(c)) for c in r["columns"]]),
-        compared=lambda r: pl.concat_str(
-            [pl.lit(f"{c}=") + pl.col(c).cast(pl.Utf8).fill_null("unknown") for c in r["columns"]], separator=", "
-        ),
-        describe=lambda r: " or ".join(r["columns"]),
-        params={"columns": list},
-    ),
-    "glucocorticoid_exposure": Condition(
-        test=lambda r: _true(
-            (pl.col("glucocorticoid_mg_daily") >= r["mg_at_least"])
-            & (pl.col("glucocorticoid_months") >= r["months_at_least"])
-        ),
-        compared=lambda r: pl.format(
-            "{} mg/day for {} months",
-            pl.col("glucocorticoid_mg_daily").cast(pl.Utf8).fill_null("unknown"),
-            pl.col("glucocorticoid_months").cast(pl.Utf8).fill_null("unknown"),
-        ),
-        describe=lambda r: f"glucocorticoids >= {r['mg_at_least']} mg/day for >= {r['months_at_least']} months",
-        params={"mg_at_least": Number, "months_at_least": Number},
-    ),
-    "recent_fracture": Condition(
-        test=lambda r: _true(pl.col("latest_fracture_date") >= pl.col("exam_date").dt.offset_by(f"-{r['months']}mo")),
-        compared=lambda r: pl.col("latest_fracture_date"),
-        describe=lambda r: f"fracture in the {r['months']} months up to the exam",
-        params={"months": int},
-    ),
-}
 
 
 def reason_test(reason: dict[str, Any]) -> pl.Expr:
     """The full test of one reason: its condition, restricted to its WHO categories and the T basis."""
     test = CONDITIONS[reason["condition"]].test(reason)
     if "categories" in reason:
-        test = test & _true(pl.col("who_category").is_in(reason["categories"]))
-    return _true(test & (pl.col("diagnostic_basis") == "t_score"))
+        test = test & is_true(pl.col("who_category").is_in(reason["categories"]))
+    return is_true(test & (pl.col("diagnostic_basis") == "t_score"))
 
 
 def adjust_frax(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
@@ -117,7 +35,7 @@ def adjust_frax(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 
     def adjusted(column: str, high_factor: float, low_factor: float) -> pl.Expr:
         value = pl.col(column)
-        factor = pl.when(_true(high)).then(high_factor).when(_true(low)).then(low_factor).otherwise(1.0)
+        factor = pl.when(is_true(high)).then(high_factor).when(is_true(low)).then(low_factor).otherwise(1.0)
         product = (value * factor).round(_FLOAT_NOISE_DECIMALS)
         capped = pl.when(product > adj["cap_percent"]).then(pl.lit(float(adj["cap_percent"]))).otherwise(product)
         return capped.alias(f"{column}_adjusted")  # null stays null (min_horizontal would make it the cap)
@@ -158,10 +76,10 @@ def assess_eligibility(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     z_review = (pl.col("z_category") == "below_expected") | pl.col("has_fragility_fracture")
     eligibility = (
         pl.when(pl.col("diagnostic_basis") == "z_score")
-        .then(pl.when(_true(z_review)).then(pl.lit("specialist_review")).otherwise(pl.lit("not_eligible")))
+        .then(pl.when(is_true(z_review)).then(pl.lit("specialist_review")).otherwise(pl.lit("not_eligible")))
         .when(pl.col("eligibility_reasons").list.len() > 0)
         .then(pl.lit("eligible"))
-        .when(_true(needs_frax))
+        .when(is_true(needs_frax))
         .then(pl.lit("needs_frax"))
         .otherwise(pl.lit("not_eligible"))
     )
@@ -174,9 +92,9 @@ def assess_eligibility(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 def recommend(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     """RULES.md §6: one recommendation per exam."""
     rec = rules["recommendation"]
-    prefers_denosumab = _true(pl.col("egfr") < rec["denosumab_if_egfr_below"])
+    prefers_denosumab = is_true(pl.col("egfr") < rec["denosumab_if_egfr_below"])
     if rec["denosumab_if_bisphosphonate_intolerance"]:
-        prefers_denosumab = prefers_denosumab | _true(pl.col("bisphosphonate_intolerance"))
+        prefers_denosumab = prefers_denosumab | is_true(pl.col("bisphosphonate_intolerance"))
     eligible = (
         pl.when(pl.col("very_high_risk"))
         .then(pl.lit(rec.get("very_high_risk")))
@@ -199,10 +117,10 @@ def recommend(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 def schedule_next_dxa(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     """RULES.md §7: exam date + 1, 5 or 2 calendar years (29 Feb → 28 Feb)."""
     years = rules["next_dxa"]
-    bone_loss_therapy = _true(pl.col("glucocorticoid_mg_daily") > 0) | _true(pl.col("cancer_bone_loss_therapy"))
+    bone_loss_therapy = is_true(pl.col("glucocorticoid_mg_daily") > 0) | is_true(pl.col("cancer_bone_loss_therapy"))
     stable_normal = (
         (pl.col("diagnostic_basis") == "t_score")
-        & _true(pl.col("who_category") == "normal")
+        & is_true(pl.col("who_category") == "normal")
         & (pl.col("eligibility_reasons").list.len() == 0)
     )
     interval = (

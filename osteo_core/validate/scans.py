@@ -11,10 +11,11 @@ from typing import Any
 
 import polars as pl
 
-from osteo_core import parsing, validation
-from osteo_core.profiles import Profile
-from osteo_core.quarantine import ROW
-from osteo_core.validation import SOURCE_COLUMNS, Validated, check_rows, typed_columns, with_row_numbers
+from osteo_core.ingest.profiles import Profile
+from osteo_core.validate import rows as validation
+from osteo_core.validate.quarantine import ROW
+from osteo_core.validate.rows import SOURCE_COLUMNS, Validated, check_rows, typed_columns, with_row_numbers
+from schemas import parsing
 from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT, raw_scans_schema, typed_scans_schema
 
 _DERIVED = frozenset({"age_years"})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from osteo_core.classify import classify, fracture_history
-from osteo_core.eligibility import apply_rules
-from osteo_core.rules import RuleSet
-from schemas.published import SCREENING_COLUMNS, SCREENING_SCHEMA
+from osteo_core.decide.classify import classify, fracture_history
+from osteo_core.decide.eligibility import apply_rules
+from osteo_core.decide.rules import RuleSet
+from schemas.tables import SCREENING_COLUMNS, SCREENING_SCHEMA
 
 
 def decide(exams: pl.LazyFrame, rules: RuleSet, fractures: pl.LazyFrame | None = None) -> pl.LazyFrame:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osteo_core.errors import InputError
-from osteo_core.ingest import header_key
+from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
 

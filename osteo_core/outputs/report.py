@@ -15,9 +15,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from osteo_core.catalog import query
 from osteo_core.errors import InputError
-from osteo_core.publish import CURRENT, MANIFEST, read_history
+from osteo_core.publish.catalog import query
+from osteo_core.publish.folder import CURRENT, MANIFEST, read_history
 from osteo_core.resources import shipped_toml
 
 REPORT = "report.html"

@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from osteo_core.errors import InputError
-from osteo_core.publish import CURRENT, MANIFEST
+from osteo_core.publish.folder import CURRENT, MANIFEST
 from osteo_core.resources import shipped_toml
 
 _BLOCK = 64  # SHA-256 block size, for HMAC's key padding

@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as pa_ds
 
-from osteo_core import publish
 from osteo_core.errors import InputError, OsteoError
+from osteo_core.publish import folder as publish
 
 # Set when the database starts: after this no extension is installed, loaded or autoloaded, no secret is written,
 # no Python variable is scanned, and nothing spills to a temporary directory.
@@ -86,15 +86,15 @@ def query(out: Path, sql: str) -> pl.DataFrame:
 
 
 def table_listing() -> str:
-    """Every published table and view with its columns and descriptions (from ``schemas.published``)."""
-    from schemas.published import COLUMN_DESCRIPTIONS, PUBLISHED_SCHEMAS, TABLE_DESCRIPTIONS
+    """Every published table and view with its columns and descriptions (from ``schemas.tables``)."""
+    from schemas.tables import COLUMN_DESCRIPTIONS, DTYPES, TABLE_DESCRIPTIONS
 
     lines = []
     for table, description in TABLE_DESCRIPTIONS.items():
         lines.append(f"{table}: {description}")
-        if table in PUBLISHED_SCHEMAS:
-            for column, col in PUBLISHED_SCHEMAS[table].columns.items():
-                lines.append(f"  {column:<24} {str(col.dtype):<14} {COLUMN_DESCRIPTIONS[table][column]}")
+        if table in DTYPES:
+            for column, dtype in DTYPES[table].items():
+                lines.append(f"  {column:<24} {str(dtype):<14} {COLUMN_DESCRIPTIONS[table][column]}")
         elif table == "untreated_high_risk":
             lines.append("  (view: the care_gaps columns, then the screening columns)")
         else:

@@ -12,14 +12,15 @@ from typing import Any
 import polars as pl
 
 from osteo_core import reference
-from osteo_core.care_gaps import care_gaps, patients
-from osteo_core.coverage import treatment_intervals
-from osteo_core.events import classify_fractures, classify_meds, unrecognised_drugs, validate_fractures, validate_meds
-from osteo_core.profiles import Profile
+from osteo_core.decide.events import classify_fractures, classify_meds, unrecognised_drugs
+from osteo_core.decide.rules import RuleSet
+from osteo_core.decide.screening import screen
+from osteo_core.gaps.care_gaps import care_gaps, patients
+from osteo_core.gaps.coverage import treatment_intervals
+from osteo_core.ingest.profiles import Profile
 from osteo_core.resources import shipped_toml
-from osteo_core.rules import RuleSet
-from osteo_core.scan_validation import validate_scans
-from osteo_core.screening import screen
+from osteo_core.validate.events import validate_fractures, validate_meds
+from osteo_core.validate.scans import validate_scans
 
 PARTITION = "_partition"
 _HASH_SEED = 20261124  # fixed: the same patient id lands in the same partition in every run

@@ -20,19 +20,19 @@ import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from schemas.tables import CATALOG_TABLES, EVENT_TABLES, TABLES  # noqa: F401 - re-exported for callers
 
 RUNS = "runs"
 CURRENT = "current"
 CATALOG = "osteo.duckdb"
 MANIFEST = "manifest.json"
 CRASH_ENV = "OSTEO_CRASH_AT"
-TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet
-EVENT_TABLES = ("medications", "fractures")  # valid events, views in the catalog only
-CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
 VIEWS = {  # views over the catalog's tables
     "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
     "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
@@ -97,6 +97,43 @@ def _lock_holder(fd: int) -> str:
 
 def run_dir(out: Path, run_id: str) -> Path:
     return out / RUNS / run_id
+
+
+# Inside a run folder: the published tables as one file each, these tables one file per partition (never
+# merged), the rule file that ran, the raw layer and the work folder of the partitions.
+EXAMS = "exams"  # run-folder tables kept as one file per partition (never merged): explain and the catalog
+FRACTURES = "fractures"
+PARTITIONED = ("exams", *EVENT_TABLES)
+RULES_COPY = "rules.toml"
+CONFLICTS = "exam_conflicts.parquet"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    out: Path
+    run_id: str
+
+    @property
+    def folder(self) -> Path:
+        return run_dir(self.out, self.run_id)
+
+    @property
+    def raw(self) -> Path:
+        return self.folder / "raw"
+
+    @property
+    def work(self) -> Path:
+        return self.folder / ".work"
+
+    def part(self, partition: int) -> Path:
+        return self.work / f"part-{partition:03d}"
+
+    def part_file(self, table: str, partition: int) -> Path:
+        """Where a partition writes its share of a table: the run folder's own ``TABLE/part-NNN.parquet``
+        for the tables kept per partition, the work folder for the published ones (merged at publish)."""
+        if table in PARTITIONED:
+            return self.folder / table / f"part-{partition:03d}.parquet"
+        return self.part(partition) / f"{table}.parquet"
 
 
 def table_files(folder: Path, table: str) -> list[Path]:

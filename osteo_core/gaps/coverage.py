@@ -10,13 +10,7 @@ import datetime as dt
 
 import polars as pl
 
-INTERVALS_SCHEMA = {
-    "patient_id": pl.Utf8,
-    "interval_start": pl.Date,
-    "interval_end": pl.Date,
-    "days_covered": pl.Int64,
-    "drugs": pl.List(pl.Utf8),
-}
+from schemas.tables import INTERVALS_SCHEMA
 
 
 def treatment_events(meds: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from osteo_core import parsing
-from osteo_core.ingest import SOURCE_FILE, SOURCE_ROW
-from osteo_core.quarantine import ROW, failures, quarantine_rows
+from osteo_core.validate.quarantine import ROW, failures, quarantine_rows
+from schemas import parsing
 from schemas.checks import Words, reader
 from schemas.fields import Field
+from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from osteo_core.rules import RuleSet
+from osteo_core.decide.rules import RuleSet
 from schemas.scans import SPINE_LEVEL_COUNT
 
 _NUDGE = 1e-9  # rounds the decimal as written: -1.95 is stored as -1.9499999…; nudge away from zero first

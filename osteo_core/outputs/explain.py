@@ -12,12 +12,12 @@ from typing import Any
 
 import polars as pl
 
-from osteo_core.eligibility import CONDITIONS, reason_test
+from osteo_core.decide.conditions import CONDITIONS
+from osteo_core.decide.eligibility import reason_test
+from osteo_core.decide.rules import load_rules
+from osteo_core.decide.screening import decide
 from osteo_core.errors import InputError
-from osteo_core.publish import CURRENT, table_files
-from osteo_core.rules import load_rules
-from osteo_core.run import EXAMS, FRACTURES, RULES_COPY
-from osteo_core.screening import decide
+from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, table_files
 from schemas.scans import BOOLEAN_COLUMNS
 
 SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}

@@ -11,30 +11,11 @@ from typing import Any
 
 import polars as pl
 
-from osteo_core import parsing
-from osteo_core.coverage import patient_treatment, treatment_events
+from osteo_core.gaps.coverage import patient_treatment, treatment_events
+from schemas import parsing
+from schemas.tables import GAPS_SCHEMA, LSC_SITES, PATIENTS_SCHEMA
 
-GAPS_SCHEMA = {
-    "patient_id": pl.Utf8,
-    "gap": pl.Utf8,
-    "since": pl.Date,
-    "exam_id": pl.Utf8,
-    "priority": pl.Int64,
-    "detail": pl.Utf8,
-}
-PATIENTS_SCHEMA = {
-    "patient_id": pl.Utf8,
-    "latest_exam_id": pl.Utf8,
-    "latest_exam_date": pl.Date,
-    "who_category": pl.Utf8,
-    "eligibility": pl.Utf8,
-    "recommendation": pl.Utf8,
-    "next_dxa_due": pl.Date,
-    "on_treatment": pl.Boolean,
-    "last_treatment_date": pl.Date,
-    "last_treatment_drug": pl.Utf8,
-}
-BMD_SITES = ("spine", "total_hip", "femoral_neck")
+BMD_SITES = LSC_SITES  # spine, total hip, femoral neck
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
 
 

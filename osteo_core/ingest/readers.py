@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from osteo_core.errors import InputError
+from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 # What a folder scan reads; a file named explicitly is read whatever its extension (format sniffed).
 FOLDER_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".parquet", ".xlsx")
@@ -37,8 +38,6 @@ _SUFFIX_FORMATS = {
     ".xlsx": "xlsx",
     ".xlsm": "xlsx",
 }
-SOURCE_FILE = "source_file"
-SOURCE_ROW = "source_row"
 _CHUNK = 1 << 22
 # Bytes Windows-1252 leaves undefined: a file holding one of them is Latin-1 (C1 controls), not 1252.
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")

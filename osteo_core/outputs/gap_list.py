@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from osteo_core.catalog import query
 from osteo_core.errors import InputError
+from osteo_core.publish.catalog import query
 from osteo_core.resources import shipped_toml
 
 GAP_TYPES = tuple(shipped_toml("reference/care_gaps.toml")["priority"])

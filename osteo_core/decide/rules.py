@@ -2,7 +2,7 @@
 
 A rule set is validated when loaded: an unknown section, key, condition or parameter, a missing key, or
 a value of the wrong type is an ``InputError`` naming the file and the key. Python reads every clinical
-number from here; ``osteo_core.eligibility`` holds only the shape of each condition.
+number from here; ``osteo_core.decide.eligibility`` holds only the shape of each condition.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from osteo_core.decide.conditions import CONDITIONS, Number
 from osteo_core.errors import InputError
 from osteo_core.resources import data_dir, load_toml
+from schemas.tables import SITES
 
-Number = (int, float)
-SITES = ("spine", "total_hip", "femoral_neck", "radius33")
 WHO_CATEGORIES = ("normal", "osteopenia", "osteoporosis", "severe_osteoporosis")
 TIERS = ("base", "very_high_risk")
 
@@ -123,7 +123,6 @@ def _check_section(section: str, given: Any, keys: dict[str, Any], where: str) -
 
 
 def validate_rules(raw: dict[str, Any], where: str) -> None:
-    from osteo_core.eligibility import CONDITIONS  # the catalogue of condition shapes
 
     for section in raw:
         if section not in SPEC:

@@ -11,8 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from osteo_core.errors import InputError
-
-SITES = ("spine", "total_hip", "femoral_neck")
+from schemas.tables import LSC_SITES as SITES
 
 
 def load_device_lsc(path_text: str) -> pl.DataFrame:

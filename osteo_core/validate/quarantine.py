@@ -6,20 +6,10 @@ import pandera.polars as pa
 import polars as pl
 from pandera.config import ValidationDepth, config_context
 
-from osteo_core.ingest import SOURCE_FILE, SOURCE_ROW
 from schemas.checks import EXPRESSION, PARSED_EQUIVALENT
+from schemas.tables import QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 
 ROW = "_row"  # position of the row in the frame being validated
-QUARANTINE_SCHEMA = {
-    SOURCE_FILE: pl.Utf8,
-    SOURCE_ROW: pl.Int64,
-    "input": pl.Utf8,
-    "column": pl.Utf8,
-    "check": pl.Utf8,
-    "value": pl.Utf8,
-    "patient_id": pl.Utf8,
-    "exam_id": pl.Utf8,
-}
 _FAILURES = {"index": pl.Int64, "column": pl.Utf8, "check": pl.Utf8, "failure_case": pl.Utf8}
 
 

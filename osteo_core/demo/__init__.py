@@ -1,0 +1,1 @@
+"""The synthetic registry behind ``osteo demo`` and the tests (no real patient data)."""

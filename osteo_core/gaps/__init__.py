@@ -1,0 +1,1 @@
+"""Care gaps across a patient's exams, treatment and fractures; treatment coverage."""

@@ -1,0 +1,1 @@
+"""One screen as stages over paths (request, STAGES, partitions), with or without Prefect."""

@@ -1,0 +1,83 @@
+"""A run's life in the output folder: lock it, create the run folder, and whatever goes wrong, remove what
+this run wrote (never the published run; a refused run keeps its folder, its quarantine is there to read)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from osteo_core.errors import RunRefused, output_errors
+from osteo_core.pipeline.request import ScreenRequest, check_arguments
+from osteo_core.publish import folder as publish
+from osteo_core.publish.folder import RunPaths
+
+
+def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> dict[str, Any]:
+    """Check the arguments (unless ``checked`` holds ``check_arguments``' answer) and create the run's
+    folder; returns the run's identity."""
+    profile, rules, files = checked or check_arguments(request)
+    run_id = run_id or new_run_id()
+    paths = RunPaths(Path(request.out), run_id)
+    with output_errors(request.out):
+        paths.raw.mkdir(parents=True, exist_ok=False)
+    return {
+        "run_id": run_id,
+        "partitions": request.partition_count,
+        "files": {kind: [str(f) for f in found.files] for kind, found in files.items()},
+        "skipped_files": {kind: found.skipped for kind, found in files.items() if found.skipped},
+        "profile": profile.name,
+        "rules": rules.label,
+    }
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+@contextmanager
+def open_run(request: ScreenRequest) -> Iterator[dict[str, Any]]:
+    """Lock the output folder and create the run's folder for the stages; whatever goes wrong, remove
+    what this run wrote (a refused run keeps its folder: its quarantine is there for inspection)."""
+    checked = check_arguments(request)
+    out = Path(request.out)
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    with publish.output_lock(out, run_id):
+        try:
+            yield prepare(request, run_id, checked)
+        except RunRefused:
+            raise
+        except BaseException:
+            discard(request, run_id)
+            if created:  # folders made for this run that hold nothing of anyone's: remove them again
+                remove_empty_folders([out / publish.RUNS, *created], lock_file=out / publish.LOCK)
+            raise
+
+
+def remove_empty_folders(folders: list[Path], lock_file: Path) -> None:
+    """Remove these folders, innermost first, while each holds nothing; the lock file (still held by this
+    run, so no other screen's) goes with its folder."""
+    for folder in folders:
+        try:
+            if any(entry != lock_file for entry in folder.iterdir()):
+                return
+            if lock_file.parent == folder:
+                lock_file.unlink(missing_ok=True)
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def discard(request: ScreenRequest, run_id: str) -> None:
+    """Remove an unfinished run's folder; never the published one (a failure after the switch keeps it)."""
+    paths = RunPaths(Path(request.out), run_id)
+    if publish.current_run(paths.out) == paths.folder.resolve():
+        return
+    shutil.rmtree(paths.folder, ignore_errors=True)

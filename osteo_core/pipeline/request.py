@@ -1,0 +1,164 @@
+"""What a user asks for (``ScreenRequest``) and everything about it that can be checked before any data is
+read or any engine starts: dates and limits, profile and rule set, the files and their headers, a writable
+output folder (exit 2, one line, in about a second)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import gzip
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from osteo_core.decide.rules import RuleSet, load_rules
+from osteo_core.errors import InputError, OutputError
+from osteo_core.gaps.lsc import load_device_lsc
+from osteo_core.ingest.profiles import Profile, load_profile
+from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
+from schemas.events import (
+    FRACTURE_SITE_SOURCES,
+    FRACTURES_FIELDS,
+    FRACTURES_REQUIRED_HEADERS,
+    MEDS_FIELDS,
+    MEDS_REQUIRED_HEADERS,
+)
+from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS
+
+INPUTS = ("scans", "meds", "fractures")
+ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
+MAX_AUTO_PARTITIONS = 256
+
+
+def estimated_rows(path: Path) -> int:
+    """Rows in a scans file: exact for Parquet (metadata only), estimated from the first MiB for text
+    (of the decompressed text for ``.csv.gz``), 0 for XLSX (small by nature)."""
+    fmt = file_format(path)
+    if fmt == "parquet":
+        try:
+            return pl.scan_parquet(path).select(pl.len()).collect().item()
+        except Exception:  # noqa: BLE001 - unreadable: ingest reports it, naming the file (exit 2)
+            return 0
+    if fmt == "xlsx":
+        return 0
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as raw:
+            if fmt == "csv.gz":
+                with gzip.GzipFile(fileobj=raw) as fh:
+                    head = fh.read(1 << 20)
+                consumed = raw.tell()  # compressed bytes behind that MiB of text
+            else:
+                head = raw.read(1 << 20)
+                consumed = len(head)
+    except (OSError, EOFError):
+        return 0  # unreadable: ingest reports it, naming the file
+    lines = max(1, head.count(b"\n"))
+    return int(size / consumed * lines) if head and consumed else 0
+
+
+def auto_partitions(scans: list[str]) -> int:
+    """About one partition per 500,000 scan rows, so each partition's frames stay small."""
+    rows = sum(estimated_rows(f) for f in discover(scans, "scans").files)
+    return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
+
+
+@dataclass(frozen=True)
+class ScreenRequest:
+    """What the user asked for (CLI arguments); JSON-serialisable so it can be a flow parameter."""
+
+    scans: list[str]
+    out: str = "osteo-out"
+    as_of: str = field(default_factory=lambda: dt.date.today().isoformat())
+    rules: str = "standard"
+    profile: str = "generic"
+    max_reject_rate: float = 0.05
+    max_shrink: float = 0.5  # refuse a run whose valid exams fall below (1 - this) x the last published run's
+    sheet: str | None = None  # XLSX inputs: the sheet to read (default: the first)
+    meds: str | None = None
+    fractures: str | None = None
+    keep_runs: int = 5
+    lsc: str | None = None  # optional per-device least significant change file (device_id, site, lsc)
+    partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
+
+    @property
+    def partition_count(self) -> int:
+        return self.partitions if self.partitions > 0 else auto_partitions(self.scans)
+
+    def paths_of(self, kind: str) -> list[str]:
+        given = {
+            "scans": self.scans,
+            "meds": [self.meds] if self.meds else [],
+            "fractures": [self.fractures] if self.fractures else [],
+        }
+        return given[kind]
+
+
+def as_of_date(request: ScreenRequest) -> dt.date:
+    if not request.as_of:  # a scheduled screen: as of the day it runs
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(request.as_of)
+    except ValueError:
+        raise InputError("--as-of", f"'{request.as_of}' is not a date (YYYY-MM-DD)") from None
+
+
+def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str, Any]]:
+    """Everything that can be wrong with the arguments, found before any data is read (exit 2)."""
+    as_of_date(request)
+    for option, value in (("--max-reject-rate", request.max_reject_rate), ("--max-shrink", request.max_shrink)):
+        if not 0 <= value <= 1:
+            raise InputError(option, f"{value} is not between 0 and 1")
+    profile = load_profile(request.profile)
+    rules = load_rules(request.rules)
+    files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
+    out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(str(out), "--out exists and is not a folder")
+    if request.lsc:
+        load_device_lsc(request.lsc)
+    for kind, found in files.items():
+        for path in found.files:  # headers now, so a missing column is said before any engine starts
+            headers = read_headers(path, request.sheet)
+            if headers:
+                require = functools.partial(require_columns, kind, path, profile=profile)
+                canonical_columns(path, headers, canonical_namer(kind, profile), require)
+    _check_writable(out)
+    return profile, rules, files
+
+
+def _check_writable(out: Path) -> None:
+    """A read-only or forbidden ``--out`` is said at once, before any data is read (exit 2)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    probe = existing / f".osteo-write-test-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise OutputError(str(existing), f"cannot write the output ({exc.strerror or exc})") from None
+
+
+def canonical_namer(kind: str, profile: Profile):
+    if kind == "scans":
+        return profile.canonical_name
+    known = {f.name for f in (MEDS_FIELDS if kind == "meds" else FRACTURES_FIELDS)}
+    return lambda header: header_key(header) if header_key(header) in known else None
+
+
+def require_columns(kind: str, path: Path, names: list[str], *, profile: Profile) -> None:
+    required, one_of = {
+        "scans": (REQUIRED_HEADERS, AGE_SOURCES),
+        "meds": (MEDS_REQUIRED_HEADERS, ()),
+        "fractures": (FRACTURES_REQUIRED_HEADERS, FRACTURE_SITE_SOURCES),
+    }[kind]
+    missing = [c for c in required if c not in names]
+    if one_of and not any(c in names for c in one_of):
+        missing.append(" or ".join(one_of))
+    if missing:
+        where = f" (profile '{profile.name}')" if kind == "scans" else ""
+        raise InputError(str(path), f"required column(s) missing: {', '.join(missing)}{where}")

@@ -1,0 +1,373 @@
+"""One screen as a list of stages over paths: ``STAGES`` drives both a direct run (``run_screen``) and the
+Prefect flow (``flows/screen.py``), which wraps each stage in a task. Stages pass paths and counts, never
+frames, so a partition can run in another process or on a Dask worker.
+
+    ingest            each input file streamed once into ``raw/KIND/NNN/_partition=P/`` (text, canonical
+                      headers, source columns), split by a hash of the patient id
+    exam-id conflicts exam ids under several patients, run-wide (two columns read)
+    screen partitions validate, classify, decide, find gaps: one independent task per partition, which
+                      writes its share of every table
+    publish           the published tables merged, manifest, catalog, one atomic switch of ``current``
+
+``open_run`` (``pipeline.lifecycle``) holds the output folder's lock around them and removes a failed run.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from osteo_core import __version__, reference
+from osteo_core.decide.rules import load_rules
+from osteo_core.errors import InputError, RejectRateExceeded, RunRefused, ShrinkExceeded, disk_problem, output_errors
+from osteo_core.gaps.lsc import load_device_lsc
+from osteo_core.ingest.profiles import load_profile
+from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of
+from osteo_core.pipeline.lifecycle import open_run
+from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
+from osteo_core.pipeline.request import INPUTS, ScreenRequest, as_of_date, canonical_namer, require_columns
+from osteo_core.publish import folder as publish
+from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
+from osteo_core.validate.scans import exam_ids_under_several_patients
+from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.published import PUBLISHED_SCHEMAS
+from schemas.scans import SCANS_FIELDS
+
+log = logging.getLogger("osteo")
+CONFLICTS = "exam_conflicts.parquet"
+PARTITIONS_PER_CONFLICT_BUCKET = 10
+
+
+def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int) -> list[dict[str, Any]]:
+    """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: all text, canonical headers,
+    source columns, split by patient partition in one streaming pass. Blank lines are counted, not kept;
+    an input whose files hold no data row at all stops the run (exit 2)."""
+    profile = load_profile(request.profile)
+    paths = RunPaths(Path(request.out), run_id)
+    inputs = []
+    for number, name in enumerate(files):
+        path = Path(name)
+        with output_errors(paths.folder):
+            require = functools.partial(require_columns, kind, path, profile=profile)
+            export = read_export(path, paths.work, canonical_namer(kind, profile), request.sheet, require)
+            target = paths.raw / kind / f"{number:03d}"
+            blank = blank_row(export.columns, anchor="patient_id")
+            try:
+                _, tally = pl.collect_all(
+                    [
+                        export.frame.filter(blank.not_())
+                        .with_columns(partition_key(partitions))
+                        .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
+                        export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
+                    ]
+                )
+            except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
+                if disk_problem(exc):
+                    raise
+                raise InputError(str(path), f"cannot be read ({str(exc).strip().splitlines()[0][:200]})") from None
+        lines, blank_lines = tally.row(0)
+        rows = lines - blank_lines
+        entry = {"input": kind, "path": str(path), "sha256": sha256_of(path), "rows": rows, "blank_lines": blank_lines}
+        entry["format"] = export.file_format
+        if export.encoding:
+            entry["encoding"] = export.encoding
+        entry["unmapped_columns"] = export.unmapped_columns
+        if export.sheet is not None:
+            entry["sheet"] = export.sheet
+            entry["other_sheets"] = export.other_sheets
+        inputs.append(entry)
+        log.info("read %s file %d of %d: %d rows", kind, number + 1, len(files), rows)
+    if files and not any(entry["rows"] for entry in inputs):
+        where = files[0] if len(files) == 1 else str(Path(files[0]).parent)
+        raise InputError(where, f"no rows: the {kind} export has a header but no data")
+    shutil.rmtree(paths.work, ignore_errors=True)
+    return inputs
+
+
+def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl.LazyFrame:
+    """The raw text rows of one input (one partition of it, or all)."""
+    pattern = f"*/{PARTITION}={partition}/*.parquet" if partition is not None else "*/*/*.parquet"
+    files = sorted((paths.raw / kind).glob(pattern))
+    if not files:
+        return pl.LazyFrame(schema={f.name: pl.Utf8 for f in fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64})
+    return concat_text([pl.scan_parquet(p) for p in files])
+
+
+def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1) -> int:
+    """Exam ids under several patients, run-wide (two columns only); partitions quarantine those copies.
+
+    One exam-id bucket per ten partitions keeps the run-wide group-by at a few million ids.
+    """
+    paths = RunPaths(Path(request.out), run_id)
+    buckets = max(1, -(-partitions // PARTITIONS_PER_CONFLICT_BUCKET))
+    with output_errors(paths.folder):
+        conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS), buckets)
+        paths.work.mkdir(exist_ok=True)
+        conflicts.write_parquet(paths.work / CONFLICTS)
+    return conflicts.height
+
+
+def process_partition(request: ScreenRequest, run_id: str, partition: int) -> dict[str, Any]:
+    """Validate, screen and find the gaps of one patient partition; its tables go to ``.work/part-NNN/``."""
+    paths = RunPaths(Path(request.out), run_id)
+    result = screen_partition(
+        _raw(paths, "scans", SCANS_FIELDS, partition),
+        _raw(paths, "meds", MEDS_FIELDS, partition),
+        _raw(paths, "fractures", FRACTURES_FIELDS, partition),
+        profile=load_profile(request.profile),
+        rules=load_rules(request.rules),
+        as_of=as_of_date(request),
+        conflicting_exam_ids=pl.read_parquet(paths.work / CONFLICTS).get_column("exam_id"),
+        device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
+    )
+    with output_errors(paths.folder):
+        paths.part(partition).mkdir(parents=True, exist_ok=True)
+        for table, frame in result.tables.items():
+            if table in PUBLISHED_SCHEMAS:
+                PUBLISHED_SCHEMAS[table].validate(frame)
+            frame.write_parquet(paths.part_file(table, partition), mkdir=True)
+    log.info("partition %d: %d exams screened", partition, result.tables["screening"].height)
+    return result.counts
+
+
+def _merge_tables(paths: RunPaths, partitions: int) -> None:
+    """Each published table (``OUT/<table>.parquet``, one file): its partition files, in partition order,
+    streamed into one Parquet file."""
+    for table in TABLES:
+        parts = [paths.part_file(table, p) for p in range(partitions)]
+        pl.concat([pl.scan_parquet(part) for part in parts]).sink_parquet(paths.folder / f"{table}.parquet")
+
+
+def publish_run(
+    request: ScreenRequest,
+    run_id: str,
+    inputs: list[dict[str, Any]],
+    partition_counts: list[dict[str, Any]],
+    skipped_files: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Merge the partitions, write manifest and catalog, then make the run the published one — or refuse
+    (exit 3). ``rows`` are the scans' counts (the reject rate's basis); ``rows_by_input`` has all inputs.
+    """
+    paths = RunPaths(Path(request.out), run_id)
+    with output_errors(paths.folder):
+        return _publish(request, paths, inputs, partition_counts, skipped_files or {})
+
+
+def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
+    counts = merge_counts(partition_counts)
+    _merge_tables(paths, len(partition_counts))
+    rules = load_rules(request.rules)
+    shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
+    profile = load_profile(request.profile)
+    scans = counts["scans"]
+    reject_rate = scans["quarantined"] / scans["rows_in"] if scans["rows_in"] else 0.0
+    manifest = {
+        "run_id": paths.run_id,
+        "tool_version": __version__,
+        "as_of": request.as_of,
+        "rule_set": {"name": rules.name, "version": rules.version, "source": rules.source_path},
+        "reference": reference.versions(),
+        "profile": profile.name,
+        "inputs": inputs,
+        "skipped_files": skipped_files,
+        "blank_lines": {kind: sum(i["blank_lines"] for i in inputs if i["input"] == kind) for kind in INPUTS},
+        "rows": scans,
+        "rows_by_input": {kind: counts[kind] for kind in INPUTS},
+        "unrecognised_drugs": counts["unrecognised_drugs"],
+        "partitions": len(partition_counts),
+        "who_categories": counts["who_categories"],
+        "eligibility": counts["eligibility"],
+        "care_gaps": counts["care_gaps"],
+        "reject_rate": round(reject_rate, 6),
+        "max_reject_rate": request.max_reject_rate,
+        "max_shrink": request.max_shrink,
+        "tables": {
+            t: pl.scan_parquet(paths.folder / f"{t}.parquet").select(pl.len()).collect().item()
+            for t in TABLES
+            if (paths.folder / f"{t}.parquet").exists()
+        },
+    }
+    shutil.rmtree(paths.work, ignore_errors=True)
+    quarantine = paths.folder / "quarantine.parquet"
+    previous = publish.published_manifest(paths.out)
+    previous_valid = previous["rows"]["valid"] if previous else 0
+    refusal: RunRefused | None = None
+    if reject_rate > request.max_reject_rate:
+        refusal = RejectRateExceeded(reject_rate, request.max_reject_rate, str(quarantine), top_checks(quarantine))
+    elif previous_valid and scans["valid"] < previous_valid * (1 - request.max_shrink):
+        details = top_checks(quarantine) if scans["quarantined"] else []
+        refusal = ShrinkExceeded(scans["valid"], previous_valid, request.max_shrink, str(paths.folder), details)
+    if refusal is not None:
+        manifest["status"] = "rejected"
+        manifest["refused_because"] = refusal.reason
+        publish.write_manifest(paths.folder, manifest)
+        raise refusal
+    manifest["status"] = "published"
+    publish.write_catalog(paths.folder, list(publish.CATALOG_TABLES), publish.VIEWS)
+    publish.crash_point("after_catalog")
+    publish.write_manifest(paths.folder, manifest)
+    publish.promote(
+        paths.out,
+        paths.run_id,
+        [f"{t}.parquet" for t in TABLES] + [publish.MANIFEST, publish.CATALOG],
+        request.keep_runs,
+    )
+    try:
+        publish.append_history(paths.out, manifest)
+    except OSError as exc:  # the run is published: the trend file missing one line is not worth undoing it
+        log.warning("published, but the run history could not be extended (%s)", exc.strerror or exc)
+    log.info("published run %s", paths.run_id)
+    return manifest
+
+
+TOP_CHECKS = 10
+
+
+def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
+    """The most frequent quarantine reasons as ``input column: check — N rows`` (counts, never values)."""
+    counts = (
+        pl.scan_parquet(quarantine)
+        .group_by("input", "column", "check")
+        .agg(pl.struct(SOURCE_FILE, "source_row").n_unique().alias("rows"))
+        .sort(["rows", "input", "column", "check"], descending=[True, False, False, False], nulls_last=True)
+        .collect()
+    )
+    lines = ["most frequent quarantine checks (input column: check — rows):"]
+    lines += [
+        f"  {r['input']} {r['column'] or '(row)'}: {r['check']} — {r['rows']:,} row(s)"
+        for r in counts.head(most).iter_rows(named=True)
+    ]
+    if counts.height > most:
+        lines.append(f"  … and {counts.height - most} more check(s) in {quarantine}")
+    return lines
+
+
+@dataclass
+class RunState:
+    """What the stages hand on: the run's identity and files, then counts (JSON-serialisable)."""
+
+    run_id: str
+    partitions: int
+    files: dict[str, list[str]]
+    skipped_files: dict[str, list[str]]
+    profile: str
+    rules: str
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    partition_counts: list[dict[str, Any]] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+
+
+def _keep_inputs(state: RunState, results: list[list[dict[str, Any]]]) -> None:
+    state.inputs = [entry for per_input in results for entry in per_input]
+
+
+def _keep_counts(state: RunState, results: list[dict[str, Any]]) -> None:
+    state.partition_counts = list(results)  # partition order: a reproducible merge
+
+
+def _keep_manifest(state: RunState, results: list[dict[str, Any]]) -> None:
+    state.manifest = results[0]
+
+
+def _once(state: RunState) -> list[Any]:
+    return [None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a screen: ``run(request, state, item)`` once per item of ``items(state)`` (in order, or
+    at the same time when ``concurrent``); ``keep`` stores the results, in item order, in the state.
+
+    ``retries``: how often an item may be tried again after an I/O error a second try can cure (a network
+    file system's hiccup). Never after bad input, a full disk or a refused run, and never for ``publish``,
+    whose steps are not all repeatable.
+    """
+
+    name: str
+    run: Callable[[ScreenRequest, RunState, Any], Any]
+    items: Callable[[RunState], list[Any]]
+    keep: Callable[[RunState, list[Any]], None]
+    retries: int = 0
+    concurrent: bool = False
+
+
+def ingest_stage(request: ScreenRequest, state: RunState, item: str) -> list[dict[str, Any]]:
+    return ingest(request, state.run_id, item, state.files[item], state.partitions)
+
+
+def conflicts_stage(request: ScreenRequest, state: RunState, item: None) -> int:
+    return find_exam_conflicts(request, state.run_id, state.partitions)
+
+
+def partition_stage(request: ScreenRequest, state: RunState, item: int) -> dict[str, Any]:
+    return process_partition(request, state.run_id, item)
+
+
+def publish_stage(request: ScreenRequest, state: RunState, item: None) -> dict[str, Any]:
+    return publish_run(request, state.run_id, state.inputs, state.partition_counts, state.skipped_files)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", ingest_stage, items=lambda state: list(INPUTS), keep=_keep_inputs, retries=2),
+    Stage("exam-id conflicts", conflicts_stage, items=_once, keep=lambda state, results: None, retries=2),
+    Stage(
+        "screen partitions",
+        partition_stage,
+        items=lambda state: list(range(state.partitions)),
+        keep=_keep_counts,
+        retries=2,
+        concurrent=True,
+    ),
+    Stage("publish", publish_stage, items=_once, keep=_keep_manifest),
+)
+
+_NOT_CURED_BY_RETRY = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """An error a second try may cure: an operating-system I/O error that is not about the input itself
+    (missing, forbidden) nor a full or read-only disk. Our own errors (bad input, refused run) never are."""
+    if not isinstance(exc, OSError) or disk_problem(exc):
+        return False
+    return exc.errno not in _NOT_CURED_BY_RETRY
+
+
+Executor = Callable[[Stage, ScreenRequest, RunState], list[Any]]
+
+
+def run_stages(request: ScreenRequest, execute: Executor) -> dict[str, Any]:
+    """The whole screen: ``execute`` runs each stage's items and returns their results in item order."""
+    with open_run(request) as prepared:
+        state = RunState(**prepared)
+        for stage in STAGES:
+            stage.keep(state, execute(stage, request, state))
+    assert state.manifest is not None
+    return state.manifest
+
+
+def _in_this_process(stage: Stage, request: ScreenRequest, state: RunState) -> list[Any]:
+    return [_with_retries(stage, request, state, item) for item in stage.items(state)]
+
+
+def _with_retries(stage: Stage, request: ScreenRequest, state: RunState, item: Any) -> Any:
+    for attempt in range(stage.retries + 1):
+        try:
+            return stage.run(request, state, item)
+        except OSError as exc:
+            if attempt == stage.retries or not worth_retrying(exc):
+                raise
+            log.warning("%s: %s; trying again (%d of %d)", stage.name, exc.strerror or exc, attempt + 1, stage.retries)
+    raise AssertionError("unreachable")
+
+
+def run_screen(request: ScreenRequest) -> dict[str, Any]:
+    """The whole screen without Prefect: the same ``STAGES`` as the flow, one item after another."""
+    return run_stages(request, _in_this_process)

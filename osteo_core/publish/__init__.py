@@ -1,0 +1,1 @@
+"""The output folder: run folders, the atomic switch, the manifest and the DuckDB catalog."""

@@ -1,0 +1,1 @@
+"""Row checks: text to typed values, identical duplicates set aside, failing rows quarantined."""

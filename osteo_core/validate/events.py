@@ -1,0 +1,69 @@
+"""The optional medications and fractures exports, validated like scans: text to typed values, identical
+rows counted as duplicates, failing rows quarantined. ``decide.events`` then interprets the valid rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+
+from osteo_core.validate.rows import (
+    SOURCE_COLUMNS,
+    Validated,
+    check_rows,
+    normalise_text,
+    typed_columns,
+    with_row_numbers,
+)
+from schemas.events import (
+    EVENT_WORDS,
+    FRACTURES_FIELDS,
+    MEDS_FIELDS,
+    raw_fractures_schema,
+    raw_meds_schema,
+    typed_fractures_schema,
+    typed_meds_schema,
+)
+
+# Text compared without case when telling identical event rows apart ("Prolia" is "PROLIA").
+_CASELESS = frozenset({"drug"})
+
+
+def _content(name: str) -> pl.Expr:
+    """A canonical value as compared between rows: parsed where it parses, else as written."""
+    value = pl.coalesce(name, f"_text_{name}")
+    return (value.str.to_lowercase() if name in _CASELESS else value).alias(name)
+
+
+def _validate(raw, fields, date_formats, raw_schema, typed_schema, name) -> Validated:
+    """Both Pandera tiers over one input; identical rows (every canonical value equal after parsing, the
+    drug name without case) are set aside first: the first copy is validated, the others counted."""
+    text = with_row_numbers(normalise_text(raw, fields))
+    typed_all = text.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS)).collect()
+    as_text = typed_all.select(pl.col(f.name).cast(pl.Utf8) for f in fields).hstack(
+        text.select(pl.col(f.name).alias(f"_text_{f.name}") for f in fields)
+    )
+    duplicate = as_text.select(pl.struct([_content(f.name) for f in fields]).is_first_distinct().not_()).to_series()
+    kept, typed = text.filter(duplicate.not_()), typed_all.filter(duplicate.not_())
+    valid, quarantine, quarantined = check_rows(
+        kept, typed, raw_schema, typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
+    )
+    return Validated(valid, quarantine, text.height, quarantined, duplicates=int(duplicate.sum()))
+
+
+def validate_meds(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, bounds: dict[str, Any]) -> Validated:
+    return _validate(
+        raw, MEDS_FIELDS, date_formats, raw_meds_schema(date_formats), typed_meds_schema(as_of, bounds), "meds"
+    )
+
+
+def validate_fractures(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date) -> Validated:
+    return _validate(
+        raw,
+        FRACTURES_FIELDS,
+        date_formats,
+        raw_fractures_schema(date_formats),
+        typed_fractures_schema(as_of),
+        "fractures",
+    )

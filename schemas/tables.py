@@ -1,0 +1,150 @@
+"""The one registry of the tables a run publishes: their names, columns, types and descriptions, and the
+measurement sites. Plain data (no Pandera): the engine, the catalog and ``osteo sql --tables`` read it, and
+``schemas.published`` builds the Pandera schemas that validate what is published from it.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SOURCE_FILE = "source_file"  # every input row keeps where it came from: file, 1-based data row
+SOURCE_ROW = "source_row"
+
+SITES = ("spine", "total_hip", "femoral_neck", "radius33")  # measurement sites of a DXA exam
+LSC_SITES = ("spine", "total_hip", "femoral_neck")  # sites compared between serial exams (BMD loss)
+
+TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet
+EVENT_TABLES = ("medications", "fractures")  # valid events: in the run folder and the catalog only
+CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
+
+QUARANTINE_SCHEMA = {
+    SOURCE_FILE: pl.Utf8,
+    SOURCE_ROW: pl.Int64,
+    "input": pl.Utf8,
+    "column": pl.Utf8,
+    "check": pl.Utf8,
+    "value": pl.Utf8,
+    "patient_id": pl.Utf8,
+    "exam_id": pl.Utf8,
+}
+GAPS_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "gap": pl.Utf8,
+    "since": pl.Date,
+    "exam_id": pl.Utf8,
+    "priority": pl.Int64,
+    "detail": pl.Utf8,
+}
+PATIENTS_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "latest_exam_id": pl.Utf8,
+    "latest_exam_date": pl.Date,
+    "who_category": pl.Utf8,
+    "eligibility": pl.Utf8,
+    "recommendation": pl.Utf8,
+    "next_dxa_due": pl.Date,
+    "on_treatment": pl.Boolean,
+    "last_treatment_date": pl.Date,
+    "last_treatment_drug": pl.Utf8,
+}
+INTERVALS_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "interval_start": pl.Date,
+    "interval_end": pl.Date,
+    "days_covered": pl.Int64,
+    "drugs": pl.List(pl.Utf8),
+}
+
+_SCREENING: dict[str, tuple[pl.DataType, str]] = {
+    "exam_id": (pl.Utf8, "DXA exam identifier"),
+    "patient_id": (pl.Utf8, "Patient identifier"),
+    "exam_date": (pl.Date, "Date of the exam"),
+    "sex": (pl.Utf8, "F or M"),
+    "age_years": (pl.Int64, "Age at the exam, completed years"),
+    "diagnostic_basis": (pl.Utf8, "t_score or z_score (RULES.md §1)"),
+    "lowest_t_score": (pl.Float64, "Lowest usable T-score, rounded to one decimal"),
+    "lowest_t_site": (pl.Utf8, "Site of the lowest T-score"),
+    "who_category": (pl.Utf8, "normal / osteopenia / osteoporosis / severe_osteoporosis (basis t_score)"),
+    "lowest_z_score": (pl.Float64, "Lowest usable Z-score, rounded to one decimal"),
+    "z_category": (pl.Utf8, "within_expected / below_expected (basis z_score)"),
+    "frax_mof_adjusted": (pl.Float64, "FRAX major osteoporotic %, after glucocorticoid adjustment"),
+    "frax_hip_adjusted": (pl.Float64, "FRAX hip %, after glucocorticoid adjustment"),
+    "eligibility": (pl.Utf8, "eligible / not_eligible / needs_frax / specialist_review"),
+    "eligibility_reasons": (pl.List(pl.Utf8), "Reason codes, in rule order; empty when none"),
+    "recommendation": (
+        pl.Utf8,
+        "oral_bisphosphonate / denosumab / calculate_frax / secondary_causes_workup / lifestyle_and_monitor"
+        " / anabolic_referral (aace2020)",
+    ),
+    "next_dxa_due": (pl.Date, "Date the next DXA is due"),
+    "rule_set": (pl.Utf8, "Name@version of the rule set applied"),
+}
+
+_QUARANTINE_DESCRIPTIONS = {
+    "source_file": "Input file the row came from",
+    "source_row": "1-based data row in that file",
+    "input": "scans / meds / fractures",
+    "column": "Failing column (null for row-level problems)",
+    "check": "Name of the failed check",
+    "value": "The offending value as text",
+    "patient_id": "Patient identifier, when readable",
+    "exam_id": "Exam identifier, when readable",
+}
+
+_PATIENTS_DESCRIPTIONS = {
+    "patient_id": "Patient identifier",
+    "latest_exam_id": "Latest exam on or before the as-of date (ties: highest exam_id); null if no scan",
+    "latest_exam_date": "Date of that exam",
+    "who_category": "WHO category of the latest exam",
+    "eligibility": "Eligibility of the latest exam",
+    "recommendation": "Recommendation of the latest exam",
+    "next_dxa_due": "Next DXA due after the latest exam",
+    "on_treatment": "Osteoporosis-drug coverage on the as-of date",
+    "last_treatment_date": "Latest osteoporosis-drug event on or before the as-of date",
+    "last_treatment_drug": "Generic name of that drug",
+}
+_GAPS_DESCRIPTIONS = {
+    "patient_id": "Patient identifier",
+    "gap": "denosumab_lapse / untreated_high_risk / post_fracture_untreated / significant_bmd_loss / overdue_dxa",
+    "since": "Date the gap opened",
+    "exam_id": "Exam the gap refers to (null for denosumab_lapse and post_fracture_untreated)",
+    "priority": "1 = most urgent",
+    "detail": "Short explanation",
+}
+_INTERVALS_DESCRIPTIONS = {
+    "patient_id": "Patient identifier",
+    "interval_start": "First day covered by osteoporosis treatment",
+    "interval_end": "First day no longer covered (exclusive)",
+    "days_covered": "Days covered up to and including the as-of date",
+    "drugs": "Generic names given in the interval",
+}
+
+TABLE_DESCRIPTIONS = {
+    "screening": "One row per valid exam: WHO category, eligibility, recommendation, next DXA",
+    "quarantine": "One row per failing cell of a rejected input row",
+    "patients": "One row per patient: latest exam's decision and treatment status on the as-of date",
+    "care_gaps": "One row per open care gap, highest priority first",
+    "treatment_intervals": "Merged stretches of osteoporosis-drug coverage per patient",
+    "untreated_high_risk": "untreated_high_risk gaps joined to the patient's latest screening row",
+    "medications": "Valid medication events with drug, class, oncology flag and coverage",
+    "fractures": "Valid fracture events with site, fragility and new-fracture flags",
+}
+
+SCREENING_COLUMNS = tuple(_SCREENING)
+SCREENING_SCHEMA = {name: dtype for name, (dtype, _) in _SCREENING.items()}
+
+COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "screening": {name: text for name, (_, text) in _SCREENING.items()},
+    "quarantine": _QUARANTINE_DESCRIPTIONS,
+    "patients": _PATIENTS_DESCRIPTIONS,
+    "care_gaps": _GAPS_DESCRIPTIONS,
+    "treatment_intervals": _INTERVALS_DESCRIPTIONS,
+}
+
+DTYPES: dict[str, dict[str, pl.DataType]] = {
+    "screening": SCREENING_SCHEMA,
+    "quarantine": QUARANTINE_SCHEMA,
+    "patients": PATIENTS_SCHEMA,
+    "care_gaps": GAPS_SCHEMA,
+    "treatment_intervals": INTERVALS_SCHEMA,
+}

@@ -1,10 +1,12 @@
-"""The two comparison points of the benchmark: classification + eligibility (RULES.md §1–7, `standard`)
+"""The comparison points of the benchmark, all reading their thresholds from the pipeline's own data files:
 
-* as one DuckDB SQL query over the scans Parquet files, and
-* as a straightforward pandas row-by-row function, as analysts often write it.
-
-Both read their thresholds from the same rule-set file as the pipeline. Neither validates or
-quarantines anything: they are lower bounds for the same decisions, not replacements.
+* ``duckdb_sql``: classification + eligibility (RULES.md §1–7) as one DuckDB query over the scans: the
+  decisions alone, validating nothing (a lower bound);
+* ``duckdb_equivalent``: what an analyst who can write SQL would run instead of the pipeline, doing the
+  same work — the scans' required/readable/range/date-order checks as one query with a reject flag per
+  row, the decisions on the rows that pass, and the untreated-high-risk list joined against the
+  medications (recognised osteoporosis drugs, oncology products excluded);
+* ``pandas_row``: a straightforward pandas row-by-row function, as analysts often write it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ import datetime as dt
 from typing import Any
 
 from osteo_core.decide.rules import RuleSet
-from schemas.scans import BOOLEAN_COLUMNS
+from schemas.scans import BOOLEAN_COLUMNS, SCANS_FIELDS, SCORE_COLUMNS
 
 TRUE_WORDS = "('true','1','yes','y','t')"
 
 
-def duckdb_sql(scans_glob: str, rules: RuleSet) -> str:
-    """One query: text → typed → basis, lowest T/Z, WHO category, FRAX adjustment, reasons, decision."""
+def parquet_source(files: str) -> str:
+    return f"read_parquet('{files}', union_by_name = true)"
+
+
+def duckdb_sql(scans_glob: str, rules: RuleSet, source: str | None = None) -> str:
+    """One query: text → typed → basis, lowest T/Z, WHO category, FRAX adjustment, reasons, decision.
+
+    ``source`` (a FROM item) replaces reading ``scans_glob``."""
     who, zc, adj, rec, nxt = (
         rules[k] for k in ("who_category", "z_category", "frax_adjustment", "recommendation", "next_dxa")
     )
@@ -67,7 +75,7 @@ WITH typed AS (
     {num("frax_mof")} AS frax_mof, {num("frax_hip")} AS frax_hip, {num("glucocorticoid_mg_daily")} AS gc_mg,
     {num("glucocorticoid_months")} AS gc_months, {num("egfr")} AS egfr,
     {", ".join(f"{flag(c)} AS {c}_b" for c in flags)}
-  FROM read_parquet('{scans_glob}', union_by_name = true)
+  FROM {source or parquet_source(scans_glob)}
 ), aged AS (
   SELECT *, coalesce(date_diff('year', birth_date, exam_date)
       - CASE WHEN strftime(exam_date, '%m%d') < strftime(birth_date, '%m%d') THEN 1 ELSE 0 END,
@@ -130,6 +138,74 @@ SELECT exam_id, patient_id, exam_date, sex, age_years, basis AS diagnostic_basis
   '{rules.label}' AS rule_set
 FROM final
 """
+
+
+def _text_number(column: str) -> str:
+    return f"TRY_CAST(replace(replace(trim({column}), '%', ''), '\u2212', '-') AS DOUBLE)"
+
+
+def reject_flag_sql(source: str, as_of: dt.date, bounds: dict[str, Any]) -> str:
+    """Every scan row with ``_reject``: a required cell missing or unreadable, a number that is not one or is
+    out of its range (``data/validation/scans.toml``), no birth date and no age, no score at all, an exam
+    after the as-of date or before the earliest one, a birth after the exam, FRAX hip above FRAX MOF."""
+    fields = {f.name: f for f in SCANS_FIELDS}
+    blank = lambda c: f"nullif(trim({c}), '') IS NULL"  # noqa: E731
+    problems = [f"{blank(f.name)}" for f in SCANS_FIELDS if f.required]
+    problems.append(f"NOT {blank('exam_date')} AND TRY_CAST(trim(exam_date) AS DATE) IS NULL")
+    problems.append(f"NOT {blank('birth_date')} AND TRY_CAST(trim(birth_date) AS DATE) IS NULL")
+    problems.append(f"NOT {blank('sex')} AND lower(trim(sex)) NOT IN ('f', 'female', 'm', 'male')")
+    for name, field in fields.items():
+        if field.kind != "number":
+            continue
+        value = _text_number(name)
+        problems.append(f"NOT {blank(name)} AND {value} IS NULL")
+        if field.range_key:
+            low, high = bounds["ranges"][field.range_key]
+            upper = f" OR {value} > {high}" if high != float("inf") else ""
+            if name == "age_years":  # checked only when the birth date is blank
+                problems.append(f"{blank('birth_date')} AND ({value} < {low}{upper})")
+            else:
+                problems.append(f"{value} < {low}{upper}")
+    problems.append(f"{blank('birth_date')} AND {blank('age_years')}")
+    problems.append(" AND ".join(blank(c) for c in SCORE_COLUMNS))
+    exam, birth = "TRY_CAST(trim(exam_date) AS DATE)", "TRY_CAST(trim(birth_date) AS DATE)"
+    problems.append(f"{exam} > DATE '{as_of}' OR {exam} < DATE '{bounds['earliest_exam_date']}'")
+    problems.append(f"{birth} > {exam}")
+    problems.append(f"{_text_number('frax_hip')} > {_text_number('frax_mof')}")
+    flag = " OR ".join(f"coalesce({p}, false)" for p in problems)
+    return f"SELECT *, ({flag}) AS _reject FROM {source}"
+
+
+def duckdb_equivalent(
+    con: Any, scans: str, meds: str, rules: RuleSet, as_of: dt.date, bounds: dict[str, Any], gaps: dict[str, Any]
+) -> None:
+    """The pipeline's work as DuckDB SQL, left in ``con`` as tables ``checked`` (every row, ``_reject``),
+    ``screening`` (the decisions of the rows that pass) and ``untreated`` (patient, latest exam)."""
+    from osteo_core import reference
+
+    con.register("drug_words", reference.drug_lookup().to_arrow())
+    con.execute(f"CREATE OR REPLACE TABLE checked AS {reject_flag_sql(scans, as_of, bounds)}")
+    passing = "(SELECT * EXCLUDE (_reject) FROM checked WHERE NOT _reject)"
+    con.execute(f"CREATE OR REPLACE TABLE screening AS {duckdb_sql('', rules, source=passing)}")
+    lookback = gaps["untreated_high_risk"]["lookback_days"]
+    con.execute(f"""
+CREATE OR REPLACE TABLE untreated AS
+WITH treatment AS (
+  SELECT trim(m.patient_id) AS patient_id, TRY_CAST(trim(m.event_date) AS DATE) AS event_date
+  FROM {meds} m
+  JOIN drug_words d ON d.key = regexp_replace(lower(trim(m.drug)), '\\s+', ' ', 'g')
+  WHERE NOT d.oncology_brand
+    AND NOT coalesce({_text_number("m.dose_mg")} = d.oncology_dose_mg, false)
+    AND TRY_CAST(trim(m.event_date) AS DATE) <= DATE '{as_of}'
+), latest AS (
+  SELECT * FROM screening WHERE exam_date <= DATE '{as_of}'
+  QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY exam_date DESC, exam_id DESC) = 1
+)
+SELECT l.patient_id, l.exam_id, l.exam_date AS since FROM latest l
+WHERE l.eligibility = 'eligible' AND NOT EXISTS (
+  SELECT 1 FROM treatment t
+  WHERE t.patient_id = l.patient_id AND t.event_date >= l.exam_date - INTERVAL {lookback} DAY)
+""")
 
 
 def _number(text: Any) -> float | None:

@@ -67,6 +67,37 @@ def duckdb_step(data: Path, fmt: str, work: Path) -> int:
     return con.sql(f"SELECT count(*) FROM read_parquet('{work / 'duckdb_screening.parquet'}')").fetchall()[0][0]
 
 
+def duckdb_equivalent_step(data: Path, fmt: str, work: Path) -> int:
+    """The pipeline's work as DuckDB SQL (reject flags, decisions, untreated-high-risk list), written out."""
+    import datetime as dt
+
+    import duckdb
+
+    from bench.baselines import duckdb_equivalent, parquet_source
+    from osteo_core import reference
+    from osteo_core.decide.rules import load_rules
+    from osteo_core.resources import shipped_toml
+
+    def source(kind: str) -> str:
+        if fmt == "csv":  # DuckDB reads the CSV files itself, all columns as text
+            return f"read_csv('{data / 'csv' / kind / '*.csv'}', all_varchar = true, union_by_name = true)"
+        return parquet_source(str(data / "parquet" / kind / "*.parquet"))
+
+    con = duckdb.connect(str(work / "equivalent.duckdb"))
+    duckdb_equivalent(
+        con,
+        source("scans"),
+        source("meds"),
+        load_rules("standard"),
+        dt.date(2026, 7, 1),
+        shipped_toml("validation/scans.toml"),
+        reference.care_gap_parameters(),
+    )
+    for table in ("screening", "untreated"):
+        con.execute(f"COPY {table} TO '{work / (table + '.parquet')}' (FORMAT parquet)")
+    return con.sql("SELECT count(*) FROM checked").fetchall()[0][0]
+
+
 def pandas_step(data: Path, fmt: str, work: Path) -> int:
     """Row-by-row pandas on a 100,000-row sample; the time is scaled to all scan rows."""
     import pandas as pd
@@ -127,6 +158,7 @@ STEPS = {
     "floor": floor,
     "pipeline": pipeline,
     "duckdb": duckdb_step,
+    "duckdb_equivalent": duckdb_equivalent_step,
     "pandas": pandas_step,
     "prefect_fixed": prefect_fixed,
 }

@@ -1,23 +1,8 @@
-"""Pandera schemas for the scans export (CONTRACT.md §1.1), in two tiers.
-
-* ``raw_scans_schema``: the export as read, every cell text. Checks that required cells are present
-  and that each non-blank cell can be read as its type (same expressions as the cast in
-  ``schemas.checks.reader``), plus the two row-level presence rules.
-* ``typed_scans_schema``: the parsed values. Checks ranges, date order, age, FRAX hip ≤ MOF and
-  exam-id uniqueness (after identical duplicates have been set aside).
-
-Every check has a stable name; that name is what lands in ``quarantine.check``.
-"""
+"""The scans export's fields (CONTRACT.md §1.1): names, kinds, descriptions, required headers and the
+words accepted for coded fields. Plain data: ``schemas.input_checks`` builds the Pandera schemas from it."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
-import pandera.polars as pa
-import polars as pl
-
-from schemas.checks import DTYPES, Words, column_check, frame_check, not_after, ordered, range_check, text_schema
 from schemas.fields import Field, fields_of_kind
 from schemas.tables import SITES
 
@@ -67,61 +52,6 @@ MENOPAUSAL_WORDS: dict[str, str | None] = {"pre": "pre", "peri": "peri", "post":
 
 # Columns added by the pipeline to the typed frame (not in the export).
 SPINE_LEVEL_COUNT = "spine_level_count"
-
-
-def raw_scans_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchema:
-    """Tier 1: the export as text. ``words`` maps kind (sex, menopausal) → accepted words."""
-    any_score = pl.any_horizontal([pl.col(c).is_not_null() for c in SCORE_COLUMNS])
-    row_checks = [
-        frame_check(
-            "birth_date_or_age_required",
-            pl.col("birth_date").is_not_null() | pl.col("age_years").is_not_null(),
-            "either birth_date or age_years is required",
-        ),
-        frame_check("at_least_one_score", any_score, "at least one site T-score or Z-score is required"),
-    ]
-    # age_years is checked only when birth_date is blank
-    only_when = {"age_years": lambda: pl.col("birth_date").is_null()}
-    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when)
-
-
-def typed_scans_schema(
-    as_of: dt.date, bounds: dict[str, Any], conflicting_exam_ids: pl.Series | None = None
-) -> pa.DataFrameSchema:
-    """Tier 2: parsed values. ``bounds`` is ``data/validation/scans.toml``.
-
-    ``conflicting_exam_ids``: exam ids seen under different patients anywhere in the run (those copies
-    sit in different patient partitions, so a partition cannot see the conflict by itself).
-    """
-    earliest = bounds["earliest_exam_date"]
-    elsewhere = conflicting_exam_ids if conflicting_exam_ids is not None else pl.Series([], dtype=pl.Utf8)
-    extra: dict[str, list[pa.Check]] = {
-        "exam_id": [
-            column_check(
-                "unique_exam_id",
-                lambda c: pl.col(c).is_null() | (pl.col(c).is_unique() & pl.col(c).is_in(elsewhere.implode()).not_()),
-                "the same exam_id appears with different content",
-            ),
-        ],
-        "exam_date": [
-            not_after("not_after_as_of", as_of),
-            column_check(
-                f"not_before_{earliest}",
-                lambda c: pl.col(c).is_null() | (pl.col(c) >= pl.lit(earliest)),
-                f"exam_date is before {earliest}",
-            ),
-        ],
-        "birth_date": [ordered("not_after_exam_date", "birth_date", "exam_date")],
-        "frax_hip": [ordered("not_above_frax_mof", "frax_hip", "frax_mof")],
-    }
-    columns: dict[str, pa.Column] = {}
-    for f in SCANS_FIELDS:
-        checks = list(extra.get(f.name, []))
-        if f.range_key:
-            checks.append(range_check(bounds["ranges"][f.range_key]))
-        columns[f.name] = pa.Column(DTYPES[f.kind], checks=checks, nullable=True, description=f.description)
-    columns[SPINE_LEVEL_COUNT] = pa.Column(pl.Int8, nullable=True, description="Vertebrae in spine_levels")
-    return pa.DataFrameSchema(columns, name="scans_typed", strict=False)
 
 
 BOOLEAN_COLUMNS = fields_of_kind(SCANS_FIELDS, "boolean")

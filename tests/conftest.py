@@ -133,11 +133,19 @@ def write_synthetic(folder: Path, patients: int, seed: int, fractures_per_exam: 
     return paths
 
 
-def screen_synthetic(paths: dict[str, Path], out: Path, as_of: str, **options: Any) -> dict[str, Any]:
-    """Run the plain (no Prefect) screen on ``write_synthetic`` files."""
+def screen_synthetic(
+    paths: dict[str, Path], out: Path, as_of: str, dask_address: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """Screen ``write_synthetic`` files: plainly (no Prefect), or with ``dask_address`` through the Prefect
+    flow with its partitions on that Dask cluster."""
     from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
-    return run_screen(
+    run = run_screen
+    if dask_address:
+        from flows.screen import run_flow
+
+        run = lambda request: run_flow(request, dask_address=dask_address)  # noqa: E731
+    return run(
         ScreenRequest(
             scans=[str(paths["scans"])],
             meds=str(paths["meds"]),

@@ -16,15 +16,8 @@ from osteo_core.validate.rows import (
     typed_columns,
     with_row_numbers,
 )
-from schemas.events import (
-    EVENT_WORDS,
-    FRACTURES_FIELDS,
-    MEDS_FIELDS,
-    raw_fractures_schema,
-    raw_meds_schema,
-    typed_fractures_schema,
-    typed_meds_schema,
-)
+from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.input_checks import raw_fractures_schema, raw_meds_schema, typed_fractures_schema, typed_meds_schema
 
 # Text compared without case when telling identical event rows apart ("Prolia" is "PROLIA").
 _CASELESS = frozenset({"drug"})

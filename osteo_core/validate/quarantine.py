@@ -6,7 +6,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.config import ValidationDepth, config_context
 
-from schemas.checks import EXPRESSION, PARSED_EQUIVALENT
+from schemas.readers import EXPRESSION, PARSED_EQUIVALENT
 from schemas.tables import QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 
 ROW = "_row"  # position of the row in the frame being validated

@@ -13,8 +13,8 @@ import polars as pl
 
 from osteo_core.validate.quarantine import ROW, failures, quarantine_rows
 from schemas import parsing
-from schemas.checks import Words, reader
 from schemas.fields import Field
+from schemas.readers import Words, reader
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 

@@ -16,7 +16,8 @@ from osteo_core.validate import rows as validation
 from osteo_core.validate.quarantine import ROW
 from osteo_core.validate.rows import SOURCE_COLUMNS, Validated, check_rows, typed_columns, with_row_numbers
 from schemas import parsing
-from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT, raw_scans_schema, typed_scans_schema
+from schemas.input_checks import raw_scans_schema, typed_scans_schema
+from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT
 
 _DERIVED = frozenset({"age_years"})
 _BUCKET_SEED = 7  # typed age_years is the age at the exam, computed

@@ -17,7 +17,7 @@ from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from osteo_core.publish import catalog
 from osteo_core.publish import folder as publish
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _request(scans: Path, out: Path, **kw) -> ScreenRequest:

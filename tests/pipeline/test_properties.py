@@ -165,7 +165,7 @@ def test_one_select_flags_exactly_the_rows_pandera_fails(generic_profile, bounds
     from osteo_core.validate.quarantine import passing_rows
     from osteo_core.validate.rows import with_row_numbers
     from osteo_core.validate.scans import normalise_text, parse_scans
-    from schemas.scans import raw_scans_schema, typed_scans_schema
+    from schemas.input_checks import raw_scans_schema, typed_scans_schema
 
     rows = [exam(**{k: (v or None) if k in ("exam_id", "patient_id") else v for k, v in r.items()}) for r in rows]
     text = with_row_numbers(normalise_text(scans_frame(rows).lazy()))

@@ -2,7 +2,7 @@
 
 The screening engine may be rebuilt for speed (issue 11); its outputs may not change. A digest that
 changes must be explained row by row in the change that changes it, then renewed with
-``OSTEO_RENEW_GOLDEN=1 python -m pytest tests/test_golden.py``.
+``OSTEO_RENEW_GOLDEN=1 python -m pytest tests/pipeline/test_golden.py``.
 """
 
 from __future__ import annotations
@@ -38,17 +38,34 @@ def _mess_up(path: Path, bad: dict[str, str]) -> None:
     pl.concat([rows, rows.slice(100, 25), broken]).write_csv(path)
 
 
-def test_published_tables_match_the_golden_digests(tmp_path):
+def _golden_digests(tmp_path: Path, **options) -> dict:
+    """The fixed messy registry screened (``options`` go to the request), reduced to digests."""
     paths = write_synthetic(tmp_path, patients=3000, seed=11, fractures_per_exam=0.2)
     _mess_up(paths["meds"], {"event_date": "2031-02-30"})
     _mess_up(paths["fractures"], {"fracture_date": "not a date"})
-    manifest = screen_synthetic(paths, tmp_path / "out", as_of="2026-01-01", max_reject_rate=1.0)
+    manifest = screen_synthetic(paths, tmp_path / "out", as_of="2026-01-01", max_reject_rate=1.0, **options)
     run = tmp_path / "out" / "current"
     digests = {table: table_digest(pl.read_parquet(publish.table_files(run, table))) for table in TABLES}
     digests["rows"] = manifest["rows_by_input"]
     # the registry is messy on purpose: every kind of row is there to be accounted for
     for counts in manifest["rows_by_input"].values():
         assert all(counts[k] > 0 for k in ("valid", "quarantined", "duplicate"))
+    return digests
+
+
+def test_published_tables_match_the_golden_digests(tmp_path):
+    digests = _golden_digests(tmp_path)
     if os.environ.get("OSTEO_RENEW_GOLDEN"):
         GOLDEN.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
+    assert digests == json.loads(GOLDEN.read_text())
+
+
+def test_partitions_on_a_dask_cluster_give_the_golden_digests(tmp_path, prefect_engine):
+    """Scale-out is real: the Prefect flow sends three partitions to a two-process Dask cluster."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        digests = _golden_digests(tmp_path, partitions=3, dask_address=cluster.scheduler_address)
     assert digests == json.loads(GOLDEN.read_text())

@@ -11,7 +11,7 @@ from conftest import screen_synthetic, write_synthetic
 from osteo_core.cli import main
 from osteo_core.outputs.report import REPORT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ("who-by-age-sex", "eligibility-funnel", "gaps-by-type-age", "quarantine-reasons", "gaps-over-time")
 CHROMIUM_FLAGS = [
     "--headless",

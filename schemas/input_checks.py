@@ -1,0 +1,118 @@
+"""Pandera schemas of the inputs, in two tiers (scans: CONTRACT.md §1.1; medications, fractures: §1.2–1.3).
+
+* ``raw_scans_schema``: the export as read, every cell text. Checks that required cells are present
+  and that each non-blank cell can be read as its type (same expressions as the cast in
+  ``schemas.checks.reader``), plus the two row-level presence rules.
+* ``typed_scans_schema``: the parsed values. Checks ranges, date order, age, FRAX hip ≤ MOF and
+  exam-id uniqueness (after identical duplicates have been set aside).
+
+Every check has a stable name; that name is what lands in ``quarantine.check``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+from schemas.checks import column_check, frame_check, not_after, ordered, range_check, text_schema
+from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.readers import DTYPES, Words
+from schemas.scans import SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT
+
+
+def raw_scans_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchema:
+    """Tier 1: the export as text. ``words`` maps kind (sex, menopausal) → accepted words."""
+    any_score = pl.any_horizontal([pl.col(c).is_not_null() for c in SCORE_COLUMNS])
+    row_checks = [
+        frame_check(
+            "birth_date_or_age_required",
+            pl.col("birth_date").is_not_null() | pl.col("age_years").is_not_null(),
+            "either birth_date or age_years is required",
+        ),
+        frame_check("at_least_one_score", any_score, "at least one site T-score or Z-score is required"),
+    ]
+    # age_years is checked only when birth_date is blank
+    only_when = {"age_years": lambda: pl.col("birth_date").is_null()}
+    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when)
+
+
+def typed_scans_schema(
+    as_of: dt.date, bounds: dict[str, Any], conflicting_exam_ids: pl.Series | None = None
+) -> pa.DataFrameSchema:
+    """Tier 2: parsed values. ``bounds`` is ``data/validation/scans.toml``.
+
+    ``conflicting_exam_ids``: exam ids seen under different patients anywhere in the run (those copies
+    sit in different patient partitions, so a partition cannot see the conflict by itself).
+    """
+    earliest = bounds["earliest_exam_date"]
+    elsewhere = conflicting_exam_ids if conflicting_exam_ids is not None else pl.Series([], dtype=pl.Utf8)
+    extra: dict[str, list[pa.Check]] = {
+        "exam_id": [
+            column_check(
+                "unique_exam_id",
+                lambda c: pl.col(c).is_null() | (pl.col(c).is_unique() & pl.col(c).is_in(elsewhere.implode()).not_()),
+                "the same exam_id appears with different content",
+            ),
+        ],
+        "exam_date": [
+            not_after("not_after_as_of", as_of),
+            column_check(
+                f"not_before_{earliest}",
+                lambda c: pl.col(c).is_null() | (pl.col(c) >= pl.lit(earliest)),
+                f"exam_date is before {earliest}",
+            ),
+        ],
+        "birth_date": [ordered("not_after_exam_date", "birth_date", "exam_date")],
+        "frax_hip": [ordered("not_above_frax_mof", "frax_hip", "frax_mof")],
+    }
+    columns: dict[str, pa.Column] = {}
+    for f in SCANS_FIELDS:
+        checks = list(extra.get(f.name, []))
+        if f.range_key:
+            checks.append(range_check(bounds["ranges"][f.range_key]))
+        columns[f.name] = pa.Column(DTYPES[f.kind], checks=checks, nullable=True, description=f.description)
+    columns[SPINE_LEVEL_COUNT] = pa.Column(pl.Int8, nullable=True, description="Vertebrae in spine_levels")
+    return pa.DataFrameSchema(columns, name="scans_typed", strict=False)
+
+
+def raw_meds_schema(date_formats: list[str]) -> pa.DataFrameSchema:
+    return text_schema("medications_raw", MEDS_FIELDS, date_formats, EVENT_WORDS, [])
+
+
+def typed_meds_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSchema:
+    checks = {
+        "event_date": [not_after("not_after_as_of", as_of)],
+        "days_supply": [range_check(bounds["ranges"]["days_supply"])],
+    }
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
+            for f in MEDS_FIELDS
+        },
+        name="medications_typed",
+        strict=False,
+    )
+
+
+def raw_fractures_schema(date_formats: list[str]) -> pa.DataFrameSchema:
+    either = frame_check(
+        "site_or_icd10_required",
+        pl.col("site").is_not_null() | pl.col("icd10").is_not_null(),
+        "either site or icd10 is required",
+    )
+    return text_schema("fractures_raw", FRACTURES_FIELDS, date_formats, EVENT_WORDS, [either])
+
+
+def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:
+    checks = {"fracture_date": [not_after("not_after_as_of", as_of)]}
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
+            for f in FRACTURES_FIELDS
+        },
+        name="fractures_typed",
+        strict=False,
+    )

@@ -19,12 +19,21 @@ BMD_SITES = LSC_SITES  # spine, total hip, femoral neck
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
 
 
+EXAM_ORDER = ("patient_id", "exam_date", "exam_id")  # a patient's exams, oldest first (exam ids are unique)
+
+
+def _last_per_patient() -> pl.Expr:
+    """True on each patient's last row of a frame sorted by ``EXAM_ORDER``."""
+    return pl.col("patient_id").is_last_distinct()
+
+
 def latest_exams(screening: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
-    """Each patient's latest exam on or before the as-of date; ties on a date go to the highest exam_id."""
-    on_or_before = screening.filter(pl.col("exam_date") <= as_of)
-    # two window filters instead of a three-key sort: ~4x faster on millions of exams
-    latest_day = on_or_before.filter(pl.col("exam_date") == pl.col("exam_date").max().over("patient_id"))
-    return latest_day.filter(pl.col("exam_id") == pl.col("exam_id").max().over("patient_id"))
+    """Each patient's latest exam on or before the as-of date; ties on a date go to the highest exam_id.
+
+    One sort and one pass: cheaper than grouping, and nearly free on the screening table, already in
+    this order."""
+    on_or_before = screening.filter(pl.col("exam_date") <= as_of).sort(EXAM_ORDER)
+    return on_or_before.filter(_last_per_patient())
 
 
 def patients(screening: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
@@ -124,11 +133,12 @@ def post_fracture_untreated(
     no treatment, and no treatment in the 365 days before it. One row per patient: the latest such."""
     p = params["post_fracture_untreated"]
     window = pl.duration(days=p["window_days"])
-    known_birth = (
-        exams.filter(pl.col("birth_date").is_not_null())
-        .sort("patient_id", "exam_date", "exam_id")
-        .group_by("patient_id")
-        .agg(pl.col("birth_date").last().alias("scan_birth_date"))
+    known_birth = (  # the birth date on the patient's latest exam that has one
+        exams.select(*EXAM_ORDER, "birth_date")
+        .filter(pl.col("birth_date").is_not_null())
+        .sort(EXAM_ORDER)
+        .filter(_last_per_patient())
+        .select("patient_id", pl.col("birth_date").alias("scan_birth_date"))
     )
     candidates = (
         fractures.filter(pl.col("new_fracture") & pl.col("fragility"))
@@ -196,14 +206,11 @@ def significant_bmd_loss(
     p = params["significant_bmd_loss"]
     keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]
     keep += [f"{s}_bmd" for s in BMD_SITES]
-    ranked = (
-        exams.select(keep)
-        .sort("patient_id", "exam_date", "exam_id", descending=[False, True, True])
-        .with_columns(pl.int_range(pl.len()).over("patient_id").alias("_rank"))
-        .filter(pl.col("_rank") < 2)
-    )
-    later = ranked.filter(pl.col("_rank") == 0).drop("_rank")
-    earlier = ranked.filter(pl.col("_rank") == 1).drop("_rank")
+    ordered = exams.select(keep).sort(EXAM_ORDER)
+    last = _last_per_patient()
+    later = ordered.filter(last)
+    # the row just before a patient's last row, when it is the same patient's: the second most recent exam
+    earlier = ordered.filter(last.shift(-1).fill_null(False) & (pl.col("patient_id").shift(-1) == pl.col("patient_id")))
     pairs = later.join(earlier, on="patient_id", suffix="_earlier").filter(
         pl.col("device_id").is_not_null() & (pl.col("device_id") == pl.col("device_id_earlier"))
     )

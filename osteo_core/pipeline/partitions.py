@@ -15,7 +15,7 @@ from osteo_core import reference
 from osteo_core.decide.events import classify_fractures, classify_meds, unrecognised_drugs
 from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.screening import screen
-from osteo_core.gaps.care_gaps import care_gaps, patients
+from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
 from osteo_core.ingest.profiles import Profile
 from osteo_core.resources import shipped_toml
@@ -62,10 +62,12 @@ def screen_partition(
     scan_result = validate_scans(scans, profile, as_of, shipped_toml("validation/scans.toml"), conflicting_exam_ids)
     med_result = validate_meds(meds, profile.date_formats, as_of, shipped_toml("validation/medications.toml"))
     fracture_result = validate_fractures(fractures, profile.date_formats, as_of)
-    exams = scan_result.valid
+    exams = scan_result.valid.sort(EXAM_ORDER)  # the order every later step reads them in
     medications = classify_meds(med_result.valid.lazy()).collect()
     fracture_events = classify_fractures(fracture_result.valid.lazy()).collect()
-    screening = screen(exams.lazy(), rules, fracture_events.lazy())
+    # collected once, then read by the gaps and patients (one plan over all of them recomputed it)
+    screened = screen(exams.lazy(), rules, fracture_events.lazy()).collect()
+    screening = screened.lazy()
     gaps = care_gaps(
         screening,
         exams.lazy(),
@@ -75,9 +77,8 @@ def screen_partition(
         reference.care_gap_parameters(),
         device_lsc,
     )
-    screened, gap_rows, people, intervals = pl.collect_all(
+    gap_rows, people, intervals = pl.collect_all(
         [
-            screening,
             gaps,
             patients(screening, medications.lazy(), fracture_events.lazy(), as_of),
             treatment_intervals(medications.lazy(), as_of),

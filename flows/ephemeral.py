@@ -1,40 +1,38 @@
-"""Tie Prefect's temporary API server to the life of this process, so a ``kill -9`` leaves no orphan.
+"""Prefect's temporary API server for one screen, started early and tied to the life of this process.
 
-Without ``PREFECT_API_URL`` Prefect starts a temporary ("ephemeral") API server as a child process:
-``SubprocessASGIServer`` runs ``python -m uvicorn ...`` (about 230 MB) and stops it from ``atexit``. A
-SIGKILL skips ``atexit``, so that child used to outlive the screen. Here we start the server ourselves,
-before Prefect does, as a subclass whose child asks Linux to kill it when its parent dies
-(``prctl(PR_SET_PDEATHSIG, SIGKILL)``). ``SubprocessASGIServer.__new__`` keeps one instance per port in a
-class-level dict shared with subclasses, so the instance created here for port ``None`` is the one every
-later ``SubprocessASGIServer()`` in Prefect gets; its ``start()`` is a no-op once running, and the
-``atexit`` stop (normal exit) is Prefect's own.
+Without a configured API (``PREFECT_API_URL``, a profile, the test harness) Prefect would start a temporary
+("ephemeral") server itself, the first time a client needs it: it imports its whole server application into
+this process (~3 s) only to launch ``python -m uvicorn … prefect.server.api.server:create_app`` and wait for
+it (~4 s), and it stops it from ``atexit``, which a ``kill -9`` skips. Here we launch the same command at
+once, before the flow's modules are imported, so the server boots while this process imports Prefect's
+client, and with the kernel told to kill it when this process dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``).
+Its address is then the API URL for the run (``temporary_settings``), so Prefect starts nothing of its own.
 
-Checked against Prefect 3.8.8 (``prefect/server/api/server.py``). We do not copy Prefect's command: we call
-its ``_run_uvicorn_command`` with ``subprocess.Popen`` swapped, for that one call, for one that adds the
-``preexec_fn``; if a later Prefect stops spawning through it, we warn and fall back to Prefect's default.
+The command and its environment are Prefect's own (``SubprocessASGIServer._run_uvicorn_command``, checked
+against Prefect 3.8.8): the UI off, the server marked ephemeral, this process's settings passed on.
 
-``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, so the child is only bound when
-it is forked from the main thread (which lasts as long as the process); ``start_server_bound_to_this_process``
-must be called there. Elsewhere (other thread, not Linux, prctl unavailable) Prefect's default applies.
+``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, so the server is forked from the
+main thread; from another thread (or off Linux) it is still stopped on a normal exit, not after a kill.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import functools
-import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 
-if TYPE_CHECKING:
-    from prefect.server.api.server import SubprocessASGIServer
-
-logger = logging.getLogger(__name__)
+from osteo_core.errors import EngineError
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -66,65 +64,96 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-class _PopenWithPreexec:
-    """Stands in for the ``subprocess`` module inside Prefect's server module for one call."""
-
-    def __init__(self, preexec_fn: Callable[[], None]) -> None:
-        self.preexec_fn = preexec_fn
-        self.spawned = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(subprocess, name)
-
-    def Popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # noqa: N802 (subprocess's name)
-        if kwargs.get("preexec_fn") is not None:  # Prefect brought its own: leave its spawn alone
-            return subprocess.Popen(*args, **kwargs)
-        self.spawned += 1
-        return subprocess.Popen(*args, **{**kwargs, "preexec_fn": self.preexec_fn})
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-@functools.cache
-def _bound_server_class() -> type[SubprocessASGIServer]:
-    """The subclass, defined on first use: importing Prefect's server module takes ~2 s."""
-    from prefect.server.api import server as server_module
+def _launch(port: int) -> subprocess.Popen[bytes]:
+    import prefect
+    from prefect.settings import get_current_settings
 
-    class ServerBoundToThisProcess(server_module.SubprocessASGIServer):
-        """Prefect's temporary API server, killed by the kernel when the process that forked it dies."""
+    bound = _PRCTL is not None and threading.current_thread() is threading.main_thread()
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(prefect.__module_path__.parent),
+            "--factory",
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ],
+        env={
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=functools.partial(_die_with_parent, os.getpid()) if bound else None,
+    )
 
-        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            if _PRCTL is None or threading.current_thread() is not threading.main_thread():
-                return super()._run_uvicorn_command()
-            swapped = _PopenWithPreexec(functools.partial(_die_with_parent, os.getpid()))
-            real = server_module.subprocess
-            server_module.subprocess = swapped  # type: ignore[assignment]
-            try:
-                process = super()._run_uvicorn_command()
-            finally:
-                server_module.subprocess = real
-            if not swapped.spawned:
-                logger.warning(
-                    "Prefect's temporary server was not started through subprocess.Popen: a kill -9 "
-                    "of this process may leave it running (checked against Prefect 3.8.8)"
-                )
-            return process
 
-    return ServerBoundToThisProcess
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
-def start_server_bound_to_this_process() -> None:
-    """Start Prefect's temporary API server now, from this (main) thread, bound to this process's life.
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
-    Does nothing when a Prefect API URL is configured (a user's server, the test harness), when ephemeral
-    mode is disabled, or when a server for the default port is already running.
-    """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+@contextlib.contextmanager
+def temporary_server() -> Iterator[Callable[[], None]]:
+    """Within it, Prefect talks to a temporary server of this run's own, launched on entry; the callable
+    it yields waits until that server answers. With an API already configured it does nothing."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        yield lambda: None
         return
-    bound = _bound_server_class()
-    existing = bound._instances.get(None)
-    if existing is not None and not isinstance(existing, bound):
-        if existing.running:
-            return  # Prefect already started its own (unbound) server: do not run a second one
-        del bound._instances[None]  # created but never started: replace it with ours
-    bound().start()
+    port = _free_port()
+    process, url = _launch(port), f"http://127.0.0.1:{port}/api"
+    atexit.register(_stop, process)
+
+    def wait_until_ready() -> None:
+        deadline = time.monotonic() + PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        while not _healthy(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise EngineError(
+                    "Prefect's temporary API server did not start in time (a busy machine?); try again, raise "
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running "
+                    "Prefect server"
+                )
+            time.sleep(0.1)
+
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield wait_until_ready
+    finally:
+        _stop(process)

@@ -23,6 +23,7 @@ from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.artifacts import publish_artifacts  # noqa: E402
+from flows.ephemeral import temporary_server  # noqa: E402
 from flows.progress import Progress  # noqa: E402
 from osteo_core.errors import InputError  # noqa: E402
 from osteo_core.pipeline import stages  # noqa: E402
@@ -87,23 +88,23 @@ def screen_dxa_registry(request: ScreenRequest) -> dict[str, Any]:
 
 
 def run_flow(request: ScreenRequest, dask_address: str | None = None, workers: int = 1) -> dict[str, Any]:
-    """Run the flow on the local engine (or the server in ``PREFECT_API_URL``), quietly.
+    """Run the flow on the server in ``PREFECT_API_URL``, or on a temporary one of its own, quietly.
 
     ``dask_address`` (``tcp://host:port``) sends the partition tasks to that Dask scheduler; otherwise
-    they run on ``workers`` threads here.
+    they run on ``workers`` threads here. (``osteo screen`` enters ``temporary_server`` itself, before
+    importing this module, so the server boots while Prefect is imported.)
     """
-    from flows.ephemeral import start_server_bound_to_this_process
+    with temporary_server() as ready:
+        ready()
+        install_filter()
+        if dask_address:
+            from prefect_dask import DaskTaskRunner
 
-    start_server_bound_to_this_process()  # before Prefect starts its own: no orphan server after a kill -9
-    install_filter()
-    if dask_address:
-        from prefect_dask import DaskTaskRunner
-
-        runner = DaskTaskRunner(address=dask_address)
-    else:
-        runner = ThreadPoolTaskRunner(max_workers=workers)
-    with Progress.for_terminal():
-        return screen_dxa_registry.with_options(task_runner=runner)(request)
+            runner = DaskTaskRunner(address=dask_address)
+        else:
+            runner = ThreadPoolTaskRunner(max_workers=workers)
+        with Progress.for_terminal():
+            return screen_dxa_registry.with_options(task_runner=runner)(request)
 
 
 def serve(request: ScreenRequest, cron: str, name: str) -> None:

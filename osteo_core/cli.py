@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from osteo_core.errors import EngineError, OsteoError, output_errors
+from osteo_core.errors import OsteoError, output_errors
 from osteo_core.settings import settings
 
 
@@ -126,17 +126,16 @@ def _run_flow(request, dask_address: str | None = None) -> dict:
     if request.partitions < 0:
         raise OsteoError("--partitions must be 0 (automatic) or more")
     check_arguments(request)  # fail fast, before the Prefect engine starts
-    from flows.screen import run_flow
+    from flows.logging_quiet import configure_prefect_env
 
-    try:
+    configure_prefect_env()
+    from flows.ephemeral import temporary_server
+
+    with temporary_server() as ready:  # the server boots while the flow's modules are imported
+        from flows.screen import run_flow
+
+        ready()
         return run_flow(request, dask_address=dask_address, workers=settings().workers)
-    except RuntimeError as exc:
-        if "ephemeral Prefect API server" not in str(exc):
-            raise
-        raise EngineError(
-            "Prefect's temporary API server did not start in time (a busy machine?); try again, raise "
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running Prefect server"
-        ) from None
 
 
 def cmd_screen(args: argparse.Namespace) -> int:

@@ -165,16 +165,50 @@ def test_a_finished_screen_leaves_no_process_behind(tmp_path, started):
 
 
 def test_nothing_is_started_when_an_api_url_is_configured(monkeypatch):
-    """A user's server (or the test harness) is left alone: no server class, no child process."""
+    """A user's server (or the test harness) is left alone: nothing launched, no child process."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows import ephemeral
 
-    def must_not_be_called():
+    def must_not_be_called(port):
         raise AssertionError("would start a temporary server")
 
-    monkeypatch.setattr(ephemeral, "_bound_server_class", must_not_be_called)
+    monkeypatch.setattr(ephemeral, "_launch", must_not_be_called)
     before = set(_descendants(os.getpid()))
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        ephemeral.start_server_bound_to_this_process()
+        with ephemeral.temporary_server() as ready:
+            ready()
+            assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
     assert set(_descendants(os.getpid())) <= before
+
+
+def test_the_temporary_server_is_the_api_of_the_run_and_stops_with_it():
+    """Without a configured API: one server of our own, answering, is the run's API; gone afterwards."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows import ephemeral
+
+    before = set(_descendants(os.getpid()))
+    with ephemeral.temporary_server() as ready:
+        ready()
+        url = PREFECT_API_URL.value()
+        assert url and url.startswith("http://127.0.0.1:")
+        assert ephemeral._healthy(url)
+        children = set(_descendants(os.getpid())) - before
+        assert len(children) == 1
+    assert not ephemeral._healthy(url)
+    assert not any(_alive(p) for p in children)
+    assert not PREFECT_API_URL.value()
+
+
+def test_a_server_that_never_answers_is_one_engine_error(monkeypatch):
+    """A server that dies at start (or never answers in time) is exit 1 with a hint, not a traceback."""
+    from flows import ephemeral
+    from osteo_core.errors import EngineError
+
+    monkeypatch.setattr(
+        ephemeral, "_launch", lambda port: subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    )
+    with pytest.raises(EngineError, match="did not start in time"):
+        with ephemeral.temporary_server() as ready:
+            ready()

@@ -182,7 +182,17 @@ def test_nothing_is_started_when_an_api_url_is_configured(monkeypatch):
     assert set(_descendants(os.getpid())) <= before
 
 
-def test_the_temporary_server_is_the_api_of_the_run_and_stops_with_it():
+@pytest.fixture
+def no_api_configured():
+    """As for a user without a Prefect server (the session's test harness may be active)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert not PREFECT_API_URL.value()
+        yield
+
+
+def test_the_temporary_server_is_the_api_of_the_run_and_stops_with_it(no_api_configured):
     """Without a configured API: one server of our own, answering, is the run's API; gone afterwards."""
     from prefect.settings import PREFECT_API_URL
 
@@ -201,7 +211,7 @@ def test_the_temporary_server_is_the_api_of_the_run_and_stops_with_it():
     assert not PREFECT_API_URL.value()
 
 
-def test_a_server_that_never_answers_is_one_engine_error(monkeypatch):
+def test_a_server_that_never_answers_is_one_engine_error(monkeypatch, no_api_configured):
     """A server that dies at start (or never answers in time) is exit 1 with a hint, not a traceback."""
     from flows import ephemeral
     from osteo_core.errors import EngineError

@@ -1,0 +1,90 @@
+"""Where a screen's time goes, stage by stage: `python bench/stage_times.py DATA_FOLDER [FORMAT]`.
+
+Runs the whole screen once in this process (no Prefect) on `DATA_FOLDER/FORMAT/{scans,meds,fractures}`
+(written by `bench/run.py`) and prints one JSON line of seconds per stage:
+
+    ingest       every input file read once into the raw layer, split by patient partition
+    conflicts    exam ids under several patients, run-wide
+    validation   per partition: scans, medications and fractures checked, duplicates set aside, quarantine
+    rules+gaps   per partition: classification, rule set, care gaps, patients, treatment intervals
+    write        per partition: published-table schemas checked, tables written
+    publish      published tables merged, manifest, catalog, switch
+
+Timing wraps the pipeline's own functions; it also runs against the layout before issue 11 (one flat
+`osteo_core` package), so the same command gives the "before" column from an older checkout.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TIMES: dict[str, float] = {}
+
+
+def _timed(stage: str, fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - started
+
+    return wrapper
+
+
+def _modules():
+    try:  # the layout of issue 11
+        return importlib.import_module("osteo_core.pipeline.stages"), importlib.import_module(
+            "osteo_core.pipeline.partitions"
+        )
+    except ImportError:  # before it
+        return importlib.import_module("osteo_core.run"), importlib.import_module("osteo_core.partition")
+
+
+def main(data: Path, fmt: str) -> dict[str, float]:
+    stages, partitions = _modules()
+    for name in ("validate_scans", "validate_meds", "validate_fractures"):
+        setattr(partitions, name, _timed("validation", getattr(partitions, name)))
+    inner = partitions.screen_partition
+    stages.screen_partition = _timed("_screen_partition", inner)
+    for name, stage in (("ingest", "ingest"), ("find_exam_conflicts", "conflicts"), ("publish_run", "publish")):
+        setattr(stages, name, _timed(stage, getattr(stages, name)))
+    stages.process_partition = _timed("_process_partition", stages.process_partition)
+    out = Path(tempfile.mkdtemp(prefix="osteo-stage-times-"))
+    try:
+        started = time.perf_counter()
+        stages.run_screen(
+            stages.ScreenRequest(
+                scans=[str(data / fmt / "scans")],
+                meds=str(data / fmt / "meds"),
+                fractures=str(data / fmt / "fractures"),
+                out=str(out / "out"),
+                as_of="2026-07-01",
+                keep_runs=1,
+            )
+        )
+        total = time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    result = {
+        "ingest": TIMES["ingest"],
+        "conflicts": TIMES["conflicts"],
+        "validation": TIMES["validation"],
+        "rules+gaps": TIMES["_screen_partition"] - TIMES["validation"],
+        "write": TIMES["_process_partition"] - TIMES["_screen_partition"],
+        "publish": TIMES["publish"],
+    }
+    result["total"] = total
+    return {k: round(v, 2) for k, v in result.items()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "parquet")))

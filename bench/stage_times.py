@@ -1,7 +1,8 @@
 """Where a screen's time goes, stage by stage: `python bench/stage_times.py DATA_FOLDER [FORMAT]`.
 
 Runs the whole screen once in this process (no Prefect) on `DATA_FOLDER/FORMAT/{scans,meds,fractures}`
-(written by `bench/run.py`) and prints one JSON line of seconds per stage:
+(written by `bench/run.py`) and prints one JSON line of seconds per stage, then one of the peak resident
+memory (MiB) of each kind of step (Linux: the high-water mark is reset before each step):
 
     ingest       every input file read once into the raw layer, split by patient partition
     conflicts    exam ids under several patients, run-wide
@@ -26,16 +27,34 @@ import time
 from pathlib import Path
 
 TIMES: dict[str, float] = {}
+PEAKS: dict[str, float] = {}
+
+
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def _peak_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _timed(stage: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
+        if not stage.startswith("_") and stage != "validation":
+            _reset_peak()
         try:
             return fn(*args, **kwargs)
         finally:
             TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - started
+            PEAKS[stage] = max(PEAKS.get(stage, 0.0), _peak_mib())
 
     return wrapper
 
@@ -57,7 +76,7 @@ def main(data: Path, fmt: str) -> dict[str, float]:
     stages.screen_partition = _timed("_screen_partition", inner)
     for name, stage in (("ingest", "ingest"), ("find_exam_conflicts", "conflicts"), ("publish_run", "publish")):
         setattr(stages, name, _timed(stage, getattr(stages, name)))
-    stages.process_partition = _timed("_process_partition", stages.process_partition)
+    stages.process_partition = _timed("partitions", _timed("_process_partition", stages.process_partition))
     out = Path(tempfile.mkdtemp(prefix="osteo-stage-times-"))
     try:
         started = time.perf_counter()
@@ -88,3 +107,5 @@ def main(data: Path, fmt: str) -> dict[str, float]:
 
 if __name__ == "__main__":
     print(json.dumps(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "parquet")))
+    stage_peaks = {k: round(v) for k, v in PEAKS.items() if k in ("ingest", "conflicts", "partitions", "publish")}
+    print(json.dumps({"peak_rss_mib": stage_peaks}))

@@ -10,7 +10,8 @@ import polars as pl
 SOURCE_FILE = "source_file"  # every input row keeps where it came from: file, 1-based data row
 SOURCE_ROW = "source_row"
 
-SITES = ("spine", "total_hip", "femoral_neck", "radius33")  # measurement sites of a DXA exam
+SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
+SITES = tuple(SITE_LABELS)  # measurement sites of a DXA exam
 LSC_SITES = ("spine", "total_hip", "femoral_neck")  # sites compared between serial exams (BMD loss)
 
 TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet

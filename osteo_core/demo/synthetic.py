@@ -12,6 +12,8 @@ import datetime as dt
 
 import polars as pl
 
+from schemas.tables import SITES
+
 _SCALE = float(1 << 53)
 FIRST_EXAM = dt.date(2012, 1, 2)
 LAST_EVENT = dt.date(2026, 6, 30)  # no synthetic medication or fracture after this date
@@ -78,8 +80,7 @@ def registry(
     t = pl.col("bone") - (pl.col("age") - 50).clip(0) * 0.03 - pl.col("k") * 0.05
     # each site: a patient-level offset, plus a small exam-to-exam measurement error (~1 % of BMD)
     site_t = {
-        s: t + _normal(pl.col("p"), 20 + i, seed) * 0.45 + _normal(e, 24 + i, seed) * 0.08
-        for i, s in enumerate(("spine", "total_hip", "femoral_neck", "radius33"))
+        s: t + _normal(pl.col("p"), 20 + i, seed) * 0.45 + _normal(e, 24 + i, seed) * 0.08 for i, s in enumerate(SITES)
     }
     u_meno = _uniform(pl.col("p"), 30, seed)
     out = exams.select(

@@ -19,8 +19,7 @@ from osteo_core.decide.screening import decide
 from osteo_core.errors import InputError
 from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, table_files
 from schemas.scans import BOOLEAN_COLUMNS
-
-SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
+from schemas.tables import SITE_LABELS
 
 
 def _show(value: Any) -> str:

@@ -8,8 +8,8 @@ from conftest import exam, write_scans_csv
 
 from osteo_core.demo import synthetic
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
+from schemas.tables import TABLES
 
-TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")
 SORT_KEYS = {
     "screening": ["exam_id"],
     "quarantine": ["input", "source_file", "source_row", "column", "check"],

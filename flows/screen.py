@@ -42,7 +42,7 @@ def _retry_condition(_task, _task_run, state) -> bool:
 
 def _as_task(stage: stages.Stage) -> Task:
     """A stage's work as a Prefect task, named after the stage (``ingest-scans``, ``screen-partitions-3``)."""
-    run_name = _slug(stage.name) + ("" if stage.items(_NO_STATE) == [None] else "-{item}")
+    run_name = _slug(stage.name) + ("" if stage.items is stages.once else "-{item}")
     return task(
         stage.run,
         name=_slug(stage.name),
@@ -54,7 +54,6 @@ def _as_task(stage: stages.Stage) -> Task:
     )
 
 
-_NO_STATE = stages.RunState(run_id="", partitions=0, files={}, skipped_files={}, profile="", rules="")
 TASKS = {stage.name: _as_task(stage) for stage in stages.STAGES}
 
 

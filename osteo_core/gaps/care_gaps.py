@@ -15,7 +15,6 @@ from osteo_core.gaps.coverage import patient_treatment, treatment_events
 from schemas import parsing
 from schemas.tables import GAPS_SCHEMA, LSC_SITES, PATIENTS_SCHEMA
 
-BMD_SITES = LSC_SITES  # spine, total hip, femoral neck
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
 
 
@@ -205,7 +204,7 @@ def significant_bmd_loss(
     """
     p = params["significant_bmd_loss"]
     keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]
-    keep += [f"{s}_bmd" for s in BMD_SITES]
+    keep += [f"{s}_bmd" for s in LSC_SITES]
     ordered = exams.select(keep).sort(EXAM_ORDER)
     last = _last_per_patient()
     later = ordered.filter(last)
@@ -219,7 +218,7 @@ def significant_bmd_loss(
     enough_earlier = pl.coalesce(pl.col("spine_level_count_earlier"), pl.lit(4)) >= p["min_spine_vertebrae"]
     spine_comparable = enough & enough_earlier & pl.col("spine_levels").eq_missing(pl.col("spine_levels_earlier"))
     findings = []
-    for site in BMD_SITES:
+    for site in LSC_SITES:
         lsc = pl.coalesce(pl.col(f"_lsc_{site}"), pl.lit(p[site]))
         before, after = _micro(pl.col(f"{site}_bmd_earlier")), _micro(pl.col(f"{site}_bmd"))
         lost = ((before - after) * _MICRO >= _micro(lsc) * before).fill_null(False)
@@ -249,12 +248,12 @@ def significant_bmd_loss(
 
 def _device_lsc_columns(device_lsc: pl.LazyFrame | None) -> pl.LazyFrame:
     """(device_id, _lsc_spine, _lsc_total_hip, _lsc_femoral_neck) from long rows (device_id, site, lsc)."""
-    wide = {"device_id": pl.Utf8, **{f"_lsc_{s}": pl.Float64 for s in BMD_SITES}}
+    wide = {"device_id": pl.Utf8, **{f"_lsc_{s}": pl.Float64 for s in LSC_SITES}}
     if device_lsc is None:
         return pl.LazyFrame(schema=wide)
     return (
         device_lsc.group_by("device_id")
-        .agg(pl.col("lsc").filter(pl.col("site") == s).first().alias(f"_lsc_{s}") for s in BMD_SITES)
+        .agg(pl.col("lsc").filter(pl.col("site") == s).first().alias(f"_lsc_{s}") for s in LSC_SITES)
         .cast(wide)
     )
 

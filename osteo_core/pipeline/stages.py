@@ -278,7 +278,8 @@ def _keep_manifest(state: RunState, results: list[dict[str, Any]]) -> None:
     state.manifest = results[0]
 
 
-def _once(state: RunState) -> list[Any]:
+def once(state: RunState) -> list[Any]:
+    """``items`` of a stage that runs once per screen."""
     return [None]
 
 
@@ -318,7 +319,7 @@ def publish_stage(request: ScreenRequest, state: RunState, item: None) -> dict[s
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", ingest_stage, items=lambda state: list(INPUTS), keep=_keep_inputs, retries=2),
-    Stage("exam-id conflicts", conflicts_stage, items=_once, keep=lambda state, results: None, retries=2),
+    Stage("exam-id conflicts", conflicts_stage, items=once, keep=lambda state, results: None, retries=2),
     Stage(
         "screen partitions",
         partition_stage,
@@ -327,7 +328,7 @@ STAGES: tuple[Stage, ...] = (
         retries=2,
         concurrent=True,
     ),
-    Stage("publish", publish_stage, items=_once, keep=_keep_manifest),
+    Stage("publish", publish_stage, items=once, keep=_keep_manifest),
 )
 
 _NOT_CURED_BY_RETRY = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}

@@ -159,11 +159,10 @@ def write_catalog(folder: Path, tables: list[str], extra_views: dict[str, str] |
     con = duckdb.connect(str(path))
     try:
         for table in tables:
-            parquet = (folder / f"{table}.parquet").resolve()
-            if not parquet.exists():  # a table the run folder keeps as one file per partition
-                parquet = (folder / table).resolve() / "part-*.parquet"
-                if not any(parquet.parent.glob(parquet.name)):
-                    continue
+            if not table_files(folder, table):
+                continue  # not in this run
+            single = folder / f"{table}.parquet"  # else the table is kept one file per partition
+            parquet = single.resolve() if single.is_file() else (folder / table).resolve() / "part-*.parquet"
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_sql_text(str(parquet))}')")
         for name, sql in (extra_views or {}).items():
             con.execute(f"CREATE VIEW {name} AS {sql}")

@@ -36,20 +36,24 @@ from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_ke
 from osteo_core.pipeline.request import INPUTS, ScreenRequest, as_of_date, canonical_namer, require_columns
 from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
-from osteo_core.validate.scans import exam_ids_under_several_patients
+from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_under_several_patients
 from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.published import PUBLISHED_SCHEMAS
 from schemas.scans import SCANS_FIELDS
 
 log = logging.getLogger("osteo")
-CONFLICTS = "exam_conflicts.parquet"
-PARTITIONS_PER_CONFLICT_BUCKET = 10
+PARTITIONS_PER_CONFLICT_BUCKET = 4  # an exam-id bucket holds about as many rows as four partitions
+
+
+def conflict_buckets(partitions: int) -> int:
+    return max(1, -(-partitions // PARTITIONS_PER_CONFLICT_BUCKET))
 
 
 def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int) -> list[dict[str, Any]]:
     """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: all text, canonical headers,
-    source columns, split by patient partition in one streaming pass. Blank lines are counted, not kept;
-    an input whose files hold no data row at all stops the run (exit 2)."""
+    source columns, split by patient partition in one streaming pass. The same pass writes the scans'
+    (exam id, patient id) pairs split by exam-id bucket, for the run-wide conflict check. Blank lines are
+    counted, not kept; an input whose files hold no data row at all stops the run (exit 2)."""
     profile = load_profile(request.profile)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
@@ -60,15 +64,18 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
             export = read_export(path, paths.work, canonical_namer(kind, profile), request.sheet, require)
             target = paths.raw / kind / f"{number:03d}"
             blank = blank_row(export.columns, anchor="patient_id")
+            queries = [
+                export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
+                export.frame.filter(blank.not_())
+                .with_columns(partition_key(partitions))
+                .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
+            ]
+            if kind == "scans":  # a blank row has no exam id: the pairs need no blank filter
+                pairs = exam_id_pairs(export.frame, conflict_buckets(partitions))
+                by_bucket = pl.PartitionBy(paths.exam_ids / f"{number:03d}", key=EXAM_ID_BUCKET, include_key=False)
+                queries.append(pairs.sink_parquet(by_bucket, mkdir=True, lazy=True))
             try:
-                _, tally = pl.collect_all(
-                    [
-                        export.frame.filter(blank.not_())
-                        .with_columns(partition_key(partitions))
-                        .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
-                        export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
-                    ]
-                )
+                tally, *_ = pl.collect_all(queries)
             except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
                 if disk_problem(exc):
                     raise
@@ -102,16 +109,22 @@ def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl
 
 
 def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1) -> int:
-    """Exam ids under several patients, run-wide (two columns only); partitions quarantine those copies.
+    """Exam ids under several patients, run-wide; partitions quarantine those copies.
 
-    One exam-id bucket per ten partitions keeps the run-wide group-by at a few million ids.
+    Run-wide, so its memory would grow with the registry: one group-by per exam-id bucket, each over the
+    bucket's own (exam id, patient id) files written by ingest.
     """
     paths = RunPaths(Path(request.out), run_id)
-    buckets = max(1, -(-partitions // PARTITIONS_PER_CONFLICT_BUCKET))
+    found = [pl.DataFrame(schema={"exam_id": pl.Utf8})]
     with output_errors(paths.folder):
-        conflicts = exam_ids_under_several_patients(_raw(paths, "scans", SCANS_FIELDS), buckets)
+        for bucket in range(conflict_buckets(partitions)):
+            files = sorted(paths.exam_ids.glob(f"*/{EXAM_ID_BUCKET}={bucket}/*.parquet"))
+            if files:
+                found.append(exam_ids_under_several_patients(pl.scan_parquet(files)))
+        conflicts = pl.concat(found).sort("exam_id")
         paths.work.mkdir(exist_ok=True)
-        conflicts.write_parquet(paths.work / CONFLICTS)
+        conflicts.write_parquet(paths.conflicts)
+    shutil.rmtree(paths.exam_ids, ignore_errors=True)
     return conflicts.height
 
 
@@ -125,7 +138,7 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         profile=load_profile(request.profile),
         rules=load_rules(request.rules),
         as_of=as_of_date(request),
-        conflicting_exam_ids=pl.read_parquet(paths.work / CONFLICTS).get_column("exam_id"),
+        conflicting_exam_ids=pl.read_parquet(paths.conflicts).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
     )
     with output_errors(paths.folder):

@@ -105,7 +105,6 @@ EXAMS = "exams"  # run-folder tables kept as one file per partition (never merge
 FRACTURES = "fractures"
 PARTITIONED = ("exams", *EVENT_TABLES)
 RULES_COPY = "rules.toml"
-CONFLICTS = "exam_conflicts.parquet"
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,16 @@ class RunPaths:
     @property
     def work(self) -> Path:
         return self.folder / ".work"
+
+    @property
+    def exam_ids(self) -> Path:
+        """The scans' (exam id, patient id) pairs by exam-id bucket, from ingest to the conflict check."""
+        return self.folder / ".exam_ids"
+
+    @property
+    def conflicts(self) -> Path:
+        """Exam ids under several patients (run-wide), read by every partition."""
+        return self.work / "exam_conflicts.parquet"
 
     def part(self, partition: int) -> Path:
         return self.work / f"part-{partition:03d}"

@@ -19,8 +19,8 @@ from schemas import parsing
 from schemas.input_checks import raw_scans_schema, typed_scans_schema
 from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT
 
-_DERIVED = frozenset({"age_years"})
-_BUCKET_SEED = 7  # typed age_years is the age at the exam, computed
+_DERIVED = frozenset({"age_years"})  # typed age_years is the age at the exam, computed
+_BUCKET_SEED = 7
 
 
 def normalise_text(raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -49,24 +49,34 @@ def parse_scans(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     ).drop("_birth_given")
 
 
-def exam_ids_under_several_patients(raw: pl.LazyFrame, buckets: int = 1) -> pl.DataFrame:
-    """Exam ids that appear with more than one (or with a blank) patient id: always conflicting copies.
+EXAM_ID_BUCKET = "_bucket"
 
-    Run-wide, so its memory would grow with the registry: it runs in ``buckets`` passes, each over the
-    exam ids of one hash bucket (two columns read), to keep the group-by small.
+
+def exam_id_pairs(rows: pl.LazyFrame, buckets: int) -> pl.LazyFrame:
+    """Trimmed (exam id, patient id) of every row that has an exam id, with its exam-id hash bucket.
+
+    Written by ingest during its one read, so the run-wide check reads each bucket's own files only.
     """
     trimmed = [parsing.blank_to_null(pl.col(c).cast(pl.Utf8)).alias(c) for c in ("exam_id", "patient_id")]
-    ids = raw.select(trimmed).filter(pl.col("exam_id").is_not_null())
-    found = [
-        ids.filter(pl.col("exam_id").hash(_BUCKET_SEED) % buckets == bucket)
-        .group_by("exam_id")
+    return (
+        rows.select(trimmed)
+        .filter(pl.col("exam_id").is_not_null())
+        .with_columns((pl.col("exam_id").hash(_BUCKET_SEED) % buckets).cast(pl.Int64).alias(EXAM_ID_BUCKET))
+    )
+
+
+def exam_ids_under_several_patients(pairs: pl.LazyFrame) -> pl.DataFrame:
+    """Exam ids that appear with more than one (or with a blank) patient id: always conflicting copies.
+
+    ``pairs`` are ``exam_id_pairs`` rows; run-wide, so the caller passes one exam-id bucket at a time.
+    """
+    return (
+        pairs.group_by("exam_id")
         .agg(pl.col("patient_id").n_unique().alias("patients"))
         .filter(pl.col("patients") > 1)
         .select("exam_id")
         .collect()
-        for bucket in range(buckets)
-    ]
-    return pl.concat(found).sort("exam_id")
+    )
 
 
 def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:

@@ -62,6 +62,8 @@ def test_one_and_sixteen_partitions_give_the_same_tables(registry_files, one_par
         assert frame.equals(tables_1[table]), table
     for key in ("rows", "rows_by_input", "unrecognised_drugs", "who_categories", "care_gaps", "tables"):
         assert manifest_16[key] == manifest_1[key], key
+    run_folder = tmp_path / "out" / "runs" / manifest_16["run_id"]
+    assert run_folder.is_dir() and not (run_folder / ".exam_ids").exists()  # the bucketed pairs are work files
 
 
 def test_exam_id_under_two_patients_conflicts_across_partitions(one_partition):
@@ -117,17 +119,20 @@ def test_progress_shows_stages_and_partitions_on_a_terminal():
 
 
 def test_exam_conflict_buckets_do_not_change_the_answer():
-    from osteo_core.validate.scans import exam_ids_under_several_patients
+    from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_under_several_patients
 
     rows = pl.LazyFrame(
         {
-            "exam_id": [f"E{i % 40}" for i in range(200)] + [" E7 ", None],
-            "patient_id": [f"P{i % 40}" for i in range(200)] + ["P999", "P1"],
+            "exam_id": [f"E{i % 40}" for i in range(200)] + [" E7 ", None, "  "],
+            "patient_id": [f"P{i % 40}" for i in range(200)] + ["P999", "P1", "P2"],
         }
     ).with_columns(
         pl.when(pl.int_range(pl.len()) % 37 == 0).then(pl.lit("PX")).otherwise(pl.col("patient_id")).alias("patient_id")
     )
-    whole = exam_ids_under_several_patients(rows, 1)
+    whole = exam_ids_under_several_patients(exam_id_pairs(rows, 1)).sort("exam_id")
     assert whole.height > 0 and "E7" in whole.get_column("exam_id").to_list()
     for buckets in (2, 7, 16):
-        assert exam_ids_under_several_patients(rows, buckets).equals(whole)
+        pairs = exam_id_pairs(rows, buckets).collect()
+        assert pairs.get_column(EXAM_ID_BUCKET).n_unique() > 1
+        found = [exam_ids_under_several_patients(pairs.lazy().filter(pl.col(EXAM_ID_BUCKET) == b)) for b in range(buckets)]
+        assert pl.concat(found).sort("exam_id").equals(whole)

@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test docs bench lint clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,6 +24,9 @@ demo: setup  ## screen a synthetic registry of 10,000 patients through the Prefe
 
 test: setup  ## the whole test suite
 	$(VENV)/bin/python -m pytest
+
+docs: setup  ## regenerate the reference pages in docs/ from the code and data files
+	$(VENV)/bin/python -m osteo_core.outputs.docs docs
 
 lint: setup
 	$(UV) run --locked ruff check osteo_core flows schemas tests

@@ -1,6 +1,6 @@
 """The comparison points of the benchmark, all reading their thresholds from the pipeline's own data files:
 
-* ``duckdb_sql``: classification + eligibility (RULES.md §1–7) as one DuckDB query over the scans: the
+* ``duckdb_sql``: classification + eligibility (docs/rules.md §1–7) as one DuckDB query over the scans: the
   decisions alone, validating nothing (a lower bound);
 * ``duckdb_equivalent``: what an analyst who can write SQL would run instead of the pipeline, doing the
   same work — the scans' required/readable/range/date-order checks as one query with a reject flag per

@@ -1,4 +1,4 @@
-"""What the eligibility engine (RULES.md §4–7) adds to a screen: classify-only vs classify + rules.
+"""What the eligibility engine (docs/rules.md §4–7) adds to a screen: classify-only vs classify + rules.
 
     .venv/bin/python bench/eligibility.py [EXAMS] [REPEATS]
 

@@ -1,4 +1,4 @@
-"""Where a screen's time goes, stage by stage: `python bench/stage_times.py DATA_FOLDER [FORMAT]`.
+"""Where a screen's time goes, stage by stage: `python bench/stage_times.py DATA_FOLDER [FORMAT [PARTITIONS]]`.
 
 Runs the whole screen once in this process (no Prefect) on `DATA_FOLDER/FORMAT/{scans,meds,fractures}`
 (written by `bench/run.py`) and prints one JSON line of seconds per stage, then one of the peak resident
@@ -68,7 +68,7 @@ def _modules():
         return importlib.import_module("osteo_core.run"), importlib.import_module("osteo_core.partition")
 
 
-def main(data: Path, fmt: str) -> dict[str, float]:
+def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
     stages, partitions = _modules()
     for name in ("validate_scans", "validate_meds", "validate_fractures"):
         setattr(partitions, name, _timed("validation", getattr(partitions, name)))
@@ -88,6 +88,7 @@ def main(data: Path, fmt: str) -> dict[str, float]:
                 out=str(out / "out"),
                 as_of="2026-07-01",
                 keep_runs=1,
+                partitions=partition_count,
             )
         )
         total = time.perf_counter() - started
@@ -106,6 +107,7 @@ def main(data: Path, fmt: str) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "parquet")))
+    arguments = sys.argv[1:] + ["parquet", "0"][len(sys.argv) - 2 :]
+    print(json.dumps(main(Path(arguments[0]), arguments[1], int(arguments[2]))))
     stage_peaks = {k: round(v) for k, v in PEAKS.items() if k in ("ingest", "conflicts", "partitions", "publish")}
     print(json.dumps({"peak_rss_mib": stage_peaks}))

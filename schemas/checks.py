@@ -36,6 +36,7 @@ def text_schema(
     words: Words,
     row_checks: list[pa.Check],
     only_when: dict[str, Callable[[], pl.Expr]] | None = None,
+    decimal: str = ".",
 ) -> pa.DataFrameSchema:
     """Tier 1: required cells present and every non-blank cell readable as its type.
 
@@ -47,7 +48,7 @@ def text_schema(
         if f.required:
             checks.append(column_check("required", lambda c: pl.col(c).is_not_null(), f"{f.name} is required"))
         if f.kind != "text":
-            check_fn = readable(f.kind, date_formats, words)
+            check_fn = readable(f.kind, date_formats, words, decimal)
             condition = (only_when or {}).get(f.name)
             if condition is not None:
                 check_fn = lambda c, inner=check_fn, cond=condition: cond().not_() | inner(c)  # noqa: E731

@@ -1,4 +1,4 @@
-"""The optional medications and fractures exports' fields (CONTRACT.md §1.2–1.3). Plain data:
+"""The optional medications and fractures exports' fields (docs/inputs.md, medications and fractures). Plain data:
 ``schemas.input_checks`` builds the Pandera schemas from it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pandera schemas of the inputs, in two tiers (scans: CONTRACT.md §1.1; medications, fractures: §1.2–1.3).
+"""Pandera schemas of the inputs, in two tiers (docs/inputs.md).
 
 * ``raw_scans_schema``: the export as read, every cell text. Checks that required cells are present
   and that each non-blank cell can be read as its type (same expressions as the cast in
@@ -23,7 +23,7 @@ from schemas.readers import DTYPES, Words
 from schemas.scans import SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT
 
 
-def raw_scans_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchema:
+def raw_scans_schema(date_formats: list[str], words: Words, decimal: str = ".") -> pa.DataFrameSchema:
     """Tier 1: the export as text. ``words`` maps kind (sex, menopausal) → accepted words."""
     any_score = pl.any_horizontal([pl.col(c).is_not_null() for c in SCORE_COLUMNS])
     row_checks = [
@@ -36,7 +36,7 @@ def raw_scans_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchem
     ]
     # age_years is checked only when birth_date is blank
     only_when = {"age_years": lambda: pl.col("birth_date").is_null()}
-    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when)
+    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when, decimal)
 
 
 def typed_scans_schema(
@@ -78,8 +78,8 @@ def typed_scans_schema(
     return pa.DataFrameSchema(columns, name="scans_typed", strict=False)
 
 
-def raw_meds_schema(date_formats: list[str]) -> pa.DataFrameSchema:
-    return text_schema("medications_raw", MEDS_FIELDS, date_formats, EVENT_WORDS, [])
+def raw_meds_schema(date_formats: list[str], decimal: str = ".") -> pa.DataFrameSchema:
+    return text_schema("medications_raw", MEDS_FIELDS, date_formats, EVENT_WORDS, [], decimal=decimal)
 
 
 def typed_meds_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSchema:
@@ -97,13 +97,13 @@ def typed_meds_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSch
     )
 
 
-def raw_fractures_schema(date_formats: list[str]) -> pa.DataFrameSchema:
+def raw_fractures_schema(date_formats: list[str], decimal: str = ".") -> pa.DataFrameSchema:
     either = frame_check(
         "site_or_icd10_required",
         pl.col("site").is_not_null() | pl.col("icd10").is_not_null(),
         "either site or icd10 is required",
     )
-    return text_schema("fractures_raw", FRACTURES_FIELDS, date_formats, EVENT_WORDS, [either])
+    return text_schema("fractures_raw", FRACTURES_FIELDS, date_formats, EVENT_WORDS, [either], decimal=decimal)
 
 
 def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:

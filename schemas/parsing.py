@@ -28,23 +28,33 @@ def blank_to_null(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().replace("", None)  # half the cost of a when/then on the length
 
 
-def number(expr: pl.Expr) -> pl.Expr:
+DECIMAL_MARKS = (".", ",")
+
+
+def number(expr: pl.Expr, decimal: str = ".") -> pl.Expr:
     """A finite decimal number; accepts a trailing ``%`` and a Unicode minus sign.
 
     Most cells are plain decimals: they are cast directly, and only the others go through the text
     clean-up (the clean-up never changes a cell the direct cast reads, so the value is the same).
+
+    ``decimal=","`` (a profile's decimal comma) also reads ``88,5`` as 88.5. A dot still reads as a decimal
+    point (typed Parquet and XLSX cells are rendered with one; no field reaches 1,000, so a dot is never a
+    thousands separator), and a cell holding both marks, or two commas, is unreadable, never guessed.
     """
     direct = expr.cast(pl.Float64, strict=False)
     text = expr.str.strip_chars().str.replace_all(UNICODE_MINUS, "-", literal=True)
     text = text.str.strip_suffix("%").str.strip_chars()
+    if decimal == ",":
+        both = text.str.contains(",", literal=True) & text.str.contains(".", literal=True)
+        text = pl.when(both).then(None).otherwise(text.str.replace(",", ".", literal=True))
     value = text.cast(pl.Float64, strict=False)
     cleaned = pl.when(value.is_finite()).then(value).otherwise(None)
     return pl.when(direct.is_finite()).then(direct).otherwise(cleaned)
 
 
-def integer(expr: pl.Expr) -> pl.Expr:
+def integer(expr: pl.Expr, decimal: str = ".") -> pl.Expr:
     """A whole number (``30``, ``30.0``); null for ``30.5`` or text."""
-    value = number(expr)
+    value = number(expr, decimal)
     return pl.when(value == value.floor()).then(value.cast(pl.Int64)).otherwise(None)
 
 

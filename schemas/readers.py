@@ -43,12 +43,12 @@ EXPRESSION = "osteo_expression"  # attribute of our checks: column name -> the P
 PARSED_EQUIVALENT = "osteo_parsed_equivalent"
 
 
-def reader(kind: str, date_formats: list[str], words: Words) -> Callable[[pl.Expr], pl.Expr]:
+def reader(kind: str, date_formats: list[str], words: Words, decimal: str = ".") -> Callable[[pl.Expr], pl.Expr]:
     """Text → typed value (null when blank or unreadable); the same function parses and checks."""
     readers: dict[str, Callable[[pl.Expr], pl.Expr]] = {
         "text": lambda e: e,
-        "number": parsing.number,
-        "integer": parsing.integer,
+        "number": lambda e: parsing.number(e, decimal),
+        "integer": lambda e: parsing.integer(e, decimal),
         "date": lambda e: parsing.date(e, date_formats),
         "boolean": parsing.boolean,
         "spine_levels": parsing.spine_levels,
@@ -59,8 +59,8 @@ def reader(kind: str, date_formats: list[str], words: Words) -> Callable[[pl.Exp
     return lambda e: parsing.coded(e, words[kind])
 
 
-def readable(kind: str, date_formats: list[str], words: Words) -> Callable[[str], pl.Expr]:
+def readable(kind: str, date_formats: list[str], words: Words, decimal: str = ".") -> Callable[[str], pl.Expr]:
     if kind in words:
         return lambda c: pl.col(c).is_null() | parsing.coded_is_known(pl.col(c), words[kind])
-    read = reader(kind, date_formats, words)
+    read = reader(kind, date_formats, words, decimal)
     return lambda c: pl.col(c).is_null() | read(pl.col(c)).is_not_null()

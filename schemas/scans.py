@@ -1,4 +1,4 @@
-"""The scans export's fields (CONTRACT.md §1.1): names, kinds, descriptions, required headers and the
+"""The scans export's fields (docs/inputs.md, scans): names, kinds, descriptions, required headers and the
 words accepted for coded fields. Plain data: ``schemas.input_checks`` builds the Pandera schemas from it."""
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
     "exam_date": (pl.Date, "Date of the exam"),
     "sex": (pl.Utf8, "F or M"),
     "age_years": (pl.Int64, "Age at the exam, completed years"),
-    "diagnostic_basis": (pl.Utf8, "t_score or z_score (RULES.md §1)"),
+    "diagnostic_basis": (pl.Utf8, "t_score or z_score (docs/rules.md §1)"),
     "lowest_t_score": (pl.Float64, "Lowest usable T-score, rounded to one decimal"),
     "lowest_t_site": (pl.Utf8, "Site of the lowest T-score"),
     "who_category": (pl.Utf8, "normal / osteopenia / osteoporosis / severe_osteoporosis (basis t_score)"),

@@ -93,17 +93,17 @@ def test_reject_rate_exit_3_keeps_published_outputs(tmp_path, capsys, prefect_en
 
 
 def test_end_to_end_through_prefect_on_the_vendor_sample(tmp_path, capsys, caplog, prefect_engine):
-    code = screen(tmp_path, "--profile", "densitometer_us", "--max-reject-rate", "0.1", scans=SAMPLE)
+    code = screen(tmp_path, "--profile", "densitometer_us", scans=SAMPLE)  # the README command: default limits
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "24 in = 22 valid + 2 quarantined + 0 duplicate" in out.out
+    assert "48 in = 46 valid + 2 quarantined + 0 duplicate" in out.out
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["rule_set"]["name"] == "standard" and manifest["profile"] == "densitometer_us"
     assert manifest["inputs"][0]["sha256"]
-    assert (manifest["tables"]["screening"], manifest["tables"]["quarantine"]) == (22, 2)
+    assert (manifest["tables"]["screening"], manifest["tables"]["quarantine"]) == (46, 2)
     assert set(manifest["tables"]) == {"screening", "quarantine", "patients", "care_gaps", "treatment_intervals"}
     screening = pl.read_parquet(tmp_path / "out" / "screening.parquet")
-    assert screening.height == 22 and screening.get_column("rule_set").unique().to_list() == ["standard@1.0.0"]
+    assert screening.height == 46 and screening.get_column("rule_set").unique().to_list() == ["standard@1.0.0"]
     # no patient identifier in anything logged or printed
     ids = set(pl.read_csv(SAMPLE, infer_schema=False).get_column("PATIENT ID"))
     logged = out.out + out.err + caplog.text
@@ -112,7 +112,7 @@ def test_end_to_end_through_prefect_on_the_vendor_sample(tmp_path, capsys, caplo
     rows = sql_json(
         capsys, tmp_path / "out", "SELECT who_category, count(*) AS n FROM screening GROUP BY ALL ORDER BY n DESC"
     )
-    assert sum(r["n"] for r in rows) == 22
+    assert sum(r["n"] for r in rows) == 46
     assert (
         main(
             [

@@ -1,4 +1,4 @@
-"""RULES.md §1–3: score population, lowest usable score per exam, WHO category.
+"""docs/rules.md §1–3: score population, lowest usable score per exam, WHO category.
 
 Pure Polars: ``classify(exams, rules)`` adds columns to a LazyFrame of typed valid exams and does no I/O.
 """

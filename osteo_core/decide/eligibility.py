@@ -1,4 +1,4 @@
-"""RULES.md §4–7: glucocorticoid FRAX adjustment, eligibility with reasons, recommendation, next DXA.
+"""docs/rules.md §4–7: glucocorticoid FRAX adjustment, eligibility with reasons, recommendation, next DXA.
 
 Every function here is a pure LazyFrame → LazyFrame (or an expression) with no I/O. The *shape* of each
 eligibility condition lives in ``conditions.CONDITIONS``; which conditions a rule set uses, in which order, with
@@ -27,7 +27,7 @@ def reason_test(reason: dict[str, Any]) -> pl.Expr:
 
 
 def adjust_frax(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """RULES.md §4: FRAX after the glucocorticoid-dose adjustment, capped; unchanged when none applies."""
+    """docs/rules.md §4: FRAX after the glucocorticoid-dose adjustment, capped; unchanged when none applies."""
     adj = rules["frax_adjustment"]
     dose = pl.col("glucocorticoid_mg_daily")
     high = (dose >= adj["high_dose_mg"]) if adj["high_dose_inclusive"] else (dose > adj["high_dose_mg"])
@@ -47,7 +47,7 @@ def adjust_frax(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 
 
 def assess_eligibility(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """RULES.md §5: ``eligibility_reasons`` (in rule-set order) and ``eligibility``.
+    """docs/rules.md §5: ``eligibility_reasons`` (in rule-set order) and ``eligibility``.
 
     Very-high-risk reasons (tier ``very_high_risk``) only count for exams that a base reason already
     makes eligible: they grade the risk of a treated patient, they do not widen who is treated.
@@ -90,7 +90,7 @@ def assess_eligibility(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 
 
 def recommend(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """RULES.md §6: one recommendation per exam."""
+    """docs/rules.md §6: one recommendation per exam."""
     rec = rules["recommendation"]
     prefers_denosumab = is_true(pl.col("egfr") < rec["denosumab_if_egfr_below"])
     if rec["denosumab_if_bisphosphonate_intolerance"]:
@@ -115,7 +115,7 @@ def recommend(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
 
 
 def schedule_next_dxa(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """RULES.md §7: exam date + 1, 5 or 2 calendar years (29 Feb → 28 Feb)."""
+    """docs/rules.md §7: exam date + 1, 5 or 2 calendar years (29 Feb → 28 Feb)."""
     years = rules["next_dxa"]
     bone_loss_therapy = is_true(pl.col("glucocorticoid_mg_daily") > 0) | is_true(pl.col("cancer_bone_loss_therapy"))
     stable_normal = (

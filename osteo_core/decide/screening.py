@@ -11,7 +11,7 @@ from schemas.tables import SCREENING_COLUMNS, SCREENING_SCHEMA
 
 
 def decide(exams: pl.LazyFrame, rules: RuleSet, fractures: pl.LazyFrame | None = None) -> pl.LazyFrame:
-    """Typed valid exams with every intermediate column of RULES.md §1–7 (``osteo explain`` reads them).
+    """Typed valid exams with every intermediate column of docs/rules.md §1–7 (``osteo explain`` reads them).
 
     ``fractures`` is the classified fractures export (``events.classify_fractures``), when there is one.
     """

@@ -184,7 +184,7 @@ _DRUG_MIX = (  # (cumulative share of treated patients, drug cell as exported, d
 
 
 def medications(scans: pl.DataFrame, seed: int = 7, events_per_exam: float = 0.5) -> pl.DataFrame:
-    """A medications export for the registry's patients (CONTRACT.md §1.2), about ``events_per_exam``
+    """A medications export for the registry's patients (docs/inputs.md, medications), about ``events_per_exam``
     events per exam: courses of one drug each, some stopped early, a few oncology and non-osteoporosis
     products."""
     first = scans.group_by("patient_id").agg(
@@ -236,7 +236,7 @@ _FRACTURE_CODES = (
 
 
 def fractures(scans: pl.DataFrame, seed: int = 7, per_exam: float = 0.05) -> pl.DataFrame:
-    """A fractures export (CONTRACT.md §1.3), about ``per_exam`` fractures per exam, with ICD-10 codes
+    """A fractures export (docs/inputs.md, fractures), about ``per_exam`` fractures per exam, with ICD-10 codes
     (some non-fragility, some later-encounter) or a site word, and some birth dates."""
     exams = (
         scans.select("patient_id", "exam_date", "birth_date")

@@ -1,4 +1,4 @@
-"""CONTRACT.md §3 ``patients`` and ``care_gaps``: who should be treated or followed up and is not.
+"""docs/tables.md ``patients`` and ``care_gaps``: who should be treated or followed up and is not.
 
 Pure Polars over LazyFrames; windows, priorities and least-significant-change values come from
 ``data/reference/care_gaps.toml`` (``params``), never from literals here.

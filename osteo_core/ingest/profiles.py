@@ -9,6 +9,7 @@ from pathlib import Path
 from osteo_core.errors import InputError
 from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
+from schemas.parsing import DECIMAL_MARKS
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
 
 _KNOWN_SECTIONS = {"profile", "formats", "headers", "values"}
@@ -22,6 +23,8 @@ class Profile:
     date_formats: list[str]
     headers: dict[str, str] = field(default_factory=dict)  # header_key(export header) -> canonical
     words: dict[str, dict[str, str | None]] = field(default_factory=dict)  # kind -> word -> code
+    description: str = ""
+    decimal: str = "."  # "," for exports written with a decimal comma (88,5)
 
     def canonical_name(self, header: str) -> str | None:
         """The canonical column a scans header maps to, or ``None`` when neither the profile nor the
@@ -32,14 +35,17 @@ class Profile:
         return key if key in SCANS_COLUMNS else None
 
 
+def shipped_profiles() -> list[str]:
+    return sorted(p.stem for p in (data_dir() / "profiles").glob("*.toml"))
+
+
 def load_profile(name_or_path: str) -> Profile:
     """A shipped profile by name (``data/profiles/NAME.toml``) or a user's TOML file by path."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         path = data_dir() / "profiles" / f"{name_or_path}.toml"
         if not path.exists():
-            shipped = sorted(p.stem for p in (data_dir() / "profiles").glob("*.toml"))
-            raise InputError(name_or_path, f"unknown profile (shipped: {', '.join(shipped)})")
+            raise InputError(name_or_path, f"unknown profile (shipped: {', '.join(shipped_profiles())})")
     if not path.is_file():
         raise InputError(str(path), "profile file not found")
     try:
@@ -66,5 +72,16 @@ def load_profile(name_or_path: str) -> Profile:
     dates = raw.get("formats", {}).get("dates", ["%Y-%m-%d"])
     if not isinstance(dates, list) or not all(isinstance(d, str) for d in dates):
         raise InputError(str(path), "[formats] dates must be a list of strftime patterns")
-    name = raw.get("profile", {}).get("name", path.stem)
-    return Profile(name=name, source=str(path), date_formats=dates, headers=headers, words=words)
+    decimal = raw.get("formats", {}).get("decimal", ".")
+    if decimal not in DECIMAL_MARKS:
+        raise InputError(str(path), f"[formats] decimal must be one of {', '.join(repr(m) for m in DECIMAL_MARKS)}")
+    about = raw.get("profile", {})
+    return Profile(
+        name=about.get("name", path.stem),
+        source=str(path),
+        date_formats=dates,
+        headers=headers,
+        words=words,
+        description=about.get("description", ""),
+        decimal=decimal,
+    )

@@ -360,13 +360,13 @@ def canonical_columns(
     path: Path,
     headers: Sequence[str],
     canonical_name: Callable[[str], str | None],
-    require: Callable[[list[str]], None] | None = None,
+    require: Callable[[list[str], list[str]], None] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(column name for each header, headers nothing maps). Refuses (``InputError`` naming the file) a
     header that appears twice, or two headers mapped onto one column: the screen never picks one for you.
 
-    ``require`` (the input's required-columns check) runs first: a file without a header row fails there,
-    naming canonical columns, rather than in a message that would repeat its first data row.
+    ``require(columns, headers)`` (the input's required-columns check) runs first: a file without a header
+    row fails there, naming canonical columns, rather than in a message that would repeat its first data row.
     """
     headers = [h.replace("\ufeff", "").strip() for h in headers]
     targets: list[str] = []
@@ -378,7 +378,7 @@ def canonical_columns(
             canonical = header or f"column_{position + 1}"
         targets.append(canonical)
     if require is not None:
-        require(targets)
+        require(targets, headers)
     _refuse_repeated_headers(path, headers)
     _refuse_clashes(path, headers, targets)
     reserved = sorted(RESERVED_COLUMNS & set(targets))

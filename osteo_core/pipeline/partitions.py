@@ -60,8 +60,9 @@ def screen_partition(
 ) -> PartitionResult:
     """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs)."""
     scan_result = validate_scans(scans, profile, as_of, shipped_toml("validation/scans.toml"), conflicting_exam_ids)
-    med_result = validate_meds(meds, profile.date_formats, as_of, shipped_toml("validation/medications.toml"))
-    fracture_result = validate_fractures(fractures, profile.date_formats, as_of)
+    bounds = shipped_toml("validation/medications.toml")
+    med_result = validate_meds(meds, profile.date_formats, as_of, bounds, profile.decimal)
+    fracture_result = validate_fractures(fractures, profile.date_formats, as_of, profile.decimal)
     exams = scan_result.valid.sort(EXAM_ORDER)  # the order every later step reads them in
     medications = classify_meds(med_result.valid.lazy()).collect()
     fracture_events = classify_fractures(fracture_result.valid.lazy()).collect()

@@ -17,7 +17,7 @@ import polars as pl
 from osteo_core.decide.rules import RuleSet, load_rules
 from osteo_core.errors import InputError, OutputError
 from osteo_core.gaps.lsc import load_device_lsc
-from osteo_core.ingest.profiles import Profile, load_profile
+from osteo_core.ingest.profiles import Profile, load_profile, shipped_profiles
 from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
 from schemas.events import (
     FRACTURE_SITE_SOURCES,
@@ -150,7 +150,9 @@ def canonical_namer(kind: str, profile: Profile):
     return lambda header: header_key(header) if header_key(header) in known else None
 
 
-def require_columns(kind: str, path: Path, names: list[str], *, profile: Profile) -> None:
+def require_columns(kind: str, path: Path, names: list[str], headers: list[str], *, profile: Profile) -> None:
+    """Refuse a file that lacks a required column (exit 2, one line). For scans, name the shipped profile
+    whose headers match the file best, when it is not the one given."""
     required, one_of = {
         "scans": (REQUIRED_HEADERS, AGE_SOURCES),
         "meds": (MEDS_REQUIRED_HEADERS, ()),
@@ -160,5 +162,21 @@ def require_columns(kind: str, path: Path, names: list[str], *, profile: Profile
     if one_of and not any(c in names for c in one_of):
         missing.append(" or ".join(one_of))
     if missing:
-        where = f" (profile '{profile.name}')" if kind == "scans" else ""
+        where = f" (profile '{profile.name}'{_better_profile(headers, profile)})" if kind == "scans" else ""
         raise InputError(str(path), f"required column(s) missing: {', '.join(missing)}{where}")
+
+
+def _better_profile(headers: list[str], given: Profile) -> str:
+    """``; its headers match the shipped profile 'NAME' (N of M columns): try --profile NAME`` or ``""``."""
+
+    def mapped(profile: Profile) -> int:
+        return sum(1 for h in headers if h and profile.canonical_name(h) is not None)
+
+    scores = {name: mapped(load_profile(name)) for name in shipped_profiles()}
+    best = max(scores, key=lambda name: (scores[name], name == given.name))
+    if best == given.name or scores[best] <= mapped(given):
+        return ""
+    columns = sum(1 for h in headers if h)
+    return (
+        f"; its headers match the shipped profile '{best}' ({scores[best]} of {columns} columns): try --profile {best}"
+    )

@@ -29,11 +29,13 @@ def _content(name: str) -> pl.Expr:
     return (value.str.to_lowercase() if name in _CASELESS else value).alias(name)
 
 
-def _validate(raw, fields, date_formats, raw_schema, typed_schema, name) -> Validated:
+def _validate(raw, fields, date_formats, decimal, raw_schema, typed_schema, name) -> Validated:
     """Both Pandera tiers over one input; identical rows (every canonical value equal after parsing, the
     drug name without case) are set aside first: the first copy is validated, the others counted."""
     text = with_row_numbers(normalise_text(raw, fields))
-    typed_all = text.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS)).collect()
+    typed_all = (
+        text.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS, decimal)).collect()
+    )
     as_text = typed_all.select(pl.col(f.name).cast(pl.Utf8) for f in fields).hstack(
         text.select(pl.col(f.name).alias(f"_text_{f.name}") for f in fields)
     )
@@ -45,18 +47,20 @@ def _validate(raw, fields, date_formats, raw_schema, typed_schema, name) -> Vali
     return Validated(valid, quarantine, text.height, quarantined, duplicates=int(duplicate.sum()))
 
 
-def validate_meds(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, bounds: dict[str, Any]) -> Validated:
-    return _validate(
-        raw, MEDS_FIELDS, date_formats, raw_meds_schema(date_formats), typed_meds_schema(as_of, bounds), "meds"
-    )
+def validate_meds(
+    raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, bounds: dict[str, Any], decimal: str = "."
+) -> Validated:
+    raw_schema, typed_schema = raw_meds_schema(date_formats, decimal), typed_meds_schema(as_of, bounds)
+    return _validate(raw, MEDS_FIELDS, date_formats, decimal, raw_schema, typed_schema, "meds")
 
 
-def validate_fractures(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date) -> Validated:
+def validate_fractures(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, decimal: str = ".") -> Validated:
     return _validate(
         raw,
         FRACTURES_FIELDS,
         date_formats,
-        raw_fractures_schema(date_formats),
+        decimal,
+        raw_fractures_schema(date_formats, decimal),
         typed_fractures_schema(as_of),
         "fractures",
     )

@@ -1,4 +1,4 @@
-"""Turn Pandera failure cases into quarantine rows (CONTRACT.md §3 ``quarantine``)."""
+"""Turn Pandera failure cases into quarantine rows (docs/tables.md ``quarantine``)."""
 
 from __future__ import annotations
 

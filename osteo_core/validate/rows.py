@@ -38,8 +38,10 @@ def normalise_text(raw: pl.LazyFrame, fields: tuple[Field, ...]) -> pl.LazyFrame
     )
 
 
-def typed_columns(fields: tuple[Field, ...], date_formats: list[str], words: Words) -> list[pl.Expr]:
-    return [reader(f.kind, date_formats, words)(pl.col(f.name)).alias(f.name) for f in fields]
+def typed_columns(
+    fields: tuple[Field, ...], date_formats: list[str], words: Words, decimal: str = "."
+) -> list[pl.Expr]:
+    return [reader(f.kind, date_formats, words, decimal)(pl.col(f.name)).alias(f.name) for f in fields]
 
 
 def with_row_numbers(text: pl.LazyFrame) -> pl.DataFrame:

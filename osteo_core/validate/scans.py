@@ -34,7 +34,7 @@ def parse_scans(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     """
     typed = text.select(
         *SOURCE_COLUMNS,
-        *typed_columns(SCANS_FIELDS, profile.date_formats, profile.words),
+        *typed_columns(SCANS_FIELDS, profile.date_formats, profile.words, profile.decimal),
         pl.col("birth_date").is_not_null().alias("_birth_given"),
     )
     from_birth = parsing.completed_years(pl.col("birth_date"), pl.col("exam_date"))
@@ -86,7 +86,9 @@ def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     """
     keys = [
         pl.coalesce(value.cast(pl.Utf8), pl.col(f.name)).alias(f.name)
-        for f, value in zip(SCANS_FIELDS, typed_columns(SCANS_FIELDS, profile.date_formats, profile.words), strict=True)
+        for f, value in zip(
+            SCANS_FIELDS, typed_columns(SCANS_FIELDS, profile.date_formats, profile.words, profile.decimal), strict=True
+        )
     ]
     repeated = text.filter(pl.col("exam_id").is_not_null() & pl.col("exam_id").is_duplicated())
     # keys first, window second: a map_batches inside .over() would run once per exam id
@@ -116,7 +118,7 @@ def validate_scans(
     valid, quarantine, quarantined = check_rows(
         kept_text,
         typed,
-        raw_scans_schema(profile.date_formats, profile.words),
+        raw_scans_schema(profile.date_formats, profile.words, profile.decimal),
         typed_scans_schema(as_of, bounds, conflicting_exam_ids),
         "scans",
         {"patient_id": "patient_id", "exam_id": "exam_id"},

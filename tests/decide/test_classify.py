@@ -1,4 +1,4 @@
-"""RULES.md §1–3, one test per rule and boundary."""
+"""docs/rules.md §1–3, one test per rule and boundary."""
 
 import pytest
 from conftest import exam

@@ -1,4 +1,4 @@
-"""RULES.md §4–7 for the `standard` rule set: one test per table row, each at its boundary."""
+"""docs/rules.md §4–7 for the `standard` rule set: one test per table row, each at its boundary."""
 
 import datetime as dt
 

@@ -96,7 +96,7 @@ def test_shipped_rule_sets_on_one_cohort(screen_rows, rule_set):
     for name, (_, *expected) in COHORT.items():
         got = (result[name]["eligibility"], result[name]["recommendation"])
         assert got == expected[column], name
-        assert result[name]["rule_set"] == f"{rule_set}@1.0.0"
+        assert result[name]["rule_set"] == load_rules(rule_set).label
 
 
 def test_aace_very_high_risk_reason_codes(screen_rows):
@@ -108,6 +108,26 @@ def test_aace_very_high_risk_reason_codes(screen_rows):
         "very_high_risk_frax_mof",
         "very_high_risk_frax_hip",
     ]
+
+
+@pytest.mark.parametrize("rule_set", ["standard", "bhof2022", "aace2020"])
+def test_a_hip_fracture_is_shown_as_hip_or_vertebral_fracture_first_in_every_rule_set(screen_rows, rule_set):
+    """aace2020 once showed only ``fragility_fracture``: explain gave a clinician less evidence than standard."""
+    rows = [exam(femoral_neck_t="-1.5", prior_hip_fracture="true")]
+    reasons = screen_rows(rows, rules=load_rules(rule_set)).row(0, named=True)["eligibility_reasons"]
+    assert reasons[0] == "hip_or_vertebral_fracture"
+
+
+def test_aace2020_reports_hip_or_vertebral_fracture_without_changing_a_decision(screen_rows):
+    rows = [
+        exam(exam_id="H", femoral_neck_t="-1.5", prior_hip_fracture="true"),
+        exam(exam_id="W", femoral_neck_t="-0.5", prior_fragility_fracture="true"),
+    ]
+    result = {r["exam_id"]: r for r in screen_rows(rows, rules=load_rules("aace2020")).iter_rows(named=True)}
+    assert result["H"]["eligibility_reasons"] == ["hip_or_vertebral_fracture", "fragility_fracture"]
+    assert result["W"]["eligibility_reasons"] == ["fragility_fracture"]
+    assert {r["eligibility"] for r in result.values()} == {"eligible"}
+    assert load_rules("aace2020").version == "1.1.0"  # a changed output needs a new version
 
 
 def test_shipped_rule_sets_are_the_three_named():

@@ -1,4 +1,4 @@
-"""CONTRACT.md §3 care_gaps and patients: each gap opens at its window edge and not a day before."""
+"""docs/tables.md care_gaps and patients: each gap opens at its window edge and not a day before."""
 
 import datetime as dt
 import json

@@ -1,4 +1,4 @@
-"""CONTRACT.md §1.1 inputs: file types, separators, encodings, folders, profiles; source_file/source_row."""
+"""docs/inputs.md (scans): file types, separators, encodings, folders, profiles; source_file/source_row."""
 
 from pathlib import Path
 
@@ -97,8 +97,8 @@ def test_vendor_profile_sample_file(tmp_path):
     sample = data_dir() / "samples" / "densitometer_us_sample.csv"
     manifest, screening, quarantine = _screen(tmp_path, sample, profile="densitometer_us", max_reject_rate=1.0)
     assert manifest["profile"] == "densitometer_us"
-    assert manifest["rows"]["rows_in"] == 24
-    assert manifest["rows"]["valid"] == 22
+    assert manifest["rows"]["rows_in"] == 48
+    assert manifest["rows"]["valid"] == 46
     assert sorted(quarantine.select("source_row", "column", "check").rows()) == [
         (6, "exam_date", "is_date"),
         (10, "femoral_neck_t", "in_range(-7, 7)"),

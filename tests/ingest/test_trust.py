@@ -105,7 +105,7 @@ def test_header_written_with_a_hyphen_still_maps_frax(tmp_path):
     text = SAMPLE.read_text(encoding="utf-8").replace("FRAX – ", "FRAX - ")
     (tmp_path / "hyphen.csv").write_text(text, encoding="utf-8")
     manifest = run_screen(_request(tmp_path, tmp_path / "hyphen.csv", profile="densitometer_us", max_reject_rate=0.1))
-    assert _published(tmp_path).get_column("frax_mof_adjusted").is_not_null().sum() == 14
+    assert _published(tmp_path).get_column("frax_mof_adjusted").is_not_null().sum() == 30
     assert manifest["inputs"][0]["unmapped_columns"] == ["REFERRING PHYSICIAN"]
 
 
@@ -150,7 +150,7 @@ def test_windows_1252_export_of_the_sample_keeps_its_frax(tmp_path):
     assert manifest["inputs"][0]["encoding"] == "windows-1252"
     a = pl.read_parquet(tmp_path / "a" / "screening.parquet")
     b = pl.read_parquet(tmp_path / "b" / "screening.parquet")
-    assert b.get_column("frax_mof_adjusted").is_not_null().sum() == 14
+    assert b.get_column("frax_mof_adjusted").is_not_null().sum() == 30
     assert a.equals(b)
 
 

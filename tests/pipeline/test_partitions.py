@@ -134,5 +134,7 @@ def test_exam_conflict_buckets_do_not_change_the_answer():
     for buckets in (2, 7, 16):
         pairs = exam_id_pairs(rows, buckets).collect()
         assert pairs.get_column(EXAM_ID_BUCKET).n_unique() > 1
-        found = [exam_ids_under_several_patients(pairs.lazy().filter(pl.col(EXAM_ID_BUCKET) == b)) for b in range(buckets)]
+        found = [
+            exam_ids_under_several_patients(pairs.lazy().filter(pl.col(EXAM_ID_BUCKET) == b)) for b in range(buckets)
+        ]
         assert pl.concat(found).sort("exam_id").equals(whole)

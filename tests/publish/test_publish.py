@@ -1,4 +1,4 @@
-"""CONTRACT.md §3: publishing is atomic (old run or new run, never a mix) and idempotent."""
+"""docs/tables.md: publishing is atomic (old run or new run, never a mix) and idempotent."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""CONTRACT.md §1.1: every rule is a check; failing rows are quarantined whole, one row per failing cell."""
+"""docs/inputs.md (scans): every rule is a check; failing rows are quarantined whole, one row per failing cell."""
 
 import datetime as dt
 

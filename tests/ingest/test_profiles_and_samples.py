@@ -1,0 +1,140 @@
+"""Issue 12: the shipped samples screen with their profiles and the default limits; a decimal comma can be
+declared; a file that lacks required columns names the shipped profile that fits it."""
+
+import csv
+import io
+
+import polars as pl
+import pytest
+
+from osteo_core.errors import InputError
+from osteo_core.ingest.profiles import load_profile, shipped_profiles
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
+from osteo_core.resources import data_dir
+from schemas import parsing
+
+SAMPLES = data_dir() / "samples"
+AS_OF = "2026-11-25"
+
+
+def _screen(tmp_path, scans, profile, name="out", **options):
+    out = tmp_path / name
+    manifest = run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=AS_OF, profile=profile, **options))
+    return manifest, pl.read_parquet(out / "screening.parquet"), pl.read_parquet(out / "quarantine.parquet")
+
+
+@pytest.mark.parametrize(
+    ("sample", "profile"),
+    [("densitometer_us_sample.csv", "densitometer_us"), ("densitometer_eu_sample.csv", "densitometer_eu")],
+)
+def test_each_shipped_sample_screens_with_the_default_reject_limit(tmp_path, sample, profile):
+    """The US sample was 8.33 % quarantined (2 of 24) and exited 3 under the default 5 % limit."""
+    manifest, screening, quarantine = _screen(tmp_path, SAMPLES / sample, profile)
+    assert manifest["status"] == "published"
+    assert 0 < manifest["rows"]["quarantined"] and manifest["reject_rate"] <= ScreenRequest.max_reject_rate
+    assert screening.height == manifest["rows"]["valid"] > 30
+    assert quarantine.get_column("check").to_list()  # the deliberate bad rows are there to be seen
+
+
+def test_every_shipped_profile_has_a_sample_that_uses_it():
+    for name in shipped_profiles():
+        if name != "generic":
+            assert (SAMPLES / f"{name}_sample.csv").is_file(), name
+
+
+def test_european_sample_reads_decimal_commas_as_the_canonical_export_would(tmp_path):
+    """The same exams written the European way and the canonical way give the same screening table.
+
+    Before: a semicolon export with ``88,0`` was 99.7 % quarantined; a decimal comma could not be declared."""
+    profile = load_profile("densitometer_eu")
+    text = (SAMPLES / "densitometer_eu_sample.csv").read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    canonical = [[profile.canonical_name(h) or h for h in rows[0]]]
+    reverse_sex = {"w": "F", "m": "M"}
+    reverse_meno = {"prämenopausal": "pre", "perimenopausal": "peri", "postmenopausal": "post", "unbekannt": ""}
+    for row in rows[1:]:
+        out = []
+        for column, cell in zip(canonical[0], row, strict=True):
+            if column in ("exam_date", "birth_date") and cell:
+                day, month, year = cell.split(".")
+                cell = f"{year}-{month}-{day}"
+            elif column == "sex":
+                cell = reverse_sex[cell]
+            elif column == "menopausal_status":
+                cell = reverse_meno[cell]
+            else:
+                cell = cell.replace(",", ".")
+            out.append(cell)
+        canonical.append(out)
+    plain = tmp_path / "canonical.csv"
+    with plain.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(canonical)
+    _, european, eu_quarantine = _screen(tmp_path, SAMPLES / "densitometer_eu_sample.csv", "densitometer_eu", "eu")
+    _, generic, generic_quarantine = _screen(tmp_path, plain, "generic", "generic")
+    assert european.height == generic.height > 30
+    assert european.drop("rule_set").equals(generic.drop("rule_set"))
+    assert european.get_column("lowest_t_score").null_count() < european.height
+    assert eu_quarantine.select("source_row", "check").rows() == generic_quarantine.select("source_row", "check").rows()
+
+
+def test_without_the_decimal_declaration_the_same_cells_are_quarantined_not_misread(tmp_path):
+    text = (data_dir() / "profiles" / "densitometer_eu.toml").read_text(encoding="utf-8")
+    dot_profile = tmp_path / "dot.toml"
+    dot_profile.write_text(text.replace('decimal = ","', 'decimal = "."'), encoding="utf-8")
+    manifest, screening, quarantine = _screen(
+        tmp_path, SAMPLES / "densitometer_eu_sample.csv", str(dot_profile), max_reject_rate=1.0
+    )
+    assert screening.is_empty() and manifest["rows"]["quarantined"] == manifest["rows"]["rows_in"]
+    assert "is_number" in set(quarantine.get_column("check"))
+
+
+@pytest.mark.parametrize(
+    ("cell", "comma", "dot"),
+    [
+        ("88,5", 88.5, None),
+        ("-1,2", -1.2, None),
+        ("\u22121,2", -1.2, None),
+        ("0,812", 0.812, None),
+        ("17,8%", 17.8, None),
+        ("88.5", 88.5, 88.5),  # a typed (Parquet, XLSX) number is rendered with a dot
+        ("88", 88.0, 88.0),
+        ("1.234,5", None, None),  # both marks: never guessed
+        ("1,2,3", None, None),
+        (",", None, None),
+        ("abc", None, None),
+    ],
+)
+def test_number_with_a_decimal_comma(cell, comma, dot):
+    frame = pl.DataFrame({"v": [cell]})
+    assert frame.select(parsing.number(pl.col("v"), ",")).item() == comma
+    assert frame.select(parsing.number(pl.col("v"))).item() == dot
+
+
+def test_integer_with_a_decimal_comma():
+    frame = pl.DataFrame({"v": ["30", "30,0", "30,5"]})
+    assert frame.select(parsing.integer(pl.col("v"), ",")).to_series().to_list() == [30, 30, None]
+
+
+def test_a_profile_with_an_unknown_decimal_mark_is_refused(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[profile]\nname = "p"\n[formats]\ndecimal = ";"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"\[formats\] decimal must be one of"):
+        load_profile(str(path))
+
+
+def test_missing_columns_name_the_shipped_profile_that_fits(tmp_path):
+    """Before: 'required column(s) missing' with no hint that densitometer_us matches every header."""
+    with pytest.raises(InputError) as err:
+        _screen(tmp_path, SAMPLES / "densitometer_us_sample.csv", "generic")
+    problem = err.value.problem
+    assert "required column(s) missing" in problem
+    assert "shipped profile 'densitometer_us' (40 of 41 columns): try --profile densitometer_us" in problem
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_columns_give_no_hint_when_no_shipped_profile_fits_better(tmp_path):
+    path = tmp_path / "scans.csv"
+    path.write_text("patient_id,exam_id,whatever\nP1,E1,x\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        _screen(tmp_path, path, "generic")
+    assert "required column(s) missing" in err.value.problem and "try --profile" not in err.value.problem

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from osteo_core.errors import OsteoError, output_errors
+from osteo_core.outputs.render import FORMATS, TERMINAL_ROWS
 from osteo_core.settings import settings
 
 
@@ -26,7 +29,9 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
     p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
-    p.add_argument("--out", default=cfg.out, metavar="DIR", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--out", default=cfg.out, metavar="DIR", help="output folder the run is published into (default: %(default)s)"
+    )
     p.add_argument("--as-of", default=dt.date.today().isoformat(), metavar="DATE", help="as-of date (default: today)")
     p.add_argument("--rules", default="standard", metavar="NAME_OR_FILE", help="rule set (default: %(default)s)")
     p.add_argument("--profile", default="generic", metavar="NAME_OR_FILE", help="input profile (default: %(default)s)")
@@ -62,41 +67,132 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+_HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, examples)
+    "screen": (
+        "screen registry exports and publish the results",
+        "Read the scans export (and optionally medications and fractures), validate every row, classify each "
+        "exam, apply the rule set, find the care gaps and publish the tables into --out in one atomic step. "
+        "Exit 0 published, 2 unusable input (one line naming the file), 3 refused (too many rows quarantined, "
+        "or far fewer exams than last time).",
+        "osteo screen --scans exports/scans/ --meds exports/meds.csv --fractures exports/fractures.csv "
+        "--out /data/osteo\n  osteo screen --scans data/samples/densitometer_us_sample.csv --profile densitometer_us",
+    ),
+    "serve": (
+        "serve the screen on a schedule from a Prefect server",
+        "Register the screen as a Prefect deployment with a cron schedule and serve it until stopped. Needs "
+        "PREFECT_API_URL pointing at a running Prefect server. Takes every option of 'osteo screen'.",
+        'osteo serve --cron "0 6 * * 1" --name weekly --scans /data/exports/scans/ --out /data/osteo',
+    ),
+    "sql": (
+        "query the published tables with read-only SQL",
+        "Run one read-only DuckDB query over the published run in --out (tables: osteo sql --tables). "
+        "Nothing can be written or read by path.",
+        'osteo sql --out osteo-demo "SELECT who_category, count(*) FROM screening GROUP BY ALL"\n'
+        "  osteo sql --out osteo-demo --format csv \"SELECT * FROM quarantine\" > quarantine.csv\n"
+        "  osteo sql --tables",
+    ),
+    "gaps": (
+        "list the open care gaps, most urgent first",
+        "Print today's care-gap list of the published run: highest priority first, then the oldest.",
+        "osteo gaps --out osteo-demo\n  osteo gaps --out osteo-demo --gap untreated_high_risk --format csv > list.csv",
+    ),
+    "report": (
+        "write an HTML report with charts",
+        "Write OUT/report.html: one self-contained file (opens offline) with the run's charts and history.",
+        "osteo report --out osteo-demo",
+    ),
+    "export-research": (
+        "write de-identified copies for researchers",
+        "Write de-identified screening, patients and care_gaps into --dest: keyed pseudonyms (set "
+        "OSTEO_RESEARCH_KEY), dates as year and month, no exam or device ids.",
+        "OSTEO_RESEARCH_KEY='a long secret' osteo export-research --out osteo-demo --dest research/2026-11",
+    ),
+    "explain": (
+        "show why one exam got its decision",
+        "Print the inputs of one exam, each rule with its threshold and the compared value, the reasons, the "
+        "recommendation and the next DXA date, from the rule file of the published run.",
+        "osteo explain X000000001 --out osteo-demo",
+    ),
+    "demo": (
+        "screen a synthetic registry and show the result",
+        "Make a synthetic registry (scans, medications, fractures; no real patient), screen it through the "
+        "Prefect flow and print the untreated high-risk list.",
+        "osteo demo --patients 1000 --out osteo-demo",
+    ),
+}
+
+
+DESCRIPTION_WIDTH = 100
+
+
+def _command(sub, name: str) -> argparse.ArgumentParser:
+    summary, description, examples = _HELP[name]
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, DESCRIPTION_WIDTH),
+        epilog="example:\n  " + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _out_arg(p: argparse.ArgumentParser, what: str = "the published screen to read") -> None:
+    p.add_argument("--out", default=settings().out, metavar="DIR", help=f"output folder: {what} (default: %(default)s)")
+
+
+def _listing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (fits the terminal), csv, json, or parquet (binary: redirect to a file); default: table",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"at most N rows (default: {TERMINAL_ROWS} in a table on a terminal, else all)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    cfg = settings()
-    parser = _Parser(prog="osteo", description="Screen DXA registry exports: WHO category, eligibility, care gaps.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _screen_args(sub.add_parser("screen", help="run the screening flow"))
-    serve = sub.add_parser("serve", help="register and serve a scheduled screen on a Prefect server")
+    from osteo_core import __version__
+
+    parser = _Parser(
+        prog="osteo",
+        description="Screen DXA registry exports: WHO category, treatment eligibility, care gaps.",
+        epilog="start with: osteo demo   ·   each command: osteo COMMAND --help",
+    )
+    parser.add_argument("--version", action="version", version=f"osteo-screen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _screen_args(_command(sub, "screen"))
+    serve = _command(sub, "serve")
     _screen_args(serve)
     serve.add_argument("--cron", required=True, metavar="EXPR", help='schedule, e.g. "0 6 * * 1" (Mondays 06:00)')
     serve.add_argument("--name", default="osteo-screen", help="deployment name (default: %(default)s)")
     serve.set_defaults(as_of="")  # each scheduled run screens as of its own day, unless --as-of is given
-    sql = sub.add_parser("sql", help="run read-only SQL over the published tables")
-    sql.add_argument("query", nargs="?", help="SQL text")
-    sql.add_argument("--out", default=cfg.out, metavar="DIR")
-    sql.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    sql = _command(sub, "sql")
+    sql.add_argument("query", nargs="?", help="one SQL statement (quote it)")
+    _out_arg(sql)
+    _listing_args(sql)
     sql.add_argument("--tables", action="store_true", help="list the tables and columns with descriptions")
-    gaps = sub.add_parser("gaps", help="print the open care gaps, most urgent first")
-    gaps.add_argument("--out", default=cfg.out, metavar="DIR")
-    gaps.add_argument("--gap", metavar="TYPE", help="only this gap type")
-    gaps.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    report = sub.add_parser("report", help="write a self-contained HTML report with charts")
-    report.add_argument("--out", default=cfg.out, metavar="DIR")
-    research = sub.add_parser("export-research", help="write de-identified copies for researchers")
-    research.add_argument("--out", default=cfg.out, metavar="DIR")
-    research.add_argument("--dest", required=True, metavar="DIR2")
-    explain = sub.add_parser("explain", help="show the rules evaluated for one exam")
-    explain.add_argument("exam_id", metavar="EXAM_ID")
-    explain.add_argument("--out", default=cfg.out, metavar="DIR")
-    demo = sub.add_parser("demo", help="screen a synthetic registry and show the result")
-    demo.add_argument("--patients", type=int, default=10_000)
-    demo.add_argument(
-        "--out",
-        default=cfg.out,
-        metavar="DIR",
-        help="output folder (default: %(default)s, as for screen, sql and gaps)",
+    gaps = _command(sub, "gaps")
+    _out_arg(gaps)
+    gaps.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
+    _listing_args(gaps)
+    report = _command(sub, "report")
+    _out_arg(report, "the published screen to chart; report.html is written there")
+    research = _command(sub, "export-research")
+    _out_arg(research)
+    research.add_argument(
+        "--dest", required=True, metavar="DIR2", help="new, empty, or previous-extract folder to write into"
     )
+    explain = _command(sub, "explain")
+    explain.add_argument("exam_id", metavar="EXAM_ID", help="the exam's id as in the scans export")
+    _out_arg(explain)
+    demo = _command(sub, "demo")
+    demo.add_argument("--patients", type=int, default=10_000, help="synthetic patients (default: %(default)s)")
+    _out_arg(demo, "where the synthetic inputs and the screen go")
     return parser
 
 
@@ -212,14 +308,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from osteo_core.publish.catalog import run_query, table_listing
+    from osteo_core.outputs.render import write_frame
+    from osteo_core.publish.catalog import query, table_listing
 
     if args.tables:
-        print(table_listing())
+        write_frame(table_listing(), args.format, args.limit)
         return 0
     if not args.query:
         raise OsteoError("osteo sql: a query is required (or --tables)")
-    return run_query(Path(args.out), args.query, args.format)
+    write_frame(query(Path(args.out), args.query), args.format, args.limit)
+    return 0
+
+
+DEMO_ROWS = 15  # untreated patients the demo prints
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -246,12 +347,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     manifest = _run_flow(_request(args))
     _print_summary(manifest, out, time.perf_counter() - started)
-    from osteo_core.outputs.gap_list import render_table
+    from osteo_core.outputs.gap_list import TABLE_COLUMNS
+    from osteo_core.outputs.render import write_frame
     from osteo_core.publish.catalog import query
 
     untreated = query(out, "SELECT * FROM untreated_high_risk ORDER BY since, patient_id")
-    print(f"\nuntreated high-risk patients ({untreated.height:,}; the first 15, oldest first):")
-    print(render_table(untreated.head(15)))
+    print(f"\nuntreated high-risk patients ({untreated.height:,}; the first {DEMO_ROWS}, oldest first):")
+    write_frame(untreated.select(TABLE_COLUMNS).head(DEMO_ROWS), "table", noun="patient")
     print(f"\nall of them: osteo gaps --out {out} --gap untreated_high_risk --format csv")
     return 0
 
@@ -259,7 +361,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_gaps(args: argparse.Namespace) -> int:
     from osteo_core.outputs.gap_list import print_gaps
 
-    return print_gaps(Path(args.out), args.gap, args.format)
+    return print_gaps(Path(args.out), args.gap, args.format, args.limit)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -314,6 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("osteo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of a pipe went away (osteo gaps | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+        return 141  # 128 + SIGPIPE, as a shell reports a command stopped by a closed pipe
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ configuration. No SQL text is inspected.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import duckdb
@@ -85,40 +84,19 @@ def query(out: Path, sql: str) -> pl.DataFrame:
         con.close()
 
 
-def table_listing() -> str:
-    """Every published table and view with its columns and descriptions (from ``schemas.tables``)."""
+def table_listing() -> pl.DataFrame:
+    """Every published table and view, its columns and their descriptions (from ``schemas.tables``)."""
     from schemas.tables import COLUMN_DESCRIPTIONS, DTYPES, TABLE_DESCRIPTIONS
 
-    lines = []
+    rows = []
     for table, description in TABLE_DESCRIPTIONS.items():
-        lines.append(f"{table}: {description}")
+        rows.append((table, None, None, description))
         if table in DTYPES:
-            for column, dtype in DTYPES[table].items():
-                lines.append(f"  {column:<24} {str(dtype):<14} {COLUMN_DESCRIPTIONS[table][column]}")
+            rows += [(table, c, str(t), COLUMN_DESCRIPTIONS[table][c]) for c, t in DTYPES[table].items()]
         elif table == "untreated_high_risk":
-            lines.append("  (view: the care_gaps columns, then the screening columns)")
+            rows.append((table, "…", None, "the care_gaps columns, then the screening columns"))
         else:
-            lines.append("  (the export's columns, typed, plus the resolved drug class or fracture site)")
-        lines.append("")
-    return "\n".join(lines).rstrip()
+            rows.append((table, "…", None, "the export's columns, typed, plus the resolved drug class or fracture site"))
+    return pl.DataFrame(rows, schema=["table", "column", "type", "description"], orient="row")
 
 
-def run_query(out: Path, sql: str, fmt: str) -> int:
-    frame = query(out, sql)
-    if fmt == "parquet":
-        frame.write_parquet(sys.stdout.buffer)
-    elif fmt == "csv":
-        frame.write_csv(sys.stdout)
-    elif fmt == "json":
-        sys.stdout.write(frame.write_json() + "\n")
-    else:
-        with pl.Config(
-            tbl_rows=50,
-            tbl_cols=-1,
-            tbl_width_chars=160,
-            tbl_hide_dataframe_shape=False,
-            tbl_hide_column_data_types=True,
-            fmt_str_lengths=40,
-        ):
-            print(frame)
-    return 0

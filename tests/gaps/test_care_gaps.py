@@ -426,7 +426,8 @@ def test_aace_recent_and_multiple_fractures_from_the_export(tmp_path):
     assert tables["screening"].row(0, named=True)["recommendation"] == "oral_bisphosphonate"
 
 
-def test_gaps_command_formats_and_filter(tmp_path, capsys):
+def test_gaps_command_formats_and_filter(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     screen(tmp_path, [exam(femoral_neck_t="-2.7", exam_date="2020-01-01")], meds=[dose(date="2018-06-01")])
     out = str(tmp_path / "out")
     capsys.readouterr()

@@ -91,12 +91,12 @@ def test_extract_refuses_without_a_key(published, tmp_path, monkeypatch, capsys)
 
 
 def test_sql_tables_lists_columns_with_descriptions(capsys):
-    assert main(["sql", "--tables"]) == 0
+    assert main(["sql", "--tables", "--format", "csv"]) == 0
     listing = capsys.readouterr().out
     for needle in (
-        "screening:",
-        "care_gaps:",
-        "untreated_high_risk:",
+        "screening,,,",
+        "care_gaps,,,",
+        "untreated_high_risk,,,",
         "eligibility_reasons",
         "Osteoporosis-drug coverage on the as-of date",
     ):

@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test docs bench lint clean
+.PHONY: setup demo test browser notebook docs bench lint clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,8 +22,24 @@ setup: $(VENV)/.synced  ## create .venv from uv.lock
 demo: setup  ## screen a synthetic registry of 10,000 patients through the Prefect flow
 	$(VENV)/bin/osteo demo --patients 10000 --out osteo-demo
 
-test: setup  ## the whole test suite
+test: setup browser  ## the whole test suite
 	$(VENV)/bin/python -m pytest
+
+# The report test screenshots the report in headless Chromium. Debian's package is installed when it is
+# missing and this runs as root; otherwise install your distribution's chromium package yourself.
+browser:  ## headless Chromium for the report test
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report test (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "the report test needs Chromium: install your distribution's chromium package (Debian: sudo apt-get install chromium)"; \
+	    exit 1; \
+	  fi; }
+
+notebook: setup  ## open notebooks/ in JupyterLab (installs the notebook group of the lock file)
+	$(UV) sync --locked --quiet --group notebook
+	OSTEO_OUT=$${OSTEO_OUT:-$(CURDIR)/osteo-demo} $(VENV)/bin/jupyter lab notebooks/research_questions.ipynb
 
 docs: setup  ## regenerate the reference pages in docs/ from the code and data files
 	$(VENV)/bin/python -m osteo_core.outputs.docs docs

@@ -8,6 +8,12 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+NO_CATEGORY = "no T-score category"  # exams screened on Z-scores, or with no usable T-score
+
+
+def _label(name: str) -> str:
+    return NO_CATEGORY if name in ("None", "null", "") else name
+
 
 def summary_markdown(manifest: dict[str, Any]) -> str:
     rows = manifest["rows"]
@@ -44,7 +50,7 @@ def summary_markdown(manifest: dict[str, Any]) -> str:
         ("Open care gaps", "care_gaps"),
     ):
         lines += [f"## {title}", "", "| value | count |", "|---|---|"]
-        lines += [f"| {name} | {n:,} |" for name, n in manifest.get(key, {}).items()]
+        lines += [f"| {_label(name)} | {n:,} |" for name, n in manifest.get(key, {}).items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -56,12 +62,19 @@ def count_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         for k, v in c.items()
     ]
     for key in ("who_categories", "eligibility", "care_gaps"):
-        rows += [{"measure": f"{key}:{name}", "count": n} for name, n in manifest.get(key, {}).items()]
+        rows += [{"measure": f"{key}:{_label(name)}", "count": n} for name, n in manifest.get(key, {}).items()]
     return rows
 
 
 def publish_artifacts(manifest: dict[str, Any]) -> None:
+    about = f"as of {manifest['as_of']}, rule set {manifest['rule_set']['name']}@{manifest['rule_set']['version']}"
     create_markdown_artifact(
-        summary_markdown(manifest), key="screen-summary", description=f"osteo-screen run {manifest['run_id']}"
+        summary_markdown(manifest),
+        key="screen-summary",
+        description=f"osteo-screen run {manifest['run_id']} ({about}): inputs, row accounting, categories, gaps",
     )
-    create_table_artifact(count_rows(manifest), key="screen-counts", description="row, category and gap counts")
+    create_table_artifact(
+        count_rows(manifest),
+        key="screen-counts",
+        description=f"osteo-screen run {manifest['run_id']} ({about}): row, category and gap counts",
+    )

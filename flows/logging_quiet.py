@@ -1,7 +1,9 @@
-"""Quiet, self-contained Prefect runs: no telemetry, warnings only, no tracebacks for expected errors.
+"""Quiet, self-contained Prefect runs: no telemetry, warnings only on the terminal, the stages' counts in
+Prefect's own log (its UI's Logs tab), no tracebacks for expected errors.
 
 ``configure_prefect_env`` must run before ``prefect`` is imported; it only fills variables the user
-has not set, so a user's own Prefect server (``PREFECT_API_URL``) and settings win.
+has not set, so a user's own Prefect server (``PREFECT_API_URL``) and settings win. Prefect's anonymous
+usage data (and its first-run notice) stay off unless ``OSTEO_PREFECT_TELEMETRY=true``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import os
 from osteo_core.errors import OsteoError
 
 _DEFAULTS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_LEVEL": "INFO",  # INFO reaches the run's log in Prefect's database (counts only) …
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",  # … while the terminal shows warnings only
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
 }
+_NO_TELEMETRY = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 
 def _expected_names(cls: type = OsteoError) -> tuple[str, ...]:
@@ -27,7 +30,12 @@ _EXPECTED = _expected_names()
 
 
 def configure_prefect_env() -> None:
-    for key, value in _DEFAULTS.items():
+    from osteo_core.settings import settings
+
+    defaults = dict(_DEFAULTS)
+    if not settings().prefect_telemetry:
+        defaults |= _NO_TELEMETRY
+    for key, value in defaults.items():
         os.environ.setdefault(key, value)
 
 

@@ -73,15 +73,30 @@ def _run_as_tasks(progress: Progress, stage: stages.Stage, request: ScreenReques
     return results
 
 
-@flow(name="screen-dxa-registry", log_prints=False)
+def run_name() -> str:
+    """``screen 2026-11-24 standard``: the as-of date (today for a scheduled run) and the rule set."""
+    from pathlib import Path
+
+    from prefect.runtime import flow_run
+
+    request = flow_run.parameters.get("request", {})
+    fields = request if isinstance(request, dict) else asdict(request)
+    rules = Path(fields.get("rules") or "standard").stem
+    return f"screen {fields.get('as_of') or dt.date.today().isoformat()} {rules}"
+
+
+@flow(name="screen-dxa-registry", flow_run_name=run_name, log_prints=False)
 def screen_dxa_registry(request: ScreenRequest) -> dict[str, Any]:
     """Ingest, validate, classify, find gaps and publish one screen. Returns the manifest (counts only).
 
     A blank ``as_of`` means the day the run starts (scheduled screens).
     """
+    from prefect import get_run_logger
+
     if not request.as_of:
         request = replace(request, as_of=dt.date.today().isoformat())
-    manifest = stages.run_stages(request, functools.partial(_run_as_tasks, Progress.current()))
+    execute = functools.partial(_run_as_tasks, Progress.current())
+    manifest = stages.run_stages(request, execute, get_run_logger())
     publish_artifacts(manifest)
     return manifest
 
@@ -102,8 +117,19 @@ def run_flow(request: ScreenRequest, dask_address: str | None = None, workers: i
             runner = DaskTaskRunner(address=dask_address)
         else:
             runner = ThreadPoolTaskRunner(max_workers=workers)
-        with Progress.for_terminal():
-            return screen_dxa_registry.with_options(task_runner=runner)(request)
+        try:
+            with Progress.for_terminal():
+                return screen_dxa_registry.with_options(task_runner=runner)(request)
+        finally:
+            flush_run_log()
+
+
+def flush_run_log() -> None:
+    """Send the run's log lines still queued for the API before a temporary server stops (else Prefect
+    prints 'Error logging to API' after the run)."""
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
 
 
 def serve(request: ScreenRequest, cron: str, name: str) -> None:

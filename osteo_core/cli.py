@@ -238,7 +238,31 @@ def cmd_screen(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     manifest = _run_flow(_request(args), args.dask_address)
     _print_summary(manifest, Path(args.out), time.perf_counter() - started)
+    for line in input_change_warnings(manifest):
+        print(line, file=sys.stderr)
     return 0
+
+
+INPUT_NAMES = {"scans": "scans", "meds": "medications", "fractures": "fractures"}
+
+
+def input_change_warnings(manifest: dict) -> list[str]:
+    """A run given other kinds of input than the last published one says so (its gaps are not comparable)."""
+    changed = manifest.get("inputs_changed")
+    if not changed:
+        return []
+    lines = []
+    for kind in changed["missing"]:
+        lines.append(
+            f"osteo: warning: no {INPUT_NAMES[kind]} export this time, but the last published run"
+            f" ({changed['previous_run_id']}) had one: gaps that depend on it are not comparable across the two runs"
+        )
+    for kind in changed["new"]:
+        lines.append(
+            f"osteo: warning: a {INPUT_NAMES[kind]} export this time, but not in the last published run"
+            f" ({changed['previous_run_id']}): gaps that depend on it are not comparable across the two runs"
+        )
+    return lines
 
 
 def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
@@ -405,7 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2, already printed in one line)
         return int(exit_.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    terminal = logging.StreamHandler()
+    terminal.setLevel(logging.WARNING)  # Prefect's loggers run at INFO for the run's own log, and propagate here
+    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[terminal])
     try:
         return COMMANDS[args.command](args)
     except OsteoError as err:

@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
     workers: int = 1  # partitions screened at once on this machine (each uses all cores through Polars)
     dask_address: str | None = None  # tcp://host:port of a Dask scheduler to run partitions on
+    prefect_telemetry: bool = False  # Prefect's anonymous usage data; off unless OSTEO_PREFECT_TELEMETRY=true
 
 
 def settings() -> Settings:

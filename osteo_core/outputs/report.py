@@ -51,6 +51,7 @@ def who_by_age_and_sex(out: Path) -> go.Figure:
         SELECT sex, {_band_sql("age_years")} AS band, who_category, count(*) AS exams
         FROM screening WHERE who_category IS NOT NULL GROUP BY ALL ORDER BY ALL""",
     )
+    left_out = query(out, "SELECT count(*) AS n FROM screening WHERE who_category IS NULL").item()
     fig = go.Figure()
     for category in CATEGORY_ORDER:
         part = rows.filter(rows["who_category"] == category)
@@ -61,28 +62,42 @@ def who_by_age_and_sex(out: Path) -> go.Figure:
         xaxis_title="sex / age band",
         yaxis_title="exams",
     )
+    if left_out:
+        fig.add_annotation(
+            text=f"{left_out:,} exam(s) without a WHO category are not shown: judged on Z-scores (younger men,"
+            " premenopausal women) or with no usable T-score",
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=1.08,
+            showarrow=False,
+            xanchor="left",
+            font={"size": 12, "color": "#555"},
+        )
     return fig
 
 
 def eligibility_funnel(out: Path) -> go.Figure:
+    """Patients screened → eligible on their latest exam → of those, untreated (each stage within the one
+    before, so the bars shrink)."""
     counts = query(
         out,
         """
         SELECT count(*) FILTER (WHERE latest_exam_id IS NOT NULL) AS screened,
                count(*) FILTER (WHERE eligibility = 'eligible') AS eligible,
-               count(*) FILTER (WHERE eligibility = 'eligible' AND patient_id NOT IN
-                   (SELECT patient_id FROM care_gaps WHERE gap = 'untreated_high_risk')) AS treated,
-               (SELECT count(*) FROM care_gaps WHERE gap = 'untreated_high_risk') AS untreated
+               count(*) FILTER (WHERE eligibility = 'eligible' AND patient_id IN
+                   (SELECT patient_id FROM care_gaps WHERE gap = 'untreated_high_risk')) AS untreated
         FROM patients""",
     ).row(0, named=True)
+    stages = ["screened", "eligible", "untreated"]
     fig = go.Figure(
         go.Funnel(
-            y=["screened", "eligible", "treated", "untreated"],
-            x=[counts["screened"], counts["eligible"], counts["treated"], counts["untreated"]],
-            textinfo="value+percent initial",
+            y=["screened (latest exam)", "eligible", "eligible and untreated"],
+            x=[counts[s] for s in stages],
+            texttemplate="%{value:,d} (%{percentInitial:.0%})",
         )
     )
-    fig.update_layout(title="Eligibility funnel (patients, latest exam)")
+    fig.update_layout(title="Patients: screened → eligible → untreated (share of screened)")
     return fig
 
 
@@ -110,30 +125,53 @@ def gaps_by_type_and_age(out: Path, as_of: dt.date) -> go.Figure:
 def quarantine_reasons(out: Path) -> go.Figure:
     rows = query(
         out,
-        """SELECT input, "check", count(DISTINCT (source_file, source_row)) AS rows
-                         FROM quarantine GROUP BY ALL ORDER BY rows DESC""",
+        """SELECT input, coalesce("column", '(whole row)') || ': ' || "check" AS reason,
+                  count(DISTINCT (source_file, source_row)) AS rows
+           FROM quarantine GROUP BY ALL ORDER BY rows DESC, reason""",
     )
     fig = go.Figure()
     for source in sorted(set(rows["input"].to_list())) or ["scans"]:
         part = rows.filter(rows["input"] == source)
-        fig.add_bar(name=source, y=part["check"].to_list(), x=part["rows"].to_list(), orientation="h")
-    fig.update_layout(barmode="stack", title="Quarantined rows by failed check", xaxis_title="rows")
+        fig.add_bar(name=source, y=part["reason"].to_list(), x=part["rows"].to_list(), orientation="h")
+    fig.update_layout(
+        barmode="stack", title="Quarantined rows by column and failed check", xaxis_title="rows", yaxis_automargin=True
+    )
     return fig
 
 
+INPUT_LABELS = {"scans": "scans", "meds": "medications", "fractures": "fractures"}
+
+
+def _history_label(entry: dict) -> str | None:
+    changed = entry.get("inputs_changed")
+    if not changed:
+        return None
+    words = [f"no {INPUT_LABELS[k]}" for k in changed["missing"]] + [f"+ {INPUT_LABELS[k]}" for k in changed["new"]]
+    return "inputs changed: " + ", ".join(words)
+
+
 def gaps_over_time(out: Path, manifest: dict) -> go.Figure:
+    """Open gaps per published run. One point per run on a category axis (a single run gives a single
+    tick, not a time axis in milliseconds); a run whose inputs differ from the run before is marked."""
     history = read_history(out) or [{"as_of": manifest["as_of"], "care_gaps": manifest.get("care_gaps", {})}]
+    seen: dict[str, int] = {}
+    labels = []
+    for entry in history:  # two runs on one as-of date stay two points
+        seen[entry["as_of"]] = seen.get(entry["as_of"], 0) + 1
+        labels.append(entry["as_of"] + ("" if seen[entry["as_of"]] == 1 else f" (#{seen[entry['as_of']]})"))
     fig = go.Figure()
     for gap in sorted({g for h in history for g in h["care_gaps"]}):
-        fig.add_scatter(
-            name=gap,
-            mode="lines+markers",
-            x=[h["as_of"] for h in history],
-            y=[h["care_gaps"].get(gap, 0) for h in history],
-        )
+        fig.add_scatter(name=gap, mode="lines+markers", x=labels, y=[h["care_gaps"].get(gap, 0) for h in history])
+    for label, entry in zip(labels, history, strict=True):
+        note = _history_label(entry)
+        if note:
+            fig.add_vline(x=label, line_dash="dot", line_color="#b00")
+            fig.add_annotation(
+                x=label, y=1, yref="paper", text=note, showarrow=False, font_color="#b00", yanchor="bottom"
+            )
     fig.update_layout(
         title=f"Open care gaps across the {len(history)} published run(s)",
-        xaxis_title="as-of date",
+        xaxis={"title": "as-of date of the run", "type": "category"},
         yaxis_title="open gaps",
     )
     return fig

@@ -212,6 +212,10 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     shutil.rmtree(paths.work, ignore_errors=True)
     quarantine = paths.folder / "quarantine.parquet"
     previous = publish.published_manifest(paths.out)
+    manifest["inputs_given"] = [kind for kind in INPUTS if request.paths_of(kind)]
+    changed = inputs_changed(manifest["inputs_given"], previous)
+    if changed:
+        manifest["inputs_changed"] = changed
     previous_valid = previous["rows"]["valid"] if previous else 0
     refusal: RunRefused | None = None
     if reject_rate > request.max_reject_rate:
@@ -245,6 +249,19 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
 TOP_CHECKS = 10
 
 
+def inputs_changed(given: list[str], previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Inputs given now but not to the last published run, or the other way round (``missing``, ``new``,
+    and that run's id): counts that depend on them cannot be compared across the two runs."""
+    if previous is None:
+        return None
+    before = previous.get("inputs_given") or sorted({entry["input"] for entry in previous.get("inputs", [])})
+    missing = [kind for kind in INPUTS if kind in before and kind not in given]
+    new = [kind for kind in INPUTS if kind in given and kind not in before]
+    if not (missing or new):
+        return None
+    return {"missing": missing, "new": new, "previous_run_id": previous.get("run_id")}
+
+
 def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
     """The most frequent quarantine reasons as ``input column: check — N rows`` (counts, never values)."""
     counts = (
@@ -275,6 +292,7 @@ class RunState:
     profile: str
     rules: str
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    conflicting_exam_ids: int = 0
     partition_counts: list[dict[str, Any]] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
 
@@ -287,8 +305,41 @@ def _keep_counts(state: RunState, results: list[dict[str, Any]]) -> None:
     state.partition_counts = list(results)  # partition order: a reproducible merge
 
 
+def _keep_conflicts(state: RunState, results: list[int]) -> None:
+    state.conflicting_exam_ids = results[0]
+
+
 def _keep_manifest(state: RunState, results: list[dict[str, Any]]) -> None:
     state.manifest = results[0]
+
+
+# What each stage reports when it is done (the log, Prefect's Logs tab): counts only, never an identifier.
+def _ingest_report(state: RunState) -> str:
+    parts = []
+    for kind in INPUTS:
+        entries = [e for e in state.inputs if e["input"] == kind]
+        if entries:
+            parts.append(f"{kind} {sum(e['rows'] for e in entries):,} rows from {len(entries)} file(s)")
+    return "read " + "; ".join(parts)
+
+
+def _conflicts_report(state: RunState) -> str:
+    return f"{state.conflicting_exam_ids:,} exam id(s) found under more than one patient (their copies are quarantined)"
+
+
+def _partitions_report(state: RunState) -> str:
+    counts = merge_counts(state.partition_counts)
+    return f"{len(state.partition_counts)} partition(s) screened: " + ", ".join(
+        f"{kind} {c['valid']:,} valid, {c['quarantined']:,} quarantined, {c['duplicate']:,} duplicate"
+        for kind, c in ((k, counts[k]) for k in INPUTS)
+        if c["rows_in"]
+    )
+
+
+def _publish_report(state: RunState) -> str:
+    manifest = state.manifest or {}
+    gaps = ", ".join(f"{name} {n:,}" for name, n in manifest.get("care_gaps", {}).items()) or "none"
+    return f"run {manifest.get('run_id')} {manifest.get('status')}; open care gaps: {gaps}"
 
 
 def once(state: RunState) -> list[Any]:
@@ -310,6 +361,7 @@ class Stage:
     run: Callable[[ScreenRequest, RunState, Any], Any]
     items: Callable[[RunState], list[Any]]
     keep: Callable[[RunState, list[Any]], None]
+    report: Callable[[RunState], str]  # one line of counts once the stage is done (never an identifier)
     retries: int = 0
     concurrent: bool = False
 
@@ -331,17 +383,27 @@ def publish_stage(request: ScreenRequest, state: RunState, item: None) -> dict[s
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", ingest_stage, items=lambda state: list(INPUTS), keep=_keep_inputs, retries=2),
-    Stage("exam-id conflicts", conflicts_stage, items=once, keep=lambda state, results: None, retries=2),
+    Stage(
+        "ingest", ingest_stage, items=lambda state: list(INPUTS), keep=_keep_inputs, report=_ingest_report, retries=2
+    ),
+    Stage(
+        "exam-id conflicts",
+        conflicts_stage,
+        items=once,
+        keep=_keep_conflicts,
+        report=_conflicts_report,
+        retries=2,
+    ),
     Stage(
         "screen partitions",
         partition_stage,
         items=lambda state: list(range(state.partitions)),
         keep=_keep_counts,
+        report=_partitions_report,
         retries=2,
         concurrent=True,
     ),
-    Stage("publish", publish_stage, items=once, keep=_keep_manifest),
+    Stage("publish", publish_stage, items=once, keep=_keep_manifest, report=_publish_report),
 )
 
 _NOT_CURED_BY_RETRY = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
@@ -358,12 +420,16 @@ def worth_retrying(exc: BaseException) -> bool:
 Executor = Callable[[Stage, ScreenRequest, RunState], list[Any]]
 
 
-def run_stages(request: ScreenRequest, execute: Executor) -> dict[str, Any]:
-    """The whole screen: ``execute`` runs each stage's items and returns their results in item order."""
+def run_stages(
+    request: ScreenRequest, execute: Executor, logger: logging.Logger | logging.LoggerAdapter = log
+) -> dict[str, Any]:
+    """The whole screen: ``execute`` runs each stage's items and returns their results in item order; each
+    stage's report (counts only) goes to ``logger`` at INFO."""
     with open_run(request) as prepared:
         state = RunState(**prepared)
         for stage in STAGES:
             stage.keep(state, execute(stage, request, state))
+            logger.info("%s: %s", stage.name, stage.report(state))
     assert state.manifest is not None
     return state.manifest
 

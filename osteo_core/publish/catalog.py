@@ -96,7 +96,7 @@ def table_listing() -> pl.DataFrame:
         elif table == "untreated_high_risk":
             rows.append((table, "…", None, "the care_gaps columns, then the screening columns"))
         else:
-            rows.append((table, "…", None, "the export's columns, typed, plus the resolved drug class or fracture site"))
+            rows.append(
+                (table, "…", None, "the export's columns, typed, plus the resolved drug class or fracture site")
+            )
     return pl.DataFrame(rows, schema=["table", "column", "type", "description"], orient="row")
-
-

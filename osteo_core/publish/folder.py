@@ -240,7 +240,10 @@ def append_history(out: Path, manifest: dict[str, Any]) -> None:
         "rule_set": f"{manifest['rule_set']['name']}@{manifest['rule_set']['version']}",
         "rows": manifest["rows"],
         "care_gaps": manifest.get("care_gaps", {}),
+        "inputs_given": manifest.get("inputs_given", []),
     }
+    if manifest.get("inputs_changed"):
+        entry["inputs_changed"] = manifest["inputs_changed"]
     with (out / HISTORY).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, sort_keys=True) + "\n")
 

@@ -49,7 +49,23 @@ class DropExpectedErrors(logging.Filter):
         return not any(f"{name}(" in message or f"{name}:" in message for name in _EXPECTED)
 
 
+class DropDrainNotices(logging.Filter):
+    """Drop Prefect's "Still processing items" notices while its background services (run logs, events)
+    finish sending to the API at the end of a run: progress of Prefect's own, not a problem of the screen."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items")
+
+
+# Prefect's background services log under their class names (``prefect._internal.concurrency.services``).
+_SERVICE_LOGGERS = ("APILogWorker", "EventsWorker")
+
+
 def install_filter() -> None:
+    for name in _SERVICE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropDrainNotices) for f in logger.filters):
+            logger.addFilter(DropDrainNotices())
     quiet = DropExpectedErrors()
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)

@@ -149,3 +149,43 @@ DTYPES: dict[str, dict[str, pl.DataType]] = {
     "care_gaps": GAPS_SCHEMA,
     "treatment_intervals": INTERVALS_SCHEMA,
 }
+
+_SOURCE_DESCRIPTIONS = {
+    SOURCE_FILE: "Input file the row came from",
+    SOURCE_ROW: "1-based data row in that file",
+    "patient_id": "Patient identifier",
+}
+EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {  # the known columns; an export's extra ones pass through
+    "medications": _SOURCE_DESCRIPTIONS
+    | {
+        "drug": "Drug as exported: generic name, brand or ATC code",
+        "event_date": "Date dispensed or administered",
+        "days_supply": "Days supplied, as exported (blank: the drug's default coverage applies)",
+        "dose_mg": "Dose in mg, as exported",
+        "generic": "Generic name the drug was recognised as (blank: not an osteoporosis drug)",
+        "drug_class": "bisphosphonate, denosumab, SERM or anabolic",
+        "coverage_days": "Days this event covers",
+        "oncology": "An oncology product (Xgeva, Zometa, or their oncology doses): never osteoporosis treatment",
+        "osteoporosis_treatment": "Counts as osteoporosis treatment",
+        "coverage_end": "First day no longer covered by this event (exclusive)",
+    },
+    "fractures": _SOURCE_DESCRIPTIONS
+    | {
+        "fracture_date": "Date of the fracture",
+        "site": "Site as exported",
+        "icd10": "ICD-10(-CM) code as exported",
+        "birth_date": "Date of birth, as exported",
+        "fracture_site": "Site used: the exported site, else the one its ICD-10 code maps to",
+        "fragility": "A fragility fracture (not fingers, toes, face or skull)",
+        "new_fracture": "A new fracture (not a later encounter or sequela code)",
+    },
+}
+
+
+def catalog_column_descriptions(name: str) -> dict[str, str]:
+    """Descriptions of a catalog table's or view's columns (``COMMENT ON COLUMN`` in ``osteo.duckdb``)."""
+    if name in COLUMN_DESCRIPTIONS:
+        return COLUMN_DESCRIPTIONS[name]
+    if name == "untreated_high_risk":  # the care_gaps columns, then the screening columns
+        return COLUMN_DESCRIPTIONS["screening"] | COLUMN_DESCRIPTIONS["care_gaps"]
+    return EVENT_COLUMN_DESCRIPTIONS.get(name, {})

@@ -185,8 +185,10 @@ def tables_page() -> str:
         GENERATED,
         "",
         "Each published run holds these tables. `OUT/<table>.parquet` is one Parquet file per table (readable",
-        "by DuckDB, Polars, pandas); `OUT/osteo.duckdb` is a catalog of views over them, with these",
-        "descriptions stored as table and column comments. `osteo sql --tables` prints the same list.",
+        "by DuckDB, Polars, pandas). `OUT/osteo.duckdb` holds a copy of each (schema `published`) and a view",
+        "of it under the table's name, with these descriptions as table and column comments (`COMMENT ON`,",
+        "seen in `duckdb_columns()`); it holds no file path, so it keeps working wherever the output folder is",
+        "moved, copied or mounted. `osteo sql --tables` prints the same list.",
         "",
     ]
     for table in TABLES:

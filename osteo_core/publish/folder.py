@@ -160,25 +160,65 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+CATALOG_SCHEMA = "published"  # the catalog's own copy of the run's tables; ``main`` holds the views over it
+
+
 def write_catalog(folder: Path, tables: list[str], extra_views: dict[str, str] | None = None) -> Path:
-    """A DuckDB file of views over the run's Parquet files (absolute paths of this immutable folder)."""
+    """A self-contained, self-describing DuckDB file for any client (DuckDB's CLI, Python, DBeaver).
+
+    Each table's rows are copied into ``published.<table>`` and ``main.<table>`` is a view of it, so the file
+    holds no path: moving, copying or re-mounting the output folder keeps every view working (DuckDB resolves
+    a path in a view against the client's working directory, and a table function cannot compute one).
+    Tables, views and columns carry their descriptions (``COMMENT ON``), visible in ``duckdb_columns()``.
+    """
     path = folder / CATALOG
     if path.exists():
         path.unlink()
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config={"temp_directory": str(folder / ".catalog.tmp")})
     try:
+        con.execute(f"CREATE SCHEMA {CATALOG_SCHEMA}")
         for table in tables:
-            if not table_files(folder, table):
+            files = table_files(folder, table)
+            if not files:
                 continue  # not in this run
-            single = folder / f"{table}.parquet"  # else the table is kept one file per partition
-            parquet = single.resolve() if single.is_file() else (folder / table).resolve() / "part-*.parquet"
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{_sql_text(str(parquet))}')")
+            listed = ", ".join(f"'{_sql_text(str(f))}'" for f in files)
+            con.execute(f"CREATE TABLE {CATALOG_SCHEMA}.{table} AS SELECT * FROM read_parquet([{listed}])")
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {CATALOG_SCHEMA}.{table}")
         for name, sql in (extra_views or {}).items():
             con.execute(f"CREATE VIEW {name} AS {sql}")
+        _comment_catalog(con)
         con.execute("CHECKPOINT")
     finally:
         con.close()
+        shutil.rmtree(folder / ".catalog.tmp", ignore_errors=True)
     return path
+
+
+def _comment_catalog(con: duckdb.DuckDBPyConnection) -> None:
+    """``COMMENT ON`` every table, view and known column from the one registry (``schemas.tables``)."""
+    from schemas.tables import TABLE_DESCRIPTIONS, catalog_column_descriptions
+
+    present = {
+        (schema, name): kind
+        for schema, name, kind in con.execute(
+            "SELECT schema_name, table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database() "
+            "UNION ALL SELECT schema_name, view_name, 'VIEW' FROM duckdb_views() "
+            "WHERE database_name = current_database() AND NOT internal"
+        ).fetchall()
+    }
+    columns = {
+        (schema, table, column)
+        for schema, table, column in con.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    for (schema, name), kind in sorted(present.items()):
+        if name not in TABLE_DESCRIPTIONS:
+            continue
+        con.execute(f"COMMENT ON {kind} {schema}.{name} IS '{_sql_text(TABLE_DESCRIPTIONS[name])}'")
+        for column, text in catalog_column_descriptions(name).items():
+            if (schema, name, column) in columns:
+                con.execute(f"COMMENT ON COLUMN {schema}.{name}.\"{column}\" IS '{_sql_text(text)}'")
 
 
 def _sql_text(text: str) -> str:

@@ -73,7 +73,7 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "Read the scans export (and optionally medications and fractures), validate every row, classify each "
         "exam, apply the rule set, find the care gaps and publish the tables into --out in one atomic step. "
         "Exit 0 published, 2 unusable input (one line naming the file), 3 refused (too many rows quarantined, "
-        "or far fewer exams than last time).",
+        "or far fewer exams than last time), 1 the engine failed (e.g. Prefect's server did not start).",
         "osteo screen --scans exports/scans/ --meds exports/meds.csv --fractures exports/fractures.csv "
         "--out /data/osteo\n  osteo screen --scans data/samples/densitometer_us_sample.csv --profile densitometer_us",
     ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +17,9 @@ class Settings(BaseSettings):
     partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
     workers: int = 1  # partitions screened at once on this machine (each uses all cores through Polars)
     dask_address: str | None = None  # tcp://host:port of a Dask scheduler to run partitions on
+    # osteo.duckdb: "copy" holds the tables themselves (works wherever the folder goes; costs a copy of the rows),
+    # "views" only views over this run folder's Parquet files by absolute path (tiny; breaks if the folder moves)
+    catalog: Literal["copy", "views"] = "copy"
     prefect_telemetry: bool = False  # Prefect's anonymous usage data; off unless OSTEO_PREFECT_TELEMETRY=true
 
 

@@ -155,7 +155,7 @@ _SOURCE_DESCRIPTIONS = {
     SOURCE_ROW: "1-based data row in that file",
     "patient_id": "Patient identifier",
 }
-EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {  # the known columns; an export's extra ones pass through
+EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "medications": _SOURCE_DESCRIPTIONS
     | {
         "drug": "Drug as exported: generic name, brand or ATC code",

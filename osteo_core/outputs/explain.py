@@ -92,7 +92,9 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
         f"{_show(row['has_fragility_fracture'])})",
         f"  fractures export: {row['fracture_count']} fragility fracture(s) on or before the exam, latest "
         f"{_show(row['latest_fracture_date'])}",
-        f"  lowest Z-score {_show(row['lowest_z_score'])}; Z category {_show(row['z_category'])} "
+        f"  lowest Z-score {_show(row['lowest_z_score'])}; Z category "
+        + (_show(row["z_category"]) if row["diagnostic_basis"] == "z_score" else "not used (T-score basis)")
+        + " "
         f"(below expected <= {zc['below_expected_z_at_or_below']})",
         f"  FRAX after glucocorticoid adjustment: MOF {_show(row['frax_mof_adjusted'])} %, hip "
         f"{_show(row['frax_hip_adjusted'])} % (high dose {high_op} {adj['high_dose_mg']} mg/day, "

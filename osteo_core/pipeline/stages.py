@@ -36,6 +36,7 @@ from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_ke
 from osteo_core.pipeline.request import INPUTS, ScreenRequest, as_of_date, canonical_namer, require_columns
 from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
+from osteo_core.settings import settings
 from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_under_several_patients
 from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.published import PUBLISHED_SCHEMAS
@@ -229,7 +230,8 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         publish.write_manifest(paths.folder, manifest)
         raise refusal
     manifest["status"] = "published"
-    publish.write_catalog(paths.folder, list(publish.CATALOG_TABLES), publish.VIEWS)
+    manifest["catalog"] = settings().catalog
+    publish.write_catalog(paths.folder, list(publish.CATALOG_TABLES), publish.VIEWS, copy=manifest["catalog"] == "copy")
     publish.crash_point("after_catalog")
     publish.write_manifest(paths.folder, manifest)
     publish.promote(

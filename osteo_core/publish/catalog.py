@@ -86,7 +86,7 @@ def query(out: Path, sql: str) -> pl.DataFrame:
 
 def table_listing() -> pl.DataFrame:
     """Every published table and view, its columns and their descriptions (from ``schemas.tables``)."""
-    from schemas.tables import COLUMN_DESCRIPTIONS, DTYPES, TABLE_DESCRIPTIONS
+    from schemas.tables import COLUMN_DESCRIPTIONS, DTYPES, EVENT_COLUMN_DESCRIPTIONS, TABLE_DESCRIPTIONS
 
     rows = []
     for table, description in TABLE_DESCRIPTIONS.items():
@@ -96,7 +96,5 @@ def table_listing() -> pl.DataFrame:
         elif table == "untreated_high_risk":
             rows.append((table, "…", None, "the care_gaps columns, then the screening columns"))
         else:
-            rows.append(
-                (table, "…", None, "the export's columns, typed, plus the resolved drug class or fracture site")
-            )
+            rows += [(table, c, None, text) for c, text in EVENT_COLUMN_DESCRIPTIONS[table].items()]
     return pl.DataFrame(rows, schema=["table", "column", "type", "description"], orient="row")

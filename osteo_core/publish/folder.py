@@ -160,30 +160,41 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+# Rows are copied in parallel (a SQL table has no order: ORDER BY what you need), within a memory budget that
+# spills to the run folder rather than raise the run's peak.
+_CATALOG_WRITE_CONFIG: dict[str, str | bool] = {"preserve_insertion_order": False, "memory_limit": "1GB"}
 CATALOG_SCHEMA = "published"  # the catalog's own copy of the run's tables; ``main`` holds the views over it
 
 
-def write_catalog(folder: Path, tables: list[str], extra_views: dict[str, str] | None = None) -> Path:
-    """A self-contained, self-describing DuckDB file for any client (DuckDB's CLI, Python, DBeaver).
+def write_catalog(
+    folder: Path, tables: list[str], extra_views: dict[str, str] | None = None, copy: bool = True
+) -> Path:
+    """A self-describing DuckDB file for any client (DuckDB's CLI, Python, DBeaver).
 
-    Each table's rows are copied into ``published.<table>`` and ``main.<table>`` is a view of it, so the file
-    holds no path: moving, copying or re-mounting the output folder keeps every view working (DuckDB resolves
-    a path in a view against the client's working directory, and a table function cannot compute one).
+    With ``copy`` each table's rows are copied into ``published.<table>`` and ``main.<table>`` is a view of it,
+    so the file names no path: moving, copying or re-mounting the output folder keeps every view working (DuckDB
+    resolves a path in a view against the client's working directory, and a table function cannot compute one).
+    Without it (``OSTEO_CATALOG=views``, for registries where the copy's time counts) the views read this run
+    folder's Parquet files by absolute path: a tiny file that works only where the folder is.
     Tables, views and columns carry their descriptions (``COMMENT ON``), visible in ``duckdb_columns()``.
     """
     path = folder / CATALOG
     if path.exists():
         path.unlink()
-    con = duckdb.connect(str(path), config={"temp_directory": str(folder / ".catalog.tmp")})
+    con = duckdb.connect(str(path), config=_CATALOG_WRITE_CONFIG | {"temp_directory": str(folder / ".catalog.tmp")})
     try:
-        con.execute(f"CREATE SCHEMA {CATALOG_SCHEMA}")
+        if copy:
+            con.execute(f"CREATE SCHEMA {CATALOG_SCHEMA}")
         for table in tables:
             files = table_files(folder, table)
             if not files:
                 continue  # not in this run
-            listed = ", ".join(f"'{_sql_text(str(f))}'" for f in files)
-            con.execute(f"CREATE TABLE {CATALOG_SCHEMA}.{table} AS SELECT * FROM read_parquet([{listed}])")
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {CATALOG_SCHEMA}.{table}")
+            listed = ", ".join(f"'{_sql_text(str(f.resolve()))}'" for f in files)
+            rows = f"SELECT * FROM read_parquet([{listed}])"
+            if copy:
+                con.execute(f"CREATE TABLE {CATALOG_SCHEMA}.{table} AS {rows}")
+                rows = f"SELECT * FROM {CATALOG_SCHEMA}.{table}"
+            con.execute(f"CREATE VIEW {table} AS {rows}")
         for name, sql in (extra_views or {}).items():
             con.execute(f"CREATE VIEW {name} AS {sql}")
         _comment_catalog(con)

@@ -35,6 +35,7 @@ def test_explain_shows_inputs_rules_thresholds_values_and_result(published):
     assert "[x] osteopenia_with_smoking" in text
     assert "Result: eligible (reasons: osteopenia_with_low_weight, osteopenia_with_smoking)" in text
     assert "Recommendation: oral_bisphosphonate" in text and "Next DXA due: 2026-03-01" in text
+    assert "Z category not used (T-score basis)" in text  # before: "Z category unknown" beside a Z-score
 
 
 def test_explain_prints_no_other_patient_and_no_birth_date(published):

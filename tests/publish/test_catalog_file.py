@@ -1,6 +1,7 @@
 """Issue 12 §4: ``OUT/osteo.duckdb`` works wherever the output folder goes, from any DuckDB client, and
 describes itself: every table, view and column carries its description as a DuckDB comment."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -86,3 +87,26 @@ def test_the_catalog_works_on_a_read_only_remount(published, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) == counts["screening"]
+
+
+def test_views_mode_keeps_a_tiny_catalog_of_views_over_the_run_folder(tmp_path, monkeypatch):
+    """OSTEO_CATALOG=views: no copy of the rows (for registries where its time counts), comments still there,
+    and the manifest says which kind of catalog the run has."""
+    monkeypatch.setenv("OSTEO_CATALOG", "views")
+    paths = write_synthetic(tmp_path, 40, seed=32)
+    manifest = screen_synthetic(paths, tmp_path / "out", "2026-01-01")
+    assert manifest["catalog"] == "views"
+    with duckdb.connect(str(tmp_path / "out" / "osteo.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT internal").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM screening").fetchone()[0] == pl.read_parquet(
+            tmp_path / "out" / "screening.parquet"
+        ).height
+        comment = con.execute(
+            "SELECT comment FROM duckdb_columns() WHERE table_name = 'screening' AND column_name = 'who_category'"
+        ).fetchone()[0]
+    assert comment == catalog_column_descriptions("screening")["who_category"]
+
+
+def test_a_copy_catalog_is_recorded_in_the_manifest(published):
+    folder, _ = published
+    assert json.loads((folder / "out" / "manifest.json").read_text())["catalog"] == "copy"

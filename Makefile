@@ -22,8 +22,8 @@ setup: $(VENV)/.synced  ## create .venv from uv.lock
 demo: setup  ## screen a synthetic registry of 10,000 patients through the Prefect flow
 	$(VENV)/bin/osteo demo --patients 10000 --out osteo-demo
 
-test: setup browser  ## the whole test suite
-	$(VENV)/bin/python -m pytest
+test: setup browser  ## the whole test suite, one pytest worker per core (at most 4)
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4
 
 # The report test screenshots the report in headless Chromium. Debian's package is installed when it is
 # missing and this runs as root; otherwise install your distribution's chromium package yourself.

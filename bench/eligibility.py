@@ -17,6 +17,7 @@ import polars as pl
 from osteo_core.decide.classify import classify, fracture_history
 from osteo_core.decide.eligibility import apply_rules
 from osteo_core.decide.rules import load_rules
+from osteo_core.decide.sides import fold_sides
 from osteo_core.demo.synthetic import registry
 from osteo_core.ingest.profiles import load_profile
 from osteo_core.validate.scans import normalise_text, parse_scans
@@ -42,8 +43,10 @@ def main(exams: int = 1_000_000, repeats: int = 5) -> None:
     print(f"{typed.height:,} typed exams, {pl.thread_pool_size()} threads")
     for name in ("standard", "bhof2022", "aace2020"):
         rules = load_rules(name)
-        base = _median(lambda r=rules: classify(fracture_history(typed.lazy()), r).collect(), repeats)
-        full = _median(lambda r=rules: apply_rules(classify(fracture_history(typed.lazy()), r), r).collect(), repeats)
+        base = _median(lambda r=rules: classify(fracture_history(fold_sides(typed.lazy())), r).collect(), repeats)
+        full = _median(
+            lambda r=rules: apply_rules(classify(fracture_history(fold_sides(typed.lazy())), r), r).collect(), repeats
+        )
         print(
             f"{name:9s} classify {base:.3f} s, classify + eligibility {full:.3f} s, "
             f"eligibility adds {full - base:.3f} s"

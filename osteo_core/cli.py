@@ -88,7 +88,7 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "Run one read-only DuckDB query over the published run in --out (tables: osteo sql --tables). "
         "Nothing can be written or read by path.",
         'osteo sql --out osteo-demo "SELECT who_category, count(*) FROM screening GROUP BY ALL"\n'
-        "  osteo sql --out osteo-demo --format csv \"SELECT * FROM quarantine\" > quarantine.csv\n"
+        '  osteo sql --out osteo-demo --format csv "SELECT * FROM quarantine" > quarantine.csv\n'
         "  osteo sql --tables",
     ),
     "gaps": (

@@ -20,7 +20,8 @@ import polars as pl
 from schemas.checks import column_check, frame_check, not_after, ordered, range_check, text_schema
 from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.readers import DTYPES, Words
-from schemas.scans import SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT
+from schemas.scans import MEASURES, SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT, sided
+from schemas.tables import HIP_SITES, SIDES
 
 
 def raw_scans_schema(date_formats: list[str], words: Words, decimal: str = ".") -> pa.DataFrameSchema:
@@ -68,6 +69,16 @@ def typed_scans_schema(
         "birth_date": [ordered("not_after_exam_date", "birth_date", "exam_date")],
         "frax_hip": [ordered("not_above_frax_mof", "frax_hip", "frax_mof")],
     }
+    for site in HIP_SITES:  # one value for the exam and one per hip: which one is the diagnosis? ask, never pick
+        for kind, _, _ in MEASURES:
+            sides = [sided(side, site, kind) for side in SIDES]
+            extra[f"{site}_{kind}"] = [
+                column_check(
+                    "not_with_sided_values",
+                    lambda c, sides=sides: pl.col(c).is_null() | pl.all_horizontal(pl.col(s).is_null() for s in sides),
+                    f"{site}_{kind} given together with {' or '.join(sides)}: map one value per hip or one per exam",
+                )
+            ]
     columns: dict[str, pa.Column] = {}
     for f in SCANS_FIELDS:
         checks = list(extra.get(f.name, []))

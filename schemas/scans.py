@@ -4,9 +4,22 @@ words accepted for coded fields. Plain data: ``schemas.input_checks`` builds the
 from __future__ import annotations
 
 from schemas.fields import Field, fields_of_kind
-from schemas.tables import SITES
+from schemas.tables import HIP_SITES, SIDES, SITES
 
-SCORE_COLUMNS = tuple(f"{site}_{kind}" for site in SITES for kind in ("t", "z"))
+MEASURES = (("t", "T-score", "t_score"), ("z", "Z-score", "z_score"), ("bmd", "BMD g/cm²", "bmd"))
+
+
+def sided(side: str, site: str, kind: str) -> str:
+    """``left_total_hip_t``: one hip's value, for exports of both hips (dual-femur scans)."""
+    return f"{side}_{site}_{kind}"
+
+
+SIDED_COLUMNS = tuple(sided(side, site, kind) for site in HIP_SITES for kind, _, _ in MEASURES for side in SIDES)
+# any T- or Z-score, unsided or of one hip: an exam needs at least one
+SCORE_COLUMNS = tuple(f"{site}_{kind}" for site in SITES for kind in ("t", "z")) + tuple(
+    sided(side, site, kind) for site in HIP_SITES for kind in ("t", "z") for side in SIDES
+)
+UNSIDED_SCORE_COLUMNS = tuple(c for c in SCORE_COLUMNS if c not in SIDED_COLUMNS)
 
 SCANS_FIELDS: tuple[Field, ...] = (
     Field("patient_id", "text", "Patient identifier (PHI: never logged)", required=True),
@@ -22,7 +35,13 @@ SCANS_FIELDS: tuple[Field, ...] = (
     *(
         Field(f"{site}_{kind}", "number", f"{site} {label}", range_key=rk)
         for site in SITES
-        for kind, label, rk in (("t", "T-score", "t_score"), ("z", "Z-score", "z_score"), ("bmd", "BMD g/cm²", "bmd"))
+        for kind, label, rk in MEASURES
+    ),
+    *(
+        Field(sided(side, site, kind), "number", f"{site} {label}, {side} hip (instead of {site}_{kind})", range_key=rk)
+        for site in HIP_SITES
+        for kind, label, rk in MEASURES
+        for side in SIDES
     ),
     Field("spine_levels", "spine_levels", "Evaluable lumbar vertebrae, e.g. L1-L4 or L1,L3"),
     Field("frax_mof", "number", "10-year FRAX major osteoporotic fracture probability, %", range_key="frax"),

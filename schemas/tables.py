@@ -13,6 +13,8 @@ SOURCE_ROW = "source_row"
 SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
 SITES = tuple(SITE_LABELS)  # measurement sites of a DXA exam
 LSC_SITES = ("spine", "total_hip", "femoral_neck")  # sites compared between serial exams (BMD loss)
+HIP_SITES = ("total_hip", "femoral_neck")  # measured on either hip: an export may give each side
+SIDES = ("left", "right")  # ties between the sides go to the first
 
 TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet
 EVENT_TABLES = ("medications", "fractures")  # valid events: in the run folder and the catalog only
@@ -65,6 +67,7 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
     "diagnostic_basis": (pl.Utf8, "t_score or z_score (docs/rules.md §1)"),
     "lowest_t_score": (pl.Float64, "Lowest usable T-score, rounded to one decimal"),
     "lowest_t_site": (pl.Utf8, "Site of the lowest T-score"),
+    "lowest_t_side": (pl.Utf8, "left / right: the hip that gave the lowest T-score (exports of both hips); else null"),
     "who_category": (pl.Utf8, "normal / osteopenia / osteoporosis / severe_osteoporosis (basis t_score)"),
     "lowest_z_score": (pl.Float64, "Lowest usable Z-score, rounded to one decimal"),
     "z_category": (pl.Utf8, "within_expected / below_expected (basis z_score)"),

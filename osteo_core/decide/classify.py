@@ -8,7 +8,9 @@ from __future__ import annotations
 import polars as pl
 
 from osteo_core.decide.rules import RuleSet
+from osteo_core.decide.sides import side_column
 from schemas.scans import SPINE_LEVEL_COUNT
+from schemas.tables import HIP_SITES
 
 _NUDGE = 1e-9  # rounds the decimal as written: -1.95 is stored as -1.9499999…; nudge away from zero first
 
@@ -60,10 +62,16 @@ def has_any(flags: tuple[str, ...]) -> pl.Expr:
     return pl.any_horizontal([pl.col(f).fill_null(False) for f in flags])
 
 
-def classify(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """Add ``diagnostic_basis``, lowest T/Z score and site, ``who_category`` and ``z_category``.
+def lowest_side(site: pl.Expr) -> pl.Expr:
+    """The hip (left/right) behind the lowest score's ``site``, when the export gave both hips."""
+    return pl.coalesce([pl.when(site == s).then(pl.col(side_column(s, "t"))) for s in HIP_SITES])
 
-    Expects ``has_fragility_fracture`` (bool) on the frame — see ``fracture_history``.
+
+def classify(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
+    """Add ``diagnostic_basis``, lowest T/Z score, its site and side, ``who_category`` and ``z_category``.
+
+    Expects ``has_fragility_fracture`` (bool) on the frame — see ``fracture_history`` — and the hips
+    folded by ``sides.fold_sides``.
     """
     lowest_t, lowest_t_site = lowest_score("t", rules)
     lowest_z, _ = lowest_score("z", rules)
@@ -93,7 +101,11 @@ def classify(exams: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
         lowest_t.alias("lowest_t_score"),
         lowest_t_site.alias("lowest_t_site"),
         lowest_z.alias("lowest_z_score"),
-    ).with_columns(category.alias("who_category"), z_category.alias("z_category"))
+    ).with_columns(
+        category.alias("who_category"),
+        z_category.alias("z_category"),
+        lowest_side(pl.col("lowest_t_site")).alias("lowest_t_side"),
+    )
 
 
 def fracture_history(exams: pl.LazyFrame, fractures: pl.LazyFrame | None = None) -> pl.LazyFrame:

@@ -11,9 +11,11 @@ from typing import Any
 
 import polars as pl
 
+from osteo_core.decide.sides import with_sided_columns
 from osteo_core.gaps.coverage import patient_treatment, treatment_events
 from schemas import parsing
-from schemas.tables import GAPS_SCHEMA, LSC_SITES, PATIENTS_SCHEMA
+from schemas.scans import sided
+from schemas.tables import GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
 
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
 
@@ -193,6 +195,46 @@ def _micro(expr: pl.Expr) -> pl.Expr:
     return (expr.cast(pl.Utf8).cast(pl.Decimal(18, 6)) * _MICRO).cast(pl.Int64)
 
 
+def _site_comparison(site: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(earlier, later) BMD of one site of a pair of exams in exact integer millionths, at one scale, then
+    the two values as shown and a label: like is compared with like (ISCD 2023: monitor on both hips' mean).
+
+    For a hip site: both hips' sum when both exams give both hips (earlier − later ≥ LSC × earlier holds for
+    the sum exactly when it holds for the mean); else the left hip when both exams give it; else the right;
+    else the unsided value. Other sites: the unsided value.
+    """
+
+    def pair(column: str) -> tuple[pl.Expr, pl.Expr]:
+        return pl.col(f"{column}_earlier"), pl.col(column)
+
+    unsided = pair(f"{site}_bmd")
+    if site not in HIP_SITES:
+        return _micro(unsided[0]), _micro(unsided[1]), unsided[0], unsided[1], pl.lit("")
+    left, right = pair(sided(SIDES[0], site, "bmd")), pair(sided(SIDES[1], site, "bmd"))
+    both = pl.all_horizontal(c.is_not_null() for c in (*left, *right))
+    left_on_both = left[0].is_not_null() & left[1].is_not_null()
+    right_on_both = right[0].is_not_null() & right[1].is_not_null()
+
+    def choose(mean_of_both: pl.Expr, left_only: pl.Expr, right_only: pl.Expr, unsided_only: pl.Expr) -> pl.Expr:
+        return (
+            pl.when(both)
+            .then(mean_of_both)
+            .when(left_on_both)
+            .then(left_only)
+            .when(right_on_both)
+            .then(right_only)
+            .otherwise(unsided_only)
+        )
+
+    micro = [
+        choose(_micro(left[i]) + _micro(right[i]), _micro(left[i]), _micro(right[i]), _micro(unsided[i]))
+        for i in (0, 1)
+    ]
+    shown = [choose(((left[i] + right[i]) / 2).round(4), left[i], right[i], unsided[i]) for i in (0, 1)]
+    label = choose(pl.lit(" (mean of both hips)"), pl.lit(" (left hip)"), pl.lit(" (right hip)"), pl.lit(""))
+    return micro[0], micro[1], shown[0], shown[1], label
+
+
 def significant_bmd_loss(
     exams: pl.LazyFrame, params: dict[str, Any], device_lsc: pl.LazyFrame | None = None
 ) -> pl.LazyFrame:
@@ -200,12 +242,13 @@ def significant_bmd_loss(
 
     Compared in exact decimals: earlier − later ≥ LSC × earlier. The spine counts only when both exams used
     the same ``spine_levels`` (blank on both = the same) with at least the minimum number of vertebrae
-    (blank = all four). ``device_lsc`` (device_id, site, lsc) overrides the defaults per device.
+    (blank = all four). ``device_lsc`` (device_id, site, lsc) overrides the defaults per device. Exports of
+    both hips compare like with like (``_monitored_bmd``).
     """
     p = params["significant_bmd_loss"]
     keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]
-    keep += [f"{s}_bmd" for s in LSC_SITES]
-    ordered = exams.select(keep).sort(EXAM_ORDER)
+    keep += [f"{s}_bmd" for s in LSC_SITES] + [sided(side, s, "bmd") for s in HIP_SITES for side in SIDES]
+    ordered = with_sided_columns(exams).select(keep).sort(EXAM_ORDER)
     last = _last_per_patient()
     later = ordered.filter(last)
     # the row just before a patient's last row, when it is the same patient's: the second most recent exam
@@ -220,18 +263,19 @@ def significant_bmd_loss(
     findings = []
     for site in LSC_SITES:
         lsc = pl.coalesce(pl.col(f"_lsc_{site}"), pl.lit(p[site]))
-        before, after = _micro(pl.col(f"{site}_bmd_earlier")), _micro(pl.col(f"{site}_bmd"))
+        before, after, shown_before, shown_after, label = _site_comparison(site)
         lost = ((before - after) * _MICRO >= _micro(lsc) * before).fill_null(False)
         if site == "spine":
             lost = lost & spine_comparable
-        change = (pl.col(f"{site}_bmd") / pl.col(f"{site}_bmd_earlier") - 1) * 100
+        change = (shown_after / shown_before - 1) * 100
         findings.append(
             pl.when(lost).then(
                 pl.format(
-                    "{} {} → {} g/cm² ({}%, LSC {}%)",
+                    "{}{} {} → {} g/cm² ({}%, LSC {}%)",
                     pl.lit(site),
-                    pl.col(f"{site}_bmd_earlier"),
-                    pl.col(f"{site}_bmd"),
+                    label,
+                    shown_before,
+                    shown_after,
                     change.round(1),
                     (lsc * 100).round(1),
                 )

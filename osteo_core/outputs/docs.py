@@ -245,6 +245,10 @@ def rules_page() -> str:
         f"Every score is rounded to {sites['score_decimals']} decimal(s), half away from zero, as written",
         "(−1.95 → −2.0), before any comparison. The lowest usable score and its site are reported.",
         "",
+        "Exports of both hips (`left_total_hip_t`, `right_femoral_neck_t`, …): each hip site's score is the",
+        "lower hip's (ties: left), never the mean of both hips (ISCD 2023 official positions on bilateral hip",
+        "DXA); `lowest_t_side` records the hip when a hip site gives the lowest T-score.",
+        "",
         "## §3 WHO category (T-score basis) and Z category",
         "",
         *_table(

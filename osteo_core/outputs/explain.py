@@ -18,8 +18,8 @@ from osteo_core.decide.rules import load_rules
 from osteo_core.decide.screening import decide
 from osteo_core.errors import InputError
 from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, table_files
-from schemas.scans import BOOLEAN_COLUMNS
-from schemas.tables import SITE_LABELS
+from schemas.scans import BOOLEAN_COLUMNS, sided
+from schemas.tables import HIP_SITES, SIDES, SITE_LABELS
 
 
 def _show(value: Any) -> str:
@@ -72,6 +72,12 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
     for kind, label in (("t", "T-scores"), ("z", "Z-scores")):
         values = ", ".join(f"{SITE_LABELS[s]} {_show(row[f'{s}_{kind}'])}" for s in SITE_LABELS)
         lines.append(f"  {label}: {values}")
+        hips = {s: [row.get(sided(side, s, kind)) for side in SIDES] for s in HIP_SITES}
+        if any(v is not None for pair in hips.values() for v in pair):
+            each = ", ".join(
+                f"{SITE_LABELS[s]} left {_show(left)} right {_show(right)}" for s, (left, right) in hips.items()
+            )
+            lines.append(f"    both hips given ({each}): the lower hip stands for the exam")
     lines.append(
         f"  spine levels {_show(row['spine_levels'])}; diagnostic sites {', '.join(sites['diagnostic'])}"
         f" (spine needs >= {sites['min_spine_vertebrae']} vertebrae)"
@@ -86,7 +92,9 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
         "Classification",
         f"  diagnostic basis {row['diagnostic_basis']} (Z-scores for men under {z_age}"
         " and premenopausal women, or women of unknown status under that age)",
-        f"  lowest T-score {_show(row['lowest_t_score'])} at {_show(row['lowest_t_site'])}; WHO category "
+        f"  lowest T-score {_show(row['lowest_t_score'])} at {_show(row['lowest_t_site'])}"
+        + (f" ({row['lowest_t_side']} hip, the lower of both hips)" if row.get("lowest_t_side") else "")
+        + "; WHO category "
         f"{_show(row['who_category'])} (normal >= {who['normal_t_at_or_above']}, osteoporosis <= "
         f"{who['osteoporosis_t_at_or_below']}, severe with a fragility fracture: "
         f"{_show(row['has_fragility_fracture'])})",

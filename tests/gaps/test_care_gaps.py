@@ -440,3 +440,35 @@ def test_gaps_command_formats_and_filter(tmp_path, capsys, monkeypatch):
     assert main(["gaps", "--out", out, "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "patient_id,gap,since,exam_id,priority,detail"
     assert main(["gaps", "--out", out, "--gap", "nonsense"]) == 2
+
+
+# both hips: like is compared with like (issue 13) ----------------------------------------------------------
+def hips(site="total_hip", left=None, right=None) -> dict:
+    return {f"left_{site}_bmd": left, f"right_{site}_bmd": right}
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "detail"),
+    [
+        # both exams give both hips: their mean is compared; the sum lost exactly 5 % (LSC 0.050) opens it
+        (hips(left="0.800", right="0.800"), hips(left="0.760", right="0.760"), "(mean of both hips) 0.8 → 0.76"),
+        (hips(left="0.800", right="0.800"), hips(left="0.760", right="0.761"), None),
+        # one hip lost 7.5 %, the mean only 3.75 %: monitoring follows the mean, not the worse hip
+        (hips(left="0.800", right="0.800"), hips(left="0.740", right="0.800"), None),
+        # the later exam gives the left hip only: left against left
+        (hips(left="0.800", right="0.700"), hips(left="0.760"), "(left hip) 0.8 → 0.76"),
+        (hips(left="0.800", right="0.700"), hips(right="0.665"), "(right hip) 0.7 → 0.665"),
+        # no hip in common, or one exam unsided and the other sided: nothing like to compare
+        (hips(right="0.800"), hips(left="0.600"), None),
+        ({"total_hip_bmd": "0.800"}, hips(left="0.600", right="0.600"), None),
+        (hips(site="femoral_neck", left="1.000", right="1.000"), hips("femoral_neck", "0.931", "0.931"), "(mean"),
+    ],
+)
+def test_bmd_loss_with_both_hips_compares_like_with_like(tmp_path, earlier, later, detail):
+    _, tables = screen(tmp_path, pair(earlier, later))
+    rows = gaps_of(tables, "significant_bmd_loss")
+    assert tables["quarantine"].is_empty()
+    if detail is None:
+        assert rows == []
+    else:
+        assert len(rows) == 1 and detail in rows[0]["detail"], rows

@@ -25,7 +25,11 @@ def _screen(tmp_path, scans, profile, name="out", **options):
 
 @pytest.mark.parametrize(
     ("sample", "profile"),
-    [("densitometer_us_sample.csv", "densitometer_us"), ("densitometer_eu_sample.csv", "densitometer_eu")],
+    [
+        ("densitometer_us_sample.csv", "densitometer_us"),
+        ("densitometer_eu_sample.csv", "densitometer_eu"),
+        ("dual_hip_dxa2_sample.csv", "dual_hip_dxa2"),
+    ],
 )
 def test_each_shipped_sample_screens_with_the_default_reject_limit(tmp_path, sample, profile):
     """The US sample was 8.33 % quarantined (2 of 24) and exited 3 under the default 5 % limit."""
@@ -138,3 +142,26 @@ def test_missing_columns_give_no_hint_when_no_shipped_profile_fits_better(tmp_pa
     with pytest.raises(InputError) as err:
         _screen(tmp_path, path, "generic")
     assert "required column(s) missing" in err.value.problem and "try --profile" not in err.value.problem
+
+
+def test_the_both_hips_sample_screens_as_its_one_hip_equivalent(tmp_path):
+    """Issue 13: the dual-hip sample gives the same screening as the same exams exported with one value per
+    site, the lower hip's, except that ``lowest_t_side`` says which hip that was."""
+    sample = SAMPLES / "dual_hip_dxa2_sample.csv"
+    profile = load_profile("dual_hip_dxa2")
+    both = pl.read_csv(sample, infer_schema=False)
+    both = both.rename({c: profile.canonical_name(c) or c for c in both.columns})
+    lower = {}
+    for site in ("total_hip", "femoral_neck"):
+        for kind in ("t", "z"):
+            left, right = pl.col(f"left_{site}_{kind}"), pl.col(f"right_{site}_{kind}")
+            value = lambda c: c.cast(pl.Float64, strict=False)  # noqa: E731
+            lower[f"{site}_{kind}"] = pl.when(value(right) < value(left)).then(right).otherwise(left)
+    one_hip = both.with_columns(**lower).drop(c for c in both.columns if c.startswith(("left_", "right_")))
+    one_hip.write_csv(tmp_path / "one_hip.csv")
+    _, sided, _ = _screen(tmp_path, sample, "dual_hip_dxa2", "both")
+    _, unsided, _ = _screen(tmp_path, tmp_path / "one_hip.csv", "generic", "one")
+    assert sided.drop("lowest_t_side").equals(unsided.drop("lowest_t_side"))
+    assert unsided.get_column("lowest_t_side").null_count() == unsided.height
+    hip_rows = sided.filter(pl.col("lowest_t_site").is_in(["total_hip", "femoral_neck"]))
+    assert set(hip_rows.get_column("lowest_t_side")) == {"left", "right"}

@@ -98,9 +98,10 @@ def test_views_mode_keeps_a_tiny_catalog_of_views_over_the_run_folder(tmp_path, 
     assert manifest["catalog"] == "views"
     with duckdb.connect(str(tmp_path / "out" / "osteo.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT internal").fetchone()[0] == 0
-        assert con.execute("SELECT count(*) FROM screening").fetchone()[0] == pl.read_parquet(
-            tmp_path / "out" / "screening.parquet"
-        ).height
+        assert (
+            con.execute("SELECT count(*) FROM screening").fetchone()[0]
+            == pl.read_parquet(tmp_path / "out" / "screening.parquet").height
+        )
         comment = con.execute(
             "SELECT comment FROM duckdb_columns() WHERE table_name = 'screening' AND column_name = 'who_category'"
         ).fetchone()[0]

@@ -58,3 +58,51 @@ def fracture_codes() -> dict[str, Any]:
 
 def care_gap_parameters() -> dict[str, Any]:
     return shipped_toml(CARE_GAPS)
+
+
+DXA_LOINC = "reference/dxa_loinc.toml"
+LOINC_MEASURES = ("t", "z", "bmd")
+
+
+@cache
+def dxa_loinc() -> pl.DataFrame:
+    """The LOINC codes of DXA results: code → system, site (null when the code does not say femoral neck
+    or total hip), side (null when unsided), measure (t/z/bmd), name, and whether public data misuses it.
+
+    For the long and FHIR exports (issue 13): a code outside this table is not a DXA result we read.
+    """
+    from schemas.tables import SIDES, SITES
+
+    rows = shipped_toml(DXA_LOINC)["code"]
+    frame = pl.DataFrame(
+        [
+            {
+                "code": r["code"],
+                "system": r["system"],
+                "site": r["site"] or None,
+                "side": r["side"] or None,
+                "measure": r["measure"],
+                "name": r["name"],
+                "misused": bool(r.get("misused", False)),
+            }
+            for r in rows
+        ],
+        schema={
+            "code": pl.Utf8,
+            "system": pl.Utf8,
+            "site": pl.Utf8,
+            "side": pl.Utf8,
+            "measure": pl.Utf8,
+            "name": pl.Utf8,
+            "misused": pl.Boolean,
+        },
+    )
+    problems = frame.filter(
+        pl.col("code").is_duplicated()
+        | ~pl.col("measure").is_in(LOINC_MEASURES)
+        | ~(pl.col("site").is_null() | pl.col("site").is_in(SITES))
+        | ~(pl.col("side").is_null() | pl.col("side").is_in(SIDES))
+    )
+    if not problems.is_empty():
+        raise ValueError(f"{DXA_LOINC}: bad rows for codes {problems.get_column('code').to_list()}")
+    return frame

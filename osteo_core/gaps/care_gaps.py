@@ -195,20 +195,20 @@ def _micro(expr: pl.Expr) -> pl.Expr:
     return (expr.cast(pl.Utf8).cast(pl.Decimal(18, 6)) * _MICRO).cast(pl.Int64)
 
 
-def _site_comparison(site: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+def _site_comparison(site: str, hips_given: bool) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
     """(earlier, later) BMD of one site of a pair of exams in exact integer millionths, at one scale, then
     the two values as shown and a label: like is compared with like (ISCD 2023: monitor on both hips' mean).
 
     For a hip site: both hips' sum when both exams give both hips (earlier − later ≥ LSC × earlier holds for
     the sum exactly when it holds for the mean); else the left hip when both exams give it; else the right;
-    else the unsided value. Other sites: the unsided value.
+    else the unsided value. Other sites, and frames without any hip's column: the unsided value.
     """
 
     def pair(column: str) -> tuple[pl.Expr, pl.Expr]:
         return pl.col(f"{column}_earlier"), pl.col(column)
 
     unsided = pair(f"{site}_bmd")
-    if site not in HIP_SITES:
+    if site not in HIP_SITES or not hips_given:
         return _micro(unsided[0]), _micro(unsided[1]), unsided[0], unsided[1], pl.lit("")
     left, right = pair(sided(SIDES[0], site, "bmd")), pair(sided(SIDES[1], site, "bmd"))
     both = pl.all_horizontal(c.is_not_null() for c in (*left, *right))
@@ -247,8 +247,12 @@ def significant_bmd_loss(
     """
     p = params["significant_bmd_loss"]
     keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]
-    keep += [f"{s}_bmd" for s in LSC_SITES] + [sided(side, s, "bmd") for s in HIP_SITES for side in SIDES]
-    ordered = with_sided_columns(exams).select(keep).sort(EXAM_ORDER)
+    keep += [f"{s}_bmd" for s in LSC_SITES]
+    hip_columns = [sided(side, s, "bmd") for s in HIP_SITES for side in SIDES]
+    hips_given = bool(set(hip_columns) & set(exams.collect_schema().names()))  # else the one-hip plan, cheaper
+    if hips_given:
+        exams, keep = with_sided_columns(exams), keep + hip_columns
+    ordered = exams.select(keep).sort(EXAM_ORDER)
     last = _last_per_patient()
     later = ordered.filter(last)
     # the row just before a patient's last row, when it is the same patient's: the second most recent exam
@@ -263,7 +267,7 @@ def significant_bmd_loss(
     findings = []
     for site in LSC_SITES:
         lsc = pl.coalesce(pl.col(f"_lsc_{site}"), pl.lit(p[site]))
-        before, after, shown_before, shown_after, label = _site_comparison(site)
+        before, after, shown_before, shown_after, label = _site_comparison(site, hips_given)
         lost = ((before - after) * _MICRO >= _micro(lsc) * before).fill_null(False)
         if site == "spine":
             lost = lost & spine_comparable

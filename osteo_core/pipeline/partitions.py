@@ -21,6 +21,7 @@ from osteo_core.ingest.profiles import Profile
 from osteo_core.resources import shipped_toml
 from osteo_core.validate.events import validate_fractures, validate_meds
 from osteo_core.validate.scans import validate_scans
+from schemas.scans import SIDED_COLUMNS
 
 PARTITION = "_partition"
 _HASH_SEED = 20261124  # fixed: the same patient id lands in the same partition in every run
@@ -69,9 +70,12 @@ def screen_partition(
     # collected once, then read by the gaps and patients (one plan over all of them recomputed it)
     screened = screen(exams.lazy(), rules, fracture_events.lazy()).collect()
     screening = screened.lazy()
+    # hip columns no exam of this partition gives are left out of the gaps' plan (a one-hip registry's is
+    # then the plan it always was); the exams table keeps them all
+    unused_hips = [c for c in SIDED_COLUMNS if c in exams.columns and exams.get_column(c).null_count() == exams.height]
     gaps = care_gaps(
         screening,
-        exams.lazy(),
+        exams.drop(unused_hips).lazy(),
         medications.lazy(),
         fracture_events.lazy(),
         as_of,

@@ -243,7 +243,7 @@ def significant_bmd_loss(
     Compared in exact decimals: earlier − later ≥ LSC × earlier. The spine counts only when both exams used
     the same ``spine_levels`` (blank on both = the same) with at least the minimum number of vertebrae
     (blank = all four). ``device_lsc`` (device_id, site, lsc) overrides the defaults per device. Exports of
-    both hips compare like with like (``_monitored_bmd``).
+    both hips compare like with like (``_site_comparison``).
     """
     p = params["significant_bmd_loss"]
     keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]

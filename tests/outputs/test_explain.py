@@ -76,3 +76,13 @@ def test_explain_counts_fractures_from_the_export(tmp_path):
     text = explain(tmp_path / "out", "E1")
     assert "fractures export: 1 fragility fracture(s) on or before the exam, latest 2023-05-01" in text
     assert "[x] hip_or_vertebral_fracture" in text and "WHO category severe_osteoporosis" in text
+
+
+def test_explain_shows_both_hips_and_which_one_gave_the_diagnosis(tmp_path):
+    hips = {"total_hip_t": None, "femoral_neck_t": None, "left_total_hip_t": "-2.1", "right_total_hip_t": "-2.7"}
+    scans = write_scans_csv(tmp_path / "scans.csv", [exam(exam_id="E-HIPS", **hips)])
+    run_screen(ScreenRequest(scans=[str(scans)], out=str(tmp_path / "out"), as_of="2026-01-01"))
+    text = explain(tmp_path / "out", "E-HIPS")
+    assert "lowest T-score -2.7 at total_hip (right hip, the lower of both hips); WHO category osteoporosis" in text
+    hips_line = "both hips given (total hip left -2.1 right -2.7, femoral neck left unknown right unknown)"
+    assert f"{hips_line}: the lower hip stands for the exam" in text

@@ -27,6 +27,7 @@ from osteo_core.ingest.profiles import load_profile
 from osteo_core.validate.rows import typed_columns
 from osteo_core.validate.scans import normalise_text, parse_scans
 from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.scans import SIDED_COLUMNS
 
 AS_OF = dt.date(2026, 7, 1)
 
@@ -48,6 +49,7 @@ def main(patients_n: int = 1_000_000, med_events: int = 2_000_000, repeats: int 
     meds = classify_meds(_typed_events(meds_text, MEDS_FIELDS)).collect()
     fractures = classify_fractures(_typed_events(fractures_text, FRACTURES_FIELDS)).collect()
     screening = screen(exams.lazy(), load_rules("standard"), fractures.lazy()).collect()
+    exams = exams.drop(c for c in SIDED_COLUMNS if c in exams.columns)  # one-hip registry: as the pipeline does
     print(
         f"{patients_n:,} patients, {exams.height:,} exams, {meds.height:,} medication events, "
         f"{fractures.height:,} fractures (prepared in {time.perf_counter() - started:.1f} s)"

@@ -380,7 +380,9 @@ def care_gaps_page() -> str:
         "significant_bmd_loss": "the two latest exams on the same device lost at least the least significant change"
         " at spine, total hip or femoral neck (default LSC, as a share of the earlier BMD: "
         + ", ".join(f"{site} {loss[site]:g}" for site in ("spine", "total_hip", "femoral_neck"))
-        + f"; the spine only with at least {loss['min_spine_vertebrae']} vertebrae)",
+        + f"; the spine only with at least {loss['min_spine_vertebrae']} vertebrae). Exports of both hips compare"
+        " both hips' mean when both exams give both hips, else the same hip (left first); an exam with both hips"
+        " is not compared with one that gives a single unsided hip value",
         "overdue_dxa": "the latest exam's `next_dxa_due` is before the as-of date",
     }
     rows = [

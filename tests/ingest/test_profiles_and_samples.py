@@ -156,12 +156,18 @@ def test_the_both_hips_sample_screens_as_its_one_hip_equivalent(tmp_path):
         for kind in ("t", "z"):
             left, right = pl.col(f"left_{site}_{kind}"), pl.col(f"right_{site}_{kind}")
             value = lambda c: c.cast(pl.Float64, strict=False)  # noqa: E731
-            lower[f"{site}_{kind}"] = pl.when(value(right) < value(left)).then(right).otherwise(left)
+            right_lower = left.is_null() | (right.is_not_null() & (value(right) < value(left)))
+            lower[f"{site}_{kind}"] = pl.when(right_lower).then(right).otherwise(left)
     one_hip = both.with_columns(**lower).drop(c for c in both.columns if c.startswith(("left_", "right_")))
     one_hip.write_csv(tmp_path / "one_hip.csv")
     _, sided, _ = _screen(tmp_path, sample, "dual_hip_dxa2", "both")
     _, unsided, _ = _screen(tmp_path, tmp_path / "one_hip.csv", "generic", "one")
     assert sided.drop("lowest_t_side").equals(unsided.drop("lowest_t_side"))
     assert unsided.get_column("lowest_t_side").null_count() == unsided.height
-    hip_rows = sided.filter(pl.col("lowest_t_site").is_in(["total_hip", "femoral_neck"]))
+    # each hip row's side is the hip whose value is the lowest T-score, row by row
+    by_exam = both.select("exam_id", *(pl.col(c) for c in both.columns if c.startswith(("left_", "right_"))))
+    hip_rows = sided.filter(pl.col("lowest_t_site").is_in(["total_hip", "femoral_neck"])).join(by_exam, on="exam_id")
     assert set(hip_rows.get_column("lowest_t_side")) == {"left", "right"}
+    for row in hip_rows.iter_rows(named=True):
+        left, right = (float(row[f"{side}_{row['lowest_t_site']}_t"]) for side in ("left", "right"))
+        assert row["lowest_t_side"] == ("left" if left <= right else "right"), row["exam_id"]

@@ -32,7 +32,7 @@ row_strategy = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(row_strategy, min_size=1, max_size=25))
 def test_every_row_is_valid_quarantined_or_a_duplicate(generic_profile, bounds, rows):
     rows = [exam(**{k: (v or None) if k in ("exam_id", "patient_id") else v for k, v in r.items()}) for r in rows]
@@ -52,7 +52,7 @@ def test_every_row_is_valid_quarantined_or_a_duplicate(generic_profile, bounds, 
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(
     rows=st.lists(row_strategy, min_size=1, max_size=15),
@@ -98,7 +98,7 @@ meds_row = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(meds=st.lists(meds_row, min_size=1, max_size=20), copies=st.lists(st.integers(0, 19), max_size=6))
 def test_medication_rows_are_valid_quarantined_or_duplicates(tmp_path_factory, meds, copies):
@@ -131,7 +131,7 @@ SEVERITY = {"normal": 0, "osteopenia": 1, "osteoporosis": 2, "severe_osteoporosi
 t_score = st.decimals(min_value=-7, max_value=7, places=2).map(str)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     scores=st.lists(t_score, min_size=4, max_size=4),
     site=st.integers(0, 3),
@@ -154,7 +154,7 @@ def test_lowering_a_t_score_never_gives_a_milder_category(screen_rows, scores, s
     assert SEVERITY[second] >= SEVERITY[first]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(row_strategy, min_size=1, max_size=25))
 def test_one_select_flags_exactly_the_rows_pandera_fails(generic_profile, bounds, rows):
     """The fast pass (every check in one select) and Pandera agree row by row, in both tiers, so the

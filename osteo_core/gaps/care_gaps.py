@@ -226,10 +226,10 @@ def _site_comparison(site: str, hips_given: bool) -> tuple[pl.Expr, pl.Expr, pl.
             .otherwise(unsided_only)
         )
 
-    micro = [
-        choose(_micro(left[i]) + _micro(right[i]), _micro(left[i]), _micro(right[i]), _micro(unsided[i]))
-        for i in (0, 1)
-    ]
+    micro = []
+    for i in (0, 1):  # each value turned into millionths once (a text cast and a decimal parse per cell)
+        left_micro, right_micro = _micro(left[i]), _micro(right[i])
+        micro.append(choose(left_micro + right_micro, left_micro, right_micro, _micro(unsided[i])))
     shown = [choose(((left[i] + right[i]) / 2).round(4), left[i], right[i], unsided[i]) for i in (0, 1)]
     label = choose(pl.lit(" (mean of both hips)"), pl.lit(" (left hip)"), pl.lit(" (right hip)"), pl.lit(""))
     return micro[0], micro[1], shown[0], shown[1], label

@@ -12,13 +12,14 @@ from osteo_core.resources import shipped_toml
 DRUGS = "reference/drugs.toml"
 FRACTURE_CODES = "reference/fracture_codes.toml"
 CARE_GAPS = "reference/care_gaps.toml"
+DXA_LOINC = "reference/dxa_loinc.toml"
 
 
 def versions() -> dict[str, str]:
     """name → version of every reference file, for the manifest."""
     return {
         shipped_toml(path)["reference"]["name"]: shipped_toml(path)["reference"]["version"]
-        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS)
+        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC)
     }
 
 
@@ -60,7 +61,6 @@ def care_gap_parameters() -> dict[str, Any]:
     return shipped_toml(CARE_GAPS)
 
 
-DXA_LOINC = "reference/dxa_loinc.toml"
 LOINC_MEASURES = ("t", "z", "bmd")
 
 
@@ -106,3 +106,16 @@ def dxa_loinc() -> pl.DataFrame:
     if not problems.is_empty():
         raise ValueError(f"{DXA_LOINC}: bad rows for codes {problems.get_column('code').to_list()}")
     return frame
+
+
+@cache
+def dxa_words() -> dict[str, dict[str, tuple[str, ...]]]:
+    """``site``, ``hip_site`` and ``side`` → value → the lower-case words in a text that name it."""
+    words = shipped_toml(DXA_LOINC)["words"]
+    return {kind: {value: tuple(w.lower() for w in ws) for value, ws in table.items()} for kind, table in words.items()}
+
+
+@cache
+def dxa_units() -> dict[str, tuple[str, ...]]:
+    """measure (t, z, bmd) → the units accepted for it, lower case."""
+    return {measure: tuple(u.lower() for u in units) for measure, units in shipped_toml(DXA_LOINC)["units"].items()}

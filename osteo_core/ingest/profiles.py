@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osteo_core.errors import InputError
+from osteo_core.ingest.long_layout import LongLayout, long_layout
 from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
 
-_KNOWN_SECTIONS = {"profile", "formats", "headers", "values"}
+_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long"}
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
 
 
@@ -25,11 +26,14 @@ class Profile:
     words: dict[str, dict[str, str | None]] = field(default_factory=dict)  # kind -> word -> code
     description: str = ""
     decimal: str = "."  # "," for exports written with a decimal comma (88,5)
+    long: LongLayout | None = None  # one row per measurement (``[long]``); None for one row per exam
 
     def canonical_name(self, header: str) -> str | None:
         """The canonical column a scans header maps to, or ``None`` when neither the profile nor the
         canonical names know it (the column is kept in the raw layer and reported as unmapped)."""
         key = header_key(header)
+        if self.long is not None and key in self.long.headers:
+            return self.long.headers[key]
         if key in self.headers:
             return self.headers[key]
         return key if key in SCANS_COLUMNS else None
@@ -76,6 +80,11 @@ def load_profile(name_or_path: str) -> Profile:
     if decimal not in DECIMAL_MARKS:
         raise InputError(str(path), f"[formats] decimal must be one of {', '.join(repr(m) for m in DECIMAL_MARKS)}")
     about = raw.get("profile", {})
+    long = long_layout(raw["long"], str(path)) if "long" in raw else None
+    if long is not None:
+        taken = sorted(set(long.headers) & set(headers))
+        if taken:
+            raise InputError(str(path), f"[long] and [headers] both map '{taken[0]}'")
     return Profile(
         name=about.get("name", path.stem),
         source=str(path),
@@ -84,4 +93,5 @@ def load_profile(name_or_path: str) -> Profile:
         words=words,
         description=about.get("description", ""),
         decimal=decimal,
+        long=long,
     )

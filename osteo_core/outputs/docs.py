@@ -109,6 +109,7 @@ def inputs_page() -> str:
         "- Columns that are neither canonical nor mapped by the profile are kept in the raw layer, unused,",
         "  and listed per file in the manifest (`unmapped_columns`).",
         "",
+        *_long_section(),
         "## Medications export (`--meds`, optional): one row per dispensing or administration",
         "",
         *_fields_table(MEDS_FIELDS, meds_bounds["ranges"]),
@@ -163,6 +164,85 @@ def inputs_page() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _long_section() -> list[str]:
+    """docs/inputs.md, "Long exports": the ``[long]`` profile section, its checks, the LOINC grid."""
+    from osteo_core import reference
+    from osteo_core.ingest.assemble import CHECKS
+
+    grid = reference.dxa_loinc()
+    words, units = reference.dxa_words(), reference.dxa_units()
+    return [
+        "### Long exports: one row per measurement",
+        "",
+        "A profile with a `[long]` section reads exports with one row per measurement (an EHR result",
+        "extract, a vendor's per-region table) and assembles each exam's rows into one exam row before any",
+        "check. Its settings:",
+        "",
+        *_table(
+            ["setting", "meaning"],
+            [
+                ["`exam_key`", "`exam_id` and/or `exam_date`: with `patient_id`, the rows of one exam"],
+                ["`measurement`", "header of the column naming what a row measures (a code or a region)"],
+                ['`codes = "loinc"`', "also read measurements as DXA LOINC codes (table below)"],
+                ["`text`", "optional header of a text naming the hip region or side (component name, bodySite)"],
+                ["`unit`", "optional header of the value's unit, checked for T, Z and BMD"],
+                ["`[long.values]`", 'value header = its measure (`t`, `z`, `bmd`), or `""` when the row names it'],
+                [
+                    "`[long.measurements]`",
+                    "measurement = canonical column (`frax_mof`), column stem the value headers complete "
+                    "(`left_femoral_neck`), or `-` for a region not screened (counted, not read)",
+                ],
+            ],
+        ),
+        "",
+        "- The files of a long export are told apart by their columns: a file with the measurement column",
+        "  gives measurement rows; a file without it but with the exam key gives per-exam fields (a visits",
+        "  file); a file with only `patient_id` gives per-patient fields (sex, birth date) for each of the",
+        "  patient's exams. Per-exam fields may also sit on every measurement row.",
+        "- Without `exam_id` in the exam key and none given, an exam's id is `patient_id@exam_date`.",
+        "- An exam's cells for one column must agree as read (`0.80` = `0.8`, `F` = `female`). A quarantine",
+        "  row names the file and row each failing cell was read from; the whole exam is quarantined.",
+        "- The manifest counts `measurement_rows`, `measurement_rows_not_screened`,",
+        "  `patient_rows_without_exam` and `exams_assembled`; `rows_in` counts exams.",
+        "",
+        *_table(["check", "quarantines the exam when"], [[f"`{c}`", d] for c, d in CHECKS.items()]),
+        "",
+        'DXA LOINC codes read with `codes = "loinc"` (LOINC\'s Hip and Femur codes do not say femoral neck or',
+        "total hip, so the text must; 38265-5 is widely used for any DXA T-score, so the text must name its",
+        "site):",
+        "",
+        *_table(
+            ["code", "LOINC name", "site", "side", "measure"],
+            [
+                [
+                    f"`{r['code']}`",
+                    r["name"] + (" (misused: site from the text)" if r["misused"] else ""),
+                    r["site"] or "from the text",
+                    r["side"] or "from the text, else none",
+                    r["measure"],
+                ]
+                for r in grid.iter_rows(named=True)
+            ],
+        ),
+        "",
+        "Words that name a site or side in the text (lower case, any part of the text; exactly one site):",
+        "",
+        *_table(
+            ["for", "value", "words"],
+            [
+                [kind.replace("_", " "), value, ", ".join(f"`{w}`" for w in ws)]
+                for kind, table in words.items()
+                for value, ws in table.items()
+            ],
+        ),
+        "",
+        "Units accepted (any case; a blank unit is accepted): "
+        + "; ".join(f"{m}: " + ", ".join(f"`{u}`" for u in us) for m, us in units.items())
+        + ".",
+        "",
+    ]
 
 
 def _oncology_sentence(drugs: dict[str, Any]) -> str:

@@ -17,7 +17,9 @@ from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.screening import screen
 from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
+from osteo_core.ingest.assemble import assemble
 from osteo_core.ingest.profiles import Profile
+from osteo_core.ingest.readers import concat_text
 from osteo_core.resources import shipped_toml
 from osteo_core.validate.events import validate_fractures, validate_meds
 from osteo_core.validate.scans import validate_scans
@@ -49,7 +51,7 @@ def _counts(result) -> dict[str, int]:
 
 
 def screen_partition(
-    scans: pl.LazyFrame,
+    scans: pl.LazyFrame | list[pl.LazyFrame],
     meds: pl.LazyFrame,
     fractures: pl.LazyFrame,
     *,
@@ -59,8 +61,18 @@ def screen_partition(
     conflicting_exam_ids: pl.Series,
     device_lsc: pl.LazyFrame | None = None,
 ) -> PartitionResult:
-    """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs)."""
-    scan_result = validate_scans(scans, profile, as_of, shipped_toml("validation/scans.toml"), conflicting_exam_ids)
+    """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs).
+
+    ``scans`` is one frame, or for a long profile the frames of each file in the order given (their rows
+    are assembled into exams first, ``ingest.assemble``)."""
+    assembled = None
+    if profile.long is not None:
+        assembled = assemble(scans if isinstance(scans, list) else [scans], profile)
+        scans = assembled.exams.lazy()
+    elif isinstance(scans, list):
+        scans = concat_text(scans)
+    scan_bounds = shipped_toml("validation/scans.toml")
+    scan_result = validate_scans(scans, profile, as_of, scan_bounds, conflicting_exam_ids, assembled)
     bounds = shipped_toml("validation/medications.toml")
     med_result = validate_meds(meds, profile.date_formats, as_of, bounds, profile.decimal)
     fracture_result = validate_fractures(fractures, profile.date_formats, as_of, profile.decimal)
@@ -103,7 +115,7 @@ def screen_partition(
         "treatment_intervals": intervals,
     }
     counts = {
-        "scans": _counts(scan_result),
+        "scans": _counts(scan_result) | (assembled.counts if assembled is not None else {}),
         "meds": _counts(med_result),
         "fractures": _counts(fracture_result),
         "unrecognised_drugs": unrecognised_drugs(medications),
@@ -122,7 +134,8 @@ def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum the counts of all partitions (drug names: summed per name, the 10 most common kept)."""
     merged: dict[str, Any] = {}
     for kind in ("scans", "meds", "fractures"):
-        merged[kind] = {k: sum(p[kind][k] for p in parts) for k in ("rows_in", "valid", "quarantined", "duplicate")}
+        keys = dict.fromkeys(k for p in parts for k in p[kind])  # rows_in, valid, …; a long export's too
+        merged[kind] = {k: sum(p[kind].get(k, 0) for p in parts) for k in keys}
     for key in ("who_categories", "eligibility", "care_gaps"):
         totals: dict[str, int] = {}
         for p in parts:

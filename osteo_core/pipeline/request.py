@@ -17,6 +17,7 @@ import polars as pl
 from osteo_core.decide.rules import RuleSet, load_rules
 from osteo_core.errors import InputError, OutputError
 from osteo_core.gaps.lsc import load_device_lsc
+from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
 from osteo_core.ingest.profiles import Profile, load_profile, shipped_profiles
 from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
 from schemas.events import (
@@ -120,12 +121,17 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         raise InputError(str(out), "--out exists and is not a folder")
     if request.lsc:
         load_device_lsc(request.lsc)
+    long_columns: dict[Path, list[str]] = {}
     for kind, found in files.items():
         for path in found.files:  # headers now, so a missing column is said before any engine starts
             headers = read_headers(path, request.sheet)
             if headers:
                 require = functools.partial(require_columns, kind, path, profile=profile)
-                canonical_columns(path, headers, canonical_namer(kind, profile), require)
+                names, _ = canonical_columns(path, headers, canonical_namer(kind, profile), require)
+                if kind == "scans" and profile.long is not None:
+                    long_columns[path] = names
+    if long_columns and len(long_columns) == len(files["scans"].files):
+        require_long_input(long_columns, profile)
     _check_writable(out)
     return profile, rules, files
 
@@ -158,12 +164,38 @@ def require_columns(kind: str, path: Path, names: list[str], headers: list[str],
         "meds": (MEDS_REQUIRED_HEADERS, ()),
         "fractures": (FRACTURES_REQUIRED_HEADERS, FRACTURE_SITE_SOURCES),
     }[kind]
+    if kind == "scans" and profile.long is not None:
+        required, one_of = _long_file_requires(names, profile.long), ()
     missing = [c for c in required if c not in names]
     if one_of and not any(c in names for c in one_of):
         missing.append(" or ".join(one_of))
     if missing:
         where = f" (profile '{profile.name}'{_better_profile(headers, profile)})" if kind == "scans" else ""
         raise InputError(str(path), f"required column(s) missing: {', '.join(missing)}{where}")
+
+
+def _long_file_requires(names: list[str], layout: LongLayout) -> tuple[str, ...]:
+    """A long export's file needs the patient id; a file of measurement rows also the exam key, the
+    measurement and a value column (any one)."""
+    if MEASUREMENT not in names:
+        return ("patient_id",)
+    values = [value_column(m) for m in layout.measures]
+    value = () if any(v in names for v in values) else (" or ".join(values),)
+    return ("patient_id", *layout.exam_key, MEASUREMENT, *value)
+
+
+def require_long_input(columns: dict[Path, list[str]], profile: Profile) -> None:
+    """Across the files of a long export: some file gives measurement rows, and some file each column
+    every exam needs (exam date, sex, birth date or age), so no exam is left without them."""
+    assert profile.long is not None
+    given = {c for names in columns.values() for c in names}
+    where = str(next(iter(columns)).parent) if len(columns) > 1 else str(next(iter(columns)))
+    needed = [MEASUREMENT, *(c for c in REQUIRED_HEADERS if c != "exam_id")]
+    missing = [c for c in needed if c not in given]
+    if not any(c in given for c in AGE_SOURCES):
+        missing.append(" or ".join(AGE_SOURCES))
+    if missing:
+        raise InputError(where, f"no file of the long export gives: {', '.join(missing)} (profile '{profile.name}')")
 
 
 def _better_profile(headers: list[str], given: Profile) -> str:

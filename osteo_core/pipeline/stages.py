@@ -71,7 +71,7 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
                 .with_columns(partition_key(partitions))
                 .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
             ]
-            if kind == "scans":  # a blank row has no exam id: the pairs need no blank filter
+            if kind == "scans" and "exam_id" in export.columns:  # a blank row has no exam id: no blank filter
                 pairs = exam_id_pairs(export.frame, conflict_buckets(partitions))
                 by_bucket = pl.PartitionBy(paths.exam_ids / f"{number:03d}", key=EXAM_ID_BUCKET, include_key=False)
                 queries.append(pairs.sink_parquet(by_bucket, mkdir=True, lazy=True))
@@ -102,11 +102,24 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
 
 def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl.LazyFrame:
     """The raw text rows of one input (one partition of it, or all)."""
-    pattern = f"*/{PARTITION}={partition}/*.parquet" if partition is not None else "*/*/*.parquet"
-    files = sorted((paths.raw / kind).glob(pattern))
+    files = _raw_files(paths, kind, partition)
     if not files:
         return pl.LazyFrame(schema={f.name: pl.Utf8 for f in fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64})
     return concat_text([pl.scan_parquet(p) for p in files])
+
+
+def _raw_files(paths: RunPaths, kind: str, partition: int | None = None) -> list[Path]:
+    pattern = f"*/{PARTITION}={partition}/*.parquet" if partition is not None else "*/*/*.parquet"
+    return sorted((paths.raw / kind).glob(pattern))
+
+
+def _raw_by_file(paths: RunPaths, kind: str, partition: int) -> list[pl.LazyFrame]:
+    """One partition's raw rows of each input file apart, in the order the files were given (each frame
+    has that file's own columns: what a long export's assembly tells its files apart by)."""
+    by_file: dict[str, list[Path]] = {}
+    for path in _raw_files(paths, kind, partition):
+        by_file.setdefault(path.relative_to(paths.raw / kind).parts[0], []).append(path)
+    return [pl.scan_parquet(by_file[number]) for number in sorted(by_file)]
 
 
 def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1) -> int:
@@ -132,11 +145,12 @@ def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1
 def process_partition(request: ScreenRequest, run_id: str, partition: int) -> dict[str, Any]:
     """Validate, screen and find the gaps of one patient partition; its tables go to ``.work/part-NNN/``."""
     paths = RunPaths(Path(request.out), run_id)
+    profile = load_profile(request.profile)
     result = screen_partition(
-        _raw(paths, "scans", SCANS_FIELDS, partition),
+        _raw_by_file(paths, "scans", partition) if profile.long else _raw(paths, "scans", SCANS_FIELDS, partition),
         _raw(paths, "meds", MEDS_FIELDS, partition),
         _raw(paths, "fractures", FRACTURES_FIELDS, partition),
-        profile=load_profile(request.profile),
+        profile=profile,
         rules=load_rules(request.rules),
         as_of=as_of_date(request),
         conflicting_exam_ids=pl.read_parquet(paths.conflicts).get_column("exam_id"),

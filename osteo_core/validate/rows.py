@@ -56,8 +56,12 @@ def check_rows(
     input_name: str,
     id_columns: dict[str, str | None],
     derived: frozenset[str] = frozenset(),
+    set_aside: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """(valid typed rows, quarantine rows, number of quarantined rows) for one input's frames."""
+    """(valid typed rows, quarantine rows, number of quarantined rows) for one input's frames.
+
+    ``set_aside``: rows (``_row``) already quarantined for a reason found before validation (a long
+    export's exam whose rows disagree); they are checked too but never valid, and counted once."""
     # the text tier's "readable" checks read the typed frame (parsed once) for every non-derived column
     if typed.get_column(ROW).equals(text.get_column(ROW)):
         parsed = typed.select(c for c in typed.columns if c in text.columns and c not in derived and c != ROW)
@@ -65,7 +69,10 @@ def check_rows(
         parsed = None
     failed = pl.concat([failures(raw_schema, text, parsed), failures(typed_schema, typed)])
     quarantine = quarantine_rows(failed, text, input_name, id_columns, derived=derived)
-    bad_rows = failed.get_column(ROW).unique()
+    bad_rows = failed.get_column(ROW)
+    if set_aside is not None:
+        bad_rows = pl.concat([bad_rows, set_aside.cast(pl.Int64)])
+    bad_rows = bad_rows.unique()
     valid = typed.filter(pl.col(ROW).is_in(bad_rows.implode()).not_()).drop(ROW)
     return valid, quarantine, bad_rows.len()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from osteo_core.ingest.assemble import EXAM, Assembled
 from osteo_core.ingest.profiles import Profile
 from osteo_core.validate import rows as validation
 from osteo_core.validate.quarantine import ROW
@@ -18,6 +19,7 @@ from osteo_core.validate.rows import SOURCE_COLUMNS, Validated, check_rows, type
 from schemas import parsing
 from schemas.input_checks import raw_scans_schema, typed_scans_schema
 from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT
+from schemas.tables import QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 
 _DERIVED = frozenset({"age_years"})  # typed age_years is the age at the exam, computed
 _BUCKET_SEED = 7
@@ -109,8 +111,12 @@ def validate_scans(
     as_of: dt.date,
     bounds: dict[str, Any],
     conflicting_exam_ids: pl.Series | None = None,
+    assembled: Assembled | None = None,
 ) -> Validated:
-    """Validate scans exports (text): a whole run, or one patient partition of it."""
+    """Validate scans exports (text): a whole run, or one patient partition of it.
+
+    ``assembled``: the exams of a long export (``raw`` is then ``assembled.exams``): its problems
+    quarantine their exams, and a failing cell is reported at the row it was read from."""
     text = with_row_numbers(normalise_text(raw))
     duplicate = _duplicate_mask(text.lazy(), profile).collect().get_column("_duplicate")
     kept_text = text.filter(duplicate.not_())
@@ -123,5 +129,44 @@ def validate_scans(
         "scans",
         {"patient_id": "patient_id", "exam_id": "exam_id"},
         derived=_DERIVED,
+        set_aside=None if assembled is None else _problem_rows(assembled, kept_text),
     )
+    if assembled is not None:
+        quarantine = pl.concat([_at_cell_rows(quarantine, assembled, kept_text), _problems(assembled, kept_text)])
     return Validated(valid, quarantine, text.height, quarantined, duplicates=int(duplicate.sum()))
+
+
+def _problem_rows(assembled: Assembled, text: pl.DataFrame) -> pl.Series:
+    return text.filter(pl.col(EXAM).is_in(assembled.problems.get_column(EXAM).implode())).get_column(ROW)
+
+
+def _problems(assembled: Assembled, text: pl.DataFrame) -> pl.DataFrame:
+    """A long export's assembly problems as quarantine rows, each at its own file and row."""
+    ids = text.select(EXAM, "patient_id", "exam_id")
+    return (
+        assembled.problems.join(ids, on=EXAM, how="inner")
+        .with_columns(pl.lit("scans").alias("input"))
+        .select(*QUARANTINE_SCHEMA)
+        .cast(QUARANTINE_SCHEMA)
+    )
+
+
+def _at_cell_rows(quarantine: pl.DataFrame, assembled: Assembled, text: pl.DataFrame) -> pl.DataFrame:
+    """A long export's failing cell is reported at the file and row it was read from, not at its exam's
+    first row (row-level failures stay there)."""
+    exam_rows = text.select(EXAM, pl.col(SOURCE_FILE).alias("_exam_file"), pl.col(SOURCE_ROW).alias("_exam_row"))
+    origins = assembled.origins.join(exam_rows, on=EXAM, how="inner").select(
+        pl.col("_exam_file").alias(SOURCE_FILE),
+        pl.col("_exam_row").alias(SOURCE_ROW),
+        "column",
+        pl.col(SOURCE_FILE).alias("_cell_file"),
+        pl.col(SOURCE_ROW).alias("_cell_row"),
+    )
+    return (
+        quarantine.join(origins, on=[SOURCE_FILE, SOURCE_ROW, "column"], how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("_cell_file", SOURCE_FILE).alias(SOURCE_FILE),
+            pl.coalesce("_cell_row", SOURCE_ROW).alias(SOURCE_ROW),
+        )
+        .select(*QUARANTINE_SCHEMA)
+    )

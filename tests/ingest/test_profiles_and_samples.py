@@ -29,6 +29,8 @@ def _screen(tmp_path, scans, profile, name="out", **options):
         ("densitometer_us_sample.csv", "densitometer_us"),
         ("densitometer_eu_sample.csv", "densitometer_eu"),
         ("dual_hip_dxa2_sample.csv", "dual_hip_dxa2"),
+        ("ehr_loinc_long_sample.csv", "ehr_loinc_long"),
+        ("dxa2_single_type_sample", "dxa2_single_type"),
     ],
 )
 def test_each_shipped_sample_screens_with_the_default_reject_limit(tmp_path, sample, profile):
@@ -41,9 +43,10 @@ def test_each_shipped_sample_screens_with_the_default_reject_limit(tmp_path, sam
 
 
 def test_every_shipped_profile_has_a_sample_that_uses_it():
+    """A sample is a file, or a folder for an export of several files (a long export's tables)."""
     for name in shipped_profiles():
         if name != "generic":
-            assert (SAMPLES / f"{name}_sample.csv").is_file(), name
+            assert (SAMPLES / f"{name}_sample.csv").is_file() or (SAMPLES / f"{name}_sample").is_dir(), name
 
 
 def test_european_sample_reads_decimal_commas_as_the_canonical_export_would(tmp_path):

@@ -299,7 +299,7 @@ def _loinc(resolved: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _agree(cells: pl.DataFrame, profile: Profile) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the one value of each exam's column, in the order read; every cell of a column whose values
+    """(the first value of each exam's column, in the order read; every cell of a column whose values
     differ as read, as ``one_value_per_exam`` problems)."""
     if cells.is_empty():
         return cells, pl.DataFrame(schema=_PROBLEM)
@@ -317,7 +317,9 @@ def _agree(cells: pl.DataFrame, profile: Profile) -> tuple[pl.DataFrame, pl.Data
     conflicting = compared.filter(differ).select(
         EXAM, SOURCE_FILE, SOURCE_ROW, "column", pl.lit("one_value_per_exam").alias("check"), "value"
     )
-    kept = compared.filter(~differ).group_by(EXAM, "column", maintain_order=True).first().drop("_meaning")
+    # a column whose values differ keeps its first: the exam is quarantined either way, and no check
+    # then reports it as missing a value it had
+    kept = compared.group_by(EXAM, "column", maintain_order=True).first().drop("_meaning")
     return kept, conflicting
 
 

@@ -14,6 +14,8 @@ a long export screens exactly as its wide equivalent. Every cell is copied as te
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -71,9 +73,9 @@ def _loinc(site: str, side: str | None, measure: str) -> str:
         (pl.col("system") == LOINC_SYSTEM[site])
         & (pl.col("side").is_null() if side is None or site == "spine" else pl.col("side") == side)
         & (pl.col("measure") == measure)
-        & ~pl.col("misused")
     )
-    return grid.get_column("code").item()
+    # the radius T-score's only unsided code is the misused 38265-5: read because the text names the site
+    return grid.sort("misused").get_column("code").first()
 
 
 def ehr_long(wide: pl.DataFrame) -> pl.DataFrame:
@@ -149,6 +151,151 @@ def region_tables(wide: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return out
 
 
+LOCAL_SYSTEM = "urn:osteo-screen:local"  # the code system of the local codes (FRAX, risk factors)
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_GENDER = {"F": "female", "M": "male"}
+_BODY_SITE = {"total_hip": "total hip", "femoral_neck": "femoral neck (SNOMED 29627003)"}
+
+
+def _json_line(resource: dict) -> str:
+    """One NDJSON line; a value that is a plain decimal is written as a JSON number, exactly as it reads."""
+    line = json.dumps(resource, ensure_ascii=False)
+    value = (resource.get("valueQuantity") or {}).get("value")
+    if isinstance(value, str) and _NUMBER.match(value):
+        line = line.replace(f'"value": "{value}"', f'"value": {value}', 1)
+    return line
+
+
+def fhir_resources(wide: pl.DataFrame, meds: pl.DataFrame | None = None, fractures: pl.DataFrame | None = None):
+    """A FHIR Bulk Data export of ``wide`` (canonical text, one row per exam; the menopausal status as an
+    Observation with a local code; device and spine levels have no FHIR element here, not written) and of
+    canonical medications (drug as ATC code or name) and fractures (ICD-10-CM code): type → resources."""
+    out: dict[str, list[dict]] = {"Patient": [], "Observation": [], "DiagnosticReport": []}
+    people = wide.select("patient_id", "sex", "birth_date").unique("patient_id", keep="first", maintain_order=True)
+    for person in people.iter_rows(named=True):
+        patient = {"resourceType": "Patient", "id": person["patient_id"]}
+        if person["sex"]:
+            patient["gender"] = _GENDER.get(person["sex"].strip().upper()[:1], person["sex"])
+        if person["birth_date"]:
+            patient["birthDate"] = person["birth_date"]
+        out["Patient"].append(patient)
+    measured = [m for m in measurement_columns() if m[0] in wide.columns]
+    others = other_results(wide.columns) + [c for c in ("menopausal_status",) if c in wide.columns]
+    for exam in wide.iter_rows(named=True):
+        subject = {"reference": f"Patient/{exam['patient_id']}"}
+        results = []
+        for column, site, side, measure in measured:
+            value = exam[column]
+            if value is None or not value.strip():
+                continue
+            observation = {
+                "resourceType": "Observation",
+                "id": f"{exam['exam_id']}-{column}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": _loinc(site, side, measure)}]},
+                "subject": subject,
+                "effectiveDateTime": exam["exam_date"],
+                "valueQuantity": {
+                    "value": value,
+                    "unit": UNITS[measure].strip("{}"),
+                    "code": "g/cm2" if measure == "bmd" else "1",
+                },
+            }
+            if site == "radius33":  # its one unsided T-score code is the misused 38265-5: the site is stated
+                observation["bodySite"] = {"text": "1/3 radius"}
+            if site in HIP_SITES:
+                observation["bodySite"] = {
+                    "text": " ".join(p for p in ((side or "").capitalize(), _BODY_SITE[site]) if p)
+                }
+            out["Observation"].append(observation)
+            results.append(observation["id"])
+        for column in others:
+            value = exam[column]
+            if value is None or not value.strip():
+                continue
+            field = column
+            observation = {
+                "resourceType": "Observation",
+                "id": f"{exam['exam_id']}-{field}",
+                "status": "final",
+                "code": {"coding": [{"system": LOCAL_SYSTEM, "code": local_code(field)}]},
+                "subject": subject,
+                "effectiveDateTime": exam["exam_date"],
+            }
+            if column == "menopausal_status":
+                observation["valueString"] = value
+            elif value.strip().lower() in ("true", "false"):
+                observation["valueBoolean"] = value.strip().lower() == "true"
+            else:
+                observation["valueQuantity"] = {"value": value}
+            out["Observation"].append(observation)
+            results.append(observation["id"])
+        out["DiagnosticReport"].append(
+            {
+                "resourceType": "DiagnosticReport",
+                "id": exam["exam_id"],
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "83311-1"}]},
+                "subject": subject,
+                "effectiveDateTime": exam["exam_date"],
+                "result": [{"reference": f"Observation/{r}"} for r in results],
+            }
+        )
+    if meds is not None:
+        out["MedicationDispense"] = [
+            {
+                "resourceType": "MedicationDispense",
+                "id": f"md{n}",
+                "status": "completed",
+                "subject": {"reference": f"Patient/{m['patient_id']}"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": m["drug"]}]}
+                if re.match(r"^[A-Z]\d\d[A-Z]{2}\d\d$", m["drug"])
+                else {"text": m["drug"]},
+                "whenHandedOver": m["event_date"],
+                **({"daysSupply": {"value": m["days_supply"]}} if m.get("days_supply") else {}),
+            }
+            for n, m in enumerate(meds.iter_rows(named=True))
+        ]
+    if fractures is not None:
+        out["Condition"] = [
+            {
+                "resourceType": "Condition",
+                "id": f"c{n}",
+                "subject": {"reference": f"Patient/{f['patient_id']}"},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": f["icd10"]}]},
+                "onsetDateTime": f["fracture_date"],
+            }
+            for n, f in enumerate(fractures.iter_rows(named=True))
+        ]
+    return out
+
+
+def write_fhir(resources: dict[str, list[dict]], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, items in resources.items():
+        (folder / f"{kind}.ndjson").write_text("".join(_json_line(r) + "\n" for r in items), encoding="utf-8")
+
+
+def sample_events() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The medications and fractures of the FHIR sample, as canonical exports (for its wide equivalent)."""
+    meds = pl.DataFrame(
+        {
+            "patient_id": ["P0000000", "P0000000", "P0000003"],
+            "drug": ["alendronate", "M05BA04", "M05BX04"],
+            "event_date": ["2022-01-10", "2022-04-10", "2024-05-02"],
+            "days_supply": ["90", "90", None],
+        }
+    )
+    fractures = pl.DataFrame(
+        {
+            "patient_id": ["P0000001", "P0000004"],
+            "fracture_date": ["2023-02-01", "2025-07-15"],
+            "icd10": ["S72.001A", "S52.501A"],
+        }
+    )
+    return meds, fractures
+
+
 def write_samples(wide_csv: Path, profile: str, target: Path) -> None:
     """The shipped long samples from a wide sample (run once; the samples are committed).
 
@@ -207,6 +354,59 @@ def write_samples(wide_csv: Path, profile: str, target: Path) -> None:
         if name == "visits":
             table = table.rename({c: headers[c] for c in table.columns if c in headers})
         table.write_csv(folder / f"{name}.csv")
+
+    meds, fractures = sample_events()
+    resources = fhir_resources(wide, meds, fractures)
+    report = {r["id"]: r for r in resources["DiagnosticReport"]}
+    subject = {"reference": f"Patient/{first_bad['patient_id']}"}
+    faults = [  # in the two bad exams' reports: a repeated result with another value, a creatinine, a
+        # misused 38265-5 whose text names no site
+        ("X000000016", "38267-1", {"value": "-1.1", "unit": "T-Score", "code": "1"}, None),
+        ("X000000016", "2160-0", {"value": "0.9", "unit": "mg/dL", "code": "mg/dL"}, None),
+        ("X000000041", "38265-5", {"value": "-2.0", "unit": "{T-score}"}, "DXA T-score"),
+    ]
+    for number, (exam_id, code, quantity, text) in enumerate(faults):
+        observation = {
+            "resourceType": "Observation",
+            "id": f"fault-{number}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}], **({"text": text} if text else {})},
+            "subject": {"reference": f"Patient/{report[exam_id]['subject']['reference'].split('/')[1]}"},
+            "effectiveDateTime": report[exam_id]["effectiveDateTime"],
+            "valueQuantity": quantity,
+        }
+        resources["Observation"].append(observation)
+        report[exam_id]["result"].append({"reference": f"Observation/{observation['id']}"})
+    resources["Observation"] += [  # counted, not read: another result, an erroneous DXA result
+        {
+            "resourceType": "Observation",
+            "id": "weight-1",
+            "status": "final",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
+            "effectiveDateTime": "2024-01-01",
+            "valueQuantity": {"value": "61", "unit": "kg"},
+        },
+        {
+            "resourceType": "Observation",
+            "id": "error-1",
+            "status": "entered-in-error",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+            "effectiveDateTime": "2024-01-01",
+            "valueQuantity": {"value": "-3.9", "code": "1"},
+        },
+    ]
+    resources["Condition"].append(
+        {
+            "resourceType": "Condition",
+            "id": "c-htn",
+            "subject": subject,
+            "onsetDateTime": "2020-01-01",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10"}]},
+        }
+    )
+    write_fhir(resources, target / "fhir_bulk_sample")
 
 
 if __name__ == "__main__":  # pragma: no cover - writes the committed samples

@@ -26,8 +26,9 @@ VALUE = "value"  # the one value column; value_t / value_z / value_bmd when the 
 EXAM_KEYS = ("exam_id", "exam_date")  # with patient_id, what may identify an exam
 NOT_SCREENED = "-"
 LONG_MEASURES = ("t", "z", "bmd")
-# Fields a measurement row may carry: numbers and yes/no answers, never who or when (those are columns).
-_MEASURABLE = {f.name for f in SCANS_FIELDS if f.kind in ("number", "boolean")} - {"age_years"}
+# Fields a measurement row may carry: numbers, yes/no answers, the menopausal status (an observation in
+# FHIR); never who or when (those are columns).
+_MEASURABLE = {f.name for f in SCANS_FIELDS if f.kind in ("number", "boolean", "menopausal")} - {"age_years"}
 _SETTINGS = {"exam_key", "measurement", "codes", "text", "unit", "values", "measurements"}
 
 

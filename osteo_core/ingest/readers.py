@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from osteo_core.errors import InputError
+from osteo_core.ingest import fhir
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 # What a folder scan reads; a file named explicitly is read whatever its extension (format sniffed).
@@ -37,6 +38,7 @@ _SUFFIX_FORMATS = {
     ".pq": "parquet",
     ".xlsx": "xlsx",
     ".xlsm": "xlsx",
+    ".ndjson": "ndjson",
 }
 _CHUNK = 1 << 22
 # Bytes Windows-1252 leaves undefined: a file holding one of them is Latin-1 (C1 controls), not 1252.
@@ -86,7 +88,14 @@ def discover(paths: Iterable[str | Path], what: str) -> Discovered:
     skipped: list[str] = []
     for given in paths:
         path = Path(given)
-        if path.is_dir():
+        if path.is_dir() and fhir.is_bulk_export(path):
+            wanted, other = fhir.files_for(path, what)
+            if not wanted:
+                types = " or ".join(fhir.RESOURCES[what])
+                raise InputError(str(path), f"FHIR Bulk Data export holds no {types} file for the {what} input")
+            files.extend(wanted)
+            skipped += other
+        elif path.is_dir():
             entries = sorted(path.iterdir())
             found = [p for p in entries if p.is_file() and not p.name.startswith(".") and _suffix(p) in FOLDER_SUFFIXES]
             skipped += [str(p) for p in entries if p not in found]
@@ -199,6 +208,8 @@ class RawExport:
     encoding: str | None = None
     sheet: str | None = None
     other_sheets: list[str] = field(default_factory=list)
+    resource_type: str | None = None  # FHIR NDJSON: the file's resource type
+    not_read: dict[str, int] = field(default_factory=dict)  # FHIR NDJSON: resources counted, not read
 
 
 def _utf8_copy(path: Path, workdir: Path, encoding: str, compressed: bool) -> Path:
@@ -300,6 +311,10 @@ def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
             raw = _read_csv(path, workdir, compressed=fmt == "csv.gz")
         elif fmt == "parquet":
             raw = _read_parquet(path)
+        elif fmt == "ndjson":
+            rows = fhir.read_bulk_file(path)
+            raw = RawExport(rows.frame, rows.headers, "ndjson", resource_type=rows.resource_type)
+            raw.not_read = rows.not_read
         else:
             raw = _read_xlsx(path, sheet)
         raw.frame.collect_schema()
@@ -327,6 +342,8 @@ class Export:
     unmapped_columns: list[str]
     sheet: str | None = None
     other_sheets: list[str] = field(default_factory=list)
+    resource_type: str | None = None
+    not_read: dict[str, int] = field(default_factory=dict)
 
 
 def read_export(
@@ -346,14 +363,18 @@ def read_export(
     raw = read_raw(path, workdir, sheet)
     targets, unmapped = canonical_columns(path, raw.headers, canonical_name, require)
     names = raw.frame.collect_schema().names()
+    numbered = SOURCE_ROW in names  # FHIR NDJSON: numbered by line before resources are set aside
+    if numbered:
+        names.remove(SOURCE_ROW)
     if len(names) != len(targets):
         raise InputError(str(path), f"the header row has {len(targets)} columns but the data {len(names)}")
-    frame = (
-        raw.frame.rename(dict(zip(names, targets, strict=True)))
-        .with_row_index(SOURCE_ROW, offset=1)
-        .with_columns(pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE))
-    )
-    return Export(frame, targets, raw.file_format, raw.encoding, unmapped, raw.sheet, raw.other_sheets)
+    frame = raw.frame.rename(dict(zip(names, targets, strict=True)))
+    if not numbered:
+        frame = frame.with_row_index(SOURCE_ROW, offset=1)
+    frame = frame.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE))
+    export = Export(frame, targets, raw.file_format, raw.encoding, unmapped, raw.sheet, raw.other_sheets)
+    export.resource_type, export.not_read = raw.resource_type, raw.not_read
+    return export
 
 
 def canonical_columns(
@@ -392,6 +413,8 @@ def read_headers(path: Path, sheet: str | None = None) -> list[str]:
     are reported before any work starts. ``[]`` when it cannot be read here: the full read reports that."""
     try:
         fmt = file_format(path)
+        if fmt == "ndjson":
+            return []  # flattened by the full read (ingest.fhir): its columns are the screen's own
         if fmt == "parquet":
             import pyarrow.parquet as pq
 

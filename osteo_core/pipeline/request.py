@@ -17,6 +17,7 @@ import polars as pl
 from osteo_core.decide.rules import RuleSet, load_rules
 from osteo_core.errors import InputError, OutputError
 from osteo_core.gaps.lsc import load_device_lsc
+from osteo_core.ingest import fhir
 from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
 from osteo_core.ingest.profiles import Profile, load_profile, shipped_profiles
 from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
@@ -89,12 +90,25 @@ class ScreenRequest:
     def partition_count(self) -> int:
         return self.partitions if self.partitions > 0 else auto_partitions(self.scans)
 
+    @property
+    def bulk_export(self) -> str | None:
+        """The FHIR Bulk Data folder given as the only scans path, if that is what was given."""
+        return self.scans[0] if len(self.scans) == 1 and fhir.is_bulk_export(self.scans[0]) else None
+
+    @property
+    def profile_name(self) -> str:
+        """The profile that reads the scans: a Bulk Data export is read with ``fhir_bulk``."""
+        return fhir.PROFILE if self.bulk_export and self.profile == "generic" else self.profile
+
     def paths_of(self, kind: str) -> list[str]:
         given = {
             "scans": self.scans,
             "meds": [self.meds] if self.meds else [],
             "fractures": [self.fractures] if self.fractures else [],
         }
+        folder = self.bulk_export
+        if not given[kind] and folder and fhir.files_for(Path(folder), kind)[0]:
+            return [folder]  # the export's own medications or conditions
         return given[kind]
 
 
@@ -113,9 +127,13 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
     for option, value in (("--max-reject-rate", request.max_reject_rate), ("--max-shrink", request.max_shrink)):
         if not 0 <= value <= 1:
             raise InputError(option, f"{value} is not between 0 and 1")
-    profile = load_profile(request.profile)
+    profile = load_profile(request.profile_name)
     rules = load_rules(request.rules)
+    if request.bulk_export and profile.name != fhir.PROFILE:
+        raise InputError(request.bulk_export, f"a FHIR Bulk Data export is read with profile '{fhir.PROFILE}'")
     files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
+    if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files["scans"].files):
+        raise InputError(request.bulk_export, "FHIR Bulk Data export holds no Patient file (sex and birth date)")
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise InputError(str(out), "--out exists and is not a folder")

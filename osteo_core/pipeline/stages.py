@@ -55,7 +55,7 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
     source columns, split by patient partition in one streaming pass. The same pass writes the scans'
     (exam id, patient id) pairs split by exam-id bucket, for the run-wide conflict check. Blank lines are
     counted, not kept; an input whose files hold no data row at all stops the run (exit 2)."""
-    profile = load_profile(request.profile)
+    profile = load_profile(request.profile_name)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
     for number, name in enumerate(files):
@@ -88,6 +88,9 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
         if export.encoding:
             entry["encoding"] = export.encoding
         entry["unmapped_columns"] = export.unmapped_columns
+        if export.resource_type:
+            entry["resource_type"] = export.resource_type
+            entry["not_read"] = export.not_read
         if export.sheet is not None:
             entry["sheet"] = export.sheet
             entry["other_sheets"] = export.other_sheets
@@ -145,7 +148,7 @@ def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1
 def process_partition(request: ScreenRequest, run_id: str, partition: int) -> dict[str, Any]:
     """Validate, screen and find the gaps of one patient partition; its tables go to ``.work/part-NNN/``."""
     paths = RunPaths(Path(request.out), run_id)
-    profile = load_profile(request.profile)
+    profile = load_profile(request.profile_name)
     result = screen_partition(
         _raw_by_file(paths, "scans", partition) if profile.long else _raw(paths, "scans", SCANS_FIELDS, partition),
         _raw(paths, "meds", MEDS_FIELDS, partition),
@@ -195,7 +198,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     _merge_tables(paths, len(partition_counts))
     rules = load_rules(request.rules)
     shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
-    profile = load_profile(request.profile)
+    profile = load_profile(request.profile_name)
     scans = counts["scans"]
     reject_rate = scans["quarantined"] / scans["rows_in"] if scans["rows_in"] else 0.0
     manifest = {

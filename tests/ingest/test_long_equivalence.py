@@ -38,7 +38,7 @@ VALUES = {"t": score, "z": score, "bmd": bmd}
 HIP_LAYOUTS = {"none": (), "one": (None,), "left": ("left",), "right": ("right",), "both": SIDES}
 
 SETTINGS = settings(
-    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 

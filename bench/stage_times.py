@@ -2,7 +2,8 @@
 
 Runs the whole screen once in this process (no Prefect) on `DATA_FOLDER/FORMAT/{scans,meds,fractures}`
 (written by `bench/run.py`) and prints one JSON line of seconds per stage, then one of the peak resident
-memory (MiB) of each kind of step (Linux: the high-water mark is reset before each step):
+memory (MiB) of each kind of step (Linux: the high-water mark is reset before each step), then one of the
+process CPU seconds per stage (CPU / wall: how many cores a stage keeps busy):
 
     ingest       every input file read once into the raw layer, split by patient partition
     conflicts    exam ids under several patients, run-wide
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 TIMES: dict[str, float] = {}
+CPU: dict[str, float] = {}  # process CPU seconds (all threads) per stage: CPU / wall = cores kept busy
 PEAKS: dict[str, float] = {}
 
 
@@ -47,13 +49,14 @@ def _peak_mib() -> float:
 def _timed(stage: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         if not stage.startswith("_") and stage != "validation":
             _reset_peak()
         try:
             return fn(*args, **kwargs)
         finally:
             TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - started
+            CPU[stage] = CPU.get(stage, 0.0) + time.process_time() - cpu
             PEAKS[stage] = max(PEAKS.get(stage, 0.0), _peak_mib())
 
     return wrapper
@@ -66,6 +69,17 @@ def _modules():
         )
     except ImportError:  # before it
         return importlib.import_module("osteo_core.run"), importlib.import_module("osteo_core.partition")
+
+
+def _by_stage(seconds: dict[str, float]) -> dict[str, float]:
+    return {
+        "ingest": seconds["ingest"],
+        "conflicts": seconds["conflicts"],
+        "validation": seconds["validation"],
+        "rules+gaps": seconds["_screen_partition"] - seconds["validation"],
+        "write": seconds["_process_partition"] - seconds["_screen_partition"],
+        "publish": seconds["publish"],
+    }
 
 
 def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
@@ -94,14 +108,7 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
         total = time.perf_counter() - started
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    result = {
-        "ingest": TIMES["ingest"],
-        "conflicts": TIMES["conflicts"],
-        "validation": TIMES["validation"],
-        "rules+gaps": TIMES["_screen_partition"] - TIMES["validation"],
-        "write": TIMES["_process_partition"] - TIMES["_screen_partition"],
-        "publish": TIMES["publish"],
-    }
+    result = _by_stage(TIMES)
     result["total"] = total
     return {k: round(v, 2) for k, v in result.items()}
 
@@ -111,3 +118,4 @@ if __name__ == "__main__":
     print(json.dumps(main(Path(arguments[0]), arguments[1], int(arguments[2]))))
     stage_peaks = {k: round(v) for k, v in PEAKS.items() if k in ("ingest", "conflicts", "partitions", "publish")}
     print(json.dumps({"peak_rss_mib": stage_peaks}))
+    print(json.dumps({"cpu_seconds": {k: round(v, 2) for k, v in _by_stage(CPU).items()}}))

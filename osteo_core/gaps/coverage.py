@@ -12,6 +12,8 @@ import polars as pl
 
 from schemas.tables import INTERVALS_SCHEMA
 
+_PATIENT_SCALE = 1 << 32  # above any span of days between two dates
+
 
 def treatment_events(meds: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     return meds.filter(pl.col("osteoporosis_treatment") & (pl.col("event_date") <= as_of))
@@ -21,14 +23,26 @@ def treatment_intervals(meds: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     """Overlapping or touching coverage merged into one interval per stretch of treatment.
 
     ``interval_end`` is exclusive; ``days_covered`` counts days up to and including the as-of date.
+
+    One sort and no window: on rows sorted by patient, ``patient number × 2³² + days`` orders every
+    patient's days above all earlier patients', so one running maximum over the whole frame is each
+    patient's own furthest coverage so far (a window per patient cost three times as much).
     """
     events = treatment_events(meds, as_of).sort("patient_id", "event_date", "coverage_end")
-    reach = pl.col("coverage_end").cum_max().shift(1).over("patient_id")
-    starts_new = reach.is_null() | (pl.col("event_date") > reach)
+    first_of_patient = (pl.col("patient_id") != pl.col("patient_id").shift(1)).fill_null(True)
+    patient_number = first_of_patient.cast(pl.Int64).cum_sum()
+    origin = pl.col("event_date").min()  # days from here fit in 32 bits for any registry's dates
+
+    def on_patient_scale(date: str) -> pl.Expr:
+        return patient_number * _PATIENT_SCALE + (pl.col(date) - origin).dt.total_days()
+
+    reach = on_patient_scale("coverage_end").cum_max().shift(1)  # furthest coverage of the earlier rows
+    starts_new = first_of_patient | reach.is_null() | (on_patient_scale("event_date") > reach)
     return (
-        events.with_columns(starts_new.cast(pl.Int64).cum_sum().over("patient_id").alias("_interval"))
-        .group_by("patient_id", "_interval")
+        events.with_columns(starts_new.cast(pl.Int64).cum_sum().alias("_interval"))
+        .group_by("_interval")
         .agg(
+            pl.col("patient_id").first(),
             pl.col("event_date").min().alias("interval_start"),
             pl.col("coverage_end").max().alias("interval_end"),
             pl.col("generic").unique().sort().alias("drugs"),

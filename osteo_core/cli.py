@@ -30,6 +30,12 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
     p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
     p.add_argument(
+        "--population",
+        metavar="PATH",
+        help="population roster (optional): everyone the health system is responsible for, one row per coverage"
+        " span; adds the screening_due gap for those never scanned",
+    )
+    p.add_argument(
         "--out", default=cfg.out, metavar="DIR", help="output folder the run is published into (default: %(default)s)"
     )
     p.add_argument("--as-of", default=dt.date.today().isoformat(), metavar="DATE", help="as-of date (default: today)")
@@ -203,6 +209,7 @@ def _request(args: argparse.Namespace):
         scans=list(args.scans),
         meds=args.meds,
         fractures=args.fractures,
+        population=getattr(args, "population", None),
         out=args.out,
         as_of=args.as_of,
         rules=args.rules,
@@ -243,7 +250,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     return 0
 
 
-INPUT_NAMES = {"scans": "scans", "meds": "medications", "fractures": "fractures"}
+INPUT_NAMES = {"scans": "scans", "meds": "medications", "fractures": "fractures", "population": "population roster"}
 
 
 def input_change_warnings(manifest: dict) -> list[str]:
@@ -293,7 +300,7 @@ def input_notes(manifest: dict) -> list[str]:
     """What was read differently from a plain file: blank lines skipped, columns nobody maps, workbook
     sheets not read, files a folder scan passed over (names of files and columns only, never values)."""
     notes = []
-    for kind, label in (("meds", "medication"), ("fractures", "fracture")):
+    for kind, label in (("meds", "medication"), ("fractures", "fracture"), ("population", "population roster")):
         rows = manifest.get("rows_by_input", {}).get(kind, {})
         if rows.get("rows_in"):
             share = rows["quarantined"] / rows["rows_in"]
@@ -302,6 +309,10 @@ def input_notes(manifest: dict) -> list[str]:
             notes.append(
                 f"{label} rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} "
                 f"quarantined + {rows['duplicate']:,} duplicate{warning}"
+            )
+        if rows.get("not_in_population"):
+            notes.append(
+                f"patients not in the population roster: {rows['not_in_population']:,} (screened all the same)"
             )
     blank = {kind: n for kind, n in manifest.get("blank_lines", {}).items() if n}
     if blank:
@@ -359,11 +370,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scans.write_csv(inputs / "scans.csv")
     synthetic.medications(scans).write_csv(inputs / "medications.csv")
     synthetic.fractures(scans).write_csv(inputs / "fractures.csv")
-    print(f"synthetic registry: {args.patients:,} patients -> {inputs}/ (scans, medications, fractures)")
-    args.scans, args.meds, args.fractures = (
+    synthetic.roster(scans).write_csv(inputs / "population.csv")
+    print(
+        f"synthetic registry: {args.patients:,} patients -> {inputs}/ (scans, medications, fractures, and a"
+        " population roster that also lists people never scanned)"
+    )
+    args.scans, args.meds, args.fractures, args.population = (
         [str(inputs / "scans.csv")],
         str(inputs / "medications.csv"),
         str(inputs / "fractures.csv"),
+        str(inputs / "population.csv"),
     )
     args.as_of, args.rules, args.profile = dt.date.today().isoformat(), "standard", "generic"
     args.max_reject_rate, args.lsc, args.partitions = settings().max_reject_rate, None, 0
@@ -379,6 +395,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nuntreated high-risk patients ({untreated.height:,}; the first {DEMO_ROWS}, oldest first):")
     write_frame(untreated.select(TABLE_COLUMNS).head(DEMO_ROWS), "table", noun="patient")
     print(f"\nall of them: osteo gaps --out {out} --gap untreated_high_risk --format csv")
+    never = manifest.get("care_gaps", {}).get("screening_due", 0)
+    print(f"never scanned and due a first DXA: {never:,} (osteo gaps --out {out} --gap screening_due)")
     return 0
 
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from schemas.checks import column_check, frame_check, not_after, ordered, range_check, text_schema
 from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.population import POPULATION_FIELDS
 from schemas.readers import DTYPES, Words
 from schemas.scans import MEASURES, SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT, sided
 from schemas.tables import HIP_SITES, SIDES
@@ -125,5 +126,38 @@ def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:
             for f in FRACTURES_FIELDS
         },
         name="fractures_typed",
+        strict=False,
+    )
+
+
+def raw_population_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchema:
+    """The roster as text: patient, sex and birth date present; every date and sex readable."""
+    return text_schema("population_raw", POPULATION_FIELDS, date_formats, words, [])
+
+
+def typed_population_schema(as_of: dt.date) -> pa.DataFrameSchema:
+    """The roster's parsed values: dates in order (birth ≤ death, birth ≤ as-of, a span's start ≤ its end),
+    and a patient's rows agreeing on sex, birth and death date (every row of a patient who disagrees fails,
+    so the patient is never screened on one row's word against another's)."""
+
+    def agrees(column: str) -> pa.Check:
+        return column_check(
+            "same_for_the_patient",
+            lambda c: pl.col(c).drop_nulls().n_unique().over("patient_id") <= 1,
+            f"the patient's rows give different {column} values",
+        )
+
+    checks = {
+        "sex": [agrees("sex")],
+        "birth_date": [not_after("not_after_as_of", as_of), agrees("birth_date")],
+        "death_date": [ordered("not_before_birth_date", "birth_date", "death_date"), agrees("death_date")],
+        "enrolled_to": [ordered("not_before_enrolled_from", "enrolled_from", "enrolled_to")],
+    }
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
+            for f in POPULATION_FIELDS
+        },
+        name="population_typed",
         strict=False,
     )

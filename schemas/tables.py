@@ -17,7 +17,8 @@ HIP_SITES = ("total_hip", "femoral_neck")  # measured on either hip: an export m
 SIDES = ("left", "right")  # ties between the sides go to the first
 
 TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet
-EVENT_TABLES = ("medications", "fractures")  # valid events: in the run folder and the catalog only
+# valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
+EVENT_TABLES = ("medications", "fractures", "population")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
 
 QUARANTINE_SCHEMA = {
@@ -132,6 +133,8 @@ TABLE_DESCRIPTIONS = {
     "untreated_high_risk": "untreated_high_risk gaps joined to the patient's latest screening row",
     "medications": "Valid medication events with drug, class, oncology flag and coverage",
     "fractures": "Valid fracture events with site, fragility and new-fracture flags",
+    "population": "One row per patient of the population roster: alive and enrolled on the as-of date, routing",
+    "worklist": "One row per open care gap with the roster's routing columns (no clinical text beyond the gap)",
 }
 
 SCREENING_COLUMNS = tuple(_SCREENING)
@@ -182,7 +185,17 @@ EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "fragility": "A fragility fracture (not fingers, toes, face or skull)",
         "new_fracture": "A new fracture (not a later encounter or sequela code)",
     },
+    "population": {
+        "patient_id": "Patient identifier",
+        "sex": "Sex (F or M)",
+        "birth_date": "Date of birth",
+        "death_date": "Date of death (blank: alive)",
+        "enrolled_since": "First day of the unbroken enrolment covering the as-of date (blank: not enrolled then)",
+        "alive": "Alive on the as-of date",
+        "enrolled": "Enrolled on the as-of date",
+    },
 }
+ROUTING_DESCRIPTION = "Routing column passed through from the roster (profile [population] routing)"
 
 
 def catalog_column_descriptions(name: str) -> dict[str, str]:
@@ -191,4 +204,6 @@ def catalog_column_descriptions(name: str) -> dict[str, str]:
         return COLUMN_DESCRIPTIONS[name]
     if name == "untreated_high_risk":  # the care_gaps columns, then the screening columns
         return COLUMN_DESCRIPTIONS["screening"] | COLUMN_DESCRIPTIONS["care_gaps"]
+    if name == "worklist":  # the care_gaps columns, then the roster's routing columns (undescribed here)
+        return COLUMN_DESCRIPTIONS["care_gaps"]
     return EVENT_COLUMN_DESCRIPTIONS.get(name, {})

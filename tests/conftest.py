@@ -109,8 +109,11 @@ def chromium() -> str:
     return found or pytest.fail("the report test needs Chromium: run `make browser` (or install chromium)")
 
 
-def write_synthetic(folder: Path, patients: int, seed: int, fractures_per_exam: float = 0.3) -> dict[str, Path]:
-    """Synthetic scans, medications and fractures exports as CSV files in ``folder``."""
+def write_synthetic(
+    folder: Path, patients: int, seed: int, fractures_per_exam: float = 0.3, roster: bool = False
+) -> dict[str, Path]:
+    """Synthetic scans, medications and fractures exports (and with ``roster`` a population roster) as CSV
+    files in ``folder``."""
     from osteo_core.demo import synthetic
 
     scans = synthetic.registry(patients, seed=seed)
@@ -118,6 +121,9 @@ def write_synthetic(folder: Path, patients: int, seed: int, fractures_per_exam: 
     scans.write_csv(paths["scans"])
     synthetic.medications(scans, seed=seed).write_csv(paths["meds"])
     synthetic.fractures(scans, seed=seed, per_exam=fractures_per_exam).write_csv(paths["fractures"])
+    if roster:
+        paths["population"] = folder / "roster.csv"
+        synthetic.roster(scans, seed=seed).write_csv(paths["population"])
     return paths
 
 
@@ -138,6 +144,7 @@ def screen_synthetic(
             scans=[str(paths["scans"])],
             meds=str(paths["meds"]),
             fractures=str(paths["fractures"]),
+            population=str(paths["population"]) if "population" in paths else None,
             out=str(out),
             as_of=as_of,
             **options,

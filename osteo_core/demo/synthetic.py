@@ -256,3 +256,52 @@ def fractures(scans: pl.DataFrame, seed: int = 7, per_exam: float = 0.05) -> pl.
         .alias("icd10"),
         pl.when(u(5) < 0.5).then(pl.col("birth_date")).alias("birth_date"),
     ).sort("patient_id", "fracture_date")
+
+
+def roster(
+    scans: pl.DataFrame, seed: int = 7, never_scanned: float = 0.25, as_of: dt.date = LAST_EVENT
+) -> pl.DataFrame:
+    """A population roster (docs/inputs.md, population) for the registry: every scanned patient (sex and birth
+    date as on their first exam), plus about ``never_scanned`` × as many patients never scanned (aged 40–90 on
+    ``as_of``, three in five women). One coverage span each; about one in five has a second span after a
+    break, one in twenty an enrolment that ended, one in thirty a death date. Routing: ``clinic``, ``pcp_id``."""
+    scanned = scans.group_by("patient_id").agg(pl.col("sex").first(), pl.col("birth_date").first())
+    extra = int(scanned.height * never_scanned)
+    base = pl.DataFrame({"q": pl.int_range(0, extra, eager=True, dtype=pl.Int64)})
+    age_days = ((40 + _uniform(pl.col("q"), 21, seed) * 50) * 365.25).floor().cast(pl.Int64)
+    unscanned = base.select(
+        pl.format("Q{}", pl.col("q").cast(pl.Utf8).str.zfill(7)).alias("patient_id"),
+        pl.when(_uniform(pl.col("q"), 22, seed) < 0.6).then(pl.lit("F")).otherwise(pl.lit("M")).alias("sex"),
+        (pl.lit(as_of) - pl.duration(days=age_days)).cast(pl.Utf8).alias("birth_date"),
+    )
+    people = pl.concat([scanned, unscanned]).sort("patient_id").with_row_index("_i")
+    u = lambda salt: (pl.col("_i").hash(seed * 41 + salt) // 2048).cast(pl.Float64) / _SCALE  # noqa: E731
+    start = pl.lit(as_of) - pl.duration(days=(u(1) * 365 * 15).floor().cast(pl.Int64) + 30)
+    break_at = start + pl.duration(days=(u(2) * 365 * 3).floor().cast(pl.Int64) + 1)
+    ended = u(3) < 0.05
+    died = pl.when(u(4) < 1 / 30).then(pl.lit(as_of) - pl.duration(days=(u(5) * 300).floor().cast(pl.Int64)))
+    first = people.with_columns(
+        start.alias("_from"),
+        pl.when(u(6) < 0.2).then(break_at).when(ended).then(pl.lit(as_of) - pl.duration(days=40)).alias("_to"),
+        died.alias("_died"),
+        pl.format("clinic-{}", (u(7) * 12).floor().cast(pl.Int64) + 1).alias("clinic"),
+        pl.format("pcp-{}", (u(8) * 400).floor().cast(pl.Int64) + 1).alias("pcp_id"),
+    )
+    second = first.filter(u(6) < 0.2).with_columns(
+        (pl.col("_to") + pl.duration(days=(u(9) * 400).floor().cast(pl.Int64) + 1)).alias("_from"),
+        pl.lit(None, dtype=pl.Date).alias("_to"),
+    )
+    return (
+        pl.concat([first, second])
+        .select(
+            "patient_id",
+            "sex",
+            "birth_date",
+            pl.col("_died").cast(pl.Utf8).alias("death_date"),
+            pl.col("_from").cast(pl.Utf8).alias("enrolled_from"),
+            pl.col("_to").cast(pl.Utf8).alias("enrolled_to"),
+            "clinic",
+            "pcp_id",
+        )
+        .sort("patient_id", "enrolled_from")
+    )

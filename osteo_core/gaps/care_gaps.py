@@ -13,6 +13,7 @@ import polars as pl
 
 from osteo_core.decide.sides import with_sided_columns
 from osteo_core.gaps.coverage import patient_treatment, treatment_events
+from osteo_core.gaps.population import screening_due
 from schemas import parsing
 from schemas.scans import sided
 from schemas.tables import GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
@@ -324,19 +325,18 @@ def care_gaps(
     as_of: dt.date,
     params: dict[str, Any],
     device_lsc: pl.LazyFrame | None = None,
+    roster: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """All five gaps, highest priority first, then the oldest ``since``."""
+    """All gaps, highest priority first, then the oldest ``since``. ``roster`` (``gaps.population``'s
+    patients, when a population roster was given) adds ``screening_due``."""
     latest = latest_exams(screening, as_of)
-    return (
-        pl.concat(
-            [
-                denosumab_lapse(meds, as_of, params),
-                untreated_high_risk(latest, meds, as_of, params),
-                post_fracture_untreated(fractures, exams, meds, as_of, params),
-                significant_bmd_loss(exams, params, device_lsc),
-                overdue_dxa(latest, as_of, params),
-            ]
-        )
-        .cast(GAPS_SCHEMA)
-        .sort("priority", "since", "patient_id")
-    )
+    found = [
+        denosumab_lapse(meds, as_of, params),
+        untreated_high_risk(latest, meds, as_of, params),
+        post_fracture_untreated(fractures, exams, meds, as_of, params),
+        significant_bmd_loss(exams, params, device_lsc),
+        overdue_dxa(latest, as_of, params),
+    ]
+    if roster is not None:
+        found.append(_gap(screening_due(roster, exams, as_of, params), "screening_due", params))
+    return pl.concat(found).cast(GAPS_SCHEMA).sort("priority", "since", "patient_id")

@@ -11,9 +11,10 @@ from osteo_core.ingest.long_layout import LongLayout, long_layout
 from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
+from schemas.population import POPULATION_FIELDS
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
 
-_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long"}
+_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population"}
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
 
 
@@ -27,6 +28,7 @@ class Profile:
     description: str = ""
     decimal: str = "."  # "," for exports written with a decimal comma (88,5)
     long: LongLayout | None = None  # one row per measurement (``[long]``); None for one row per exam
+    routing: tuple[str, ...] = ()  # roster columns passed through to the worklist (``[population] routing``)
 
     def canonical_name(self, header: str) -> str | None:
         """The canonical column a scans header maps to, or ``None`` when neither the profile nor the
@@ -37,6 +39,23 @@ class Profile:
         if key in self.headers:
             return self.headers[key]
         return key if key in SCANS_COLUMNS else None
+
+
+def _routing(section: dict, where: str) -> tuple[str, ...]:
+    """``[population] routing``: roster columns (by header) a caller needs to route a gap, such as the
+    clinic or the primary-care provider; kept as text, never read as clinical data."""
+    unknown = set(section) - {"routing"}
+    if unknown:
+        raise InputError(where, f"unknown [population] setting(s): {', '.join(sorted(unknown))} (known: routing)")
+    names = section.get("routing", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise InputError(where, "[population] routing must be a list of column names")
+    keys = tuple(header_key(n) for n in names)
+    taken = {f.name for f in POPULATION_FIELDS} | {"gap", "since", "detail", "priority", "exam_id"}
+    for key in keys:
+        if not key.isidentifier() or key in taken:
+            raise InputError(where, f"[population] routing column '{key}' must be a plain name not used by the screen")
+    return tuple(dict.fromkeys(keys))
 
 
 def shipped_profiles() -> list[str]:
@@ -86,6 +105,7 @@ def load_profile(name_or_path: str) -> Profile:
         if taken:
             raise InputError(str(path), f"[long] and [headers] both map '{taken[0]}'")
     return Profile(
+        routing=_routing(raw.get("population", {}), str(path)),
         name=about.get("name", path.stem),
         source=str(path),
         date_formats=dates,

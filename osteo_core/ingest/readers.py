@@ -88,7 +88,7 @@ def discover(paths: Iterable[str | Path], what: str) -> Discovered:
     skipped: list[str] = []
     for given in paths:
         path = Path(given)
-        if path.is_dir() and fhir.is_bulk_export(path):
+        if path.is_dir() and what in fhir.RESOURCES and fhir.is_bulk_export(path):
             wanted, other = fhir.files_for(path, what)
             if not wanted:
                 types = " or ".join(fhir.RESOURCES[what])

@@ -25,6 +25,7 @@ from osteo_core.resources import shipped_toml
 from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.fields import Field
 from schemas.parsing import FALSE_WORDS, TRUE_WORDS
+from schemas.population import POPULATION_FIELDS
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_FIELDS, SEX_WORDS
 from schemas.tables import COLUMN_DESCRIPTIONS, DTYPES, EVENT_TABLES, TABLE_DESCRIPTIONS, TABLES
 
@@ -80,7 +81,8 @@ def inputs_page() -> str:
         "",
         GENERATED,
         "",
-        "A screen reads one required export (scans) and two optional ones (medications, fractures). Each may",
+        "A screen reads one required export (scans) and three optional ones (medications, fractures, a population",
+        "roster). Each may",
         "be CSV (comma, semicolon or tab), `.csv.gz`, Parquet or XLSX, one file or a folder of files. A",
         "*profile* (`--profile`) maps a vendor's headers, date formats and words onto the canonical columns",
         "below; `generic` expects the canonical names themselves. A blank cell always means *unknown*:",
@@ -152,6 +154,23 @@ def inputs_page() -> str:
             ["code prefix", "site", "fragility fracture"],
             [[f"`{p}`", s, "yes" if codes["sites"].get(s, False) else "no"] for p, s in codes["prefixes"].items()],
         ),
+        "",
+        "## Population roster (`--population`, optional): one row per patient and coverage span",
+        "",
+        *_fields_table(POPULATION_FIELDS, {}),
+        "",
+        "- Everyone the health system is responsible for, scanned or not: it adds the `screening_due` gap",
+        "  (docs/care_gaps.md), the `population` table and the routing columns of the `worklist` view.",
+        "- A patient may have several rows (coverage spans); spans that overlap or follow each other day after",
+        "  day are one unbroken enrolment. A blank `enrolled_from` means from birth, a blank `enrolled_to` still",
+        "  enrolled. A patient's rows must agree on sex, birth date and death date: if they do not, every row of",
+        "  that patient is quarantined (`same_for_the_patient`).",
+        "- The birth date may not be after the as-of date, the death date not before the birth date, and a span",
+        "  may not end before it starts. Identical rows are kept once and counted as duplicates.",
+        "- Routing columns (for example `pcp_id`, `clinic`) are named in the profile's `[population] routing`",
+        "  list (the `generic` profile names `pcp_id` and `clinic`); they are passed through as text.",
+        "- Patients with a valid scan, medication or fracture row whom the roster does not list are counted in",
+        "  the manifest (`rows_by_input.population.not_in_population`) and screened all the same.",
         "",
         "## Shipped profiles",
         "",
@@ -278,7 +297,7 @@ def tables_page() -> str:
     lines += ["## In the catalog only", ""]
     lines += _table(
         ["name", "what it is"],
-        [[f"`{name}`", TABLE_DESCRIPTIONS[name]] for name in ("untreated_high_risk", *EVENT_TABLES)],
+        [[f"`{name}`", TABLE_DESCRIPTIONS[name]] for name in ("untreated_high_risk", "worklist", *EVENT_TABLES)],
     )
     return "\n".join(lines) + "\n"
 
@@ -444,6 +463,21 @@ def rule_sets_page() -> str:
     return "\n".join(lines)
 
 
+def _screening_due_text(due: dict) -> str:
+    men = (
+        f"; men from {due['men_min_age_years']} too (`include_men`, on)"
+        if due["include_men"]
+        else f"; men from {due['men_min_age_years']} when `include_men` is set (off: USPSTF finds the evidence for men"
+        " insufficient)"
+    )
+    return (
+        f"only with a population roster (`--population`): a patient of sex `{due['sex']}` aged"
+        f" {due['min_age_years']} or more on the as-of date{men}, alive and enrolled on that date, with no valid"
+        f" DXA exam on record; `since` is the birthday of that age or the start of the unbroken enrolment"
+        " covering the as-of date, whichever is later"
+    )
+
+
 def care_gaps_page() -> str:
     gaps = shipped_toml("reference/care_gaps.toml")
     lapse, untreated = gaps["denosumab_lapse"], gaps["untreated_high_risk"]
@@ -464,6 +498,7 @@ def care_gaps_page() -> str:
         " both hips' mean when both exams give both hips, else the same hip (left first); an exam with both hips"
         " is not compared with one that gives a single unsided hip value",
         "overdue_dxa": "the latest exam's `next_dxa_due` is before the as-of date",
+        "screening_due": _screening_due_text(gaps["screening_due"]),
     }
     rows = [
         [priority, f"`{gap}`", opens[gap]] for gap, priority in sorted(gaps["priority"].items(), key=lambda g: g[1])

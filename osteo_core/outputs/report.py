@@ -139,7 +139,7 @@ def quarantine_reasons(out: Path) -> go.Figure:
     return fig
 
 
-INPUT_LABELS = {"scans": "scans", "meds": "medications", "fractures": "fractures"}
+INPUT_LABELS = {"scans": "scans", "meds": "medications", "fractures": "fractures", "population": "population roster"}
 
 
 def _history_label(entry: dict) -> str | None:

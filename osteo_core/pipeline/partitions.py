@@ -17,13 +17,17 @@ from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.screening import screen
 from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
+from osteo_core.gaps.population import roster_patients
 from osteo_core.ingest.assemble import assemble
 from osteo_core.ingest.profiles import Profile
 from osteo_core.ingest.readers import concat_text
 from osteo_core.resources import shipped_toml
 from osteo_core.validate.events import validate_fractures, validate_meds
+from osteo_core.validate.population import validate_population
 from osteo_core.validate.scans import validate_scans
+from schemas.population import POPULATION_FIELDS
 from schemas.scans import SIDED_COLUMNS
+from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 PARTITION = "_partition"
 _HASH_SEED = 20261124  # fixed: the same patient id lands in the same partition in every run
@@ -60,11 +64,13 @@ def screen_partition(
     as_of: dt.date,
     conflicting_exam_ids: pl.Series,
     device_lsc: pl.LazyFrame | None = None,
+    population: pl.LazyFrame | None = None,
 ) -> PartitionResult:
     """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs).
 
     ``scans`` is one frame, or for a long profile the frames of each file in the order given (their rows
-    are assembled into exams first, ``ingest.assemble``)."""
+    are assembled into exams first, ``ingest.assemble``). ``population``: the roster's rows, when one was
+    given (its patients, the ``screening_due`` gap and the count of patients it does not list)."""
     assembled = None
     if profile.long is not None:
         assembled = assemble(scans if isinstance(scans, list) else [scans], profile)
@@ -76,6 +82,9 @@ def screen_partition(
     bounds = shipped_toml("validation/medications.toml")
     med_result = validate_meds(meds, profile.date_formats, as_of, bounds, profile.decimal)
     fracture_result = validate_fractures(fractures, profile.date_formats, as_of, profile.decimal)
+    no_roster = {f.name: pl.Utf8 for f in POPULATION_FIELDS} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
+    roster = population if population is not None else pl.LazyFrame(schema=no_roster)
+    population_result = validate_population(roster, profile, as_of)
     exams = scan_result.valid.sort(EXAM_ORDER)  # the order every later step reads them in
     medications = classify_meds(med_result.valid.lazy()).collect()
     fracture_events = classify_fractures(fracture_result.valid.lazy()).collect()
@@ -85,6 +94,7 @@ def screen_partition(
     # hip columns no exam of this partition gives are left out of the gaps' plan (a one-hip registry's is
     # then the plan it always was); the exams table keeps them all
     unused_hips = [c for c in SIDED_COLUMNS if c in exams.columns and exams.get_column(c).null_count() == exams.height]
+    roster_people = roster_patients(population_result.valid.lazy(), as_of, profile.routing).collect()
     gaps = care_gaps(
         screening,
         exams.drop(unused_hips).lazy(),
@@ -93,6 +103,7 @@ def screen_partition(
         as_of,
         reference.care_gap_parameters(),
         device_lsc,
+        roster_people.lazy() if population is not None else None,
     )
     gap_rows, people, intervals = pl.collect_all(
         [
@@ -101,9 +112,9 @@ def screen_partition(
             treatment_intervals(medications.lazy(), as_of),
         ]
     )
-    quarantine = pl.concat([scan_result.quarantine, med_result.quarantine, fracture_result.quarantine]).sort(
-        "input", "source_file", "source_row", "column", "check", nulls_last=True
-    )
+    quarantine = pl.concat(
+        [scan_result.quarantine, med_result.quarantine, fracture_result.quarantine, population_result.quarantine]
+    ).sort("input", "source_file", "source_row", "column", "check", nulls_last=True)
     tables = {
         "exams": exams,
         "medications": medications,
@@ -113,11 +124,18 @@ def screen_partition(
         "patients": people,
         "care_gaps": gap_rows,
         "treatment_intervals": intervals,
+        "population": roster_people,
     }
     counts = {
         "scans": _counts(scan_result) | (assembled.counts if assembled is not None else {}),
         "meds": _counts(med_result),
         "fractures": _counts(fracture_result),
+        "population": _counts(population_result)
+        | {
+            "not_in_population": not_in([exams, medications, fracture_events], roster_people)
+            if population is not None
+            else 0
+        },
         "unrecognised_drugs": unrecognised_drugs(medications),
         "who_categories": {
             str(r["who_category"]): r["len"] for r in screened.group_by("who_category").len().iter_rows(named=True)
@@ -130,10 +148,17 @@ def screen_partition(
     return PartitionResult(tables, counts)
 
 
+def not_in(inputs: list[pl.DataFrame], roster: pl.DataFrame) -> int:
+    """Patients with a valid row in the scans, medications or fractures whom the roster does not list
+    (they are screened all the same)."""
+    seen = pl.concat([frame.select("patient_id") for frame in inputs]).unique()
+    return seen.join(roster.select("patient_id"), on="patient_id", how="anti").height
+
+
 def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum the counts of all partitions (drug names: summed per name, the 10 most common kept)."""
     merged: dict[str, Any] = {}
-    for kind in ("scans", "meds", "fractures"):
+    for kind in ("scans", "meds", "fractures", "population"):
         keys = dict.fromkeys(k for p in parts for k in p[kind])  # rows_in, valid, …; a long export's too
         merged[kind] = {k: sum(p[kind].get(k, 0) for p in parts) for k in keys}
     for key in ("who_categories", "eligibility", "care_gaps"):

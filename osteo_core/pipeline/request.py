@@ -28,9 +28,10 @@ from schemas.events import (
     MEDS_FIELDS,
     MEDS_REQUIRED_HEADERS,
 )
+from schemas.population import POPULATION_FIELDS, POPULATION_REQUIRED_HEADERS
 from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS
 
-INPUTS = ("scans", "meds", "fractures")
+INPUTS = ("scans", "meds", "fractures", "population")
 ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
 MAX_AUTO_PARTITIONS = 256
 
@@ -85,6 +86,7 @@ class ScreenRequest:
     keep_runs: int = 5
     lsc: str | None = None  # optional per-device least significant change file (device_id, site, lsc)
     partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
+    population: str | None = None  # optional roster: everyone the health system is responsible for
 
     @property
     def partition_count(self) -> int:
@@ -105,9 +107,10 @@ class ScreenRequest:
             "scans": self.scans,
             "meds": [self.meds] if self.meds else [],
             "fractures": [self.fractures] if self.fractures else [],
+            "population": [self.population] if self.population else [],
         }
         folder = self.bulk_export
-        if not given[kind] and folder and fhir.files_for(Path(folder), kind)[0]:
+        if not given[kind] and folder and kind in fhir.RESOURCES and fhir.files_for(Path(folder), kind)[0]:
             return [folder]  # the export's own medications or conditions
         return given[kind]
 
@@ -170,7 +173,8 @@ def _check_writable(out: Path) -> None:
 def canonical_namer(kind: str, profile: Profile):
     if kind == "scans":
         return profile.canonical_name
-    known = {f.name for f in (MEDS_FIELDS if kind == "meds" else FRACTURES_FIELDS)}
+    fields = {"meds": MEDS_FIELDS, "fractures": FRACTURES_FIELDS, "population": POPULATION_FIELDS}[kind]
+    known = {f.name for f in fields} | (set(profile.routing) if kind == "population" else set())
     return lambda header: header_key(header) if header_key(header) in known else None
 
 
@@ -181,6 +185,7 @@ def require_columns(kind: str, path: Path, names: list[str], headers: list[str],
         "scans": (REQUIRED_HEADERS, AGE_SOURCES),
         "meds": (MEDS_REQUIRED_HEADERS, ()),
         "fractures": (FRACTURES_REQUIRED_HEADERS, FRACTURE_SITE_SOURCES),
+        "population": (POPULATION_REQUIRED_HEADERS, ()),
     }[kind]
     if kind == "scans" and profile.long is not None:
         required, one_of = _long_file_requires(names, profile.long), ()

@@ -39,6 +39,7 @@ from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
 from osteo_core.settings import settings
 from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_under_several_patients
 from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.population import POPULATION_FIELDS
 from schemas.published import PUBLISHED_SCHEMAS
 from schemas.scans import SCANS_FIELDS
 
@@ -158,6 +159,7 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         as_of=as_of_date(request),
         conflicting_exam_ids=pl.read_parquet(paths.conflicts).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
+        population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.population else None,
     )
     with output_errors(paths.folder):
         paths.part(partition).mkdir(parents=True, exist_ok=True)

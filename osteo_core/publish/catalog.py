@@ -95,6 +95,8 @@ def table_listing() -> pl.DataFrame:
             rows += [(table, c, str(t), COLUMN_DESCRIPTIONS[table][c]) for c, t in DTYPES[table].items()]
         elif table == "untreated_high_risk":
             rows.append((table, "…", None, "the care_gaps columns, then the screening columns"))
+        elif table == "worklist":
+            rows.append((table, "…", None, "the care_gaps columns, then the roster's routing columns"))
         else:
             rows += [(table, c, None, text) for c, text in EVENT_COLUMN_DESCRIPTIONS[table].items()]
     return pl.DataFrame(rows, schema=["table", "column", "type", "description"], orient="row")

@@ -36,6 +36,9 @@ CRASH_ENV = "OSTEO_CRASH_AT"
 VIEWS = {  # views over the catalog's tables
     "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
     "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
+    # each open gap with the roster's routing columns (none without a roster): who to call, from where
+    "worklist": "SELECT g.*, p.* EXCLUDE (patient_id, sex, birth_date, death_date, enrolled_since, alive, enrolled) "
+    "FROM care_gaps g LEFT JOIN population p ON p.patient_id = g.patient_id",
 }  # test hook: SIGKILL this process at a named publishing step
 
 
@@ -207,7 +210,7 @@ def write_catalog(
 
 def _comment_catalog(con: duckdb.DuckDBPyConnection) -> None:
     """``COMMENT ON`` every table, view and known column from the one registry (``schemas.tables``)."""
-    from schemas.tables import TABLE_DESCRIPTIONS, catalog_column_descriptions
+    from schemas.tables import ROUTING_DESCRIPTION, TABLE_DESCRIPTIONS, catalog_column_descriptions
 
     present = {
         (schema, name): kind
@@ -227,7 +230,11 @@ def _comment_catalog(con: duckdb.DuckDBPyConnection) -> None:
         if name not in TABLE_DESCRIPTIONS:
             continue
         con.execute(f"COMMENT ON {kind} {schema}.{name} IS '{_sql_text(TABLE_DESCRIPTIONS[name])}'")
-        for column, text in catalog_column_descriptions(name).items():
+        described = catalog_column_descriptions(name)
+        if name in ("population", "worklist"):  # the roster's routing columns, named by the profile
+            routing = {c for s, n, c in columns if (s, n) == (schema, name)} - set(described)
+            described = described | dict.fromkeys(sorted(routing), ROUTING_DESCRIPTION)
+        for column, text in described.items():
             if (schema, name, column) in columns:
                 con.execute(f"COMMENT ON COLUMN {schema}.{name}.\"{column}\" IS '{_sql_text(text)}'")
 

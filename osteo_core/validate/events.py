@@ -18,6 +18,7 @@ from osteo_core.validate.rows import (
 )
 from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.input_checks import raw_fractures_schema, raw_meds_schema, typed_fractures_schema, typed_meds_schema
+from schemas.parsing import blank_to_null
 
 # Text compared without case when telling identical event rows apart ("Prolia" is "PROLIA").
 _CASELESS = frozenset({"drug"})
@@ -29,17 +30,29 @@ def _content(name: str) -> pl.Expr:
     return (value.str.to_lowercase() if name in _CASELESS else value).alias(name)
 
 
-def _validate(raw, fields, date_formats, decimal, raw_schema, typed_schema, name) -> Validated:
+def validate_rows(
+    raw, fields, date_formats, decimal, raw_schema, typed_schema, name, words=EVENT_WORDS, passed=()
+) -> Validated:
     """Both Pandera tiers over one input; identical rows (every canonical value equal after parsing, the
-    drug name without case) are set aside first: the first copy is validated, the others counted."""
-    text = with_row_numbers(normalise_text(raw, fields))
+    drug name without case, and the ``passed`` columns, kept as trimmed text) are set aside first: the
+    first copy is validated, the others counted."""
+    present = set(raw.collect_schema().names())
+    text = with_row_numbers(
+        normalise_text(raw, fields).with_columns(
+            blank_to_null(pl.col(c).cast(pl.Utf8)).alias(c) if c in present else pl.lit(None, dtype=pl.Utf8).alias(c)
+            for c in passed
+        )
+    )
     typed_all = (
-        text.lazy().select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, EVENT_WORDS, decimal)).collect()
+        text.lazy()
+        .select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, words, decimal), *(pl.col(c) for c in passed))
+        .collect()
     )
     as_text = typed_all.select(pl.col(f.name).cast(pl.Utf8) for f in fields).hstack(
         text.select(pl.col(f.name).alias(f"_text_{f.name}") for f in fields)
     )
-    duplicate = as_text.select(pl.struct([_content(f.name) for f in fields]).is_first_distinct().not_()).to_series()
+    content = [_content(f.name) for f in fields] + [typed_all.get_column(c) for c in passed]
+    duplicate = as_text.select(pl.struct(content).is_first_distinct().not_()).to_series()
     kept, typed = text.filter(duplicate.not_()), typed_all.filter(duplicate.not_())
     valid, quarantine, quarantined = check_rows(
         kept, typed, raw_schema, typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
@@ -51,11 +64,11 @@ def validate_meds(
     raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, bounds: dict[str, Any], decimal: str = "."
 ) -> Validated:
     raw_schema, typed_schema = raw_meds_schema(date_formats, decimal), typed_meds_schema(as_of, bounds)
-    return _validate(raw, MEDS_FIELDS, date_formats, decimal, raw_schema, typed_schema, "meds")
+    return validate_rows(raw, MEDS_FIELDS, date_formats, decimal, raw_schema, typed_schema, "meds")
 
 
 def validate_fractures(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, decimal: str = ".") -> Validated:
-    return _validate(
+    return validate_rows(
         raw,
         FRACTURES_FIELDS,
         date_formats,

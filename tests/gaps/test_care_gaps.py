@@ -7,10 +7,12 @@ import polars as pl
 import pytest
 from conftest import exam, screen_synthetic, sql_json, write_scans_csv, write_synthetic
 
+from osteo_core import reference
 from osteo_core.cli import main
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 AS_OF = "2026-01-01"
+PRIORITY = reference.care_gap_parameters()["priority"]  # the data file's, so a renumbering is not a failure here
 TREATED = {"femoral_neck_t": "-1.0", "total_hip_t": "-0.5", "spine_t": "-0.5"}  # normal: no other gap
 
 
@@ -65,7 +67,11 @@ def test_denosumab_lapse_window_edge(tmp_path, last_dose, as_of, opens):
     assert bool(rows) is opens
     if rows:
         due = {"2025-05-01": dt.date(2025, 11, 29), "2025-08-31": dt.date(2026, 3, 28)}[last_dose]
-        assert rows[0]["since"] == due and rows[0]["priority"] == 1 and rows[0]["exam_id"] is None
+        assert (
+            rows[0]["since"] == due
+            and rows[0]["priority"] == PRIORITY["denosumab_lapse"]
+            and rows[0]["exam_id"] is None
+        )
 
 
 def test_bisphosphonate_after_denosumab_closes_the_lapse(tmp_path):
@@ -101,7 +107,7 @@ def test_untreated_high_risk_lookback_edge(tmp_path, event, opens):
     assert bool(rows) is opens
     if rows:
         assert rows[0]["since"] == tables["screening"].row(0, named=True)["exam_date"]
-        assert rows[0]["exam_id"] == "E1" and rows[0]["priority"] == 2
+        assert rows[0]["exam_id"] == "E1" and rows[0]["priority"] == PRIORITY["untreated_high_risk"]
 
 
 def test_untreated_high_risk_treatment_up_to_as_of_counts(tmp_path):
@@ -138,7 +144,7 @@ def test_untreated_high_risk_view_joins_the_latest_screening_row(tmp_path, capsy
             "gap": "untreated_high_risk",
             "exam_id": "E2",
             "since": "2024-01-01",
-            "priority": 2,
+            "priority": PRIORITY["untreated_high_risk"],
             "who_category": "osteoporosis",
             "eligibility": "eligible",
             "recommendation": "denosumab",
@@ -159,7 +165,7 @@ def test_post_fracture_window_closes_after_180_days(tmp_path, as_of, opens):
     rows = gaps_of(tables, "post_fracture_untreated")
     assert bool(rows) is opens
     if rows:
-        assert rows[0]["since"] == dt.date(2025, 3, 1) and rows[0]["priority"] == 3
+        assert rows[0]["since"] == dt.date(2025, 3, 1) and rows[0]["priority"] == PRIORITY["post_fracture_untreated"]
 
 
 @pytest.mark.parametrize(("date", "opens"), [("2024-01-01", True), ("2023-12-31", False)])
@@ -253,7 +259,11 @@ def test_bmd_loss_at_the_least_significant_change(tmp_path, site, before, after,
     rows = gaps_of(tables, "significant_bmd_loss")
     assert bool(rows) is opens
     if rows:
-        assert (rows[0]["exam_id"], rows[0]["since"], rows[0]["priority"]) == ("E2", dt.date(2024, 1, 1), 4)
+        assert (rows[0]["exam_id"], rows[0]["since"], rows[0]["priority"]) == (
+            "E2",
+            dt.date(2024, 1, 1),
+            PRIORITY["significant_bmd_loss"],
+        )
 
 
 @pytest.mark.parametrize(
@@ -302,7 +312,11 @@ def test_overdue_dxa_edge(tmp_path, as_of, opens):
     rows = gaps_of(tables, "overdue_dxa")
     assert bool(rows) is opens
     if rows:
-        assert (rows[0]["since"], rows[0]["priority"], rows[0]["exam_id"]) == (dt.date(2026, 3, 1), 5, "E1")
+        assert (rows[0]["since"], rows[0]["priority"], rows[0]["exam_id"]) == (
+            dt.date(2026, 3, 1),
+            PRIORITY["overdue_dxa"],
+            "E1",
+        )
 
 
 # patients, coverage, references, accounting --------------------------------------------------------------

@@ -293,7 +293,7 @@ def test_blank_lines_are_skipped_and_counted_not_quarantined(tmp_path):
     manifest = run_screen(_request(tmp_path, path))
     assert manifest["rows"] == {"rows_in": 11, "valid": 11, "quarantined": 0, "duplicate": 0}
     assert manifest["inputs"][0]["blank_lines"] == 5
-    assert manifest["blank_lines"] == {"scans": 5, "meds": 0, "fractures": 0}
+    assert manifest["blank_lines"] == {"scans": 5, "meds": 0, "fractures": 0, "population": 0}
     # rows after the blank lines keep the line numbers they have in the file
     raw = pl.read_parquet(sorted((tmp_path / "out" / "current" / "raw" / "scans").rglob("*.parquet")))
     assert sorted(raw.get_column("source_row")) == [1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13]

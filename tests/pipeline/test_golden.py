@@ -40,12 +40,15 @@ def _mess_up(path: Path, bad: dict[str, str]) -> None:
 
 def _golden_digests(tmp_path: Path, **options) -> dict:
     """The fixed messy registry screened (``options`` go to the request), reduced to digests."""
-    paths = write_synthetic(tmp_path, patients=3000, seed=11, fractures_per_exam=0.2)
+    paths = write_synthetic(tmp_path, patients=3000, seed=11, fractures_per_exam=0.2, roster=True)
     _mess_up(paths["meds"], {"event_date": "2031-02-30"})
     _mess_up(paths["fractures"], {"fracture_date": "not a date"})
+    _mess_up(paths["population"], {"enrolled_to": "1900-01-01"})
     manifest = screen_synthetic(paths, tmp_path / "out", as_of="2026-01-01", max_reject_rate=1.0, **options)
     run = tmp_path / "out" / "current"
-    digests = {table: table_digest(pl.read_parquet(publish.table_files(run, table))) for table in TABLES}
+    digests = {
+        table: table_digest(pl.read_parquet(publish.table_files(run, table))) for table in (*TABLES, "population")
+    }
     digests["rows"] = manifest["rows_by_input"]
     # the registry is messy on purpose: every kind of row is there to be accounted for
     for counts in manifest["rows_by_input"].values():

@@ -36,7 +36,6 @@ def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ..
     starts = first | ~(open_before | (reach.is_not_null() & (pl.col("_from") <= reach + _DAY)))
     stretches = ordered.with_columns(starts.cast(pl.Int64).cum_sum().alias("_stretch"))
     stretch_start = pl.col("_from").first().over("_stretch")
-    routed = pl.col("patient_id").is_last_distinct()  # latest span, unless one covers the as-of date
     per_span = stretches.with_columns(
         stretch_start.alias("_stretch_start"),
         covers.alias("_covers"),
@@ -46,7 +45,8 @@ def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ..
         .group_by("patient_id")
         .agg(pl.col("_stretch_start").min().alias("enrolled_since"))
     )
-    route_rows = per_span.sort("patient_id", "_covers", "_from", nulls_last=False).filter(routed)
+    # routing from the span covering the as-of date, else the latest: each patient's last row in this order
+    route_rows = per_span.sort("patient_id", "_covers", "_from").filter(pl.col("patient_id").is_last_distinct())
     details = per_span.group_by("patient_id").agg(
         pl.col("sex").drop_nulls().first(),
         pl.col("birth_date").drop_nulls().first(),

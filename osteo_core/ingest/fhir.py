@@ -158,7 +158,7 @@ def _date(expr: pl.Expr) -> pl.Expr:
     return expr.str.slice(0, 10)
 
 
-def _patient_of(resources: pl.LazyFrame) -> pl.Expr:
+def _patient_of() -> pl.Expr:
     reference_expr = pl.coalesce(
         pl.col("subject").struct.field("reference"), pl.col("patient").struct.field("reference")
     )
@@ -210,7 +210,7 @@ def _observations(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, di
     read_statuses = _settings()["observation_statuses"]
     reports = _report_of(path)
     observed = resources.filter(pl.col("resourceType") == "Observation").with_columns(
-        _patient_of(resources),
+        _patient_of(),
         dxa_code.alias("_dxa_code"),
         pl.coalesce(codings.list.first().struct.field("code"), pl.col("code").struct.field("text")).alias("_any_code"),
     )
@@ -288,7 +288,7 @@ def _conditions(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict
     )
     rows = conditions.filter(fracture & ~refuted).select(
         pl.col(SOURCE_ROW),
-        _patient_of(resources),
+        _patient_of(),
         _date(pl.coalesce("onsetDateTime", pl.col("onsetPeriod").struct.field("start"))).alias("fracture_date"),
         icd.alias("icd10"),
     )
@@ -337,7 +337,7 @@ def _medications(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dic
     not_read = _counted(meds, {"entered in error": erroneous.fill_null(False)})
     rows = meds.filter(~erroneous.fill_null(False)).select(
         pl.col(SOURCE_ROW),
-        _patient_of(resources),
+        _patient_of(),
         pl.coalesce(atc, drug_word, written, _codes(concept).list.first().struct.field("code")).alias("drug"),
         _date(date).alias("event_date"),
         supply.alias("days_supply"),

@@ -15,3 +15,4 @@ POPULATION_FIELDS: tuple[Field, ...] = (
     Field("enrolled_to", "date", "Last day of this coverage span, included (blank: still enrolled)"),
 )
 POPULATION_REQUIRED_HEADERS = ("patient_id", "sex", "birth_date")
+ROSTER_DERIVED = ("enrolled_since", "alive", "enrolled")  # the population table's own columns

@@ -92,7 +92,7 @@ def screening_due(patients: pl.LazyFrame, exams: pl.LazyFrame, as_of: dt.date, p
         .with_columns(
             due_from.alias("since"),
             pl.lit(None, dtype=pl.Utf8).alias("exam_id"),
-            pl.format("no DXA on record; {} aged {} on {}", pl.col("sex"), age, pl.lit(as_of.isoformat())).alias(
+            pl.format("no valid DXA on record; {} aged {} on {}", pl.col("sex"), age, pl.lit(as_of.isoformat())).alias(
                 "detail"
             ),
         )

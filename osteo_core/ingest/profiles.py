@@ -11,8 +11,9 @@ from osteo_core.ingest.long_layout import LongLayout, long_layout
 from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
-from schemas.population import POPULATION_FIELDS
+from schemas.population import POPULATION_FIELDS, ROSTER_DERIVED
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
+from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 _KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population"}
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
@@ -51,9 +52,10 @@ def _routing(section: dict, where: str) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
         raise InputError(where, "[population] routing must be a list of column names")
     keys = tuple(header_key(n) for n in names)
-    taken = {f.name for f in POPULATION_FIELDS} | {"gap", "since", "detail", "priority", "exam_id"}
+    taken = {f.name for f in POPULATION_FIELDS} | set(ROSTER_DERIVED) | {SOURCE_FILE, SOURCE_ROW}
+    taken |= {"gap", "since", "detail", "priority", "exam_id"}  # the worklist's care_gaps columns
     for key in keys:
-        if not key.isidentifier() or key in taken:
+        if not key.isidentifier() or key.startswith("_") or key in taken:
             raise InputError(where, f"[population] routing column '{key}' must be a plain name not used by the screen")
     return tuple(dict.fromkeys(keys))
 

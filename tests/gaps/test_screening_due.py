@@ -40,6 +40,8 @@ ROSTER = [
     ("DUP", "F", "1950-01-01", None, None, None),
     ("BACKWARDS", "F", "1950-01-01", None, "2020-01-01", "2019-01-01"),  # span ends before it starts
     ("NOSEX", "X", "1950-01-01", None, None, None),  # unreadable sex
+    ("HALFDEAD", "F", "1950-01-01", "2020-02-30", "2000-01-01", "2010-12-31"),  # unreadable death date …
+    ("HALFDEAD", "F", "1950-01-01", None, "2011-01-01", None),  # … so this row must not say she is alive
 ]
 
 
@@ -95,13 +97,15 @@ def test_screening_due_opens_at_each_edge_and_not_a_day_before(screened):
 def test_roster_rows_are_valid_quarantined_or_duplicate(screened):
     manifest, _, run = screened
     counts = manifest["rows_by_input"]["population"]
-    assert counts == {"rows_in": 19, "valid": 14, "quarantined": 4, "duplicate": 1, "not_in_population": 1}
+    assert counts == {"rows_in": 21, "valid": 14, "quarantined": 6, "duplicate": 1, "not_in_population": 1}
     quarantine = pl.read_parquet(run / "quarantine.parquet").filter(pl.col("input") == "population")
     found = {(r["patient_id"], r["column"], r["check"]) for r in quarantine.iter_rows(named=True)}
     assert found == {
         ("CONFLICT", "birth_date", "same_for_the_patient"),
         ("BACKWARDS", "enrolled_to", "not_before_enrolled_from"),
         ("NOSEX", "sex", "allowed_value"),
+        ("HALFDEAD", "death_date", "is_date"),
+        ("HALFDEAD", None, "other_row_of_patient_quarantined"),
     }
     assert quarantine.filter(pl.col("patient_id") == "CONFLICT").get_column("source_row").sort().to_list() == [14, 15]
 
@@ -184,6 +188,9 @@ def test_a_roster_without_a_required_column_is_refused_before_any_work(tmp_path,
     [
         ('routing = ["sex"]', "must be a plain name not used by the screen"),
         ('routing = ["clinic name"]', "must be a plain name not used by the screen"),
+        ('routing = ["source_row"]', "must be a plain name not used by the screen"),
+        ('routing = ["alive"]', "must be a plain name not used by the screen"),
+        ('routing = ["_from"]', "must be a plain name not used by the screen"),
         ("routing = 3", "must be a list of column names"),
         ('route = ["clinic"]', "unknown [population] setting(s): route"),
     ],

@@ -63,7 +63,7 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=cfg.partitions,
         metavar="N",
-        help="patient partitions (default: OSTEO_PARTITIONS, or 1 per 500,000 scan rows)",
+        help="patient partitions (default: OSTEO_PARTITIONS, or 1 per 500,000 scan or roster rows)",
     )
     p.add_argument(
         "--dask-address",

@@ -63,9 +63,12 @@ def estimated_rows(path: Path) -> int:
     return int(size / consumed * lines) if head and consumed else 0
 
 
-def auto_partitions(scans: list[str]) -> int:
-    """About one partition per 500,000 scan rows, so each partition's frames stay small."""
+def auto_partitions(scans: list[str], population: list[str] | None = None) -> int:
+    """About one partition per 500,000 scan rows, so each partition's frames stay small; or per 500,000
+    roster rows when the population roster is longer (every member of a health system, most never scanned)."""
     rows = sum(estimated_rows(f) for f in discover(scans, "scans").files)
+    if population:
+        rows = max(rows, sum(estimated_rows(f) for f in discover(population, "population").files))
     return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
 
 
@@ -85,12 +88,12 @@ class ScreenRequest:
     fractures: str | None = None
     keep_runs: int = 5
     lsc: str | None = None  # optional per-device least significant change file (device_id, site, lsc)
-    partitions: int = 0  # patient partitions; 0 = one per 500,000 scan rows
+    partitions: int = 0  # patient partitions; 0 = one per 500,000 scan (or roster) rows
     population: str | None = None  # optional roster: everyone the health system is responsible for
 
     @property
     def partition_count(self) -> int:
-        return self.partitions if self.partitions > 0 else auto_partitions(self.scans)
+        return self.partitions if self.partitions > 0 else auto_partitions(self.scans, self.paths_of("population"))
 
     @property
     def bulk_export(self) -> str | None:

@@ -13,6 +13,7 @@ import polars as pl
 from schemas import parsing
 
 _DAY = pl.duration(days=1)
+_OPEN = dt.date(9999, 12, 30)  # an open-ended span's end: later than any real date, with a day to spare
 
 
 def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ...]) -> pl.LazyFrame:
@@ -25,15 +26,13 @@ def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ..
     """
     spans = roster.with_columns(
         pl.coalesce("enrolled_from", "birth_date").alias("_from"),
-        pl.col("enrolled_to").alias("_to"),
+        pl.col("enrolled_to").fill_null(_OPEN).alias("_to"),  # still enrolled: reaches past any date
     )
-    covers = (pl.col("_from") <= as_of) & (pl.col("_to").is_null() | (pl.col("_to") >= as_of))
-    ordered = spans.sort("patient_id", "_from", "_to", nulls_last=True)
+    covers = (pl.col("_from") <= as_of) & (pl.col("_to") >= as_of)
+    ordered = spans.sort("patient_id", "_from", "_to")
     # a span starts a new stretch unless it begins by the day after the furthest end so far of that patient
-    reach = pl.col("_to").cum_max().shift(1).over("patient_id")
-    open_before = pl.col("_to").is_null().cast(pl.Int32).cum_max().shift(1).over("patient_id").fill_null(0) == 1
-    first = pl.col("patient_id").is_first_distinct()
-    starts = first | ~(open_before | (reach.is_not_null() & (pl.col("_from") <= reach + _DAY)))
+    reach = pl.col("_to").cum_max().shift(1).over("patient_id")  # null on a patient's first span
+    starts = reach.is_null() | (pl.col("_from") > reach + _DAY)
     stretches = ordered.with_columns(starts.cast(pl.Int64).cum_sum().alias("_stretch"))
     stretch_start = pl.col("_from").first().over("_stretch")
     per_span = stretches.with_columns(
@@ -76,32 +75,22 @@ def screening_due(patients: pl.LazyFrame, exams: pl.LazyFrame, as_of: dt.date, p
     the later of the birthday of that age and the start of the enrolment covering the as-of date."""
     p = params["screening_due"]
     women = pl.col("sex") == p["sex"]
-    age_for = pl.when(women).then(pl.lit(p["min_age_years"]))
+    due_birthday = pl.when(women).then(birthday(pl.col("birth_date"), p["min_age_years"]))
     if p["include_men"]:
-        age_for = age_for.when(pl.col("sex") == "M").then(pl.lit(p["men_min_age_years"]))
-    age_for = age_for.otherwise(None)
-    due_from = pl.max_horizontal(
-        _birthday_of(pl.col("birth_date"), age_for, (p["min_age_years"], p["men_min_age_years"])),
-        pl.col("enrolled_since"),
-    )
+        due_birthday = due_birthday.when(pl.col("sex") == "M").then(
+            birthday(pl.col("birth_date"), p["men_min_age_years"])
+        )
+    due_birthday = due_birthday.otherwise(None)  # the day the patient reached the screening age
     scanned = exams.filter(pl.col("exam_date") <= as_of).select("patient_id").unique()
     age = parsing.completed_years(pl.col("birth_date"), pl.lit(as_of))
     return (
-        patients.filter(pl.col("alive") & pl.col("enrolled") & age_for.is_not_null() & (age >= age_for))
+        patients.filter(pl.col("alive") & pl.col("enrolled") & (due_birthday <= as_of))
         .join(scanned, on="patient_id", how="anti")
         .with_columns(
-            due_from.alias("since"),
+            pl.max_horizontal(due_birthday, pl.col("enrolled_since")).alias("since"),
             pl.lit(None, dtype=pl.Utf8).alias("exam_id"),
             pl.format("no valid DXA on record; {} aged {} on {}", pl.col("sex"), age, pl.lit(as_of.isoformat())).alias(
                 "detail"
             ),
         )
     )
-
-
-def _birthday_of(birth: pl.Expr, years: pl.Expr, choices: tuple[int, ...]) -> pl.Expr:
-    """``birthday(birth, years)`` where ``years`` is one of a few known ages per row."""
-    result = pl.lit(None, dtype=pl.Date)
-    for n in sorted(set(choices)):
-        result = pl.when(years == n).then(birthday(birth, n)).otherwise(result)
-    return result

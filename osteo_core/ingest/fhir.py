@@ -169,6 +169,12 @@ def _codes(concept: str) -> pl.Expr:
     return pl.col(concept).struct.field("coding")
 
 
+def _codes_of_system(concept: str, system: str) -> pl.Expr:
+    """The codes of one code system among a CodeableConcept's codings, in their order."""
+    element = pl.element().struct.field
+    return _codes(concept).list.eval(pl.when(element("system") == system).then(element("code"))).list.drop_nulls()
+
+
 def _joined(texts: pl.Expr) -> pl.Expr:
     """A list of texts as one (``a | b``); null when empty."""
     return pl.when(texts.list.len() > 0).then(texts.list.join(" | "))
@@ -187,9 +193,7 @@ def _observations(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, di
     listed = shipped_toml(f"profiles/{PROFILE}.toml")["long"].get("measurements", {})
     known = [*reference.dxa_loinc().get_column("code").to_list(), *(k.strip().upper() for k in listed)]
     codings = _codes("code")
-    loinc = codings.list.eval(
-        pl.when(pl.element().struct.field("system") == LOINC).then(pl.element().struct.field("code"))
-    ).list.drop_nulls()
+    loinc = _codes_of_system("code", LOINC)
     anywhere = codings.list.eval(pl.element().struct.field("code")).list.drop_nulls()
     dxa_code = pl.coalesce(
         loinc.list.eval(pl.element().filter(pl.element().is_in(known))).list.first(),
@@ -272,12 +276,7 @@ def _conditions(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict
     """Conditions coded with an ICD-10-CM fracture code (the categories in ``fracture_codes.toml``'s
     ``[fhir]`` section) as fracture rows; others, and refuted or erroneous ones, counted."""
     settings = shipped_toml("reference/fracture_codes.toml")["fhir"]
-    icd = (
-        _codes("code")
-        .list.eval(pl.when(pl.element().struct.field("system") == ICD10CM).then(pl.element().struct.field("code")))
-        .list.drop_nulls()
-        .list.first()
-    )
+    icd = _codes_of_system("code", ICD10CM).list.first()
     bare = icd.str.replace_all(".", "", literal=True).str.to_uppercase()
     fracture = pl.any_horizontal(bare.str.starts_with(p) for p in settings["fracture_prefixes"]).fill_null(False)
     status = _codes("verificationStatus").list.eval(pl.element().struct.field("code")).list.first()
@@ -299,12 +298,7 @@ def _medications(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dic
     """Medication resources as medication rows: the drug as its ATC code, else the drug word (generic or
     brand name) its RxNorm name or text contains, else the text as written (unrecognised: counted)."""
     concept = "medicationCodeableConcept"
-    atc = (
-        _codes(concept)
-        .list.eval(pl.when(pl.element().struct.field("system") == ATC).then(pl.element().struct.field("code")))
-        .list.drop_nulls()
-        .list.first()
-    )
+    atc = _codes_of_system(concept, ATC).list.first()
     displays = _codes(concept).list.eval(pl.element().struct.field("display")).list.drop_nulls()
     written = pl.concat_str(
         pl.col(concept).struct.field("text"), displays.list.join(" | "), separator=" | ", ignore_nulls=True

@@ -52,7 +52,28 @@ def summary_markdown(manifest: dict[str, Any]) -> str:
         lines += [f"## {title}", "", "| value | count |", "|---|---|"]
         lines += [f"| {_label(name)} | {n:,} |" for name, n in manifest.get(key, {}).items()]
         lines.append("")
+    lines += measure_markdown(manifest)
     return "\n".join(lines)
+
+
+def measure_markdown(manifest: dict[str, Any]) -> list[str]:
+    """The quality measures' rates (counts only), when the run had a roster."""
+    entry = manifest.get("measures")
+    if not entry:
+        return []
+    lines = [
+        f"## Quality measures, measurement year {entry['measurement_year']}",
+        "",
+        "| measure | version | denominator | exclusions | numerator | rate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in entry["results"]:
+        rate = f"{r['rate']:.1%}" if r["rate"] is not None else "n/a"
+        lines.append(
+            f"| {r['measure']} | {r['version']} | {r['denominator']:,} | {r['exclusions']:,} | {r['numerator']:,} "
+            f"| {rate} |"
+        )
+    return [*lines, ""]
 
 
 def count_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -63,7 +84,12 @@ def count_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     for key in ("who_categories", "eligibility", "care_gaps"):
         rows += [{"measure": f"{key}:{_label(name)}", "count": n} for name, n in manifest.get(key, {}).items()]
+    for r in (manifest.get("measures") or {}).get("results", []):
+        rows += [{"measure": f"measure:{r['measure']}:{k}", "count": r[k]} for k in MEASURE_COUNTS]
     return rows
+
+
+MEASURE_COUNTS = ("denominator", "exclusions", "numerator", "rate")
 
 
 def publish_artifacts(manifest: dict[str, Any]) -> None:
@@ -71,10 +97,11 @@ def publish_artifacts(manifest: dict[str, Any]) -> None:
     create_markdown_artifact(
         summary_markdown(manifest),
         key="screen-summary",
-        description=f"osteo-screen run {manifest['run_id']} ({about}): inputs, row accounting, categories, gaps",
+        description=f"osteo-screen run {manifest['run_id']} ({about}): inputs, row accounting, categories, gaps,"
+        " measures",
     )
     create_table_artifact(
         count_rows(manifest),
         key="screen-counts",
-        description=f"osteo-screen run {manifest['run_id']} ({about}): row, category and gap counts",
+        description=f"osteo-screen run {manifest['run_id']} ({about}): row, category, gap and measure counts",
     )

@@ -36,6 +36,13 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         " span; adds the screening_due gap for those never scanned",
     )
     p.add_argument(
+        "--measurement-year",
+        type=int,
+        metavar="YYYY",
+        help="year of the quality measures (OMW, MIPS 418, MIPS 039), computed with --population (default: the"
+        " as-of year)",
+    )
+    p.add_argument(
         "--out", default=cfg.out, metavar="DIR", help="output folder the run is published into (default: %(default)s)"
     )
     p.add_argument("--as-of", default=dt.date.today().isoformat(), metavar="DATE", help="as-of date (default: today)")
@@ -101,6 +108,12 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "list the open care gaps, most urgent first",
         "Print today's care-gap list of the published run: highest priority first, then the oldest.",
         "osteo gaps --out osteo-demo\n  osteo gaps --out osteo-demo --gap untreated_high_risk --format csv > list.csv",
+    ),
+    "measures": (
+        "print the quality measures' rates (OMW, MIPS 418, MIPS 039)",
+        "Print the published run's quality-measure summary: per measure the denominator, exclusions, numerator "
+        "and rate for the measurement year (osteo screen --population …; members: the measure_members table).",
+        "osteo measures --out osteo-demo\n  osteo measures --out osteo-demo --format csv > measures.csv",
     ),
     "report": (
         "write an HTML report with charts",
@@ -186,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     _out_arg(gaps)
     gaps.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
     _listing_args(gaps)
+    measures = _command(sub, "measures")
+    _out_arg(measures)
+    _listing_args(measures)
     report = _command(sub, "report")
     _out_arg(report, "the published screen to chart; report.html is written there")
     research = _command(sub, "export-research")
@@ -210,6 +226,7 @@ def _request(args: argparse.Namespace):
         meds=args.meds,
         fractures=args.fractures,
         population=getattr(args, "population", None),
+        measurement_year=getattr(args, "measurement_year", None),
         out=args.out,
         as_of=args.as_of,
         rules=args.rules,
@@ -291,9 +308,23 @@ def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
     gaps = manifest.get("care_gaps", {})
     if gaps:
         print("open care gaps: " + ", ".join(f"{k} {v:,}" for k, v in gaps.items()))
+    for line in measure_lines(manifest):
+        print(line)
     for line in input_notes(manifest):
         print(line)
     print(f'outputs: {out.resolve()}  (osteo sql --out {out} "SELECT ...")  in {seconds:.1f} s')
+
+
+def measure_lines(manifest: dict) -> list[str]:
+    """The quality measures' rates (counts only), when a roster was given."""
+    entry = manifest.get("measures")
+    if not entry:
+        return []
+    shown = []
+    for r in entry["results"]:
+        rate = f"{r['rate']:.1%}" if r["rate"] is not None else "n/a"
+        shown.append(f"{r['measure']} {rate} ({r['numerator']:,}/{r['denominator'] - r['exclusions']:,})")
+    return [f"quality measures {entry['measurement_year']}: " + ", ".join(shown)]
 
 
 def input_notes(manifest: dict) -> list[str]:
@@ -359,6 +390,8 @@ DEMO_ROWS = 15  # untreated patients the demo prints
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from osteo_core.demo import synthetic
 
     out = Path(args.out)
@@ -366,11 +399,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise OsteoError("--patients must be at least 1")
     inputs = out / "input"
     inputs.mkdir(parents=True, exist_ok=True)
-    scans = synthetic.registry(args.patients)
+    as_of = dt.date.today()
+    dates = synthetic.anchored(as_of)  # the registry ends shortly before today, whatever today is
+    scans = synthetic.registry(args.patients, first_exam=dates["first_exam"])
     scans.write_csv(inputs / "scans.csv")
-    synthetic.medications(scans).write_csv(inputs / "medications.csv")
-    synthetic.fractures(scans).write_csv(inputs / "fractures.csv")
-    synthetic.roster(scans).write_csv(inputs / "population.csv")
+    recent, follow_up = synthetic.recent_fractures(scans, last_event=dates["last_event"])
+    meds = synthetic.medications(scans, last_event=dates["last_event"])
+    pl.concat([meds, follow_up]).write_csv(inputs / "medications.csv")
+    pl.concat([synthetic.fractures(scans, last_event=dates["last_event"]), recent]).write_csv(inputs / "fractures.csv")
+    synthetic.roster(scans, as_of=as_of).write_csv(inputs / "population.csv")
     print(
         f"synthetic registry: {args.patients:,} patients -> {inputs}/ (scans, medications, fractures, and a"
         " population roster that also lists people never scanned)"
@@ -381,9 +418,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         str(inputs / "fractures.csv"),
         str(inputs / "population.csv"),
     )
-    args.as_of, args.rules, args.profile = dt.date.today().isoformat(), "standard", "generic"
+    args.as_of, args.rules, args.profile = as_of.isoformat(), "standard", "generic"
     args.max_reject_rate, args.lsc, args.partitions = settings().max_reject_rate, None, 0
-    args.max_shrink = settings().max_shrink
+    args.max_shrink, args.measurement_year = settings().max_shrink, None
     started = time.perf_counter()
     manifest = _run_flow(_request(args))
     _print_summary(manifest, out, time.perf_counter() - started)
@@ -397,6 +434,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nall of them: osteo gaps --out {out} --gap untreated_high_risk --format csv")
     never = manifest.get("care_gaps", {}).get("screening_due", 0)
     print(f"never scanned and due a first DXA: {never:,} (osteo gaps --out {out} --gap screening_due)")
+    print(f"quality measures (HEDIS OMW, MIPS 418, MIPS 039): osteo measures --out {out}")
     return 0
 
 
@@ -404,6 +442,12 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     from osteo_core.outputs.gap_list import print_gaps
 
     return print_gaps(Path(args.out), args.gap, args.format, args.limit)
+
+
+def cmd_measures(args: argparse.Namespace) -> int:
+    from osteo_core.outputs.measure_list import print_measures
+
+    return print_measures(Path(args.out), args.format, args.limit)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -434,6 +478,7 @@ COMMANDS = {
     "screen": cmd_screen,
     "sql": cmd_sql,
     "gaps": cmd_gaps,
+    "measures": cmd_measures,
     "report": cmd_report,
     "serve": cmd_serve,
     "export-research": cmd_export_research,

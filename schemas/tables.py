@@ -16,7 +16,16 @@ LSC_SITES = ("spine", "total_hip", "femoral_neck")  # sites compared between ser
 HIP_SITES = ("total_hip", "femoral_neck")  # measured on either hip: an export may give each side
 SIDES = ("left", "right")  # ties between the sides go to the first
 
-TABLES = ("screening", "quarantine", "patients", "care_gaps", "treatment_intervals")  # OUT/<table>.parquet
+TABLES = (  # OUT/<table>.parquet
+    "screening",
+    "quarantine",
+    "patients",
+    "care_gaps",
+    "treatment_intervals",
+    "measure_members",
+    "measure_summary",
+)
+RUN_WIDE_TABLES = ("measure_summary",)  # made once at publish from the merged tables, not per partition
 # valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
 EVENT_TABLES = ("medications", "fractures", "population")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
@@ -57,6 +66,25 @@ INTERVALS_SCHEMA = {
     "interval_end": pl.Date,
     "days_covered": pl.Int64,
     "drugs": pl.List(pl.Utf8),
+}
+MEMBERS_SCHEMA = {
+    "measure": pl.Utf8,
+    "version": pl.Utf8,
+    "patient_id": pl.Utf8,
+    "in_denominator": pl.Boolean,
+    "excluded": pl.Boolean,
+    "exclusion_reason": pl.Utf8,
+    "in_numerator": pl.Boolean,
+    "evidence_date": pl.Date,
+    "evidence": pl.Utf8,
+}
+SUMMARY_SCHEMA = {
+    "measure": pl.Utf8,
+    "version": pl.Utf8,
+    "denominator": pl.Int64,
+    "exclusions": pl.Int64,
+    "numerator": pl.Int64,
+    "rate": pl.Float64,
 }
 
 _SCREENING: dict[str, tuple[pl.DataType, str]] = {
@@ -123,6 +151,25 @@ _INTERVALS_DESCRIPTIONS = {
     "days_covered": "Days covered up to and including the as-of date",
     "drugs": "Generic names given in the interval",
 }
+_MEMBERS_DESCRIPTIONS = {
+    "measure": "Measure id (OMW, MIPS418, MIPS039; docs/measures.md)",
+    "version": "Version of the measure spec (data/measures/)",
+    "patient_id": "Patient identifier (a roster patient of the measure's sex and age band)",
+    "in_denominator": "Meets the denominator: for fracture measures, a fracture in the intake period and the enrolment",
+    "excluded": "Excluded from the denominator (exclusion_reason says why)",
+    "exclusion_reason": "The first exclusion that applies, in spec order; null when none",
+    "in_numerator": "Meets the numerator (only when in the denominator and not excluded)",
+    "evidence_date": "Date of the event that decided the numerator or the exclusion",
+    "evidence": "What decided it (DXA exam, osteoporosis drug: NAME, osteoporosis code …), or why not",
+}
+_SUMMARY_DESCRIPTIONS = {
+    "measure": "Measure id",
+    "version": "Version of the measure spec",
+    "denominator": "Patients in the denominator (exclusions included)",
+    "exclusions": "Of those, excluded",
+    "numerator": "Of the rest, meeting the numerator",
+    "rate": "numerator / (denominator - exclusions); null when that is 0",
+}
 
 TABLE_DESCRIPTIONS = {
     "screening": "One row per valid exam: WHO category, eligibility, recommendation, next DXA",
@@ -130,6 +177,8 @@ TABLE_DESCRIPTIONS = {
     "patients": "One row per patient: latest exam's decision and treatment status on the as-of date",
     "care_gaps": "One row per open care gap, highest priority first",
     "treatment_intervals": "Merged stretches of osteoporosis-drug coverage per patient",
+    "measure_members": "One row per quality measure and roster patient it considers: denominator, exclusion, numerator",
+    "measure_summary": "One row per quality measure: denominator, exclusions, numerator, rate (empty without a roster)",
     "untreated_high_risk": "untreated_high_risk gaps joined to the patient's latest screening row",
     "medications": "Valid medication events with drug, class, oncology flag and coverage",
     "fractures": "Valid fracture events with site, fragility and new-fracture flags",
@@ -146,6 +195,8 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "patients": _PATIENTS_DESCRIPTIONS,
     "care_gaps": _GAPS_DESCRIPTIONS,
     "treatment_intervals": _INTERVALS_DESCRIPTIONS,
+    "measure_members": _MEMBERS_DESCRIPTIONS,
+    "measure_summary": _SUMMARY_DESCRIPTIONS,
 }
 
 DTYPES: dict[str, dict[str, pl.DataType]] = {
@@ -154,6 +205,8 @@ DTYPES: dict[str, dict[str, pl.DataType]] = {
     "patients": PATIENTS_SCHEMA,
     "care_gaps": GAPS_SCHEMA,
     "treatment_intervals": INTERVALS_SCHEMA,
+    "measure_members": MEMBERS_SCHEMA,
+    "measure_summary": SUMMARY_SCHEMA,
 }
 
 _SOURCE_DESCRIPTIONS = {

@@ -110,17 +110,27 @@ def chromium() -> str:
 
 
 def write_synthetic(
-    folder: Path, patients: int, seed: int, fractures_per_exam: float = 0.3, roster: bool = False
+    folder: Path,
+    patients: int,
+    seed: int,
+    fractures_per_exam: float = 0.3,
+    roster: bool = False,
+    recent_fractures: float = 0.0,
 ) -> dict[str, Path]:
     """Synthetic scans, medications and fractures exports (and with ``roster`` a population roster) as CSV
-    files in ``folder``."""
+    files in ``folder``; ``recent_fractures``: that share of patients gets a fracture in the last two years
+    (half of them treated after it), as the quality measures look for."""
+    import polars as pl
+
     from osteo_core.demo import synthetic
 
     scans = synthetic.registry(patients, seed=seed)
     paths = {"scans": folder / "scans.csv", "meds": folder / "meds.csv", "fractures": folder / "fx.csv"}
     scans.write_csv(paths["scans"])
-    synthetic.medications(scans, seed=seed).write_csv(paths["meds"])
-    synthetic.fractures(scans, seed=seed, per_exam=fractures_per_exam).write_csv(paths["fractures"])
+    recent, follow_up = synthetic.recent_fractures(scans, seed=seed, share=recent_fractures)
+    pl.concat([synthetic.medications(scans, seed=seed), follow_up]).write_csv(paths["meds"])
+    fractures = synthetic.fractures(scans, seed=seed, per_exam=fractures_per_exam)
+    pl.concat([fractures, recent]).write_csv(paths["fractures"])
     if roster:
         paths["population"] = folder / "roster.csv"
         synthetic.roster(scans, seed=seed).write_csv(paths["population"])

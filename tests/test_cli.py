@@ -101,7 +101,16 @@ def test_end_to_end_through_prefect_on_the_vendor_sample(tmp_path, capsys, caplo
     assert manifest["rule_set"]["name"] == "standard" and manifest["profile"] == "densitometer_us"
     assert manifest["inputs"][0]["sha256"]
     assert (manifest["tables"]["screening"], manifest["tables"]["quarantine"]) == (46, 2)
-    assert set(manifest["tables"]) == {"screening", "quarantine", "patients", "care_gaps", "treatment_intervals"}
+    assert set(manifest["tables"]) == {
+        "screening",
+        "quarantine",
+        "patients",
+        "care_gaps",
+        "treatment_intervals",
+        "measure_members",
+        "measure_summary",
+    }
+    assert manifest["measures"] is None  # no roster: no quality measures
     screening = pl.read_parquet(tmp_path / "out" / "screening.parquet")
     assert screening.height == 46 and screening.get_column("rule_set").unique().to_list() == ["standard@1.0.0"]
     # no patient identifier in anything logged or printed

@@ -19,6 +19,14 @@ FIRST_EXAM = dt.date(2012, 1, 2)
 LAST_EVENT = dt.date(2026, 6, 30)  # no synthetic medication or fracture after this date
 
 
+def anchored(as_of: dt.date) -> dict[str, dt.date]:
+    """Dates for a registry screened on ``as_of`` (the demo's today): exams from ``first_exam`` to shortly
+    before it, the last medication or fracture a month before it, so every gap and measure window has data."""
+    years = FIRST_EXAM.year - LAST_EVENT.year  # the fixed registry's span, kept
+    first = dt.date(as_of.year + years, FIRST_EXAM.month, FIRST_EXAM.day)
+    return {"first_exam": first, "last_event": as_of - dt.timedelta(days=30)}
+
+
 def _uniform(key: pl.Expr, salt: int, seed: int) -> pl.Expr:
     """A uniform number in [0, 1) from a row key: the same key, salt and seed give the same number."""
     return (key.hash(seed * 1_000_003 + salt) // 2048).cast(pl.Float64) / _SCALE
@@ -44,8 +52,10 @@ def registry(
     invalid_share: float = 0.005,
     duplicate_share: float = 0.002,
     first_patient: int = 0,
+    first_exam: dt.date = FIRST_EXAM,
 ) -> pl.DataFrame:
-    """Scans export (text cells, canonical headers) for ``patients`` patients with 1–4 exams each.
+    """Scans export (text cells, canonical headers) for ``patients`` patients with 1–4 exams each, from
+    ``first_exam`` over about 13 years.
 
     ``first_patient`` offsets the patient numbers, so a large registry can be written in chunks.
     """
@@ -69,8 +79,8 @@ def registry(
     e = pl.col("e")
     gap_days = (pl.col("k") * (550 + _uniform(e, 10, seed) * 400)).floor().cast(pl.Int64)
     exams = exams.with_columns(
-        exam_date=pl.lit(FIRST_EXAM) + pl.duration(days=pl.col("first_day") + gap_days),
-        birth_date=pl.lit(FIRST_EXAM)
+        exam_date=pl.lit(first_exam) + pl.duration(days=pl.col("first_day") + gap_days),
+        birth_date=pl.lit(first_exam)
         + pl.duration(
             days=pl.col("first_day")
             - pl.col("first_age") * 365
@@ -183,7 +193,9 @@ _DRUG_MIX = (  # (cumulative share of treated patients, drug cell as exported, d
 )
 
 
-def medications(scans: pl.DataFrame, seed: int = 7, events_per_exam: float = 0.5) -> pl.DataFrame:
+def medications(
+    scans: pl.DataFrame, seed: int = 7, events_per_exam: float = 0.5, last_event: dt.date = LAST_EVENT
+) -> pl.DataFrame:
     """A medications export for the registry's patients (docs/inputs.md, medications), about ``events_per_exam``
     events per exam: courses of one drug each, some stopped early, a few oncology and non-osteoporosis
     products."""
@@ -210,7 +222,7 @@ def medications(scans: pl.DataFrame, seed: int = 7, events_per_exam: float = 0.5
         treated.with_columns(drug=drug, every=interval, days_supply=supply, dose_mg=dose, k=pl.int_ranges(0, "n"))
         .explode("k")
         .with_columns(event=pl.col("start") + pl.duration(days=pl.col("k") * pl.col("every")))
-        .filter(pl.col("event") <= pl.lit(LAST_EVENT))
+        .filter(pl.col("event") <= pl.lit(last_event))
     )
     return events.select(
         "patient_id",
@@ -235,7 +247,9 @@ _FRACTURE_CODES = (
 )
 
 
-def fractures(scans: pl.DataFrame, seed: int = 7, per_exam: float = 0.05) -> pl.DataFrame:
+def fractures(
+    scans: pl.DataFrame, seed: int = 7, per_exam: float = 0.05, last_event: dt.date = LAST_EVENT
+) -> pl.DataFrame:
     """A fractures export (docs/inputs.md, fractures), about ``per_exam`` fractures per exam, with ICD-10 codes
     (some non-fragility, some later-encounter) or a site word, and some birth dates."""
     exams = (
@@ -249,13 +263,45 @@ def fractures(scans: pl.DataFrame, seed: int = 7, per_exam: float = 0.05) -> pl.
     date = pl.col("exam_date").str.to_date(strict=False) + pl.duration(days=(u(3) * 1400).floor().cast(pl.Int64) - 700)
     return picked.select(
         "patient_id",
-        pl.min_horizontal(date, pl.lit(LAST_EVENT)).cast(pl.Utf8).alias("fracture_date"),
+        pl.min_horizontal(date, pl.lit(last_event)).cast(pl.Utf8).alias("fracture_date"),
         pl.when(u(4) < 0.2).then(pl.lit("wrist")).otherwise(None).alias("site"),
         pl.when(u(4) >= 0.2)
         .then(code_index.replace_strict(dict(enumerate(_FRACTURE_CODES)), return_dtype=pl.Utf8))
         .alias("icd10"),
         pl.when(u(5) < 0.5).then(pl.col("birth_date")).alias("birth_date"),
     ).sort("patient_id", "fracture_date")
+
+
+def recent_fractures(
+    scans: pl.DataFrame, seed: int = 7, share: float = 0.03, last_event: dt.date = LAST_EVENT, days: int = 730
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """For the demo's quality measures: about ``share`` of the patients with a fracture in the ``days`` before
+    ``last_event`` (rows of a fractures export), and for about half of them a bisphosphonate started within
+    five months after it (rows of a medications export, the treatment a measure looks for)."""
+    people = scans.group_by("patient_id").agg(pl.col("birth_date").first()).sort("patient_id").with_row_index("_i")
+    u = lambda salt: (pl.col("_i").hash(seed * 43 + salt) // 2048).cast(pl.Float64) / _SCALE  # noqa: E731
+    code_index = (u(2) * len(_FRACTURE_CODES)).floor().cast(pl.Int64)
+    picked = people.filter(u(1) < share).with_columns(
+        (pl.lit(last_event) - pl.duration(days=(u(3) * days).floor().cast(pl.Int64))).alias("_date")
+    )
+    fractures = picked.select(
+        "patient_id",
+        pl.col("_date").cast(pl.Utf8).alias("fracture_date"),
+        pl.lit(None, dtype=pl.Utf8).alias("site"),
+        code_index.replace_strict(dict(enumerate(_FRACTURE_CODES)), return_dtype=pl.Utf8).alias("icd10"),
+        pl.col("birth_date"),
+    )
+    start = pl.min_horizontal(
+        pl.col("_date") + pl.duration(days=(u(5) * 150).floor().cast(pl.Int64)), pl.lit(last_event)
+    )
+    treated = picked.filter(u(4) < 0.5).select(
+        "patient_id",
+        pl.lit("alendronate").alias("drug"),
+        start.cast(pl.Utf8).alias("event_date"),
+        pl.lit("30").alias("days_supply"),
+        pl.lit(None, dtype=pl.Utf8).alias("dose_mg"),
+    )
+    return fractures.sort("patient_id"), treated.sort("patient_id")
 
 
 def roster(

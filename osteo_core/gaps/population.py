@@ -13,40 +13,54 @@ import polars as pl
 from schemas import parsing
 
 _DAY = pl.duration(days=1)
-_OPEN = dt.date(9999, 12, 30)  # an open-ended span's end: later than any real date, with a day to spare
+OPEN_END = dt.date(9999, 12, 30)  # an open-ended span's end: later than any real date, with a day to spare
 
 
-def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ...]) -> pl.LazyFrame:
-    """One row per roster patient: sex, birth date, ``alive`` and ``enrolled`` on the as-of date, the first
-    day of the unbroken enrolment that covers it (``enrolled_since``: spans that overlap or follow each other
-    day after day are one), and the routing columns of the span covering the as-of date (else the latest).
-
-    A blank ``enrolled_from`` is enrolment from birth; a blank ``enrolled_to`` is still enrolled. The roster's
-    rows agree on sex, birth and death date (``validate.population`` quarantines a patient whose rows do not).
-    """
-    spans = roster.with_columns(
+def enrolment_stretches(roster: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per unbroken stretch of a patient's enrolment: ``stretch_from``, ``stretch_to`` (included;
+    ``OPEN_END`` when still enrolled). Spans that overlap or follow each other day after day are one stretch;
+    a blank ``enrolled_from`` is enrolment from birth, a blank ``enrolled_to`` still enrolled."""
+    spans = roster.select(
+        "patient_id",
         pl.coalesce("enrolled_from", "birth_date").alias("_from"),
-        pl.col("enrolled_to").fill_null(_OPEN).alias("_to"),  # still enrolled: reaches past any date
+        pl.col("enrolled_to").fill_null(OPEN_END).alias("_to"),  # still enrolled: reaches past any date
     )
-    covers = (pl.col("_from") <= as_of) & (pl.col("_to") >= as_of)
     ordered = spans.sort("patient_id", "_from", "_to")
     # a span starts a new stretch unless it begins by the day after the furthest end so far of that patient
     reach = pl.col("_to").cum_max().shift(1).over("patient_id")  # null on a patient's first span
     starts = reach.is_null() | (pl.col("_from") > reach + _DAY)
-    stretches = ordered.with_columns(starts.cast(pl.Int64).cum_sum().alias("_stretch"))
-    stretch_start = pl.col("_from").first().over("_stretch")
-    per_span = stretches.with_columns(
-        stretch_start.alias("_stretch_start"),
-        covers.alias("_covers"),
+    return (
+        ordered.with_columns(starts.cast(pl.Int64).cum_sum().alias("_stretch"))
+        .group_by("_stretch")
+        .agg(
+            pl.col("patient_id").first(),
+            pl.col("_from").min().alias("stretch_from"),
+            pl.col("_to").max().alias("stretch_to"),
+        )
+        .drop("_stretch")
     )
+
+
+def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ...]) -> pl.LazyFrame:
+    """One row per roster patient: sex, birth date, ``alive`` and ``enrolled`` on the as-of date, the first
+    day of the unbroken enrolment that covers it (``enrolled_since``, ``enrolment_stretches``), and the routing
+    columns of the span covering the as-of date (else the latest).
+
+    The roster's rows agree on sex, birth and death date (``validate.population`` quarantines a patient whose
+    rows do not).
+    """
     covering = (
-        per_span.filter(pl.col("_covers"))
-        .group_by("patient_id")
-        .agg(pl.col("_stretch_start").min().alias("enrolled_since"))
+        enrolment_stretches(roster)
+        .filter((pl.col("stretch_from") <= as_of) & (pl.col("stretch_to") >= as_of))
+        .select("patient_id", pl.col("stretch_from").alias("enrolled_since"))
     )
+    spans = roster.with_columns(
+        pl.coalesce("enrolled_from", "birth_date").alias("_from"),
+        pl.col("enrolled_to").fill_null(OPEN_END).alias("_to"),
+    ).with_columns(((pl.col("_from") <= as_of) & (pl.col("_to") >= as_of)).alias("_covers"))
     # routing from the span covering the as-of date, else the latest: each patient's last row in this order
-    route_rows = per_span.sort("patient_id", "_covers", "_from").filter(pl.col("patient_id").is_last_distinct())
-    details = per_span.group_by("patient_id").agg(
+    route_rows = spans.sort("patient_id", "_covers", "_from").filter(pl.col("patient_id").is_last_distinct())
+    details = roster.group_by("patient_id").agg(
         pl.col("sex").drop_nulls().first(),
         pl.col("birth_date").drop_nulls().first(),
         pl.col("death_date").drop_nulls().first(),

@@ -7,6 +7,7 @@ drift from what runs: ``python -m osteo_core.outputs.docs`` (``make docs``) writ
     docs/rules.md       the default rule set, step by step, with the numbers of data/rules/standard.toml
     docs/rule_sets.md   every shipped rule set: reasons, thresholds, and how it differs from standard
     docs/care_gaps.md   the care gaps: when each opens, its windows and priority (data/reference/care_gaps.toml)
+    docs/measures.md    the quality measures, step by step, with the numbers of data/measures/*.toml
 """
 
 from __future__ import annotations
@@ -520,12 +521,121 @@ def care_gaps_page() -> str:
     return "\n".join(lines)
 
 
+_MONTHS = (
+    "",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _day_words(day) -> str:
+    year = {0: "the measurement year", -1: "the year before"}.get(day.year, f"measurement year {day.year:+d}")
+    return f"{day.day} {_MONTHS[day.month]} of {year}"
+
+
+def _measure_steps(spec) -> list[list[str]]:
+    """A measure's steps in words, each number from its spec."""
+    sets = shipped_toml("reference/measure_value_sets.toml")
+    named = lambda names: " or ".join(f"{sets[n]['description']} (`{n}`)" for n in names)  # noqa: E731
+    steps = [
+        [
+            "population",
+            f"roster patients of sex `{spec.sex}` aged {spec.min_age_years} to {spec.max_age_years} (completed"
+            " years) on 31 December of the measurement year",
+        ]
+    ]
+    if spec.index_value_set:
+        steps.append(
+            [
+                "index event",
+                f"the first {named([spec.index_value_set])} from {_day_words(spec.index_from)} to"
+                f" {_day_words(spec.index_to)}; patients without one are not listed",
+            ]
+        )
+    enrolment = {
+        "around_index": f"enrolled without a break from {spec.enrolment_months_before} calendar months before the"
+        f" index event to {spec.enrolment_days_after} days after it (a death ends enrolment)",
+        "on_period_end": "alive and enrolled on 31 December of the measurement year (or on the as-of date, when"
+        " that is earlier)",
+        "none": "listed in the roster (no enrolment window)",
+    }[spec.enrolment]
+    steps.append(["denominator", enrolment])
+    for rule in spec.exclusions:
+        if rule.days_before_index is None:
+            when = "on or before the end of the period"
+        else:
+            when = f"in the {rule.days_before_index} days before the index event"
+            if rule.value_set == "osteoporosis_medication":
+                when += " (dispensed then, or its supply covering a day of them)"
+        steps.append([f"exclusion `{rule.reason}`", f"{named([rule.value_set])} {when}"])
+    if spec.numerator_ever:
+        window = "on or before the end of the period (or the as-of date, when that is earlier)"
+    elif spec.numerator_days_after is not None:
+        window = f"on the index date or in the {spec.numerator_days_after} days after it, ends included"
+    else:
+        window = f"from the index date to {spec.numerator_months_after} calendar months after it, ends included"
+    steps.append(["numerator", f"{named(spec.numerator_value_sets)} {window}"])
+    return steps
+
+
+def measures_page() -> str:
+    from osteo_core.measures.specs import load_measures
+
+    lines = [
+        "# Quality measures",
+        "",
+        GENERATED,
+        "",
+        "Computed when a population roster is given (`osteo screen … --population PATH`), for the measurement year",
+        "`--measurement-year` (default: the as-of year; the period is 1 January to 31 December). Each measure is a",
+        "versioned file under `data/measures/`; the value sets they name live in",
+        "`data/reference/measure_value_sets.toml`. Results: `measure_members` (one row per measure and patient it",
+        "considers, with the evidence) and `measure_summary` (rate = numerator / (denominator − exclusions)), and",
+        "`osteo measures`. Windows never reach past the as-of date: a window still open then counts as not met",
+        "yet, and its `evidence` says until when it is open. The first exclusion that applies, in the order",
+        "below, is the one reported.",
+        "",
+    ]
+    for spec in load_measures():
+        lines += [
+            f"## {spec.id}: {spec.name}",
+            "",
+            f"Version {spec.version} (`{spec.path}`), steward {spec.steward}. Source: {spec.source}.",
+            "",
+            *_table(["step", "rule"], _measure_steps(spec)),
+            "",
+        ]
+    sets = shipped_toml("reference/measure_value_sets.toml")
+    codes = {
+        "osteoporosis_medication": ", ".join(sets["osteoporosis_medication"]["generics"])
+        + " (oncology products never)",
+        "osteoporosis_diagnosis": "ICD-10-CM codes starting "
+        + ", ".join(f"`{c}`" for c in sets["osteoporosis_diagnosis"]["icd10_prefixes"]),
+        "fracture": "the fragility and new-fracture flags of the fractures table (docs/inputs.md)",
+        "bone_density_test": "any valid exam of the screening table",
+    }
+    rows = [[f"`{name}`", sets[name]["description"], codes[name]] for name in codes]
+    lines += ["## Value sets", "", *_table(["value set", "what counts", "codes"], rows), ""]
+    return "\n".join(lines)
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "inputs.md": inputs_page,
     "tables.md": tables_page,
     "rules.md": rules_page,
     "rule_sets.md": rule_sets_page,
     "care_gaps.md": care_gaps_page,
+    "measures.md": measures_page,
 }
 
 

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from osteo_core.errors import InputError
+from osteo_core.measures.specs import load_measures
 from osteo_core.publish.catalog import query
 from osteo_core.publish.folder import CURRENT, MANIFEST, read_history
 from osteo_core.resources import shipped_toml
@@ -177,6 +178,38 @@ def gaps_over_time(out: Path, manifest: dict) -> go.Figure:
     return fig
 
 
+def measures_section(out: Path, manifest: dict) -> str:
+    """The quality measures: a table of each measure's counts and rate, and a bar chart of the rates (none
+    without a roster: the section says the measures need one)."""
+    entry = manifest.get("measures")
+    if not entry:
+        return (
+            '<section id="measures"><h2>Quality measures</h2><p class="note">Not computed: the run had no population'
+            " roster (osteo screen … --population PATH).</p></section>"
+        )
+    rates = query(out, "SELECT * FROM measure_summary ORDER BY measure")
+    names = {spec.id: spec.name for spec in load_measures()}
+    cells = []
+    for r in rates.iter_rows(named=True):
+        rate = f"{r['rate']:.1%}" if r["rate"] is not None else "n/a"
+        cells.append(
+            f"<tr><td>{html.escape(r['measure'])}</td><td>{html.escape(names.get(r['measure'], ''))}</td>"
+            f"<td>{html.escape(r['version'])}</td><td>{r['denominator']:,}</td><td>{r['exclusions']:,}</td>"
+            f"<td>{r['numerator']:,}</td><td>{rate}</td></tr>"
+        )
+    fig = go.Figure(
+        go.Bar(x=rates.get_column("measure").to_list(), y=[(r or 0) * 100 for r in rates.get_column("rate")])
+    )
+    fig.update_layout(title="Quality measure rates (%)", yaxis={"range": [0, 100], "title": "rate, %"})
+    start, end = entry["period"]
+    return f"""<section id="measures"><h2>Quality measures, measurement year {entry["measurement_year"]}</h2>
+<p class="note">Period {start} to {end}; rate = numerator / (denominator − exclusions). A window still open on the
+as-of date counts as not met yet. Patients: the measure_members table.</p>
+<table><thead><tr><th>measure</th><th>name</th><th>version</th><th>denominator</th><th>exclusions</th>
+<th>numerator</th><th>rate</th></tr></thead><tbody>{"".join(cells)}</tbody></table>
+<div class="chart">{_figure_html(fig, "measure-rates")}</div></section>"""
+
+
 def write_report(out: Path) -> Path:
     run = out / CURRENT
     if not (run / MANIFEST).exists():
@@ -196,7 +229,7 @@ def write_report(out: Path) -> Path:
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>osteo-screen report {html.escape(manifest["as_of"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}} .chart{{margin:1.5rem 0}}
-p.note{{color:#555}}</style>
+p.note{{color:#555}} table{{border-collapse:collapse}} td,th{{padding:.2rem .6rem;text-align:left}}</style>
 <script type="text/javascript">{get_plotlyjs()}</script></head>
 <body><h1>Osteoporosis screen — as of {html.escape(manifest["as_of"])}</h1>
 <p>Rule set <b>{html.escape(manifest["rule_set"]["name"])}@{html.escape(manifest["rule_set"]["version"])}</b>,
@@ -205,6 +238,7 @@ run {html.escape(manifest["run_id"])}. Scan rows: {rows["rows_in"]:,} in = {rows
 <p class="note">Everyone also gets the universal advice: {html.escape(advice)}
 Counts only; no patient identifiers in this file.</p>
 {body}
+{measures_section(out, manifest)}
 </body></html>
 """
     target = out / REPORT

@@ -17,10 +17,11 @@ from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.screening import screen
 from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
-from osteo_core.gaps.population import roster_patients
+from osteo_core.gaps.population import enrolment_stretches, roster_patients
 from osteo_core.ingest.assemble import assemble
 from osteo_core.ingest.profiles import Profile
 from osteo_core.ingest.readers import concat_text
+from osteo_core.measures.members import all_members, no_members
 from osteo_core.resources import shipped_toml
 from osteo_core.validate.events import validate_fractures, validate_meds
 from osteo_core.validate.population import validate_population
@@ -65,12 +66,14 @@ def screen_partition(
     conflicting_exam_ids: pl.Series,
     device_lsc: pl.LazyFrame | None = None,
     population: pl.LazyFrame | None = None,
+    measurement_year: int | None = None,
 ) -> PartitionResult:
     """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs).
 
-    ``scans`` is one frame, or for a long profile the frames of each file in the order given (their rows
-    are assembled into exams first, ``ingest.assemble``). ``population``: the roster's rows, when one was
-    given (its patients, the ``screening_due`` gap and the count of patients it does not list)."""
+        ``scans`` is one frame, or for a long profile the frames of each file in the order given (their rows
+        are assembled into exams first, ``ingest.assemble``). ``population``: the roster's rows, when one was
+        given (its patients, the ``screening_due`` gap, the quality measures of ``measurement_year``, by default the
+    as-of year, and the count of patients it does not list)."""
     assembled = None
     if profile.long is not None:
         assembled = assemble(scans if isinstance(scans, list) else [scans], profile)
@@ -105,11 +108,25 @@ def screen_partition(
         device_lsc,
         roster_people.lazy() if population is not None else None,
     )
-    gap_rows, people, intervals = pl.collect_all(
+    members = (
+        all_members(
+            roster_people.lazy(),
+            enrolment_stretches(population_result.valid.lazy()),
+            exams.lazy(),
+            medications.lazy(),
+            fracture_events.lazy(),
+            measurement_year or as_of.year,
+            as_of,
+        )
+        if population is not None
+        else no_members().lazy()
+    )
+    gap_rows, people, intervals, measure_rows = pl.collect_all(
         [
             gaps,
             patients(screening, medications.lazy(), fracture_events.lazy(), as_of),
             treatment_intervals(medications.lazy(), as_of),
+            members,
         ]
     )
     quarantine = pl.concat(
@@ -125,6 +142,7 @@ def screen_partition(
         "care_gaps": gap_rows,
         "treatment_intervals": intervals,
         "population": roster_people,
+        "measure_members": measure_rows,
     }
     counts = {
         "scans": _counts(scan_result) | (assembled.counts if assembled is not None else {}),

@@ -34,6 +34,7 @@ from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS
 INPUTS = ("scans", "meds", "fractures", "population")
 ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
 MAX_AUTO_PARTITIONS = 256
+EARLIEST_MEASUREMENT_YEAR = 1900  # a year of the Gregorian calendar Python's dates hold with a year to spare
 
 
 def estimated_rows(path: Path) -> int:
@@ -90,6 +91,7 @@ class ScreenRequest:
     lsc: str | None = None  # optional per-device least significant change file (device_id, site, lsc)
     partitions: int = 0  # patient partitions; 0 = one per 500,000 scan (or roster) rows
     population: str | None = None  # optional roster: everyone the health system is responsible for
+    measurement_year: int | None = None  # quality measures' year (with a roster); None: the as-of year
 
     @property
     def partition_count(self) -> int:
@@ -127,9 +129,21 @@ def as_of_date(request: ScreenRequest) -> dt.date:
         raise InputError("--as-of", f"'{request.as_of}' is not a date (YYYY-MM-DD)") from None
 
 
+def measurement_year(request: ScreenRequest) -> int:
+    """The quality measures' year: ``--measurement-year``, else the as-of year; never after the as-of year."""
+    as_of = as_of_date(request)
+    year = request.measurement_year if request.measurement_year is not None else as_of.year
+    if not EARLIEST_MEASUREMENT_YEAR <= year <= as_of.year:
+        raise InputError(
+            "--measurement-year",
+            f"{year} is not a year from {EARLIEST_MEASUREMENT_YEAR} to the as-of year {as_of.year}",
+        )
+    return year
+
+
 def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str, Any]]:
     """Everything that can be wrong with the arguments, found before any data is read (exit 2)."""
-    as_of_date(request)
+    measurement_year(request)
     for option, value in (("--max-reject-rate", request.max_reject_rate), ("--max-shrink", request.max_shrink)):
         if not 0 <= value <= 1:
             raise InputError(option, f"{value} is not between 0 and 1")

@@ -14,6 +14,7 @@ frames, so a partition can run in another process or on a Dask worker.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import functools
 import logging
@@ -31,9 +32,17 @@ from osteo_core.errors import InputError, RejectRateExceeded, RunRefused, Shrink
 from osteo_core.gaps.lsc import load_device_lsc
 from osteo_core.ingest.profiles import load_profile
 from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of
+from osteo_core.measures.members import no_summary, summary
 from osteo_core.pipeline.lifecycle import open_run
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
-from osteo_core.pipeline.request import INPUTS, ScreenRequest, as_of_date, canonical_namer, require_columns
+from osteo_core.pipeline.request import (
+    INPUTS,
+    ScreenRequest,
+    as_of_date,
+    canonical_namer,
+    measurement_year,
+    require_columns,
+)
 from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
 from osteo_core.settings import settings
@@ -42,6 +51,7 @@ from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.population import POPULATION_FIELDS
 from schemas.published import PUBLISHED_SCHEMAS
 from schemas.scans import SCANS_FIELDS
+from schemas.tables import RUN_WIDE_TABLES
 
 log = logging.getLogger("osteo")
 PARTITIONS_PER_CONFLICT_BUCKET = 4  # an exam-id bucket holds about as many rows as four partitions
@@ -160,6 +170,7 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         conflicting_exam_ids=pl.read_parquet(paths.conflicts).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
         population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.population else None,
+        measurement_year=measurement_year(request),
     )
     with output_errors(paths.folder):
         paths.part(partition).mkdir(parents=True, exist_ok=True)
@@ -172,12 +183,19 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
     return result.counts
 
 
-def _merge_tables(paths: RunPaths, partitions: int) -> None:
+def _merge_tables(paths: RunPaths, partitions: int, measured: bool) -> pl.DataFrame:
     """Each published table (``OUT/<table>.parquet``, one file): its partition files, in partition order,
-    streamed into one Parquet file."""
+    streamed into one Parquet file; then the run-wide tables made from them: the measures' summary (``measured``:
+    a roster was given; else no row), returned."""
     for table in TABLES:
+        if table in RUN_WIDE_TABLES:
+            continue
         parts = [paths.part_file(table, p) for p in range(partitions)]
         pl.concat([pl.scan_parquet(part) for part in parts]).sink_parquet(paths.folder / f"{table}.parquet")
+    rates = summary(pl.scan_parquet(paths.folder / "measure_members.parquet")) if measured else no_summary()
+    PUBLISHED_SCHEMAS["measure_summary"].validate(rates)
+    rates.write_parquet(paths.folder / "measure_summary.parquet")
+    return rates
 
 
 def publish_run(
@@ -197,7 +215,7 @@ def publish_run(
 
 def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
     counts = merge_counts(partition_counts)
-    _merge_tables(paths, len(partition_counts))
+    rates = _merge_tables(paths, len(partition_counts), measured=bool(request.population))
     rules = load_rules(request.rules)
     shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
     profile = load_profile(request.profile_name)
@@ -220,6 +238,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         "who_categories": counts["who_categories"],
         "eligibility": counts["eligibility"],
         "care_gaps": counts["care_gaps"],
+        "measures": measures_entry(request, rates),
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
         "max_shrink": request.max_shrink,
@@ -265,6 +284,19 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         log.warning("published, but the run history could not be extended (%s)", exc.strerror or exc)
     log.info("published run %s", paths.run_id)
     return manifest
+
+
+def measures_entry(request: ScreenRequest, rates: pl.DataFrame) -> dict[str, Any] | None:
+    """The manifest's quality measures: the year, its period, each measure's version and counts (no patient);
+    None without a roster."""
+    if not request.population:
+        return None
+    year = measurement_year(request)
+    return {
+        "measurement_year": year,
+        "period": [dt.date(year, 1, 1).isoformat(), dt.date(year, 12, 31).isoformat()],
+        "results": rates.to_dicts(),
+    }
 
 
 TOP_CHECKS = 10

@@ -16,6 +16,8 @@ SORT_KEYS = {
     "patients": ["patient_id"],
     "care_gaps": ["patient_id", "gap"],
     "treatment_intervals": ["patient_id", "interval_start"],
+    "measure_members": ["measure", "patient_id"],
+    "measure_summary": ["measure"],
 }
 
 

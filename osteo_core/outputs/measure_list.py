@@ -1,0 +1,34 @@
+"""``osteo measures``: the published run's quality-measure summary (``measure_summary``), one row per measure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from osteo_core.outputs.render import write_frame
+from osteo_core.publish import folder as publish
+from osteo_core.publish.catalog import query
+
+NO_ROSTER = "no quality measures in this run: they need a population roster (osteo screen … --population PATH)"
+
+
+def print_measures(out: Path, fmt: str, limit: int | None = None) -> int:
+    """The summary in ``fmt``; in a table, the rate as a percentage and a heading with the measurement year.
+    A run without a roster prints an empty listing (csv: the header) and says why on stderr."""
+    rates = query(out, "SELECT * FROM measure_summary ORDER BY measure")
+    if rates.is_empty():
+        print(f"osteo: {NO_ROSTER}", file=sys.stderr)
+    elif fmt == "table":
+        manifest = json.loads((out / publish.MANIFEST).read_text(encoding="utf-8"))
+        entry = manifest.get("measures") or {}
+        start, end = entry.get("period", ["?", "?"])
+        year = entry.get("measurement_year")
+        print(f"quality measures, measurement year {year} ({start} to {end}), as of {manifest['as_of']}")
+        import polars as pl
+
+        rates = rates.with_columns(
+            pl.when(pl.col("rate").is_not_null()).then(pl.format("{}%", (pl.col("rate") * 100).round(1))).alias("rate")
+        )
+    write_frame(rates, fmt, limit, noun="measure")
+    return 0

@@ -64,14 +64,14 @@ def measure_markdown(manifest: dict[str, Any]) -> list[str]:
     lines = [
         f"## Quality measures, measurement year {entry['measurement_year']}",
         "",
-        "| measure | version | denominator | exclusions | numerator | rate |",
-        "|---|---|---|---|---|---|",
+        "| measure | version | denominator | exclusions | numerator | rate | windows still open |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in entry["results"]:
         rate = f"{r['rate']:.1%}" if r["rate"] is not None else "n/a"
         lines.append(
             f"| {r['measure']} | {r['version']} | {r['denominator']:,} | {r['exclusions']:,} | {r['numerator']:,} "
-            f"| {rate} |"
+            f"| {rate} | {r['open_windows']:,} |"
         )
     return [*lines, ""]
 
@@ -89,7 +89,7 @@ def count_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-MEASURE_COUNTS = ("denominator", "exclusions", "numerator", "rate")
+MEASURE_COUNTS = ("denominator", "exclusions", "numerator", "open_windows")  # the rate: the markdown artifact
 
 
 def publish_artifacts(manifest: dict[str, Any]) -> None:

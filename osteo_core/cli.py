@@ -259,6 +259,11 @@ def _run_flow(request, dask_address: str | None = None) -> dict:
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
+    if args.measurement_year is not None and not args.population:
+        print(
+            "osteo: warning: --measurement-year has no effect without --population (no quality measures)",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     manifest = _run_flow(_request(args), args.dask_address)
     _print_summary(manifest, Path(args.out), time.perf_counter() - started)
@@ -323,7 +328,8 @@ def measure_lines(manifest: dict) -> list[str]:
     shown = []
     for r in entry["results"]:
         rate = f"{r['rate']:.1%}" if r["rate"] is not None else "n/a"
-        shown.append(f"{r['measure']} {rate} ({r['numerator']:,}/{r['denominator'] - r['exclusions']:,})")
+        still = f", {r['open_windows']:,} still open" if r.get("open_windows") else ""
+        shown.append(f"{r['measure']} {rate} ({r['numerator']:,}/{r['denominator'] - r['exclusions']:,}{still})")
     return [f"quality measures {entry['measurement_year']}: " + ", ".join(shown)]
 
 

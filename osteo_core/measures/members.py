@@ -18,6 +18,7 @@ import datetime as dt
 
 import polars as pl
 
+from osteo_core import reference
 from osteo_core.measures.specs import MeasureSpec, load_measures, value_sets
 from schemas import parsing
 from schemas.tables import MEMBERS_SCHEMA, SUMMARY_SCHEMA
@@ -35,6 +36,7 @@ def _text(*parts: str | pl.Expr) -> pl.Expr:
     return joined
 
 
+OPEN = "_window_open"  # in the denominator, not excluded, not met, and the window still open on the as-of date
 _EVENTS = {"patient_id": pl.Utf8, "date": pl.Date, "until": pl.Date, "label": pl.Utf8}
 
 
@@ -57,7 +59,10 @@ def events(exams: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame) -> 
     code = pl.col("icd10")
     prefixes = sets["osteoporosis_diagnosis"]["icd10_prefixes"]
     diagnosed = fractures.filter(pl.any_horizontal([code.str.starts_with(p) for p in prefixes]).fill_null(False))
-    new_fragility = fractures.filter(pl.col("fragility") & pl.col("new_fracture"))
+    # a fracture: a site word from the export, or a fracture code (not any code: M81 is osteoporosis without one)
+    fracture_codes = reference.fracture_codes()["fhir"]["fracture_prefixes"]
+    is_fracture = code.is_null() | pl.any_horizontal([code.str.starts_with(p) for p in fracture_codes])
+    new_fragility = fractures.filter(pl.col("fragility") & pl.col("new_fracture") & is_fracture.fill_null(False))
 
     def from_fractures(rows: pl.LazyFrame, label: pl.Expr) -> pl.LazyFrame:
         return rows.select("patient_id", pl.col("fracture_date").alias("date"), label.alias("label")).with_columns(
@@ -94,9 +99,9 @@ def measure_members(
     measurement_year: int,
     as_of: dt.date,
 ) -> pl.LazyFrame:
-    """The rows of one measure (``MEMBERS_SCHEMA``): ``people`` are the roster's patients (sex, birth and death
-    date), ``stretches`` their unbroken enrolments (``gaps.population.enrolment_stretches``), ``found`` each
-    value set's events (``events``)."""
+    """The rows of one measure (``MEMBERS_SCHEMA``, and ``OPEN``, which ``split`` takes off): ``people`` are the
+    roster's patients (sex, birth and death date), ``stretches`` their unbroken enrolments
+    (``gaps.population.enrolment_stretches``), ``found`` each value set's events (``events``)."""
     first_day, last_day = spec.period(measurement_year)
     age = parsing.completed_years(pl.col("birth_date"), pl.lit(last_day))
     base = people.filter((pl.col("sex") == spec.sex) & age.is_between(spec.min_age_years, spec.max_age_years)).select(
@@ -113,8 +118,9 @@ def measure_members(
     else:
         base = base.with_columns(pl.lit(None, dtype=pl.Date).alias("index_date"))
 
-    # the denominator: the enrolment the spec requires (a death ends enrolment)
-    ends = pl.min_horizontal(pl.col("stretch_to"), pl.col("death_date"))
+    # the denominator: the enrolment the spec requires; alive on a day means dying after it, so a death ends
+    # enrolment the day before (as ``alive`` on the as-of date in the population table)
+    ends = pl.min_horizontal(pl.col("stretch_to"), pl.col("death_date") - _DAY)
     if spec.enrolment == "around_index":
         need_from = index.dt.offset_by(f"-{spec.enrolment_months_before}mo")
         need_to = index + pl.duration(days=spec.enrolment_days_after)
@@ -122,11 +128,7 @@ def measure_members(
         missing = _text("not enrolled from ", need_from, " to ", need_to)
     elif spec.enrolment == "on_period_end":
         on = min(last_day, as_of)
-        covered = (
-            (pl.col("stretch_from") <= on)
-            & (ends >= on)
-            & (pl.col("death_date").is_null() | (pl.col("death_date") > on))
-        )
+        covered = (pl.col("stretch_from") <= on) & (ends >= on)
         missing = pl.lit(f"not alive and enrolled on {on.isoformat()}")
     else:  # listed in the roster is enough
         covered, missing = None, pl.lit(None, dtype=pl.Utf8)
@@ -138,8 +140,23 @@ def measure_members(
         base = base.with_columns(pl.col("in_denominator").fill_null(False))
     base = base.with_columns(missing.alias("_missing"))
 
-    # exclusions, in spec order: the first that applies names the reason
+    # the numerator, among those in the denominator
+    if spec.numerator_ever:
+        window_end = pl.lit(min(last_day, as_of))
+        keep, latest = pl.col("date") <= window_end, True
+        window_from = None
+    else:
+        if spec.numerator_days_after is not None:
+            window_end = index + pl.duration(days=spec.numerator_days_after)
+        else:
+            window_end = index.dt.offset_by(f"{spec.numerator_months_after}mo")
+        keep, latest = pl.col("date").is_between(index, pl.min_horizontal(window_end, pl.lit(as_of))), False
+        window_from = index
     counted = base.filter("in_denominator")
+    met = _matching(counted, found, list(spec.numerator_value_sets), keep, latest)
+
+    # exclusions, in spec order: the first that applies names the reason (one that yields to the numerator
+    # applies only to those who do not meet it)
     reasons = []
     for number, rule in enumerate(spec.exclusions):
         if rule.days_before_index is not None:
@@ -147,6 +164,8 @@ def measure_members(
             hits = _matching(counted, found, [rule.value_set], keep, latest=True)
         else:
             hits = _matching(counted, found, [rule.value_set], pl.col("date") <= min(last_day, as_of), latest=False)
+        if rule.yields_to_numerator:
+            hits = hits.join(met.select("patient_id"), on="patient_id", how="anti")
         reasons.append(
             hits.select(
                 "patient_id",
@@ -165,24 +184,13 @@ def measure_members(
             pl.lit(None, dtype=pl.Date).alias("_x_date"),
             pl.lit(None, dtype=pl.Utf8).alias("_x_label"),
         )
-    base = base.with_columns(pl.col("exclusion_reason").is_not_null().alias("excluded"))
-
-    # the numerator, among the rest
-    if spec.numerator_ever:
-        window_end = pl.lit(min(last_day, as_of))
-        keep, latest = pl.col("date") <= window_end, True
-        window_from = None
-    else:
-        if spec.numerator_days_after is not None:
-            window_end = index + pl.duration(days=spec.numerator_days_after)
-        else:
-            window_end = index.dt.offset_by(f"{spec.numerator_months_after}mo")
-        keep, latest = pl.col("date").is_between(index, pl.min_horizontal(window_end, pl.lit(as_of))), False
-        window_from = index
-    eligible = base.filter(pl.col("in_denominator") & pl.col("excluded").not_())
-    met = _matching(eligible, found, list(spec.numerator_value_sets), keep, latest)
-    base = base.join(met, on="patient_id", how="left").with_columns(
-        pl.col("ev_date").is_not_null().alias("in_numerator"), window_end.alias("_window_end")
+    base = (
+        base.with_columns(pl.col("exclusion_reason").is_not_null().alias("excluded"))
+        .join(met, on="patient_id", how="left")
+        .with_columns(
+            (pl.col("ev_date").is_not_null() & pl.col("excluded").not_()).alias("in_numerator"),
+            window_end.alias("_window_end"),
+        )
     )
     if window_from is None:
         unmet = _text("none on or before ", pl.col("_window_end"))
@@ -192,6 +200,8 @@ def measure_members(
             .then(_text("window open until ", pl.col("_window_end")))
             .otherwise(_text("none from ", window_from, " to ", pl.col("_window_end")))
         )
+    open_window = pl.col("in_denominator") & ~pl.col("excluded") & ~pl.col("in_numerator")
+    base = base.with_columns((open_window & (pl.col("_window_end") > as_of)).fill_null(False).alias("_open"))
     outcome = pl.when(pl.col("in_denominator").not_())
     return (
         base.select(
@@ -210,8 +220,9 @@ def measure_members(
             .then("ev_label")
             .otherwise(unmet)
             .alias("evidence"),
+            pl.col("_open").alias(OPEN),
         )
-        .cast(MEMBERS_SCHEMA)
+        .cast(MEMBERS_SCHEMA | {OPEN: pl.Boolean})
         .sort("patient_id")
     )
 
@@ -232,9 +243,16 @@ def all_members(
     )
 
 
+def split(rows: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The published rows of ``all_members``, and per measure how many of them have a window still open on the
+    as-of date (not met yet: the rate can still rise)."""
+    still_open = rows.filter(pl.col(OPEN)).group_by("measure").len()
+    return rows.drop(OPEN), {r["measure"]: r["len"] for r in still_open.iter_rows(named=True)}
+
+
 def no_members() -> pl.DataFrame:
     """The members table of a run without a roster: the measures are not computed."""
-    return pl.DataFrame(schema=MEMBERS_SCHEMA)
+    return pl.DataFrame(schema=MEMBERS_SCHEMA | {OPEN: pl.Boolean})
 
 
 def no_summary() -> pl.DataFrame:

@@ -39,6 +39,7 @@ class Exclusion:
     value_set: str
     days_before_index: int | None  # an event in [index − days, index − 1]
     ever_before_period_end: bool  # an event on or before the end of the period
+    yields_to_numerator: bool  # applies only to patients who do not meet the numerator
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,12 @@ class MeasureSpec:
     exclusions: tuple[Exclusion, ...]
 
     def period(self, measurement_year: int) -> tuple[dt.date, dt.date]:
-        return dt.date(measurement_year, 1, 1), dt.date(measurement_year, 12, 31)
+        return calendar_period(measurement_year)
+
+
+def calendar_period(year: int) -> tuple[dt.date, dt.date]:
+    """A measurement year's first and last day (every shipped spec's ``kind = "calendar_year"``)."""
+    return dt.date(year, 1, 1), dt.date(year, 12, 31)
 
 
 def _get(
@@ -112,9 +118,9 @@ def _day(table: Any, where: str) -> DayOfYear:
         _get(table, "year", int, where, signed=True), _get(table, "month", int, where), _get(table, "day", int, where)
     )
     try:
-        day.of(2000)  # a leap year: 29 Feb is a day of some years
+        day.of(2001)  # a common year: 29 February is not a day of every measurement year
     except ValueError:
-        raise ValueError(f"{where}: not a day of the year") from None
+        raise ValueError(f"{where}: not a day of every year") from None
     return day
 
 
@@ -134,6 +140,9 @@ def parse_spec(raw: dict[str, Any], path: str) -> MeasureSpec:
     sex = _get(population, "sex", str, where)
     if sex not in ("F", "M"):
         raise ValueError(f'{where}: sex must be "F" or "M"')
+    ages = (_get(population, "min_age_years", int, where), _get(population, "max_age_years", int, where))
+    if ages[0] > ages[1]:
+        raise ValueError(f"{where}: min_age_years is above max_age_years")
     index = raw.get("index_event")
     index_from = index_to = index_set = None
     if index is not None:
@@ -156,15 +165,25 @@ def parse_spec(raw: dict[str, Any], path: str) -> MeasureSpec:
     windows = [k for k in ("days_after_index", "months_after_index", "ever") if k in numerator]
     if len(windows) != 1 or (index is None) != (windows == ["ever"]):
         raise ValueError(f"{where}: give one of days_after_index / months_after_index (with an index event) or ever")
+    numerator_sets = tuple(_value_set(v, where) for v in _get(numerator, "value_sets", list, where))
+    if not numerator_sets:
+        raise ValueError(f"{where}: value_sets is empty")
+    days_after = _get(numerator, "days_after_index", int, where, optional=True)
+    months_after = _get(numerator, "months_after_index", int, where, optional=True)
+    ever_met = bool(_get(numerator, "ever", bool, where, optional=True))
     exclusions = []
     for number, item in enumerate(raw.get("exclusions", []), start=1):
         where = f"{path} [[exclusions]] {number}"
-        _known(item, {"reason", "value_set", "days_before_index", "ever_before_period_end"}, where)
+        _known(
+            item, {"reason", "value_set", "days_before_index", "ever_before_period_end", "yields_to_numerator"}, where
+        )
         days = _get(item, "days_before_index", int, where, optional=True)
         ever = bool(_get(item, "ever_before_period_end", bool, where, optional=True))
         if (days is None) == (not ever) or (days is not None and index is None):
             raise ValueError(f"{where}: give days_before_index (with an index event) or ever_before_period_end")
-        exclusions.append(Exclusion(_get(item, "reason", str, where), _value_set(item["value_set"], where), days, ever))
+        yields = bool(_get(item, "yields_to_numerator", bool, where, optional=True))
+        value_set = _value_set(_get(item, "value_set", str, where), where)
+        exclusions.append(Exclusion(_get(item, "reason", str, where), value_set, days, ever, yields))
     return MeasureSpec(
         id=_get(measure, "id", str, f"{path} [measure]"),
         name=_get(measure, "name", str, f"{path} [measure]"),
@@ -173,18 +192,18 @@ def parse_spec(raw: dict[str, Any], path: str) -> MeasureSpec:
         source=_get(measure, "source", str, f"{path} [measure]"),
         path=path,
         sex=sex,
-        min_age_years=_get(population, "min_age_years", int, f"{path} [population]"),
-        max_age_years=_get(population, "max_age_years", int, f"{path} [population]"),
+        min_age_years=ages[0],
+        max_age_years=ages[1],
         index_value_set=index_set,
         index_from=index_from,
         index_to=index_to,
         enrolment=required,
         enrolment_months_before=_get(enrolment, "months_before", int, f"{path} [enrolment]", optional=not around),
         enrolment_days_after=_get(enrolment, "days_after", int, f"{path} [enrolment]", optional=not around),
-        numerator_value_sets=tuple(_value_set(v, f"{path} [numerator]") for v in numerator["value_sets"]),
-        numerator_days_after=_get(numerator, "days_after_index", int, where, optional=True),
-        numerator_months_after=_get(numerator, "months_after_index", int, where, optional=True),
-        numerator_ever=bool(_get(numerator, "ever", bool, where, optional=True)),
+        numerator_value_sets=numerator_sets,
+        numerator_days_after=days_after,
+        numerator_months_after=months_after,
+        numerator_ever=ever_met,
         exclusions=tuple(exclusions),
     )
 

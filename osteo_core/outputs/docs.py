@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from osteo_core import reference
 from osteo_core.decide.conditions import CONDITIONS
 from osteo_core.decide.rules import RuleSet, load_rules, shipped_rule_sets
 from osteo_core.ingest.profiles import load_profile, shipped_profiles
@@ -564,7 +565,7 @@ def _measure_steps(spec) -> list[list[str]]:
         )
     enrolment = {
         "around_index": f"enrolled without a break from {spec.enrolment_months_before} calendar months before the"
-        f" index event to {spec.enrolment_days_after} days after it (a death ends enrolment)",
+        f" index event to {spec.enrolment_days_after} days after it (a death ends enrolment the day before)",
         "on_period_end": "alive and enrolled on 31 December of the measurement year (or on the as-of date, when"
         " that is earlier)",
         "none": "listed in the roster (no enrolment window)",
@@ -577,6 +578,8 @@ def _measure_steps(spec) -> list[list[str]]:
             when = f"in the {rule.days_before_index} days before the index event"
             if rule.value_set == "osteoporosis_medication":
                 when += " (dispensed then, or its supply covering a day of them)"
+        if rule.yields_to_numerator:
+            when += "; not for a patient who meets the numerator"
         steps.append([f"exclusion `{rule.reason}`", f"{named([rule.value_set])} {when}"])
     if spec.numerator_ever:
         window = "on or before the end of the period (or the as-of date, when that is earlier)"
@@ -621,7 +624,9 @@ def measures_page() -> str:
         + " (oncology products never)",
         "osteoporosis_diagnosis": "ICD-10-CM codes starting "
         + ", ".join(f"`{c}`" for c in sets["osteoporosis_diagnosis"]["icd10_prefixes"]),
-        "fracture": "the fragility and new-fracture flags of the fractures table (docs/inputs.md)",
+        "fracture": "a site word, or a code starting "
+        + ", ".join(f"`{c}`" for c in reference.fracture_codes()["fhir"]["fracture_prefixes"])
+        + "; and the fragility and new-fracture flags of the fractures table (docs/inputs.md)",
         "bone_density_test": "any valid exam of the screening table",
     }
     rows = [[f"`{name}`", sets[name]["description"], codes[name]] for name in codes]

@@ -30,5 +30,13 @@ def print_measures(out: Path, fmt: str, limit: int | None = None) -> int:
         rates = rates.with_columns(
             pl.when(pl.col("rate").is_not_null()).then(pl.format("{}%", (pl.col("rate") * 100).round(1))).alias("rate")
         )
+        write_frame(rates, fmt, limit, noun="measure")
+        still = {r["measure"]: r.get("open_windows", 0) for r in entry.get("results", [])}
+        if any(still.values()):
+            print(
+                "still open on the as-of date (not met yet, so the rate can rise): "
+                + ", ".join(f"{m} {n:,}" for m, n in still.items() if n)
+            )
+        return 0
     write_frame(rates, fmt, limit, noun="measure")
     return 0

@@ -202,9 +202,11 @@ def measures_section(out: Path, manifest: dict) -> str:
     )
     fig.update_layout(title="Quality measure rates (%)", yaxis={"range": [0, 100], "title": "rate, %"})
     start, end = entry["period"]
+    open_counts = [f"{r['measure']} {r.get('open_windows', 0):,}" for r in entry["results"]]
+    still = "still open: " + ", ".join(open_counts)
     return f"""<section id="measures"><h2>Quality measures, measurement year {entry["measurement_year"]}</h2>
 <p class="note">Period {start} to {end}; rate = numerator / (denominator − exclusions). A window still open on the
-as-of date counts as not met yet. Patients: the measure_members table.</p>
+as-of date counts as not met yet ({html.escape(still)}). Patients: the measure_members table.</p>
 <table><thead><tr><th>measure</th><th>name</th><th>version</th><th>denominator</th><th>exclusions</th>
 <th>numerator</th><th>rate</th></tr></thead><tbody>{"".join(cells)}</tbody></table>
 <div class="chart">{_figure_html(fig, "measure-rates")}</div></section>"""

@@ -21,7 +21,7 @@ from osteo_core.gaps.population import enrolment_stretches, roster_patients
 from osteo_core.ingest.assemble import assemble
 from osteo_core.ingest.profiles import Profile
 from osteo_core.ingest.readers import concat_text
-from osteo_core.measures.members import all_members, no_members
+from osteo_core.measures.members import all_members, no_members, split
 from osteo_core.resources import shipped_toml
 from osteo_core.validate.events import validate_fractures, validate_meds
 from osteo_core.validate.population import validate_population
@@ -121,7 +121,7 @@ def screen_partition(
         if population is not None
         else no_members().lazy()
     )
-    gap_rows, people, intervals, measure_rows = pl.collect_all(
+    gap_rows, people, intervals, member_rows = pl.collect_all(
         [
             gaps,
             patients(screening, medications.lazy(), fracture_events.lazy(), as_of),
@@ -129,6 +129,7 @@ def screen_partition(
             members,
         ]
     )
+    measure_rows, open_windows = split(member_rows)
     quarantine = pl.concat(
         [scan_result.quarantine, med_result.quarantine, fracture_result.quarantine, population_result.quarantine]
     ).sort("input", "source_file", "source_row", "column", "check", nulls_last=True)
@@ -162,6 +163,7 @@ def screen_partition(
             str(r["eligibility"]): r["len"] for r in screened.group_by("eligibility").len().iter_rows(named=True)
         },
         "care_gaps": {r["gap"]: r["len"] for r in gap_rows.group_by("gap").len().iter_rows(named=True)},
+        "measure_open_windows": open_windows,
     }
     return PartitionResult(tables, counts)
 
@@ -179,10 +181,10 @@ def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     for kind in ("scans", "meds", "fractures", "population"):
         keys = dict.fromkeys(k for p in parts for k in p[kind])  # rows_in, valid, …; a long export's too
         merged[kind] = {k: sum(p[kind].get(k, 0) for p in parts) for k in keys}
-    for key in ("who_categories", "eligibility", "care_gaps"):
+    for key in ("who_categories", "eligibility", "care_gaps", "measure_open_windows"):
         totals: dict[str, int] = {}
         for p in parts:
-            for name, n in p[key].items():
+            for name, n in p.get(key, {}).items():
                 totals[name] = totals.get(name, 0) + n
         merged[key] = dict(sorted(totals.items(), key=lambda kv: (kv[0] == "None", kv[0])))
     names: dict[str, int] = {}

@@ -14,7 +14,6 @@ frames, so a partition can run in another process or on a Dask worker.
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import functools
 import logging
@@ -33,6 +32,7 @@ from osteo_core.gaps.lsc import load_device_lsc
 from osteo_core.ingest.profiles import load_profile
 from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of
 from osteo_core.measures.members import no_summary, summary
+from osteo_core.measures.specs import calendar_period
 from osteo_core.pipeline.lifecycle import open_run
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.pipeline.request import (
@@ -238,7 +238,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         "who_categories": counts["who_categories"],
         "eligibility": counts["eligibility"],
         "care_gaps": counts["care_gaps"],
-        "measures": measures_entry(request, rates),
+        "measures": measures_entry(request, rates, counts["measure_open_windows"]),
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
         "max_shrink": request.max_shrink,
@@ -286,16 +286,17 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     return manifest
 
 
-def measures_entry(request: ScreenRequest, rates: pl.DataFrame) -> dict[str, Any] | None:
-    """The manifest's quality measures: the year, its period, each measure's version and counts (no patient);
-    None without a roster."""
+def measures_entry(request: ScreenRequest, rates: pl.DataFrame, open_windows: dict[str, int]) -> dict[str, Any] | None:
+    """The manifest's quality measures: the year, its period, each measure's version, counts and rate, and how
+    many of its patients have a window still open on the as-of date (no patient); None without a roster."""
     if not request.population:
         return None
     year = measurement_year(request)
+    first, last = calendar_period(year)
     return {
         "measurement_year": year,
-        "period": [dt.date(year, 1, 1).isoformat(), dt.date(year, 12, 31).isoformat()],
-        "results": rates.to_dicts(),
+        "period": [first.isoformat(), last.isoformat()],
+        "results": [row | {"open_windows": open_windows.get(row["measure"], 0)} for row in rates.to_dicts()],
     }
 
 

@@ -49,7 +49,8 @@ def test_a_screen_with_a_roster_publishes_both_tables_in_the_run_and_the_catalog
     assert sql_json(capsys, out, "SELECT count(*) AS n FROM measure_members") == [{"n": members.height}]
     entry = manifest["measures"]
     assert entry["measurement_year"] == 2025 and entry["period"] == ["2025-01-01", "2025-12-31"]
-    assert entry["results"] == summary.to_dicts()
+    assert [{k: v for k, v in r.items() if k != "open_windows"} for r in entry["results"]] == summary.to_dicts()
+    assert all(r["open_windows"] >= 0 for r in entry["results"])
 
 
 def test_every_member_is_a_roster_patient(synthetic_run):
@@ -64,7 +65,8 @@ def test_osteo_measures_prints_the_summary_in_each_format(synthetic_run, capsys)
     out = str(folder / "out")
     capsys.readouterr()
     assert main(["measures", "--out", out, "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == manifest["measures"]["results"]
+    results = [{k: v for k, v in r.items() if k != "open_windows"} for r in manifest["measures"]["results"]]
+    assert json.loads(capsys.readouterr().out) == results
     assert main(["measures", "--out", out, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "measure,version,denominator,exclusions,numerator,rate" and len(lines) == 1 + len(MEASURES)
@@ -121,13 +123,20 @@ def test_the_measurement_year_defaults_to_the_as_of_year(tmp_path):
 @pytest.mark.parametrize("year", ["2027", "1899"])
 def test_a_measurement_year_after_the_as_of_year_or_before_1900_is_refused(tmp_path, capsys, year):
     scans = write_scans_csv(tmp_path / "scans.csv", [exam()])
-    code = main(
-        ["screen", "--scans", str(scans), "--as-of", AS_OF, "--measurement-year", year, "--out", str(tmp_path / "o")]
-    )
+    (tmp_path / "roster.csv").write_text(ROSTER + "P1,F,1950-01-01,,,,c1,d1\n")
+    arguments = ["--as-of", AS_OF, "--measurement-year", year, "--population", str(tmp_path / "roster.csv")]
+    code = main(["screen", "--scans", str(scans), *arguments, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == [f"osteo: --measurement-year: {year} is not a year from 1900 to the as-of year 2026"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_measurement_year_without_a_roster_is_said_to_have_no_effect(tmp_path, capsys):
+    code = main(["screen", "--scans", str(tmp_path / "missing.csv"), "--measurement-year", "2025"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[0] == "osteo: warning: --measurement-year has no effect without --population (no quality measures)"
 
 
 def test_a_measurement_year_that_is_not_a_number_is_a_usage_error(tmp_path, capsys):
@@ -152,10 +161,13 @@ def test_the_artifact_markdown_and_counts_carry_the_rates(synthetic_run):
     _, _, manifest = synthetic_run
     text = summary_markdown(manifest)
     assert "## Quality measures, measurement year 2025" in text
+    omw = next(r for r in manifest["measures"]["results"] if r["measure"] == "OMW")
+    assert f"| OMW | {omw['version']} | {omw['denominator']:,} |" in text and f"{omw['rate']:.1%}" in text
     counts = {r["measure"]: r["count"] for r in count_rows(manifest)}
     for result in manifest["measures"]["results"]:
         assert counts[f"measure:{result['measure']}:denominator"] == result["denominator"]
-        assert counts[f"measure:{result['measure']}:rate"] == result["rate"]
+        assert counts[f"measure:{result['measure']}:open_windows"] == result["open_windows"]
+        assert all(isinstance(row["count"], int) for row in count_rows(manifest))  # counts only: the rate is in text
 
 
 def test_the_manifest_lists_the_measure_tables(synthetic_run):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from osteo_core.decide.events import classify_fractures, classify_meds
 from osteo_core.gaps.population import enrolment_stretches, roster_patients
-from osteo_core.measures.members import all_members, summary
+from osteo_core.measures.members import OPEN, all_members, split, summary
 from osteo_core.measures.specs import load_measures
 
 YEAR = 2025
@@ -28,7 +28,7 @@ def _dates(frame: pl.DataFrame, columns) -> pl.DataFrame:
 
 def run(roster, exams=(), meds=(), fractures=(), year=YEAR, as_of=AS_OF) -> pl.DataFrame:
     """All measures' rows. ``roster``: (id, sex, birth, death, from, to); ``exams``: (id, date); ``meds``: (id,
-    drug, date, days_supply); ``fractures``: (id, date, icd10)."""
+    drug, date, days_supply); ``fractures``: (id, date, icd10[, site word])."""
     rows = pl.DataFrame(list(roster), schema=dict.fromkeys(ROSTER_COLUMNS, pl.Utf8), orient="row")
     rows = _dates(rows, ROSTER_COLUMNS[2:])
     people = roster_patients(rows.lazy(), as_of, ())
@@ -42,10 +42,12 @@ def run(roster, exams=(), meds=(), fractures=(), year=YEAR, as_of=AS_OF) -> pl.D
     )
     med_rows = _dates(med_rows, ["event_date"]).with_columns(pl.lit(None, dtype=pl.Float64).alias("dose_mg"))
     fracture_rows = pl.DataFrame(
-        list(fractures), schema={"patient_id": pl.Utf8, "fracture_date": pl.Utf8, "icd10": pl.Utf8}, orient="row"
+        [(*f, None)[:4] for f in fractures],
+        schema={"patient_id": pl.Utf8, "fracture_date": pl.Utf8, "icd10": pl.Utf8, "site": pl.Utf8},
+        orient="row",
     )
     fracture_rows = _dates(fracture_rows, ["fracture_date"]).with_columns(
-        pl.lit(None, dtype=pl.Utf8).alias("site"), pl.lit(None, dtype=pl.Date).alias("birth_date")
+        pl.lit(None, dtype=pl.Date).alias("birth_date")
     )
     return all_members(
         people,
@@ -214,11 +216,42 @@ def test_a_fracture_only_patient_counts_and_a_patient_outside_the_roster_does_no
     assert omw["in_numerator"] and omw["evidence"] == "osteoporosis drug: denosumab"
 
 
-def test_a_window_still_open_on_the_as_of_date_says_so():
+def test_a_window_still_open_on_the_as_of_date_says_so_and_is_counted():
     as_of = IESD + dt.timedelta(days=90)
-    members = rows_of(run([woman("OPEN")], fractures=[("OPEN", days(0), HIP)], as_of=as_of), "OMW")
+    rows = run([woman("OPEN"), woman("CLOSED")], fractures=[("OPEN", days(0), HIP)], as_of=as_of)
+    members = rows_of(rows, "OMW")
     assert members["OPEN"]["evidence"] == f"window open until {days(180)}"
     assert not members["OPEN"]["in_numerator"]
+    published, still_open = split(rows)
+    assert OPEN not in published.columns and still_open["OMW"] == 1 and still_open["MIPS418"] == 1
+
+
+def test_omw_a_death_ends_enrolment_the_day_before():
+    roster = [woman("DIES_180", death=days(180)), woman("DIES_181", death=days(181))]
+    members = rows_of(run(roster, fractures=[(p, days(0), HIP) for p in ("DIES_180", "DIES_181")]), "OMW")
+    assert {p: r["in_denominator"] for p, r in members.items()} == {"DIES_180": False, "DIES_181": True}
+
+
+@pytest.mark.parametrize("code", ["M810", "Z87310", "M8430XA"])
+def test_a_code_that_is_not_a_fracture_is_no_index_event(code):
+    members = run([woman("CODED")], fractures=[("CODED", days(0), code)])
+    assert members.filter(pl.col("measure").is_in(["OMW", "MIPS418"])).height == 0
+
+
+def test_a_site_word_or_a_pathological_fracture_code_is_an_index_event():
+    members = run(
+        [woman("WORD"), woman("M80")], fractures=[("WORD", days(0), None, "wrist"), ("M80", days(0), "M8008XA")]
+    )
+    assert sorted(rows_of(members, "OMW")) == ["M80", "WORD"]
+
+
+def test_omw_a_drug_with_no_days_supply_covers_its_default_days_in_the_look_back():
+    # Prolia covers 183 days by default: given 200 days before the fracture it still covers day -18
+    members = rows_of(
+        run([woman("PROLIA")], meds=[("PROLIA", "Prolia", days(-200), None)], fractures=[("PROLIA", days(0), HIP)]),
+        "OMW",
+    )
+    assert members["PROLIA"]["exclusion_reason"] == "osteoporosis_medication_before"
 
 
 def test_an_oncology_product_is_not_osteoporosis_treatment_for_a_measure():
@@ -275,17 +308,27 @@ def test_mips039_women_65_to_85_ever_scanned_up_to_the_period_end():
 def test_mips039_excludes_an_osteoporosis_code_and_needs_enrolment_on_the_period_end():
     roster = [
         woman("CODED"),
+        woman("CODED_AND_SCANNED"),
         woman("LEFT", enrolled_from="2000-01-01", enrolled_to="2025-12-30"),
         woman("DIED", death="2025-12-31"),
         woman("ENROLLED_TO_END", enrolled_from="2000-01-01", enrolled_to="2025-12-31"),
     ]
     members = rows_of(
-        run(roster, exams=[("CODED", "2020-01-01")], fractures=[("CODED", "2019-01-01", "M810")]), "MIPS039"
+        run(
+            roster,
+            exams=[("CODED_AND_SCANNED", "2025-02-01")],
+            fractures=[("CODED", "2019-01-01", "M810"), ("CODED_AND_SCANNED", "2025-02-15", "M810")],
+        ),
+        "MIPS039",
     )
     assert members["CODED"]["exclusion_reason"] == "osteoporosis_diagnosis" and not members["CODED"]["in_numerator"]
     assert members["CODED"]["evidence"] == "osteoporosis code M810"
+    # a DXA on record counts as screened, whatever code she also has
+    scanned = members["CODED_AND_SCANNED"]
+    assert scanned["in_numerator"] and not scanned["excluded"] and scanned["evidence"] == "DXA exam"
     assert {p: r["in_denominator"] for p, r in members.items()} == {
         "CODED": True,
+        "CODED_AND_SCANNED": True,
         "LEFT": False,
         "DIED": False,
         "ENROLLED_TO_END": True,
@@ -324,7 +367,7 @@ def test_summary_of_a_roster_nobody_qualifies_for_is_zero_with_no_rate():
 offsets = st.lists(st.integers(-800, 250), max_size=3)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(exam_days=offsets, drug_days=offsets, supply=st.integers(1, 120), fracture_day=st.integers(0, 364))
 def test_omw_matches_a_plain_reading_of_its_windows(exam_days, drug_days, supply, fracture_day):
     index = D("2024-07-01") + dt.timedelta(days=fracture_day)  # somewhere in the intake period
@@ -335,14 +378,15 @@ def test_omw_matches_a_plain_reading_of_its_windows(exam_days, drug_days, supply
     members = rows_of(
         run(
             [woman("P")],
-            exams=[("P", on(n)) for n in exam_days if index + dt.timedelta(days=n) <= AS_OF],
-            meds=[("P", "alendronate", on(n), supply) for n in drug_days if index + dt.timedelta(days=n) <= AS_OF],
+            exams=[("P", on(n)) for n in exam_days],
+            meds=[("P", "alendronate", on(n), supply) for n in drug_days],
             fractures=[("P", on(0), HIP)],
         ),
         "OMW",
     )
+    year_before = set(range(-365, 0))  # the 365 days before the fracture
     dxa_before = any(-730 <= n <= -1 for n in exam_days)
-    drug_before = any(n < 0 and n + supply > -365 for n in drug_days)
+    drug_before = any(set(range(n, n + supply)) & year_before for n in drug_days)  # a day it covers
     met = any(0 <= n <= 180 for n in exam_days + drug_days)
     row = members["P"]
     assert row["in_denominator"]
@@ -351,3 +395,45 @@ def test_omw_matches_a_plain_reading_of_its_windows(exam_days, drug_days, supply
     )
     assert row["exclusion_reason"] == expected_reason
     assert row["in_numerator"] == (met and expected_reason is None)
+
+
+# --- spec files --------------------------------------------------------------------------------------------
+
+
+def _omw_raw():
+    import tomllib
+
+    from osteo_core.resources import data_dir
+
+    return tomllib.loads((data_dir() / "measures" / "omw.toml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["numerator"].pop("value_sets"), "[numerator]: 'value_sets' is missing"),
+        (lambda r: r["numerator"].update(value_sets=[]), "[numerator]: value_sets is empty"),
+        (lambda r: r["numerator"].update(value_sets=["xray"]), "unknown value set 'xray'"),
+        (lambda r: r["exclusions"][0].pop("value_set"), "[[exclusions]] 1: 'value_set' is missing"),
+        (lambda r: r["population"].update(min_age_years=90), "min_age_years is above max_age_years"),
+        (lambda r: r["index_event"].update({"to": {"year": 0, "month": 2, "day": 29}}), "not a day of every year"),
+        (lambda r: r["numerator"].update(days_after_index=-1), "'days_after_index' must not be negative"),
+        (lambda r: r["population"].update(colour="red"), "unknown key(s) ['colour']"),
+        (lambda r: r["enrolment"].update(required="sometimes"), "required must be one of"),
+    ],
+)
+def test_a_broken_spec_is_refused_naming_the_file_and_the_key(change, message):
+    from osteo_core.measures.specs import parse_spec
+
+    raw = _omw_raw()
+    change(raw)
+    with pytest.raises(ValueError, match="data/measures/omw.toml") as caught:
+        parse_spec(raw, "data/measures/omw.toml")
+    assert message in str(caught.value)
+
+
+def test_the_shipped_specs_parse_and_their_generics_are_drugs_the_tool_knows():
+    from osteo_core.measures.specs import value_sets
+
+    assert sorted(SPEC) == ["MIPS039", "MIPS418", "OMW"]
+    assert "denosumab" in value_sets()["osteoporosis_medication"]["generics"]

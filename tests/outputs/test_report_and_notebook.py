@@ -12,7 +12,14 @@ from osteo_core.cli import main
 from osteo_core.outputs.report import REPORT
 
 ROOT = Path(__file__).resolve().parents[2]
-CHARTS = ("who-by-age-sex", "eligibility-funnel", "gaps-by-type-age", "quarantine-reasons", "gaps-over-time")
+CHARTS = (
+    "who-by-age-sex",
+    "eligibility-funnel",
+    "gaps-by-type-age",
+    "quarantine-reasons",
+    "gaps-over-time",
+    "measure-rates",  # with the roster: the quality measures' section
+)
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -29,7 +36,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def screened(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
-    paths = write_synthetic(folder, 300, seed=4)
+    paths = write_synthetic(folder, 300, seed=4, roster=True, recent_fractures=0.1)
     for as_of in ("2025-07-01", "2026-01-01", "2026-07-01"):  # a run history for the trend chart
         screen_synthetic(paths, folder / "out", as_of)
     return folder / "out"

@@ -24,8 +24,9 @@ TABLES = (  # OUT/<table>.parquet
     "treatment_intervals",
     "measure_members",
     "measure_summary",
+    "closed_gaps",
 )
-RUN_WIDE_TABLES = ("measure_summary",)  # made once at publish from the merged tables, not per partition
+RUN_WIDE_TABLES = ("measure_summary", "closed_gaps")  # made once at publish from the merged tables, not per partition
 # valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
 EVENT_TABLES = ("medications", "fractures", "population")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
@@ -40,13 +41,23 @@ QUARANTINE_SCHEMA = {
     "patient_id": pl.Utf8,
     "exam_id": pl.Utf8,
 }
-GAPS_SCHEMA = {
+FOUND_GAPS_SCHEMA = {  # what a partition finds
     "patient_id": pl.Utf8,
     "gap": pl.Utf8,
     "since": pl.Date,
     "exam_id": pl.Utf8,
     "priority": pl.Int64,
     "detail": pl.Utf8,
+}
+LIFECYCLE_SCHEMA = {"first_seen": pl.Date, "status": pl.Utf8}  # filled at publish, against the last published run
+GAPS_SCHEMA = FOUND_GAPS_SCHEMA | LIFECYCLE_SCHEMA
+CLOSED_SCHEMA = {
+    "patient_id": pl.Utf8,
+    "gap": pl.Utf8,
+    "since": pl.Date,
+    "first_seen": pl.Date,
+    "closed_on": pl.Date,
+    "closed_because": pl.Utf8,
 }
 PATIENTS_SCHEMA = {
     "patient_id": pl.Utf8,
@@ -143,6 +154,17 @@ _GAPS_DESCRIPTIONS = {
     "exam_id": "Exam the gap refers to (null for denosumab_lapse and post_fracture_untreated)",
     "priority": "1 = most urgent",
     "detail": "Short explanation",
+    "first_seen": "As-of date of the first published run, in an unbroken series, with this gap open",
+    "status": "new (not open in the last published run) / persisting",
+}
+_CLOSED_DESCRIPTIONS = {
+    "patient_id": "Patient identifier",
+    "gap": "The gap that was open in the last published run and is not now",
+    "since": "Date the gap had opened",
+    "first_seen": "As-of date of the first published run that had it open",
+    "closed_on": "As-of date of this run",
+    "closed_because": "input_missing / left_population / treatment_started / dxa_done / window_passed /"
+    " no_longer_eligible",
 }
 _INTERVALS_DESCRIPTIONS = {
     "patient_id": "Patient identifier",
@@ -179,6 +201,7 @@ TABLE_DESCRIPTIONS = {
     "treatment_intervals": "Merged stretches of osteoporosis-drug coverage per patient",
     "measure_members": "One row per quality measure and roster patient it considers: denominator, exclusion, numerator",
     "measure_summary": "One row per quality measure: denominator, exclusions, numerator, rate (empty without a roster)",
+    "closed_gaps": "One row per gap open in the last published run and not in this one, with why it closed",
     "untreated_high_risk": "untreated_high_risk gaps joined to the patient's latest screening row",
     "medications": "Valid medication events with drug, class, oncology flag and coverage",
     "fractures": "Valid fracture events with site, fragility and new-fracture flags",
@@ -197,6 +220,7 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "treatment_intervals": _INTERVALS_DESCRIPTIONS,
     "measure_members": _MEMBERS_DESCRIPTIONS,
     "measure_summary": _SUMMARY_DESCRIPTIONS,
+    "closed_gaps": _CLOSED_DESCRIPTIONS,
 }
 
 DTYPES: dict[str, dict[str, pl.DataType]] = {
@@ -207,6 +231,7 @@ DTYPES: dict[str, dict[str, pl.DataType]] = {
     "treatment_intervals": INTERVALS_SCHEMA,
     "measure_members": MEMBERS_SCHEMA,
     "measure_summary": SUMMARY_SCHEMA,
+    "closed_gaps": CLOSED_SCHEMA,
 }
 
 _SOURCE_DESCRIPTIONS = {

@@ -18,7 +18,7 @@ LAYERS = (
     ("schemas",),
     ("osteo_core.errors", "osteo_core.resources", "osteo_core.settings", "osteo_core.reference", "osteo_core"),
     ("osteo_core.ingest",),
-    ("osteo_core.validate", "osteo_core.decide", "osteo_core.gaps", "osteo_core.publish"),
+    ("osteo_core.validate", "osteo_core.decide", "osteo_core.gaps", "osteo_core.measures", "osteo_core.publish"),
     ("osteo_core.pipeline",),
     ("osteo_core.outputs", "osteo_core.demo"),
     ("flows",),

@@ -109,6 +109,7 @@ def test_end_to_end_through_prefect_on_the_vendor_sample(tmp_path, capsys, caplo
         "treatment_intervals",
         "measure_members",
         "measure_summary",
+        "closed_gaps",
     }
     assert manifest["measures"] is None  # no roster: no quality measures
     screening = pl.read_parquet(tmp_path / "out" / "screening.parquet")

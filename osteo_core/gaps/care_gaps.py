@@ -16,7 +16,7 @@ from osteo_core.gaps.coverage import patient_treatment, treatment_events
 from osteo_core.gaps.population import screening_due
 from schemas import parsing
 from schemas.scans import sided
-from schemas.tables import GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
+from schemas.tables import FOUND_GAPS_SCHEMA, GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
 
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
 
@@ -70,7 +70,7 @@ def patients(screening: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFram
 
 def _gap(frame: pl.LazyFrame, gap: str, params: dict[str, Any]) -> pl.LazyFrame:
     return frame.with_columns(pl.lit(gap).alias("gap"), pl.lit(params["priority"][gap]).alias("priority")).select(
-        list(GAPS_SCHEMA)
+        list(FOUND_GAPS_SCHEMA)
     )
 
 
@@ -339,4 +339,6 @@ def care_gaps(
     ]
     if roster is not None:
         found.append(_gap(screening_due(roster, exams, as_of, params), "screening_due", params))
-    return pl.concat(found).cast(GAPS_SCHEMA).sort("priority", "since", "patient_id")
+    # first_seen and status are left blank: publishing fills them against the last published run
+    lifecycle = [pl.lit(None, dtype=GAPS_SCHEMA[c]).alias(c) for c in GAPS_SCHEMA if c not in FOUND_GAPS_SCHEMA]
+    return pl.concat(found).cast(FOUND_GAPS_SCHEMA).with_columns(lifecycle).sort("priority", "since", "patient_id")

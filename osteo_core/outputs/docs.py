@@ -518,8 +518,47 @@ def care_gaps_page() -> str:
         "",
         *_table(["priority", "gap", "opens when"], rows),
         "",
+        *_lifecycle_section(gaps["lifecycle"]),
     ]
     return "\n".join(lines)
+
+
+def _lifecycle_section(rules: dict) -> list[str]:
+    """docs/care_gaps.md, "Across runs": first_seen, status and the closing reasons, from ``[lifecycle]``."""
+    needs = ", ".join(f"`{gap}` {kind}" for gap, kind in rules["needs_input"].items())
+    reasons = [
+        [
+            "`input_missing`",
+            f"the input that shows the gap ({needs}) was given last time and not now, or the"
+            " patient of an exam-based gap has no valid exam now",
+        ],
+        ["`left_population`", "a roster is given and the patient is not in it, or not alive or not enrolled"],
+        [
+            "`treatment_started`",
+            "an osteoporosis-drug event the gap's own rule counts ("
+            + ", ".join(f"`{g}`" for g in rules["treatment_closes"])
+            + ")",
+        ],
+        [
+            "`dxa_done`",
+            "an exam after the last published run's as-of date ("
+            + ", ".join(f"`{g}`" for g in rules["dxa_closes"])
+            + ")",
+        ],
+        ["`window_passed`", "a post-fracture gap whose fracture is now older than its look-back"],
+        ["`no_longer_eligible`", "anything else: the decision changed (a new exam, the rules, an age)"],
+    ]
+    return [
+        "## Across runs",
+        "",
+        "Each open gap carries `first_seen` (the as-of date of the first published run, in an unbroken series,",
+        "that had it open) and `status` (`new` or `persisting`), against the last published run with an earlier",
+        "as-of date (a re-run of a week is compared with what that week was compared with). `closed_gaps` lists",
+        "the gaps open then and not now, with the first reason that applies, in this order:",
+        "",
+        *_table(["closed_because", "when"], reasons),
+        "",
+    ]
 
 
 _MONTHS = (

@@ -32,7 +32,7 @@ _BLOCK = 64  # SHA-256 block size, for HMAC's key padding
 TABLES = {
     "screening": {"drop": ["exam_id"], "dates": ["exam_date", "next_dxa_due"], "age": "age_years"},
     "patients": {"drop": ["latest_exam_id"], "dates": ["latest_exam_date", "next_dxa_due", "last_treatment_date"]},
-    "care_gaps": {"drop": ["exam_id"], "dates": ["since"], "text_dates": ["detail"]},
+    "care_gaps": {"drop": ["exam_id"], "dates": ["since", "first_seen"], "text_dates": ["detail"]},
 }
 
 

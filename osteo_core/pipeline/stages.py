@@ -33,6 +33,7 @@ from osteo_core.ingest.profiles import load_profile
 from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of
 from osteo_core.measures.members import no_summary, summary
 from osteo_core.measures.specs import calendar_period
+from osteo_core.pipeline.gap_history import apply_lifecycle
 from osteo_core.pipeline.lifecycle import open_run
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.pipeline.request import (
@@ -216,6 +217,8 @@ def publish_run(
 def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
     counts = merge_counts(partition_counts)
     rates = _merge_tables(paths, len(partition_counts), measured=bool(request.population))
+    given = [kind for kind in INPUTS if request.paths_of(kind)]
+    lifecycle = apply_lifecycle(paths.folder, paths.out, as_of_date(request), given, roster=bool(request.population))
     rules = load_rules(request.rules)
     shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
     profile = load_profile(request.profile_name)
@@ -239,6 +242,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         "eligibility": counts["eligibility"],
         "care_gaps": counts["care_gaps"],
         "measures": measures_entry(request, rates, counts["measure_open_windows"]),
+        "lifecycle": lifecycle,
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
         "max_shrink": request.max_shrink,
@@ -251,7 +255,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     shutil.rmtree(paths.work, ignore_errors=True)
     quarantine = paths.folder / "quarantine.parquet"
     previous = publish.published_manifest(paths.out)
-    manifest["inputs_given"] = [kind for kind in INPUTS if request.paths_of(kind)]
+    manifest["inputs_given"] = given
     changed = inputs_changed(manifest["inputs_given"], previous)
     if changed:
         manifest["inputs_changed"] = changed

@@ -452,7 +452,7 @@ def test_gaps_command_formats_and_filter(tmp_path, capsys, monkeypatch):
     assert main(["gaps", "--out", out, "--format", "json", "--gap", "overdue_dxa"]) == 0
     assert [r["gap"] for r in json.loads(capsys.readouterr().out)] == ["overdue_dxa"]
     assert main(["gaps", "--out", out, "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "patient_id,gap,since,exam_id,priority,detail"
+    assert capsys.readouterr().out.splitlines()[0] == "patient_id,gap,since,exam_id,priority,detail,first_seen,status"
     assert main(["gaps", "--out", out, "--gap", "nonsense"]) == 2
 
 

@@ -204,3 +204,15 @@ def test_key_strength(out, tmp_path, capsys, monkeypatch, key, accepted):
     assert err.startswith("osteo: OSTEO_RESEARCH_KEY: ") and err.strip().count("\n") == 0, err
     assert key not in err and key[:8] not in err
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_every_date_column_of_an_exported_table_is_coarsened_or_dropped():
+    """A date column added to a published table (care_gaps' first_seen, say) must not reach the extract whole."""
+    import polars as pl
+
+    from osteo_core.outputs.research import TABLES
+    from schemas.tables import DTYPES
+
+    for table, spec in TABLES.items():
+        dated = {c for c, t in DTYPES[table].items() if t == pl.Date}
+        assert dated <= set(spec["dates"]) | set(spec["drop"]), table

@@ -18,6 +18,7 @@ SORT_KEYS = {
     "treatment_intervals": ["patient_id", "interval_start"],
     "measure_members": ["measure", "patient_id"],
     "measure_summary": ["measure"],
+    "closed_gaps": ["patient_id", "gap"],
 }
 
 

@@ -1,0 +1,101 @@
+"""Care gaps across published runs: when each open gap was first seen, whether it is new, and why a gap open
+in the last published run (the *base*) is not open now. Pure frames; ``pipeline.gap_history`` finds the base.
+
+Closing reasons are read from this run's data, in this order (``data/reference/care_gaps.toml``,
+``[lifecycle]``):
+
+    input_missing       the input that shows the gap was given to the base run and not to this one, or the
+                        patient of an exam-based gap has no valid exam now
+    left_population     a roster is given and the patient is not in it, or not alive or not enrolled
+    treatment_started   an osteoporosis-drug event the gap's own rule counts (on or after its since, or its
+                        look-back before the exam or the fracture)
+    dxa_done            an exam after the base run's as-of date (DXA gaps)
+    window_passed       a post-fracture gap whose fracture is now older than the look-back
+    no_longer_eligible  anything else: the decision changed (a new exam, the rules, an age)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+
+from schemas.tables import CLOSED_SCHEMA, GAPS_SCHEMA
+
+NEW, PERSISTING = "new", "persisting"
+BASE_COLUMNS = {"patient_id": pl.Utf8, "gap": pl.Utf8, "since": pl.Date, "first_seen": pl.Date}
+
+
+def with_lifecycle(gaps: pl.LazyFrame, base: pl.LazyFrame | None, as_of: dt.date) -> pl.LazyFrame:
+    """This run's gaps with ``first_seen`` (carried from the base when the gap was open there, else the as-of
+    date) and ``status`` (``persisting`` or ``new``)."""
+    found = gaps.drop("first_seen", "status")
+    if base is None:
+        carried = found.with_columns(pl.lit(None, dtype=pl.Date).alias("_base_seen"))
+    else:
+        # one row per patient and gap (the earliest first_seen), so the join can never repeat a gap
+        seen = base.group_by("patient_id", "gap").agg(pl.col("first_seen").min().alias("_base_seen"))
+        carried = found.join(seen, on=["patient_id", "gap"], how="left", maintain_order="left")
+    return carried.with_columns(
+        pl.coalesce("_base_seen", pl.lit(as_of)).alias("first_seen"),
+        pl.when(pl.col("_base_seen").is_not_null()).then(pl.lit(PERSISTING)).otherwise(pl.lit(NEW)).alias("status"),
+    ).select(list(GAPS_SCHEMA))
+
+
+def closed_gaps(
+    base: pl.LazyFrame,
+    gaps: pl.LazyFrame,
+    patients: pl.LazyFrame,
+    population: pl.LazyFrame | None,
+    *,
+    as_of: dt.date,
+    base_as_of: dt.date,
+    inputs_given: list[str],
+    base_inputs_given: list[str],
+    params: dict[str, Any],
+) -> pl.LazyFrame:
+    """The base's gaps not open now (``CLOSED_SCHEMA``), each with the first reason that applies."""
+    rules = params["lifecycle"]
+    missing_inputs = [kind for kind in base_inputs_given if kind not in inputs_given]
+    gone_gaps = [gap for gap, kind in rules["needs_input"].items() if kind in missing_inputs]
+    exam_gaps = [gap for gap, kind in rules["needs_input"].items() if kind == "scans"]
+    closed = base.join(gaps.select("patient_id", "gap"), on=["patient_id", "gap"], how="anti")
+    people = patients.select("patient_id", "latest_exam_date", "last_treatment_date")
+    closed = closed.join(people, on="patient_id", how="left", maintain_order="left")
+    if population is not None:
+        roster = population.select("patient_id", (pl.col("alive") & pl.col("enrolled")).alias("_member"))
+        closed = closed.join(roster, on="patient_id", how="left", maintain_order="left").with_columns(
+            pl.col("_member").fill_null(False)
+        )
+        left = pl.col("_member").not_()
+    else:
+        left = pl.lit(False)
+    gap = pl.col("gap")
+    lookback = params["post_fracture_untreated"]["lookback_years"]
+    # treatment the gap's own rule counts: from its look-back before the exam (untreated) or the fracture
+    before = {
+        "untreated_high_risk": params["untreated_high_risk"]["lookback_days"],
+        "post_fracture_untreated": params["post_fracture_untreated"]["prior_treatment_days"],
+    }
+    days_before = gap.replace_strict(before, default=0, return_dtype=pl.Int64)
+    counts_from = pl.col("since") - pl.duration(days=days_before)
+    reason = (
+        pl.when(gap.is_in(gone_gaps) | (gap.is_in(exam_gaps) & pl.col("latest_exam_date").is_null()))
+        .then(pl.lit("input_missing"))
+        .when(left)
+        .then(pl.lit("left_population"))
+        .when(gap.is_in(rules["treatment_closes"]) & (pl.col("last_treatment_date") >= counts_from).fill_null(False))
+        .then(pl.lit("treatment_started"))
+        .when(gap.is_in(rules["dxa_closes"]) & (pl.col("latest_exam_date") > base_as_of).fill_null(False))
+        .then(pl.lit("dxa_done"))
+        .when((gap == "post_fracture_untreated") & (pl.col("since") < pl.lit(as_of).dt.offset_by(f"-{lookback}y")))
+        .then(pl.lit("window_passed"))
+        .otherwise(pl.lit("no_longer_eligible"))
+    )
+    return (
+        closed.with_columns(pl.lit(as_of).alias("closed_on"), reason.alias("closed_because"))
+        .select(list(CLOSED_SCHEMA))
+        .cast(CLOSED_SCHEMA)
+        .sort("patient_id", "gap")
+    )

@@ -1,0 +1,105 @@
+"""Gaps across published runs, at publish: find the run this one is compared with (the *base*), fill
+``first_seen`` and ``status`` in ``care_gaps`` and write ``closed_gaps`` (``gaps.lifecycle``).
+
+The base is the published run when its as-of date is earlier than this run's. A run on the same (or an earlier)
+as-of date is a re-run of that week: it is compared with that run's own base, whose gaps every run folder keeps
+(``base_gaps.parquet``), so re-running the same inputs gives the same contents. With neither, every gap is new
+and nothing closed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from osteo_core import reference
+from osteo_core.gaps.lifecycle import BASE_COLUMNS, NEW, PERSISTING, closed_gaps, with_lifecycle
+from osteo_core.publish import folder as publish
+from schemas.published import PUBLISHED_SCHEMAS
+from schemas.tables import CLOSED_SCHEMA
+
+BASE_GAPS = "base_gaps.parquet"  # in each run folder: the gaps of the run it was compared with
+
+
+def _given(manifest: dict[str, Any]) -> list[str]:
+    return manifest.get("inputs_given") or sorted({entry["input"] for entry in manifest.get("inputs", [])})
+
+
+def find_base(out: Path, as_of: dt.date) -> dict[str, Any] | None:
+    """The run this one is compared with: ``run_id``, ``as_of``, ``inputs_given`` and its ``gaps``
+    (``BASE_COLUMNS``), or None."""
+    run = publish.current_run(out)
+    if run is None or not (run / publish.MANIFEST).is_file():
+        return None
+    manifest = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))
+    published_as_of = dt.date.fromisoformat(manifest["as_of"])
+    if published_as_of < as_of:
+        gaps = pl.scan_parquet(run / "care_gaps.parquet")
+        if "first_seen" not in gaps.collect_schema():  # published before gaps carried it: seen that day
+            gaps = gaps.with_columns(pl.lit(published_as_of).alias("first_seen"))
+        return {
+            "run_id": manifest["run_id"],
+            "as_of": published_as_of,
+            "inputs_given": _given(manifest),
+            "gaps": gaps.select(list(BASE_COLUMNS)).cast(BASE_COLUMNS),
+        }
+    earlier = manifest.get("lifecycle") or {}
+    if earlier.get("base_run_id") and (run / BASE_GAPS).is_file():
+        base_as_of = dt.date.fromisoformat(earlier["base_as_of"])
+        if base_as_of < as_of:
+            return {
+                "run_id": earlier["base_run_id"],
+                "as_of": base_as_of,
+                "inputs_given": earlier["base_inputs_given"],
+                "gaps": pl.scan_parquet(run / BASE_GAPS).cast(BASE_COLUMNS),
+            }
+    return None
+
+
+def _write(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".parquet.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def apply_lifecycle(folder: Path, out: Path, as_of: dt.date, inputs_given: list[str], roster: bool) -> dict[str, Any]:
+    """Fill ``first_seen``/``status`` of ``folder``'s care gaps, write ``closed_gaps`` (and the base's gaps, for a
+    later re-run); the manifest's ``lifecycle`` entry (counts and the base's id, never a patient)."""
+    base = find_base(out, as_of)
+    gaps_path = folder / "care_gaps.parquet"
+    gaps = with_lifecycle(pl.scan_parquet(gaps_path), base["gaps"] if base else None, as_of).collect()
+    PUBLISHED_SCHEMAS["care_gaps"].validate(gaps)
+    _write(gaps, gaps_path)
+    if base is None:
+        closed = pl.DataFrame(schema=CLOSED_SCHEMA)
+    else:
+        base_gaps = base["gaps"].collect()
+        _write(base_gaps, folder / BASE_GAPS)
+        population = publish.table_files(folder, "population") if roster else []
+        closed = closed_gaps(
+            base_gaps.lazy(),
+            gaps.lazy(),
+            pl.scan_parquet(folder / "patients.parquet"),
+            pl.scan_parquet(population) if population else None,
+            as_of=as_of,
+            base_as_of=base["as_of"],
+            inputs_given=inputs_given,
+            base_inputs_given=base["inputs_given"],
+            params=reference.care_gap_parameters(),
+        ).collect()
+    PUBLISHED_SCHEMAS["closed_gaps"].validate(closed)
+    _write(closed, folder / "closed_gaps.parquet")
+    statuses = dict(gaps.group_by("status").len().iter_rows())
+    return {
+        "base_run_id": base["run_id"] if base else None,
+        "base_as_of": base["as_of"].isoformat() if base else None,
+        "base_inputs_given": base["inputs_given"] if base else None,
+        "new": statuses.get(NEW, 0),
+        "persisting": statuses.get(PERSISTING, 0),
+        "closed": dict(sorted(closed.group_by("closed_because").len().iter_rows())),
+    }

@@ -1,0 +1,200 @@
+"""Issue 15 §1: care gaps across published runs: first_seen and status, and closed_gaps with the reason read
+from the data. Four weekly runs into one output folder, then a re-run of the last week."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from conftest import exam, write_scans_csv
+
+from osteo_core.gaps.lifecycle import closed_gaps, with_lifecycle
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
+from osteo_core.reference import care_gap_parameters
+
+MEDS = "patient_id,drug,event_date,days_supply,dose_mg\n"
+
+
+def _screen(folder, as_of: str, meds: str | None):
+    scans = write_scans_csv(
+        folder / "scans.csv",
+        [
+            exam(patient_id="UNTREATED", exam_id="E1", exam_date="2025-06-01", femoral_neck_t="-2.7"),
+            exam(patient_id="LAPSED", exam_id="E2", exam_date="2025-06-01", total_hip_t="-0.5"),
+        ],
+    )
+    meds_path = None
+    if meds is not None:
+        meds_path = folder / f"meds-{as_of}.csv"
+        meds_path.write_text(MEDS + meds)
+    manifest = run_screen(
+        ScreenRequest(
+            scans=[str(scans)],
+            meds=str(meds_path) if meds_path else None,
+            out=str(folder / "out"),
+            as_of=as_of,
+        )
+    )
+    out = folder / "out"
+    gaps = pl.read_parquet(out / "care_gaps.parquet")
+    closed = pl.read_parquet(out / "closed_gaps.parquet")
+    return manifest, gaps, closed
+
+
+def _state(gaps: pl.DataFrame) -> dict:
+    return {(r["patient_id"], r["gap"]): (r["first_seen"], r["status"]) for r in gaps.iter_rows(named=True)}
+
+
+PROLIA = "LAPSED,Prolia,2025-01-01,,60\n"  # lapses after 6 months + 28 days: open on every as-of date below
+TREATED = PROLIA + "UNTREATED,alendronate,2026-03-15,30,\n"
+D = dt.date.fromisoformat
+
+
+@pytest.fixture(scope="module")
+def weeks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weeks")
+    return folder, [
+        _screen(folder, "2026-01-01", PROLIA),  # both gaps open: new
+        _screen(folder, "2026-02-01", PROLIA),  # both persist
+        _screen(folder, "2026-03-01", None),  # no medications export: the lapse closes as input_missing
+        _screen(folder, "2026-04-01", TREATED),  # treatment started; the lapse is back, new
+    ]
+
+
+def test_a_gap_opens_new_then_persists_with_its_first_seen(weeks):
+    _, runs = weeks
+    (_, first, closed1), (_, second, closed2) = runs[0], runs[1]
+    assert _state(first) == {
+        ("UNTREATED", "untreated_high_risk"): (D("2026-01-01"), "new"),
+        ("LAPSED", "denosumab_lapse"): (D("2026-01-01"), "new"),
+    }
+    assert closed1.height == 0  # the first run in a folder closes nothing
+    assert _state(second) == {
+        ("UNTREATED", "untreated_high_risk"): (D("2026-01-01"), "persisting"),
+        ("LAPSED", "denosumab_lapse"): (D("2026-01-01"), "persisting"),
+    }
+    assert closed2.height == 0
+
+
+def test_a_missing_medications_export_closes_as_input_missing_not_as_treated(weeks):
+    _, runs = weeks
+    manifest, gaps, closed = runs[2]
+    assert closed.select("patient_id", "gap", "closed_on", "closed_because", "first_seen").rows() == [
+        ("LAPSED", "denosumab_lapse", D("2026-03-01"), "input_missing", D("2026-01-01"))
+    ]
+    assert _state(gaps) == {("UNTREATED", "untreated_high_risk"): (D("2026-01-01"), "persisting")}
+    assert manifest["lifecycle"]["closed"] == {"input_missing": 1}
+
+
+def test_treatment_closes_a_gap_and_a_gap_back_after_a_break_is_new_again(weeks):
+    _, runs = weeks
+    manifest, gaps, closed = runs[3]
+    assert closed.select("patient_id", "gap", "closed_because").rows() == [
+        ("UNTREATED", "untreated_high_risk", "treatment_started")
+    ]
+    assert _state(gaps) == {("LAPSED", "denosumab_lapse"): (D("2026-04-01"), "new")}
+    assert manifest["lifecycle"]["base_as_of"] == "2026-03-01" and manifest["lifecycle"]["new"] == 1
+
+
+def test_rerunning_a_week_gives_the_same_contents(weeks):
+    folder, runs = weeks
+    _, gaps, closed = runs[3]
+    manifest, again, closed_again = _screen(folder, "2026-04-01", TREATED)
+    assert again.equals(gaps) and closed_again.equals(closed)
+    assert manifest["lifecycle"]["base_as_of"] == "2026-03-01"
+
+
+def _base(rows):
+    return pl.LazyFrame(
+        rows,
+        schema={"patient_id": pl.Utf8, "gap": pl.Utf8, "since": pl.Date, "first_seen": pl.Date},
+        orient="row",
+    )
+
+
+def _patients(rows):
+    return pl.LazyFrame(
+        rows,
+        schema={"patient_id": pl.Utf8, "latest_exam_date": pl.Date, "last_treatment_date": pl.Date},
+        orient="row",
+    )
+
+
+def _closed(base, patients, population=None, given=("scans", "meds", "fractures"), base_given=None):
+    empty = pl.LazyFrame(schema={"patient_id": pl.Utf8, "gap": pl.Utf8})
+    return {
+        (r["patient_id"], r["gap"]): r["closed_because"]
+        for r in closed_gaps(
+            _base(base),
+            empty,
+            _patients(patients),
+            population,
+            as_of=D("2026-06-01"),
+            base_as_of=D("2026-05-01"),
+            inputs_given=list(given),
+            base_inputs_given=list(base_given or given),
+            params=care_gap_parameters(),
+        )
+        .collect()
+        .iter_rows(named=True)
+    }
+
+
+def test_each_closing_reason_from_the_data():
+    seen = D("2026-01-01")
+    base = [
+        ("DXA", "overdue_dxa", D("2025-01-01"), seen),
+        ("OLD_FRACTURE", "post_fracture_untreated", D("2024-05-31"), seen),
+        ("TREATED_BEFORE_EXAM", "untreated_high_risk", D("2026-01-10"), seen),
+        ("DECIDED_AGAIN", "untreated_high_risk", D("2026-01-10"), seen),
+        ("NO_EXAM_NOW", "overdue_dxa", D("2025-01-01"), seen),
+        ("LEFT", "screening_due", D("2025-01-01"), seen),
+        ("SCANNED", "screening_due", D("2025-01-01"), seen),
+    ]
+    patients = [
+        ("DXA", D("2026-05-20"), None),  # an exam after the last run's as-of date
+        ("OLD_FRACTURE", D("2024-01-01"), None),
+        ("TREATED_BEFORE_EXAM", D("2026-01-10"), D("2025-02-01")),  # within the 365 days before the exam
+        ("DECIDED_AGAIN", D("2026-01-10"), D("2024-12-31")),  # too early to count
+        ("SCANNED", D("2026-05-02"), None),
+    ]
+    members = [(pid, True, True) for pid, *_ in base if pid != "LEFT"]
+    population = pl.LazyFrame(
+        [("LEFT", False, True), *members],
+        schema={"patient_id": pl.Utf8, "alive": pl.Boolean, "enrolled": pl.Boolean},
+        orient="row",
+    )
+    given = ("scans", "meds", "fractures", "population")
+    assert _closed(base, patients, population, given) == {
+        ("DXA", "overdue_dxa"): "dxa_done",
+        ("OLD_FRACTURE", "post_fracture_untreated"): "window_passed",
+        ("TREATED_BEFORE_EXAM", "untreated_high_risk"): "treatment_started",
+        ("DECIDED_AGAIN", "untreated_high_risk"): "no_longer_eligible",
+        ("NO_EXAM_NOW", "overdue_dxa"): "input_missing",
+        ("LEFT", "screening_due"): "left_population",
+        ("SCANNED", "screening_due"): "dxa_done",
+    }
+
+
+def test_a_gap_whose_input_was_not_given_this_time_is_input_missing_first():
+    base = [("P", "post_fracture_untreated", D("2026-01-01"), D("2026-01-01"))]
+    patients = [("P", D("2026-01-01"), D("2026-02-01"))]  # even with a treatment since
+    closed = _closed(base, patients, given=("scans", "meds"), base_given=("scans", "meds", "fractures"))
+    assert closed == {("P", "post_fracture_untreated"): "input_missing"}
+
+
+def test_first_seen_carries_over_only_for_the_same_patient_and_gap():
+    gaps = pl.LazyFrame(
+        [("A", "overdue_dxa"), ("A", "untreated_high_risk")],
+        schema={"patient_id": pl.Utf8, "gap": pl.Utf8},
+        orient="row",
+    ).with_columns(
+        pl.lit(None, dtype=pl.Date).alias("since"),
+        pl.lit(None, dtype=pl.Utf8).alias("exam_id"),
+        pl.lit(1).alias("priority"),
+        pl.lit("").alias("detail"),
+        pl.lit(None, dtype=pl.Date).alias("first_seen"),
+        pl.lit(None, dtype=pl.Utf8).alias("status"),
+    )
+    base = _base([("A", "overdue_dxa", None, D("2025-01-01")), ("B", "untreated_high_risk", None, D("2025-01-01"))])
+    rows = with_lifecycle(gaps, base, D("2026-01-01")).collect().select("gap", "first_seen", "status").rows()
+    assert rows == [("overdue_dxa", D("2025-01-01"), "persisting"), ("untreated_high_risk", D("2026-01-01"), "new")]

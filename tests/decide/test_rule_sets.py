@@ -202,7 +202,7 @@ score = st.one_of(st.none(), st.decimals(min_value=-5, max_value=3, places=1).ma
 frax = st.one_of(st.none(), st.decimals(min_value=0, max_value=100, places=1).map(str))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     t=st.tuples(score, score, score),
     mof=frax,
@@ -228,7 +228,7 @@ def test_adding_a_risk_factor_never_turns_eligible_into_anything_else(screen_row
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     mof=st.decimals(min_value=0, max_value=100, places=2),
     ratio=st.decimals(min_value=0, max_value=1, places=2),

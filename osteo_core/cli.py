@@ -109,6 +109,27 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "Print today's care-gap list of the published run: highest priority first, then the oldest.",
         "osteo gaps --out osteo-demo\n  osteo gaps --out osteo-demo --gap untreated_high_risk --format csv > list.csv",
     ),
+    "worklist": (
+        "the open gaps to work, with their outreach status; mark calls",
+        "Print the open care gaps of the published run with each gap's latest outreach status and how long it has "
+        "been open (first_seen), most urgent first. Gaps marked declined or not_appropriate are left out until "
+        "their date (--all shows them). Filter by --gap, --status and the roster's routing columns (e.g. "
+        "--clinic NORTH). Record outreach with 'osteo worklist mark' (osteo worklist mark --help).",
+        "osteo worklist --out osteo-demo --gap untreated_high_risk --status none\n"
+        "  osteo worklist --out osteo-demo --clinic clinic-03 --format csv > calls.csv\n"
+        "  osteo worklist mark P000123 untreated_high_risk --status contacted --note 'letter sent' --out osteo-demo",
+    ),
+    "mark": (
+        "record outreach on an open gap",
+        "Append a mark to the outreach log (OUT/outreach.jsonl; published runs are never changed): who, when, the "
+        "status and a note. The gap must be open in the published run. declined and not_appropriate hide the gap "
+        "from the default worklist until --until (default: a year later, data/reference/outreach.toml), never "
+        "from care_gaps or the quality measures; reopened shows it again. --file marks.csv records many at once "
+        "(columns patient_id, gap, status, and optionally note, by, until): all of them, or none if a row is wrong.",
+        "osteo worklist mark P000123 untreated_high_risk --status contacted --by 'RN Lee' --out osteo-demo\n"
+        "  osteo worklist mark P000123 untreated_high_risk --status declined --until 2027-06-01 --out osteo-demo\n"
+        "  osteo worklist mark --file marks.csv --by 'RN Lee' --out osteo-demo",
+    ),
     "measures": (
         "print the quality measures' rates (OMW, MIPS 418, MIPS 039)",
         "Print the published run's quality-measure summary: per measure the denominator, exclusions, numerator "
@@ -174,6 +195,62 @@ def _listing_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+LISTING_OPTIONS = ("--out", "--gap", "--status", "--all", "--format", "--limit", "--help", "-h")
+
+
+def _worklist_args(worklist: argparse.ArgumentParser) -> None:
+    from osteo_core.publish.outreach import statuses
+
+    actions = worklist.add_subparsers(
+        dest="action", parser_class=_Parser, metavar="[mark]", help="mark: record outreach on an open gap"
+    )
+    _out_arg(worklist)
+    worklist.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
+    worklist.add_argument(
+        "--status",
+        choices=[*statuses(), "none"],
+        help="only gaps whose latest outreach mark has this status (none: not marked yet); shows hidden ones too",
+    )
+    worklist.add_argument(
+        "--all", action="store_true", help="also the gaps hidden by a declined or not_appropriate mark"
+    )
+    _listing_args(worklist)
+    worklist.epilog += "\n\nrouting filters: --COLUMN VALUE for each routing column of the roster (e.g. --clinic)"
+    mark = _command(actions, "mark")
+    mark.add_argument("patient_id", nargs="?", metavar="PATIENT_ID", help="the patient, as in care_gaps")
+    mark.add_argument("gap", nargs="?", metavar="GAP", help="the open gap, e.g. untreated_high_risk")
+    mark.add_argument("--status", choices=list(statuses()), help="what happened (required unless --file)")
+    mark.add_argument("--note", metavar="TEXT", help="free text (keep clinical detail in the record system)")
+    mark.add_argument("--by", metavar="NAME", help="who records it (default: your login name)")
+    mark.add_argument("--until", metavar="DATE", help="declined / not_appropriate: hide the gap until this date")
+    mark.add_argument("--file", metavar="CSV", help="many marks: patient_id, gap, status[, note, by, until]")
+    _out_arg(mark, "the published screen whose gaps are marked; the log is OUT/outreach.jsonl")
+
+
+def split_routing(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``osteo worklist --clinic NORTH``: the options that are not the listing's own are routing filters
+    (column → value), taken out before argparse sees them."""
+    if not argv or argv[0] != "worklist" or (len(argv) > 1 and argv[1] == "mark"):
+        return argv, {}
+    kept, routing, i = [argv[0]], {}, 1
+    while i < len(argv):
+        token = argv[i]
+        name = token.split("=", 1)[0]
+        if token.startswith("--") and len(token) > 2 and name not in LISTING_OPTIONS:
+            if "=" in token:
+                value = token.split("=", 1)[1]
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                i += 1
+                value = argv[i]
+            else:
+                raise OsteoError(f"osteo worklist: {name} needs a value (a routing filter: {name} VALUE)")
+            routing[name[2:].replace("-", "_")] = value
+        else:
+            kept.append(token)
+        i += 1
+    return kept, routing
+
+
 def build_parser() -> argparse.ArgumentParser:
     from osteo_core import __version__
 
@@ -199,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     _out_arg(gaps)
     gaps.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
     _listing_args(gaps)
+    _worklist_args(_command(sub, "worklist"))
     measures = _command(sub, "measures")
     _out_arg(measures)
     _listing_args(measures)
@@ -450,6 +528,46 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     return print_gaps(Path(args.out), args.gap, args.format, args.limit)
 
 
+def cmd_worklist(args: argparse.Namespace) -> int:
+    if args.action == "mark":
+        return _cmd_mark(args)
+    from osteo_core.outputs.worklist import print_worklist
+
+    return print_worklist(Path(args.out), args.gap, args.status, args.routing, args.all, args.format, args.limit)
+
+
+def _cmd_mark(args: argparse.Namespace) -> int:
+    from osteo_core.outputs import worklist
+
+    out = Path(args.out)
+    if args.file:
+        if args.patient_id or args.gap or args.status or args.note or args.until:
+            raise OsteoError("osteo worklist mark: --file takes the marks from the file (only --by and --out with it)")
+        marks = worklist.read_marks_csv(Path(args.file), args.by)
+        where = args.file
+    else:
+        if not (args.patient_id and args.gap and args.status):
+            raise OsteoError("osteo worklist mark: PATIENT_ID, GAP and --status are required (or --file CSV)")
+        until = worklist.parse_date(args.until, "--until")
+        marks = [
+            {
+                "patient_id": args.patient_id,
+                "gap": args.gap,
+                "status": args.status,
+                "note": args.note,
+                "by": args.by,
+                "until": until,
+            }
+        ]
+        where = worklist.MARK
+    numbers = worklist.record_marks(out, marks, where)
+    print(
+        f"recorded {len(numbers)} mark(s) in {out / 'outreach.jsonl'} (mark {numbers[0]}"
+        + (f" to {numbers[-1]})" if len(numbers) > 1 else ")")
+    )
+    return 0
+
+
 def cmd_measures(args: argparse.Namespace) -> int:
     from osteo_core.outputs.measure_list import print_measures
 
@@ -484,6 +602,7 @@ COMMANDS = {
     "screen": cmd_screen,
     "sql": cmd_sql,
     "gaps": cmd_gaps,
+    "worklist": cmd_worklist,
     "measures": cmd_measures,
     "report": cmd_report,
     "serve": cmd_serve,
@@ -495,9 +614,14 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        argv, routing = split_routing(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(argv)
+        args.routing = routing
     except SystemExit as exit_:  # --help (0) or a usage error (2, already printed in one line)
         return int(exit_.code or 0)
+    except OsteoError as err:
+        print(f"osteo: {err}", file=sys.stderr)
+        return err.exit_code
     terminal = logging.StreamHandler()
     terminal.setLevel(logging.WARNING)  # Prefect's loggers run at INFO for the run's own log, and propagate here
     terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

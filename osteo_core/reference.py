@@ -13,13 +13,14 @@ DRUGS = "reference/drugs.toml"
 FRACTURE_CODES = "reference/fracture_codes.toml"
 CARE_GAPS = "reference/care_gaps.toml"
 DXA_LOINC = "reference/dxa_loinc.toml"
+OUTREACH = "reference/outreach.toml"  # the worklist's statuses (osteo worklist mark)
 
 
 def versions() -> dict[str, str]:
     """name → version of every reference file, for the manifest."""
     return {
         shipped_toml(path)["reference"]["name"]: shipped_toml(path)["reference"]["version"]
-        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC)
+        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC, OUTREACH)
     }
 
 

@@ -30,6 +30,9 @@ RUN_WIDE_TABLES = ("measure_summary", "closed_gaps")  # made once at publish fro
 # valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
 EVENT_TABLES = ("medications", "fractures", "population")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
+# not part of any run: OUT/outreach.jsonl, the append-only log of outreach marks (osteo worklist mark), read live by
+# osteo sql and osteo worklist, never written into a run folder or osteo.duckdb
+LIVE_TABLES = ("outreach",)
 
 QUARANTINE_SCHEMA = {
     SOURCE_FILE: pl.Utf8,
@@ -58,6 +61,17 @@ CLOSED_SCHEMA = {
     "first_seen": pl.Date,
     "closed_on": pl.Date,
     "closed_because": pl.Utf8,
+}
+OUTREACH_SCHEMA = {
+    "mark": pl.Int64,
+    "marked_at": pl.Datetime("us", "UTC"),
+    "patient_id": pl.Utf8,
+    "gap": pl.Utf8,
+    "status": pl.Utf8,
+    "hide_until": pl.Date,
+    "note": pl.Utf8,
+    "marked_by": pl.Utf8,
+    "run_id": pl.Utf8,
 }
 PATIENTS_SCHEMA = {
     "patient_id": pl.Utf8,
@@ -166,6 +180,26 @@ _CLOSED_DESCRIPTIONS = {
     "closed_because": "input_missing / left_population / treatment_started / dxa_done / window_passed /"
     " no_longer_eligible",
 }
+_OUTREACH_DESCRIPTIONS = {
+    "mark": "1, 2, 3 … in the order the marks were recorded (the latest mark of a gap is its status)",
+    "marked_at": "When the mark was recorded (UTC)",
+    "patient_id": "Patient identifier",
+    "gap": "The open gap the mark is about",
+    "status": "contacted / scheduled / declined / not_appropriate / reopened (docs/worklist.md)",
+    "hide_until": "declined / not_appropriate: hidden from the default worklist while the as-of date is before this",
+    "note": "Free text given with --note (keep clinical detail in the record system)",
+    "marked_by": "Who recorded it (--by, else the login name)",
+    "run_id": "The published run in which the gap was open when marked",
+}
+_WORKLIST_OUTREACH_DESCRIPTIONS = {  # the live worklist view's own columns, after the roster's routing columns
+    "days_open": "Days since first_seen, on the run's as-of date",
+    "outreach_status": "Status of the latest outreach mark of this patient's gap (null: none yet)",
+    "outreach_marked_at": "When that mark was recorded (UTC)",
+    "outreach_by": "Who recorded it",
+    "outreach_note": "Its note",
+    "hide_until": "declined / not_appropriate: hidden from the default worklist until this date",
+    "hidden": "Hidden from the default osteo worklist on the run's as-of date (still in care_gaps and the measures)",
+}
 _INTERVALS_DESCRIPTIONS = {
     "patient_id": "Patient identifier",
     "interval_start": "First day covered by osteoporosis treatment",
@@ -206,7 +240,9 @@ TABLE_DESCRIPTIONS = {
     "medications": "Valid medication events with drug, class, oncology flag and coverage",
     "fractures": "Valid fracture events with site, fragility and new-fracture flags",
     "population": "One row per patient of the population roster: alive and enrolled on the as-of date, routing",
-    "worklist": "One row per open care gap with the roster's routing columns (no clinical text beyond the gap)",
+    "worklist": "One row per open care gap with the roster's routing columns (no clinical text beyond the gap); "
+    "osteo sql adds the latest outreach status (live)",
+    "outreach": "The outreach log (OUT/outreach.jsonl, live): one row per mark, in the order recorded",
 }
 
 SCREENING_COLUMNS = tuple(_SCREENING)
@@ -221,6 +257,7 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "measure_members": _MEMBERS_DESCRIPTIONS,
     "measure_summary": _SUMMARY_DESCRIPTIONS,
     "closed_gaps": _CLOSED_DESCRIPTIONS,
+    "outreach": _OUTREACH_DESCRIPTIONS,
 }
 
 DTYPES: dict[str, dict[str, pl.DataType]] = {
@@ -232,6 +269,7 @@ DTYPES: dict[str, dict[str, pl.DataType]] = {
     "measure_members": MEMBERS_SCHEMA,
     "measure_summary": SUMMARY_SCHEMA,
     "closed_gaps": CLOSED_SCHEMA,
+    "outreach": OUTREACH_SCHEMA,
 }
 
 _SOURCE_DESCRIPTIONS = {
@@ -282,6 +320,6 @@ def catalog_column_descriptions(name: str) -> dict[str, str]:
         return COLUMN_DESCRIPTIONS[name]
     if name == "untreated_high_risk":  # the care_gaps columns, then the screening columns
         return COLUMN_DESCRIPTIONS["screening"] | COLUMN_DESCRIPTIONS["care_gaps"]
-    if name == "worklist":  # the care_gaps columns, then the roster's routing columns (undescribed here)
-        return COLUMN_DESCRIPTIONS["care_gaps"]
+    if name == "worklist":  # the care_gaps columns, the roster's routing columns (undescribed here), outreach
+        return COLUMN_DESCRIPTIONS["care_gaps"] | _WORKLIST_OUTREACH_DESCRIPTIONS
     return EVENT_COLUMN_DESCRIPTIONS.get(name, {})

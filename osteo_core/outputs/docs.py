@@ -303,6 +303,82 @@ def tables_page() -> str:
         ["name", "what it is"],
         [[f"`{name}`", TABLE_DESCRIPTIONS[name]] for name in ("untreated_high_risk", "worklist", *EVENT_TABLES)],
     )
+    lines += ["", "## Live, beside the runs: `outreach`", ""]
+    lines += [
+        "The outreach log `OUT/outreach.jsonl` is not part of any run: marks are added after a run is published",
+        "(`osteo worklist mark`, docs/worklist.md). `osteo sql` reads it each time as the table `outreach` and",
+        "joins each gap's latest mark into the `worklist` view; `osteo.duckdb` holds the published run only.",
+        "",
+        *_table(
+            ["column", "type", "description"],
+            [[f"`{c}`", _dtype(t), COLUMN_DESCRIPTIONS["outreach"][c]] for c, t in DTYPES["outreach"].items()],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def worklist_page() -> str:
+    """docs/worklist.md: the statuses and how long they hide a gap (``data/reference/outreach.toml``), the
+    worklist's own columns, and how marks are kept."""
+    from osteo_core.publish import outreach
+    from schemas.tables import catalog_column_descriptions
+
+    hide = outreach.hide_days()
+    statuses = [
+        [f"`{name}`", meaning, f"{hide[name]} days (or `--until DATE`)" if name in hide else "no"]
+        for name, meaning in outreach.statuses().items()
+    ]
+    live = {c: d for c, d in catalog_column_descriptions("worklist").items() if c not in DTYPES["care_gaps"]}
+    lines = [
+        "# Working the list: outreach status",
+        "",
+        GENERATED,
+        "",
+        f"Statuses from `data/reference/outreach.toml` (version {outreach.version()}). A quality team records what",
+        "happened with an open gap; the latest mark of a patient's gap is its outreach status on the worklist.",
+        "",
+        *_table(["status", "meaning", "hides the gap from the default worklist"], statuses),
+        "",
+        "## Commands",
+        "",
+        "```",
+        "osteo worklist [--gap TYPE] [--status STATUS|none] [--all] [--COLUMN VALUE …] [--format …] [--out DIR]",
+        "osteo worklist mark PATIENT_ID GAP --status STATUS [--note TEXT] [--by NAME] [--until DATE] [--out DIR]",
+        "osteo worklist mark --file marks.csv [--by NAME] [--out DIR]",
+        "```",
+        "",
+        "- `osteo worklist` lists the open gaps of the published run, most urgent first, with `days_open` (since",
+        "  `first_seen`) and the latest mark. Gaps whose latest mark hides them are left out while the run's",
+        "  as-of date is before the mark's `hide_until`; stderr says how many, and `--all` shows them. `--status`",
+        "  shows every gap whose latest mark has that status (`none`: not marked yet), hidden or not. Each routing",
+        "  column of the roster is a filter (`--clinic NORTH`, `--pcp-id P7`).",
+        "- `osteo worklist mark` checks the mark against the published run before writing it: a known status,",
+        "  a gap open for that patient, `--until` only for a status that hides and after today. Otherwise it exits",
+        "  2 with one line and records nothing. A CSV of marks (`patient_id, gap, status`, and optionally `note,",
+        "  by, until`) is recorded whole or not at all; an error names the file, row and column.",
+        "- A mark never changes `care_gaps`, `closed_gaps` or the quality measures: a declined patient still",
+        "  counts against the measure. A later mark of any other status (`reopened`, `contacted` …) shows the gap",
+        "  again. Marks follow the patient and gap type, so a gap that closes and opens again keeps its last mark.",
+        "",
+        "## The log",
+        "",
+        "`OUT/outreach.jsonl`, one JSON line per mark, next to `runs/`: a screen, pruning old runs and a",
+        "screen killed half-way never touch it, and published runs are never rewritten. Writers take the kernel's",
+        "lock on `OUT/.outreach.lock` and append a whole batch with one write, so two people marking at once",
+        "both get recorded (the second waits for the first). A line cut off by a crash is reported on stderr",
+        "and left out; the next mark starts on a fresh line. Back it up with the output folder.",
+        "",
+        *_table(
+            ["column", "type", "description"],
+            [[f"`{c}`", _dtype(t), COLUMN_DESCRIPTIONS["outreach"][c]] for c, t in DTYPES["outreach"].items()],
+        ),
+        "",
+        "## The worklist's own columns",
+        "",
+        "The `worklist` view (`osteo sql`) is `care_gaps`, then the roster's routing columns, then:",
+        "",
+        *_table(["column", "description"], [[f"`{c}`", d] for c, d in live.items()]),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -526,28 +602,20 @@ def care_gaps_page() -> str:
 def _lifecycle_section(rules: dict) -> list[str]:
     """docs/care_gaps.md, "Across runs": first_seen, status and the closing reasons, from ``[lifecycle]``."""
     needs = ", ".join(f"`{gap}` {kind}" for gap, kind in rules["needs_input"].items())
-    reasons = [
-        [
-            "`input_missing`",
-            f"the input that shows the gap ({needs}) was given last time and not now, or the"
-            " patient of an exam-based gap has no valid exam now",
-        ],
-        ["`left_population`", "a roster is given and the patient is not in it, or not alive or not enrolled"],
-        [
-            "`treatment_started`",
-            "an osteoporosis-drug event the gap's own rule counts ("
-            + ", ".join(f"`{g}`" for g in rules["treatment_closes"])
-            + ")",
-        ],
-        [
-            "`dxa_done`",
-            "an exam after the last published run's as-of date ("
-            + ", ".join(f"`{g}`" for g in rules["dxa_closes"])
-            + ")",
-        ],
-        ["`window_passed`", "a post-fracture gap whose fracture is now older than its look-back"],
-        ["`no_longer_eligible`", "anything else: the decision changed (a new exam, the rules, an age)"],
-    ]
+    why = {
+        "input_missing": f"the input that shows the gap ({needs}) was given last time and not now, or the"
+        " patient of an exam-based gap has no valid exam now",
+        "left_population": "a roster is given and the patient is not in it, or not alive or not enrolled",
+        "treatment_started": "an osteoporosis-drug event the gap's own rule counts ("
+        + ", ".join(f"`{g}`" for g in rules["treatment_closes"])
+        + ")",
+        "dxa_done": "an exam after the last published run's as-of date ("
+        + ", ".join(f"`{g}`" for g in rules["dxa_closes"])
+        + ")",
+        "window_passed": "a post-fracture gap whose fracture is now older than its look-back",
+        "no_longer_eligible": "anything else: the decision changed (a new exam, the rules, an age)",
+    }
+    reasons = [[f"`{reason}`", why[reason]] for reason in rules["closing_reasons"]]
     return [
         "## Across runs",
         "",
@@ -680,6 +748,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "rule_sets.md": rule_sets_page,
     "care_gaps.md": care_gaps_page,
     "measures.md": measures_page,
+    "worklist.md": worklist_page,
 }
 
 

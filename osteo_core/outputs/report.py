@@ -140,6 +140,7 @@ def quarantine_reasons(out: Path) -> go.Figure:
     return fig
 
 
+CLOSING_REASONS = tuple(shipped_toml("reference/care_gaps.toml")["lifecycle"]["closing_reasons"])
 INPUT_LABELS = {"scans": "scans", "meds": "medications", "fractures": "fractures", "population": "population roster"}
 
 
@@ -151,15 +152,29 @@ def _history_label(entry: dict) -> str | None:
     return "inputs changed: " + ", ".join(words)
 
 
-def gaps_over_time(out: Path, manifest: dict) -> go.Figure:
-    """Open gaps per published run. One point per run on a category axis (a single run gives a single
-    tick, not a time axis in milliseconds); a run whose inputs differ from the run before is marked."""
-    history = read_history(out) or [{"as_of": manifest["as_of"], "care_gaps": manifest.get("care_gaps", {})}]
+def _history(out: Path, manifest: dict) -> tuple[list[dict], list[str]]:
+    """The published runs (``history.jsonl``; this run alone when there is none) and a label for each: its
+    as-of date, numbered when two runs share one."""
+    history = read_history(out) or [
+        {
+            "as_of": manifest["as_of"],
+            "care_gaps": manifest.get("care_gaps", {}),
+            "gaps_opened": (manifest.get("lifecycle") or {}).get("new"),
+            "gaps_closed": (manifest.get("lifecycle") or {}).get("closed"),
+        }
+    ]
     seen: dict[str, int] = {}
     labels = []
     for entry in history:  # two runs on one as-of date stay two points
         seen[entry["as_of"]] = seen.get(entry["as_of"], 0) + 1
         labels.append(entry["as_of"] + ("" if seen[entry["as_of"]] == 1 else f" (#{seen[entry['as_of']]})"))
+    return history, labels
+
+
+def gaps_over_time(out: Path, manifest: dict) -> go.Figure:
+    """Open gaps per published run. One point per run on a category axis (a single run gives a single
+    tick, not a time axis in milliseconds); a run whose inputs differ from the run before is marked."""
+    history, labels = _history(out, manifest)
     fig = go.Figure()
     for gap in sorted({g for h in history for g in h["care_gaps"]}):
         fig.add_scatter(name=gap, mode="lines+markers", x=labels, y=[h["care_gaps"].get(gap, 0) for h in history])
@@ -174,6 +189,55 @@ def gaps_over_time(out: Path, manifest: dict) -> go.Figure:
         title=f"Open care gaps across the {len(history)} published run(s)",
         xaxis={"title": "as-of date of the run", "type": "category"},
         yaxis_title="open gaps",
+    )
+    return fig
+
+
+def gaps_opened_and_closed(out: Path, manifest: dict) -> go.Figure:
+    """Per published run: gaps new since the run before (up) and gaps closed, by why (down). Runs published
+    before gaps were tracked across runs show nothing."""
+    history, labels = _history(out, manifest)
+    fig = go.Figure()
+    fig.add_bar(name="opened (new)", x=labels, y=[h.get("gaps_opened") for h in history], marker_color="#c0392b")
+    reasons = [r for r in CLOSING_REASONS if any((h.get("gaps_closed") or {}).get(r) for h in history)]
+    for reason in reasons:
+        fig.add_bar(
+            name=f"closed: {reason}", x=labels, y=[-(h.get("gaps_closed") or {}).get(reason, 0) for h in history]
+        )
+    fig.update_layout(
+        barmode="relative",
+        title="Care gaps opened and closed per published run, by why they closed (closed below zero)",
+        xaxis={"title": "as-of date of the run", "type": "category"},
+        yaxis_title="gaps",
+    )
+    return fig
+
+
+def time_on_the_list(out: Path, as_of: dt.date) -> go.Figure:
+    """How long gaps stay on the list: days since first seen for the gaps open now, and days between first
+    seen and closing for the gaps this run closed."""
+    buckets = shipped_toml("reference/report.toml")["gap_age_days"]["upper_bounds"]
+    labels = [f"≤ {b} days" for b in buckets] + [f"> {buckets[-1]} days"]
+    case = " ".join(f"WHEN days <= {b} THEN '{label}'" for b, label in zip(buckets, labels, strict=False))
+    rows = query(
+        out,
+        f"""
+        SELECT kind, CASE {case} ELSE '{labels[-1]}' END AS bucket, count(*) AS gaps FROM (
+            SELECT 'still open' AS kind, date_diff('day', first_seen, DATE '{as_of.isoformat()}') AS days
+            FROM care_gaps
+            UNION ALL
+            SELECT 'closed by this run', date_diff('day', first_seen, closed_on) FROM closed_gaps)
+        GROUP BY ALL""",
+    )
+    fig = go.Figure()
+    for kind in ("still open", "closed by this run"):
+        counts = dict(rows.filter(rows["kind"] == kind).select("bucket", "gaps").iter_rows())
+        fig.add_bar(name=kind, x=labels, y=[counts.get(label, 0) for label in labels])
+    fig.update_layout(
+        barmode="group",
+        title="Time on the list: days since a gap was first seen (open) or until it closed",
+        xaxis_title="days on the list",
+        yaxis_title="gaps",
     )
     return fig
 
@@ -224,6 +288,8 @@ def write_report(out: Path) -> Path:
         "gaps-by-type-age": gaps_by_type_and_age(out, as_of),
         "quarantine-reasons": quarantine_reasons(out),
         "gaps-over-time": gaps_over_time(out, manifest),
+        "gaps-opened-closed": gaps_opened_and_closed(out, manifest),
+        "time-on-list": time_on_the_list(out, as_of),
     }
     body = "\n".join(f'<section class="chart">{_figure_html(fig, cid)}</section>' for cid, fig in charts.items())
     rows = manifest["rows"]

@@ -18,6 +18,7 @@ import pyarrow.dataset as pa_ds
 
 from osteo_core.errors import InputError, OsteoError
 from osteo_core.publish import folder as publish
+from osteo_core.publish import outreach
 
 # Set when the database starts: after this no extension is installed, loaded or autoloaded, no secret is written,
 # no Python variable is scanned, and nothing spills to a temporary directory.
@@ -63,12 +64,41 @@ def connect_read_only(out: Path) -> duckdb.DuckDBPyConnection:
                 con.execute(f"CREATE VIEW {name} AS {sql}")
             except duckdb.CatalogException:
                 pass  # a table it needs is not in this run
+        _register_outreach(con, out, run)
         for statement in _LOCKDOWN:
             con.execute(statement)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def live_worklist_sql(as_of: str) -> str:
+    """The worklist with each gap's days open and its latest outreach mark; ``hidden`` when that mark hides the
+    gap on the run's as-of date (``hide_until`` after it)."""
+    return f"""SELECT w.*, date_diff('day', w.first_seen, DATE '{as_of}') AS days_open,
+        o.status AS outreach_status, o.marked_at AS outreach_marked_at, o.marked_by AS outreach_by,
+        o.note AS outreach_note, o.hide_until AS hide_until, coalesce(o.hide_until > DATE '{as_of}', false) AS hidden
+    FROM ({publish.VIEWS["worklist"]}) w
+    LEFT JOIN (SELECT * FROM outreach QUALIFY row_number() OVER (PARTITION BY patient_id, gap ORDER BY mark DESC) = 1) o
+        ON o.patient_id = w.patient_id AND o.gap = w.gap"""
+
+
+def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> None:
+    """The outreach log as the table ``outreach`` (read now: marks are added after publishing), and the
+    ``worklist`` view with each gap's latest mark. A line that is not a mark is left out and said on stderr."""
+    import json
+    import sys
+
+    log = outreach.read_log(out)
+    if log.warning():
+        print(f"osteo: warning: {log.warning()}", file=sys.stderr)
+    con.register("outreach", log.marks.to_arrow())
+    as_of = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))["as_of"]
+    try:
+        con.execute(f"CREATE OR REPLACE VIEW worklist AS {live_worklist_sql(as_of)}")
+    except duckdb.CatalogException:
+        pass  # a table it needs is not in this run
 
 
 def query(out: Path, sql: str) -> pl.DataFrame:
@@ -91,12 +121,16 @@ def table_listing() -> pl.DataFrame:
     rows = []
     for table, description in TABLE_DESCRIPTIONS.items():
         rows.append((table, None, None, description))
-        if table in DTYPES:
+        if table == "worklist":
+            from schemas.tables import catalog_column_descriptions
+
+            rows.append((table, "…", None, "the care_gaps columns, then the roster's routing columns, then:"))
+            live = {c: d for c, d in catalog_column_descriptions(table).items() if c not in DTYPES["care_gaps"]}
+            rows += [(table, c, None, text) for c, text in live.items()]
+        elif table in DTYPES:
             rows += [(table, c, str(t), COLUMN_DESCRIPTIONS[table][c]) for c, t in DTYPES[table].items()]
         elif table == "untreated_high_risk":
             rows.append((table, "…", None, "the care_gaps columns, then the screening columns"))
-        elif table == "worklist":
-            rows.append((table, "…", None, "the care_gaps columns, then the roster's routing columns"))
         else:
             rows += [(table, c, None, text) for c, text in EVENT_COLUMN_DESCRIPTIONS[table].items()]
     return pl.DataFrame(rows, schema=["table", "column", "type", "description"], orient="row")

@@ -302,6 +302,9 @@ def append_history(out: Path, manifest: dict[str, Any]) -> None:
     }
     if manifest.get("inputs_changed"):
         entry["inputs_changed"] = manifest["inputs_changed"]
+    if manifest.get("lifecycle"):  # gaps opened and closed since the run it was compared with (counts)
+        entry["gaps_opened"] = manifest["lifecycle"]["new"]
+        entry["gaps_closed"] = manifest["lifecycle"]["closed"]
     with (out / HISTORY).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, sort_keys=True) + "\n")
 

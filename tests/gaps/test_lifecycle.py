@@ -198,3 +198,35 @@ def test_first_seen_carries_over_only_for_the_same_patient_and_gap():
     base = _base([("A", "overdue_dxa", None, D("2025-01-01")), ("B", "untreated_high_risk", None, D("2025-01-01"))])
     rows = with_lifecycle(gaps, base, D("2026-01-01")).collect().select("gap", "first_seen", "status").rows()
     assert rows == [("overdue_dxa", D("2025-01-01"), "persisting"), ("untreated_high_risk", D("2026-01-01"), "new")]
+
+
+def test_the_report_shows_gaps_opened_and_closed_per_run_by_reason(weeks):
+    """Issue 15 §3: per run, the gaps new since the run before, and those closed by why (read from history)."""
+    from osteo_core.outputs import report
+
+    folder, runs = weeks
+    figure = report.gaps_opened_and_closed(folder / "out", runs[3][0])
+    bars = {trace.name: list(trace.y)[:4] for trace in figure.data}  # a re-run of the last week may follow
+    assert list(figure.data[0].x)[:4] == ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]
+    assert bars == {
+        "opened (new)": [2, 0, 0, 1],
+        "closed: input_missing": [0, 0, -1, 0],
+        "closed: treatment_started": [0, 0, 0, -1],
+    }
+
+
+def test_the_report_shows_how_long_gaps_stay_on_the_list(tmp_path):
+    """Open gaps count days since first seen; closed ones, days from first seen to closing."""
+    from osteo_core.outputs import report
+
+    _screen(tmp_path, "2026-01-01", PROLIA)
+    _screen(tmp_path, "2026-03-01", PROLIA)  # both persist, 59 days on the list
+    _screen(tmp_path, "2026-04-01", TREATED)  # the untreated gap closes after 90 days; the lapse stays
+    figure = report.time_on_the_list(tmp_path / "out", D("2026-04-01"))
+    bars = {trace.name: dict(zip(trace.x, trace.y, strict=True)) for trace in figure.data}
+    assert {k: v for k, v in bars["still open"].items() if v} == {"≤ 90 days": 1}
+    assert {k: v for k, v in bars["closed by this run"].items() if v} == {"≤ 90 days": 1}
+    _screen(tmp_path, "2026-04-02", TREATED)  # one more day: the lapse has been on the list 91 days
+    figure = report.time_on_the_list(tmp_path / "out", D("2026-04-02"))
+    still = {trace.name: dict(zip(trace.x, trace.y, strict=True)) for trace in figure.data}["still open"]
+    assert {k: v for k, v in still.items() if v} == {"≤ 365 days": 1}

@@ -18,6 +18,8 @@ CHARTS = (
     "gaps-by-type-age",
     "quarantine-reasons",
     "gaps-over-time",
+    "gaps-opened-closed",  # issue 15: per run, gaps opened and closed by why
+    "time-on-list",
     "measure-rates",  # with the roster: the quality measures' section
 )
 CHROMIUM_FLAGS = [

@@ -1,0 +1,337 @@
+"""Issue 15 §2–4: outreach marks on open gaps (``osteo worklist mark``), the worklist that hides declined and
+not-appropriate gaps until their date, the append-only log (concurrent writers, a torn line, a later screen and
+a screen killed half-way), and the log in the SQL catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import exam, sql_json, write_scans_csv
+
+from osteo_core.cli import main
+from osteo_core.outputs.worklist import record_marks
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
+from osteo_core.publish import folder as publish
+from osteo_core.publish import outreach
+from osteo_core.resources import shipped_toml
+
+TODAY = dt.date.today()
+AS_OF = TODAY - dt.timedelta(days=7)
+HIGH_RISK = {"femoral_neck_t": "-2.8", "exam_date": (AS_OF - dt.timedelta(days=100)).isoformat()}
+PATIENTS = {"ANN": "north", "BOB": "south", "CAT": "north"}  # patient → clinic: three untreated high-risk gaps
+ROSTER = "patient_id,sex,birth_date,death_date,enrolled_from,enrolled_to,clinic,pcp_id\n" + "".join(
+    f"{p},F,1950-01-01,,,,{clinic},pcp-{p}\n" for p, clinic in PATIENTS.items()
+)
+UNTREATED = "untreated_high_risk"
+
+
+def _screen(folder: Path, as_of: dt.date, env: dict | None = None) -> dict:
+    scans = write_scans_csv(folder / "scans.csv", [exam(patient_id=p, exam_id=f"E-{p}", **HIGH_RISK) for p in PATIENTS])
+    roster = folder / "roster.csv"
+    roster.write_text(ROSTER)
+    return run_screen(
+        ScreenRequest(scans=[str(scans)], population=str(roster), out=str(folder / "out"), as_of=as_of.isoformat())
+    )
+
+
+def _mark(out: Path, *args: str) -> int:
+    return main(["worklist", "mark", *args, "--out", str(out)])
+
+
+def _listing(capsys, out: Path, *args: str) -> list[dict]:
+    capsys.readouterr()
+    assert main(["worklist", "--out", str(out), "--format", "json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _shown(capsys, out: Path, *args: str) -> dict[str, str | None]:
+    return {r["patient_id"]: r["outreach_status"] for r in _listing(capsys, out, *args)}
+
+
+def _run_digest(out: Path) -> dict[str, str]:
+    """Every file of every run folder, by content: a published run is never rewritten."""
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / publish.RUNS).rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def out(tmp_path) -> Path:
+    _screen(tmp_path, AS_OF)
+    return tmp_path / "out"
+
+
+def test_a_mark_is_recorded_with_who_and_when_and_shows_on_the_worklist(out, capsys):
+    before = _run_digest(out)
+    assert _mark(out, "ANN", UNTREATED, "--status", "contacted", "--note", "left a message", "--by", "RN Lee") == 0
+    (line,) = (out / outreach.LOG).read_text().splitlines()
+    record = json.loads(line)
+    assert {k: record[k] for k in ("mark", "patient_id", "gap", "status", "note", "marked_by", "hide_until")} == {
+        "mark": 1,
+        "patient_id": "ANN",
+        "gap": UNTREATED,
+        "status": "contacted",
+        "note": "left a message",
+        "marked_by": "RN Lee",
+        "hide_until": None,
+    }
+    marked_at = dt.datetime.fromisoformat(record["marked_at"])
+    assert abs(dt.datetime.now(dt.UTC) - marked_at) < dt.timedelta(minutes=5)
+    assert record["run_id"] == publish.published_manifest(out)["run_id"]
+    rows = {r["patient_id"]: r for r in _listing(capsys, out)}
+    assert rows["ANN"]["outreach_status"] == "contacted" and rows["ANN"]["outreach_by"] == "RN Lee"
+    assert rows["BOB"]["outreach_status"] is None
+    assert rows["ANN"]["days_open"] == 0 and rows["ANN"]["status"] == "new"
+    assert _run_digest(out) == before  # the published run is untouched
+
+
+def test_without_by_the_login_name_is_recorded(out):
+    import getpass
+
+    assert _mark(out, "ANN", UNTREATED, "--status", "scheduled") == 0
+    assert json.loads((out / outreach.LOG).read_text())["marked_by"] == getpass.getuser()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("NOBODY", UNTREATED, "--status", "contacted"), "GAP: no open untreated_high_risk gap for this patient"),
+        (("ANN", "overdue_dxa", "--status", "contacted"), "GAP: no open overdue_dxa gap for this patient"),
+        (("ANN", "no_such_gap", "--status", "contacted"), "GAP: unknown gap type 'no_such_gap'"),
+        (("ANN", UNTREATED, "--status", "contacted", "--until", "2099-01-01"), "--until: only declined and"),
+        (("ANN", UNTREATED, "--status", "declined", "--until", TODAY.isoformat()), "is not after today"),
+        (("ANN", UNTREATED, "--status", "declined", "--until", "next week"), "--until: 'next week' is not a date"),
+        (("ANN", UNTREATED), "PATIENT_ID, GAP and --status are required"),
+    ],
+)
+def test_a_mark_that_cannot_be_right_is_refused_in_one_line_and_nothing_is_written(out, capsys, args, message):
+    capsys.readouterr()
+    assert _mark(out, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / outreach.LOG).exists()
+
+
+def test_an_unknown_status_is_a_usage_error(out, capsys):
+    assert _mark(out, "ANN", UNTREATED, "--status", "phoned") == 2
+    assert "invalid choice: 'phoned'" in capsys.readouterr().err
+    assert not (out / outreach.LOG).exists()
+
+
+def test_marking_needs_a_published_screen(tmp_path, capsys):
+    assert _mark(tmp_path, "ANN", UNTREATED, "--status", "contacted") == 2
+    assert "no published screen here" in capsys.readouterr().err
+
+
+def test_declined_hides_the_gap_from_the_worklist_only_for_a_year_by_default(out, capsys):
+    assert _mark(out, "BOB", UNTREATED, "--status", "declined") == 0
+    days = shipped_toml("reference/outreach.toml")["hide"]["declined"]
+    record = json.loads((out / outreach.LOG).read_text())
+    assert record["hide_until"] == (TODAY + dt.timedelta(days=days)).isoformat()
+    assert set(_shown(capsys, out)) == {"ANN", "CAT"}
+    assert main(["worklist", "--out", str(out)]) == 0
+    assert "osteo: 1 gap(s) hidden (declined or not_appropriate, until their date): --all shows them" in (
+        capsys.readouterr().err
+    )
+    assert set(_shown(capsys, out, "--all")) == {"ANN", "BOB", "CAT"}
+    assert _shown(capsys, out, "--status", "declined") == {"BOB": "declined"}
+    assert set(_shown(capsys, out, "--status", "none")) == {"ANN", "CAT"}
+    # never from the published gaps or the gap list
+    assert sql_json(capsys, out, "SELECT count(*) AS n FROM care_gaps WHERE patient_id = 'BOB'") == [{"n": 1}]
+    capsys.readouterr()
+    assert main(["gaps", "--out", str(out), "--format", "csv"]) == 0
+    assert "BOB" in capsys.readouterr().out
+
+
+def test_reopened_shows_a_declined_gap_again(out, capsys):
+    assert _mark(out, "CAT", UNTREATED, "--status", "not_appropriate", "--note", "palliative care") == 0
+    assert "CAT" not in _shown(capsys, out)
+    assert _mark(out, "CAT", UNTREATED, "--status", "reopened") == 0
+    assert _shown(capsys, out)["CAT"] == "reopened"
+
+
+def test_a_hidden_gap_comes_back_on_the_first_run_as_of_its_until_date(tmp_path, capsys):
+    """Hidden while the run's as-of date is before hide_until; shown on that date. The gap stays in care_gaps
+    (and so in the quality measures) all along: the screen never reads the log."""
+    _screen(tmp_path, AS_OF)
+    out = tmp_path / "out"
+    until = TODAY + dt.timedelta(days=30)
+    assert _mark(out, "BOB", UNTREATED, "--status", "declined", "--until", until.isoformat()) == 0
+    _screen(tmp_path, until - dt.timedelta(days=1))
+    assert "BOB" not in _shown(capsys, out)
+    assert pl.read_parquet(out / "care_gaps.parquet").filter(pl.col("patient_id") == "BOB").height == 1
+    _screen(tmp_path, until)
+    assert _shown(capsys, out)["BOB"] == "declined"  # expired: back on the list, its last status shown
+
+
+def test_filters_by_gap_and_by_the_roster_routing_columns(out, capsys):
+    assert [r["patient_id"] for r in _listing(capsys, out, "--clinic", "north")] == ["ANN", "CAT"]
+    assert [r["patient_id"] for r in _listing(capsys, out, "--clinic=south")] == ["BOB"]
+    assert _listing(capsys, out, "--gap", "overdue_dxa") == []
+    assert [r["patient_id"] for r in _listing(capsys, out, "--pcp-id", "pcp-CAT", "--clinic", "north")] == ["CAT"]
+    assert main(["worklist", "--out", str(out), "--ward", "7"]) == 2
+    assert "--ward: not a routing column of this roster (--pcp-id, --clinic)" in capsys.readouterr().err
+    assert main(["worklist", "--out", str(out), "--clinic"]) == 2
+    assert "--clinic needs a value" in capsys.readouterr().err
+
+
+def test_the_worklist_prints_in_the_same_formats_as_the_gap_list(out, capsys):
+    capsys.readouterr()
+    assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert header[:8] == ["patient_id", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status"]
+    assert header[8:] == ["pcp_id", "clinic", "days_open", "outreach_status", "outreach_marked_at", "outreach_by",
+                          "outreach_note", "hide_until", "hidden"]  # fmt: skip
+    assert main(["worklist", "--out", str(out), "--format", "table"]) == 0
+    assert "3 open gap(s)" in capsys.readouterr().out
+
+
+def test_a_csv_of_marks_is_recorded_whole(out, tmp_path, capsys):
+    marks = tmp_path / "marks.csv"
+    marks.write_text(
+        "patient_id,gap,status,note,until\n"
+        f'ANN,{UNTREATED},contacted,"called, no answer",\n'
+        f"BOB,{UNTREATED},declined,,{(TODAY + dt.timedelta(days=90)).isoformat()}\n"
+    )
+    assert main(["worklist", "mark", "--file", str(marks), "--by", "team A", "--out", str(out)]) == 0
+    assert "recorded 2 mark(s)" in capsys.readouterr().out
+    log = outreach.read_log(out).marks
+    assert log.select("mark", "patient_id", "status", "note", "marked_by").rows() == [
+        (1, "ANN", "contacted", "called, no answer", "team A"),
+        (2, "BOB", "declined", None, "team A"),
+    ]
+    assert log.get_column("hide_until").to_list() == [None, TODAY + dt.timedelta(days=90)]
+
+
+def test_a_csv_with_one_bad_row_records_nothing_and_names_the_row(out, tmp_path, capsys):
+    marks = tmp_path / "marks.csv"
+    marks.write_text(
+        f"patient_id,gap,status\nANN,{UNTREATED},contacted\nBOB,{UNTREATED},phoned\nNOBODY,{UNTREATED},contacted\n"
+    )
+    capsys.readouterr()
+    assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{marks} row 2, column status: unknown status 'phoned'" in err
+    assert "(and 1 more row(s); nothing was recorded)" in err
+    assert not (out / outreach.LOG).exists()
+    marks.write_text("patient_id,status\nANN,contacted\n")
+    assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
+    assert "missing column(s) gap" in capsys.readouterr().err
+
+
+def _mark_many(args: tuple[str, int]) -> None:
+    out, worker = args
+    for number in range(10):
+        record_marks(
+            Path(out),
+            [
+                {
+                    "patient_id": "ANN",
+                    "gap": UNTREATED,
+                    "status": "contacted",
+                    "note": f"{worker}-{number}",
+                    "by": f"worker {worker}",
+                    "until": None,
+                }
+            ],  # fmt: skip
+            "mark",
+        )
+
+
+def test_people_marking_at_the_same_time_lose_nothing(out):
+    workers = 6
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_mark_many, [(str(out), w) for w in range(workers)])
+    log = outreach.read_log(out)
+    assert not log.unreadable
+    assert log.marks.height == workers * 10
+    assert sorted(log.marks.get_column("mark").to_list()) == list(range(1, workers * 10 + 1))
+    assert sorted(log.marks.get_column("note").to_list()) == sorted(
+        f"{w}-{n}" for w in range(workers) for n in range(10)
+    )
+
+
+def test_a_line_cut_off_mid_write_is_reported_and_the_next_mark_starts_a_new_line(out, capsys):
+    assert _mark(out, "ANN", UNTREATED, "--status", "contacted") == 0
+    with (out / outreach.LOG).open("a") as fh:
+        fh.write('{"mark": 2, "marked_at": "2026-')  # a writer killed mid-line
+    assert _mark(out, "BOB", UNTREATED, "--status", "scheduled") == 0
+    log = outreach.read_log(out)
+    assert log.unreadable == [2]
+    assert log.marks.select("mark", "patient_id").rows() == [(1, "ANN"), (2, "BOB")]
+    capsys.readouterr()
+    assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "outreach.jsonl: 1 line(s) are not a readable mark (line 2" in err
+
+
+def test_the_log_survives_a_later_screen_and_a_screen_killed_half_way(out, tmp_path, capsys):
+    assert _mark(out, "ANN", UNTREATED, "--status", "contacted") == 0
+    assert _mark(out, "BOB", UNTREATED, "--status", "declined") == 0
+    log_before = (out / outreach.LOG).read_bytes()
+    folder = out.parent
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_SCREEN, str(folder), (AS_OF + dt.timedelta(days=7)).isoformat()],
+        env={**os.environ, publish.CRASH_ENV: "before_swap"},
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert (out / outreach.LOG).read_bytes() == log_before
+    _screen(folder, AS_OF + dt.timedelta(days=7))  # next week's screen publishes
+    assert (out / outreach.LOG).read_bytes() == log_before
+    rows = {r["patient_id"]: r for r in _listing(capsys, out, "--all")}
+    assert rows["ANN"]["outreach_status"] == "contacted" and rows["ANN"]["status"] == "persisting"
+    assert rows["ANN"]["days_open"] == 7
+    assert rows["BOB"]["hidden"] is True
+
+
+_KILLED_SCREEN = """
+import sys
+from pathlib import Path
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
+folder = Path(sys.argv[1])
+run_screen(ScreenRequest(scans=[str(folder / "scans.csv")], population=str(folder / "roster.csv"),
+                         out=str(folder / "out"), as_of=sys.argv[2]))
+"""
+
+
+def test_the_log_is_a_table_in_sql_and_the_worklist_view_carries_the_latest_mark(out, capsys):
+    assert _mark(out, "ANN", UNTREATED, "--status", "contacted") == 0
+    assert _mark(out, "ANN", UNTREATED, "--status", "scheduled", "--note", "DXA on Friday") == 0
+    assert sql_json(capsys, out, "SELECT mark, status FROM outreach ORDER BY mark") == [
+        {"mark": 1, "status": "contacted"},
+        {"mark": 2, "status": "scheduled"},
+    ]
+    rows = sql_json(
+        capsys, out, "SELECT outreach_status, outreach_note, first_seen, status FROM worklist WHERE patient_id='ANN'"
+    )
+    assert rows == [
+        {
+            "outreach_status": "scheduled",
+            "outreach_note": "DXA on Friday",
+            "first_seen": AS_OF.isoformat(),
+            "status": "new",
+        }  # fmt: skip
+    ]
+    capsys.readouterr()
+    assert main(["sql", "--tables", "--format", "csv"]) == 0
+    listing = capsys.readouterr().out
+    assert "outreach,mark," in listing and "worklist,outreach_status," in listing
+
+
+def test_the_statuses_file_is_consistent():
+    statuses = outreach.statuses()
+    assert set(outreach.hide_days()) <= set(statuses)
+    assert all(isinstance(d, int) and d > 0 for d in outreach.hide_days().values())

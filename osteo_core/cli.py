@@ -114,9 +114,9 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "Print the open care gaps of the published run with each gap's latest outreach status and how long it has "
         "been open (first_seen), most urgent first. Gaps marked declined or not_appropriate are left out until "
         "their date (--all shows them). Filter by --gap, --status and the roster's routing columns (e.g. "
-        "--clinic NORTH). Record outreach with 'osteo worklist mark' (osteo worklist mark --help).",
+        "--clinic clinic-3). Record outreach with 'osteo worklist mark' (osteo worklist mark --help).",
         "osteo worklist --out osteo-demo --gap untreated_high_risk --status none\n"
-        "  osteo worklist --out osteo-demo --clinic clinic-03 --format csv > calls.csv\n"
+        "  osteo worklist --out osteo-demo --clinic clinic-3 --format csv > calls.csv\n"
         "  osteo worklist mark P000123 untreated_high_risk --status contacted --note 'letter sent' --out osteo-demo",
     ),
     "mark": (
@@ -227,26 +227,38 @@ def _worklist_args(worklist: argparse.ArgumentParser) -> None:
     _out_arg(mark, "the published screen whose gaps are marked; the log is OUT/outreach.jsonl")
 
 
+VALUED_OPTIONS = ("--out", "--gap", "--status", "--format", "--limit")  # the listing's options that take a value
+
+
 def split_routing(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """``osteo worklist --clinic NORTH``: the options that are not the listing's own are routing filters
-    (column → value), taken out before argparse sees them."""
-    if not argv or argv[0] != "worklist" or (len(argv) > 1 and argv[1] == "mark"):
+    """``osteo worklist --clinic clinic-3``: the options that are not the listing's own (nor a prefix of one,
+    as argparse allows) are routing filters (column → value), taken out before argparse sees them. Options
+    written before ``mark`` are moved after it, so ``osteo worklist --out X mark …`` marks in X."""
+    if not argv or argv[0] != "worklist":
         return argv, {}
     kept, routing, i = [argv[0]], {}, 1
     while i < len(argv):
         token = argv[i]
         name = token.split("=", 1)[0]
-        if token.startswith("--") and len(token) > 2 and name not in LISTING_OPTIONS:
+        if token == "mark":  # the rest is the mark command's: options given before it go after it
+            if routing:
+                raise OsteoError("worklist mark: unknown option(s) " + ", ".join(f"--{k}" for k in routing))
+            return [argv[0], "mark", *kept[1:], *argv[i + 1 :]], {}
+        own = [o for o in LISTING_OPTIONS if o.startswith(name)] if name.startswith("--") else [name]
+        if token.startswith("--") and len(token) > 2 and not own:
             if "=" in token:
                 value = token.split("=", 1)[1]
             elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
                 i += 1
                 value = argv[i]
             else:
-                raise OsteoError(f"osteo worklist: {name} needs a value (a routing filter: {name} VALUE)")
+                raise OsteoError(f"worklist: {name} needs a value (a routing filter: {name} VALUE)")
             routing[name[2:].replace("-", "_")] = value
         else:
             kept.append(token)
+            if len(own) == 1 and own[0] in VALUED_OPTIONS and "=" not in token and i + 1 < len(argv):
+                i += 1  # its value, even one that reads "mark"
+                kept.append(argv[i])
         i += 1
     return kept, routing
 
@@ -391,11 +403,26 @@ def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
     gaps = manifest.get("care_gaps", {})
     if gaps:
         print("open care gaps: " + ", ".join(f"{k} {v:,}" for k, v in gaps.items()))
+    for line in lifecycle_lines(manifest):
+        print(line)
     for line in measure_lines(manifest):
         print(line)
     for line in input_notes(manifest):
         print(line)
     print(f'outputs: {out.resolve()}  (osteo sql --out {out} "SELECT ...")  in {seconds:.1f} s')
+
+
+def lifecycle_lines(manifest: dict) -> list[str]:
+    """Gaps against the run this one was compared with: new, persisting, closed by why (counts only)."""
+    entry = manifest.get("lifecycle")
+    if not entry or not entry.get("base_run_id"):
+        return []
+    closed = entry["closed"]
+    why = f" ({', '.join(f'{reason} {n:,}' for reason, n in closed.items())})" if closed else ""
+    return [
+        f"since the run as of {entry['base_as_of']}: {entry['new']:,} new gaps, {entry['persisting']:,} persisting,"
+        f" {sum(closed.values()):,} closed{why}"
+    ]
 
 
 def measure_lines(manifest: dict) -> list[str]:
@@ -542,12 +569,12 @@ def _cmd_mark(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.file:
         if args.patient_id or args.gap or args.status or args.note or args.until:
-            raise OsteoError("osteo worklist mark: --file takes the marks from the file (only --by and --out with it)")
+            raise OsteoError("worklist mark: --file takes the marks from the file (only --by and --out with it)")
         marks = worklist.read_marks_csv(Path(args.file), args.by)
         where = args.file
     else:
         if not (args.patient_id and args.gap and args.status):
-            raise OsteoError("osteo worklist mark: PATIENT_ID, GAP and --status are required (or --file CSV)")
+            raise OsteoError("worklist mark: PATIENT_ID, GAP and --status are required (or --file CSV)")
         until = worklist.parse_date(args.until, "--until")
         marks = [
             {

@@ -67,6 +67,7 @@ OUTREACH_SCHEMA = {
     "marked_at": pl.Datetime("us", "UTC"),
     "patient_id": pl.Utf8,
     "gap": pl.Utf8,
+    "first_seen": pl.Date,
     "status": pl.Utf8,
     "hide_until": pl.Date,
     "note": pl.Utf8,
@@ -185,6 +186,7 @@ _OUTREACH_DESCRIPTIONS = {
     "marked_at": "When the mark was recorded (UTC)",
     "patient_id": "Patient identifier",
     "gap": "The open gap the mark is about",
+    "first_seen": "first_seen of that gap when marked: the mark belongs to this episode of the gap",
     "status": "contacted / scheduled / declined / not_appropriate / reopened (docs/worklist.md)",
     "hide_until": "declined / not_appropriate: hidden from the default worklist while the as-of date is before this",
     "note": "Free text given with --note (keep clinical detail in the record system)",
@@ -193,7 +195,7 @@ _OUTREACH_DESCRIPTIONS = {
 }
 _WORKLIST_OUTREACH_DESCRIPTIONS = {  # the live worklist view's own columns, after the roster's routing columns
     "days_open": "Days since first_seen, on the run's as-of date",
-    "outreach_status": "Status of the latest outreach mark of this patient's gap (null: none yet)",
+    "outreach_status": "Status of the latest outreach mark of this episode of the gap (same first_seen; null: none)",
     "outreach_marked_at": "When that mark was recorded (UTC)",
     "outreach_by": "Who recorded it",
     "outreach_note": "Its note",

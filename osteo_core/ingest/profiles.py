@@ -13,7 +13,7 @@ from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
 from schemas.population import POPULATION_FIELDS, ROSTER_DERIVED
 from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
-from schemas.tables import SOURCE_FILE, SOURCE_ROW
+from schemas.tables import GAPS_SCHEMA, SOURCE_FILE, SOURCE_ROW, catalog_column_descriptions
 
 _KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population"}
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
@@ -53,7 +53,9 @@ def _routing(section: dict, where: str) -> tuple[str, ...]:
         raise InputError(where, "[population] routing must be a list of column names")
     keys = tuple(header_key(n) for n in names)
     taken = {f.name for f in POPULATION_FIELDS} | set(ROSTER_DERIVED) | {SOURCE_FILE, SOURCE_ROW}
-    taken |= {"gap", "since", "detail", "priority", "exam_id"}  # the worklist's care_gaps columns
+    taken |= set(GAPS_SCHEMA)  # the worklist's care_gaps columns …
+    taken |= set(catalog_column_descriptions("worklist"))  # … its own (days_open, outreach_status, hidden …)
+    taken |= {"out", "all", "format", "limit"}  # osteo worklist's own options: a --ROUTING filter must not clash
     for key in keys:
         if not key.isidentifier() or key.startswith("_") or key in taken:
             raise InputError(where, f"[population] routing column '{key}' must be a plain name not used by the screen")

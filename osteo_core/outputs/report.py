@@ -218,6 +218,10 @@ def time_on_the_list(out: Path, as_of: dt.date) -> go.Figure:
     seen and closing for the gaps this run closed."""
     buckets = shipped_toml("reference/report.toml")["gap_age_days"]["upper_bounds"]
     labels = [f"≤ {b} days" for b in buckets] + [f"> {buckets[-1]} days"]
+    fig = go.Figure()
+    if "first_seen" not in query(out, "SELECT * FROM care_gaps LIMIT 0").columns:
+        fig.update_layout(title="Time on the list: not known for a run published before gaps had first_seen")
+        return fig
     case = " ".join(f"WHEN days <= {b} THEN '{label}'" for b, label in zip(buckets, labels, strict=False))
     rows = query(
         out,
@@ -229,7 +233,6 @@ def time_on_the_list(out: Path, as_of: dt.date) -> go.Figure:
             SELECT 'closed by this run', date_diff('day', first_seen, closed_on) FROM closed_gaps)
         GROUP BY ALL""",
     )
-    fig = go.Figure()
     for kind in ("still open", "closed by this run"):
         counts = dict(rows.filter(rows["kind"] == kind).select("bucket", "gaps").iter_rows())
         fig.add_bar(name=kind, x=labels, y=[counts.get(label, 0) for label in labels])

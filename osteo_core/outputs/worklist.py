@@ -27,7 +27,10 @@ from osteo_core.publish import outreach
 from osteo_core.publish.catalog import query
 
 NO_MARK = "none"  # --status none: gaps nobody has marked yet
-TABLE_COLUMNS = ("priority", "gap", "patient_id", "since", "status", "days_open", "outreach_status", "marked_on")
+OLD_RUN = "the published run predates worklists (no first_seen in care_gaps): run the screen again to use them"
+TABLE_COLUMNS = (
+    "priority", "gap", "patient_id", "since", "first_seen", "status", "days_open", "outreach_status", "marked_on"
+)  # fmt: skip
 MARK_COLUMNS = ("patient_id", "gap", "status")  # required in a CSV of marks; note, by, until are optional
 OPTIONAL_MARK_COLUMNS = ("note", "by", "until")
 MARK = "mark"  # record_marks' where for one mark from the command line
@@ -42,7 +45,8 @@ def _published(out: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.date) -> tuple[str, str] | None:
-    """(column, what is wrong) for a mark that cannot be recorded, else None."""
+    """(column, what is wrong) for a mark that cannot be recorded, else None. ``today`` is the later of the
+    calendar day and the published run's as-of date: an ``--until`` not after it would hide nothing."""
     known = outreach.statuses()
     if mark["status"] not in known:
         return "status", f"unknown status '{mark['status']}' (known: {', '.join(known)})"
@@ -57,7 +61,10 @@ def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.da
         if mark["status"] not in outreach.hide_days():
             return "until", f"only {' and '.join(outreach.hide_days())} hide a gap until a date"
         if mark["until"] <= today:
-            return "until", f"{mark['until'].isoformat()} is not after today ({today.isoformat()})"
+            return (
+                "until",
+                f"{mark['until'].isoformat()} is not after today or the run's as-of date ({today.isoformat()})",
+            )
     return None
 
 
@@ -65,18 +72,22 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
     """Check every mark against the published run, then append them all (or none); their mark numbers.
     ``marks``: patient_id, gap, status, note, by, until (a date or None); ``where`` names them in errors."""
     run, manifest = _published(out)
-    open_gaps = set(pl.read_parquet(run / "care_gaps.parquet", columns=["patient_id", "gap"]).iter_rows())
+    gaps = pl.read_parquet(run / "care_gaps.parquet")
+    if "first_seen" not in gaps.columns:
+        raise InputError(str(out), OLD_RUN)
+    episodes = {(p, g): seen for p, g, seen in gaps.select("patient_id", "gap", "first_seen").iter_rows()}
     now = dt.datetime.now(dt.UTC)
-    today = now.date()
+    # the user's calendar day, or the run's as-of date if later: hiding is judged on runs' as-of dates
+    today = max(dt.date.today(), dt.date.fromisoformat(manifest["as_of"]))
     problems = []
     for number, mark in enumerate(marks, start=1):
-        found = _problem(mark, open_gaps, today)
+        found = _problem(mark, set(episodes), today)
         if found:
             problems.append((number, *found))
     if problems:
         number, column, text = problems[0]
         more = f" (and {len(problems) - 1} more row(s); nothing was recorded)" if len(problems) > 1 else ""
-        place = f"{where} row {number}, column {column}" if where != MARK else ARGUMENTS[column]
+        place = f"{where} data row {number}, column {column}" if where != MARK else ARGUMENTS[column]
         raise InputError(place, text + (more or " (nothing was recorded)"))
     hide = outreach.hide_days()
     rows = [
@@ -84,6 +95,7 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
             "marked_at": now.isoformat(timespec="seconds"),
             "patient_id": m["patient_id"],
             "gap": m["gap"],
+            "first_seen": episodes[(m["patient_id"], m["gap"])].isoformat(),
             "status": m["status"],
             "hide_until": (m["until"] or today + dt.timedelta(days=hide[m["status"]])).isoformat()
             if m["status"] in hide
@@ -119,8 +131,8 @@ def read_marks_csv(path: Path, by: str | None) -> list[dict[str, Any]]:
         raise InputError(str(path), "no such file")
     try:
         frame = pl.read_csv(path, infer_schema=False)
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"not a readable CSV ({str(exc).splitlines()[0]})") from None
+    except (pl.exceptions.PolarsError, UnicodeDecodeError):  # its message quotes the file's rows: not shown
+        raise InputError(str(path), "not a readable CSV (check the delimiter, the quoting and the encoding)") from None
     missing = [c for c in MARK_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)} (needs {', '.join(MARK_COLUMNS)})")
@@ -137,7 +149,7 @@ def read_marks_csv(path: Path, by: str | None) -> list[dict[str, Any]]:
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
         blank = [c for c in MARK_COLUMNS if not (row[c] or "").strip()]
         if blank:
-            raise InputError(f"{path} row {number}, column {blank[0]}", "empty (nothing was recorded)")
+            raise InputError(f"{path} data row {number}, column {blank[0]}", "empty (nothing was recorded)")
         marks.append(
             {
                 "patient_id": row["patient_id"].strip(),
@@ -145,7 +157,7 @@ def read_marks_csv(path: Path, by: str | None) -> list[dict[str, Any]]:
                 "status": row["status"].strip(),
                 "note": row.get("note") or None,
                 "by": (row.get("by") or "").strip() or by,
-                "until": parse_date(row.get("until"), f"{path} row {number}, column until"),
+                "until": parse_date(row.get("until"), f"{path} data row {number}, column until"),
             }
         )
     return marks
@@ -167,13 +179,18 @@ def load_worklist(
     if status is not None and status not in (*known, NO_MARK):
         raise InputError("--status", f"unknown status '{status}' (known: {', '.join(known)}, {NO_MARK})")
     frame = query(out, "SELECT * FROM worklist ORDER BY priority, since, patient_id, gap")
+    if "days_open" not in frame.columns:
+        raise InputError(str(out), OLD_RUN)
     routing = routing or {}
     columns = _routing_columns(frame)
     for name, value in routing.items():
         if name not in columns:
             shown = ", ".join(f"--{c.replace('_', '-')}" for c in columns) or "none: the run had no roster"
             raise InputError(f"--{name.replace('_', '-')}", f"not a routing column of this roster ({shown})")
-        frame = frame.filter(pl.col(name).cast(pl.Utf8) == value)
+        matched = frame.filter(pl.col(name).cast(pl.Utf8) == value)
+        if matched.is_empty() and not frame.is_empty():
+            print(f"osteo: no open gap in this run has {name} '{value}'", file=sys.stderr)
+        frame = matched
     if gap:
         frame = frame.filter(pl.col("gap") == gap)
     if status == NO_MARK:

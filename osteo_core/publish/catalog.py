@@ -74,14 +74,16 @@ def connect_read_only(out: Path) -> duckdb.DuckDBPyConnection:
 
 
 def live_worklist_sql(as_of: str) -> str:
-    """The worklist with each gap's days open and its latest outreach mark; ``hidden`` when that mark hides the
-    gap on the run's as-of date (``hide_until`` after it)."""
+    """The worklist with each gap's days open and the latest outreach mark of this episode of the gap (the same
+    ``first_seen``: a gap that closed and opened again starts unmarked); ``hidden`` when that mark hides the gap
+    on the run's as-of date (``hide_until`` after it)."""
     return f"""SELECT w.*, date_diff('day', w.first_seen, DATE '{as_of}') AS days_open,
         o.status AS outreach_status, o.marked_at AS outreach_marked_at, o.marked_by AS outreach_by,
         o.note AS outreach_note, o.hide_until AS hide_until, coalesce(o.hide_until > DATE '{as_of}', false) AS hidden
     FROM ({publish.VIEWS["worklist"]}) w
-    LEFT JOIN (SELECT * FROM outreach QUALIFY row_number() OVER (PARTITION BY patient_id, gap ORDER BY mark DESC) = 1) o
-        ON o.patient_id = w.patient_id AND o.gap = w.gap"""
+    LEFT JOIN (SELECT * FROM outreach
+               QUALIFY row_number() OVER (PARTITION BY patient_id, gap, first_seen ORDER BY mark DESC) = 1) o
+        ON o.patient_id = w.patient_id AND o.gap = w.gap AND o.first_seen = w.first_seen"""
 
 
 def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> None:
@@ -97,8 +99,8 @@ def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> 
     as_of = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))["as_of"]
     try:
         con.execute(f"CREATE OR REPLACE VIEW worklist AS {live_worklist_sql(as_of)}")
-    except duckdb.CatalogException:
-        pass  # a table it needs is not in this run
+    except (duckdb.CatalogException, duckdb.BinderException):
+        pass  # a table or column it needs is not in this run (one published before gaps had first_seen)
 
 
 def query(out: Path, sql: str) -> pl.DataFrame:

@@ -31,14 +31,28 @@ LOG_LOCK = ".outreach.lock"
 FIELDS = tuple(OUTREACH_SCHEMA)
 
 
+def check_outreach(data: dict[str, Any], where: str = OUTREACH) -> dict[str, Any]:
+    """``data/reference/outreach.toml`` as read, refused (ValueError naming the file and key) when a hiding
+    status is not a status or its days are not a whole number above 0."""
+    known = data.get("status")
+    if not isinstance(known, dict) or not known:
+        raise ValueError(f"{where}: [status] must list the statuses")
+    for name, days in data.get("hide", {}).items():
+        if name not in known:
+            raise ValueError(f"{where}: [hide] {name} is not a status of [status]")
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            raise ValueError(f"{where}: [hide] {name} must be a whole number of days above 0")
+    return data
+
+
 def statuses() -> dict[str, str]:
     """status → what it means (``data/reference/outreach.toml``), in the file's order."""
-    return dict(shipped_toml(OUTREACH)["status"])
+    return dict(check_outreach(shipped_toml(OUTREACH))["status"])
 
 
 def hide_days() -> dict[str, int]:
     """The statuses that hide a gap from the default worklist → days hidden when no ``--until`` is given."""
-    return dict(shipped_toml(OUTREACH)["hide"])
+    return dict(check_outreach(shipped_toml(OUTREACH)).get("hide", {}))
 
 
 def version() -> str:
@@ -46,12 +60,19 @@ def version() -> str:
 
 
 @contextmanager
-def log_lock(out: Path) -> Iterator[None]:
-    """Hold ``OUT/.outreach.lock`` (blocking: a second writer waits its turn)."""
-    with output_errors(out):
-        fd = os.open(out / LOG_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+def log_lock(out: Path, shared: bool = False) -> Iterator[None]:
+    """Hold ``OUT/.outreach.lock``, blocking: a writer waits for the others, a reader (``shared``) waits for a
+    writer to finish its batch. A reader that cannot create the lock file (a read-only copy) reads unlocked."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(out / LOG_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not shared:
+            with output_errors(out):
+                raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -81,13 +102,23 @@ def append_marks(out: Path, marks: list[dict[str, Any]]) -> list[int]:
             json.dumps({"mark": first + i, **{k: m[k] for k in FIELDS if k != "mark"}}) for i, m in enumerate(marks)
         ]
         payload = ("\n" if torn else "") + "".join(line + "\n" for line in lines)
+        created = not path.exists()
+        data = payload.encode("utf-8")
         with output_errors(out):
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, payload.encode("utf-8"))
+                written = 0
+                while written < len(data):  # a short write (a full disk says so on the next call) goes on
+                    written += os.write(fd, data[written:])
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if created:  # the new file's name is on disk too
+                directory = os.open(out, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
     return numbers
 
 
@@ -115,6 +146,7 @@ def _mark(record: Any) -> dict[str, Any] | None:
             "marked_at": dt.datetime.fromisoformat(record["marked_at"]).astimezone(dt.UTC),
             "patient_id": str(record["patient_id"]),
             "gap": str(record["gap"]),
+            "first_seen": dt.date.fromisoformat(record["first_seen"]),
             "status": str(record["status"]),
             "hide_until": dt.date.fromisoformat(record["hide_until"]) if record["hide_until"] else None,
             "note": record["note"],
@@ -130,7 +162,7 @@ def read_log(out: Path) -> Log:
     path = out / LOG
     rows, unreadable = [], []
     if path.exists():
-        with output_errors(out):
+        with log_lock(out, shared=True), output_errors(out):  # never half a batch being written
             text = path.read_text(encoding="utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():

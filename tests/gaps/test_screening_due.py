@@ -189,6 +189,9 @@ def test_a_roster_without_a_required_column_is_refused_before_any_work(tmp_path,
         ('routing = ["sex"]', "must be a plain name not used by the screen"),
         ('routing = ["clinic name"]', "must be a plain name not used by the screen"),
         ('routing = ["source_row"]', "must be a plain name not used by the screen"),
+        ('routing = ["hidden"]', "must be a plain name not used by the screen"),  # the worklist's own column
+        ('routing = ["status"]', "must be a plain name not used by the screen"),  # care_gaps' status
+        ('routing = ["format"]', "must be a plain name not used by the screen"),  # osteo worklist --format
         ('routing = ["alive"]', "must be a plain name not used by the screen"),
         ('routing = ["_from"]', "must be a plain name not used by the screen"),
         ("routing = 3", "must be a list of column names"),

@@ -9,6 +9,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,8 @@ ROSTER = "patient_id,sex,birth_date,death_date,enrolled_from,enrolled_to,clinic,
 UNTREATED = "untreated_high_risk"
 
 
-def _screen(folder: Path, as_of: dt.date, env: dict | None = None) -> dict:
-    scans = write_scans_csv(folder / "scans.csv", [exam(patient_id=p, exam_id=f"E-{p}", **HIGH_RISK) for p in PATIENTS])
+def _screen(folder: Path, as_of: dt.date, patients: tuple[str, ...] = tuple(PATIENTS)) -> dict:
+    scans = write_scans_csv(folder / "scans.csv", [exam(patient_id=p, exam_id=f"E-{p}", **HIGH_RISK) for p in patients])
     roster = folder / "roster.csv"
     roster.write_text(ROSTER)
     return run_screen(
@@ -175,10 +176,41 @@ def test_a_hidden_gap_comes_back_on_the_first_run_as_of_its_until_date(tmp_path,
     assert _shown(capsys, out)["BOB"] == "declined"  # expired: back on the list, its last status shown
 
 
+def test_until_and_its_default_count_from_the_run_when_its_as_of_date_is_after_today(tmp_path, capsys):
+    """Hiding is judged on the runs' as-of dates: an --until not after the published run's as-of date would
+    hide nothing, so it is refused; the default year starts from that date. Before: accepted, and never hid."""
+    later = TODAY + dt.timedelta(days=20)
+    _screen(tmp_path, later)
+    out = tmp_path / "out"
+    assert (
+        _mark(out, "ANN", UNTREATED, "--status", "declined", "--until", (later - dt.timedelta(days=5)).isoformat()) == 2
+    )
+    assert f"is not after today or the run's as-of date ({later.isoformat()})" in capsys.readouterr().err
+    assert _mark(out, "ANN", UNTREATED, "--status", "declined") == 0
+    days = shipped_toml("reference/outreach.toml")["hide"]["declined"]
+    assert outreach.read_log(out).marks.get_column("hide_until").to_list() == [later + dt.timedelta(days=days)]
+    assert "ANN" not in _shown(capsys, out)
+
+
+def test_the_screen_summary_says_what_is_new_and_what_closed(tmp_path, capsys):
+    from osteo_core.cli import lifecycle_lines
+
+    first = _screen(tmp_path, AS_OF)
+    assert lifecycle_lines(first) == []  # the first run in a folder is compared with nothing
+    second = _screen(tmp_path, AS_OF + dt.timedelta(days=7))
+    assert lifecycle_lines(second) == [f"since the run as of {AS_OF.isoformat()}: 0 new gaps, 3 persisting, 0 closed"]
+    third = dict(second, lifecycle=second["lifecycle"] | {"closed": {"treatment_started": 2, "dxa_done": 1}})
+    assert lifecycle_lines(third)[0].endswith("3 closed (treatment_started 2, dxa_done 1)")
+
+
 def test_filters_by_gap_and_by_the_roster_routing_columns(out, capsys):
     assert [r["patient_id"] for r in _listing(capsys, out, "--clinic", "north")] == ["ANN", "CAT"]
     assert [r["patient_id"] for r in _listing(capsys, out, "--clinic=south")] == ["BOB"]
     assert _listing(capsys, out, "--gap", "overdue_dxa") == []
+    capsys.readouterr()
+    assert main(["worklist", "--out", str(out), "--clinic", "west", "--format", "json"]) == 0
+    listed = capsys.readouterr()
+    assert json.loads(listed.out) == [] and "osteo: no open gap in this run has clinic 'west'" in listed.err
     assert [r["patient_id"] for r in _listing(capsys, out, "--pcp-id", "pcp-CAT", "--clinic", "north")] == ["CAT"]
     assert main(["worklist", "--out", str(out), "--ward", "7"]) == 2
     assert "--ward: not a routing column of this roster (--pcp-id, --clinic)" in capsys.readouterr().err
@@ -222,7 +254,7 @@ def test_a_csv_with_one_bad_row_records_nothing_and_names_the_row(out, tmp_path,
     capsys.readouterr()
     assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"{marks} row 2, column status: unknown status 'phoned'" in err
+    assert f"{marks} data row 2, column status: unknown status 'phoned'" in err
     assert "(and 1 more row(s); nothing was recorded)" in err
     assert not (out / outreach.LOG).exists()
     marks.write_text("patient_id,status\nANN,contacted\n")
@@ -331,7 +363,90 @@ def test_the_log_is_a_table_in_sql_and_the_worklist_view_carries_the_latest_mark
     assert "outreach,mark," in listing and "worklist,outreach_status," in listing
 
 
-def test_the_statuses_file_is_consistent():
-    statuses = outreach.statuses()
-    assert set(outreach.hide_days()) <= set(statuses)
-    assert all(isinstance(d, int) and d > 0 for d in outreach.hide_days().values())
+@pytest.mark.parametrize(
+    ("hide", "message"),
+    [
+        ({"phoned": 30}, "[hide] phoned is not a status of [status]"),
+        ({"declined": 0}, "[hide] declined must be a whole number of days above 0"),
+        ({"declined": 1.5}, "[hide] declined must be a whole number of days above 0"),
+        ({"declined": True}, "[hide] declined must be a whole number of days above 0"),
+    ],
+)
+def test_a_broken_statuses_file_is_refused(hide, message):
+    data = shipped_toml("reference/outreach.toml")
+    assert outreach.check_outreach(data) is data  # the shipped file passes
+    with pytest.raises(ValueError, match=re.escape(message)):
+        outreach.check_outreach({"status": data["status"], "hide": hide}, "outreach.toml")
+
+
+def test_a_gap_that_closes_and_opens_again_comes_back_unmarked(tmp_path, capsys):
+    """A mark belongs to one episode of a gap (its first_seen). Before: a refusal recorded for one episode hid
+    the gap that opened again later, new, for a year."""
+    _screen(tmp_path, AS_OF)
+    out = tmp_path / "out"
+    assert _mark(out, "ANN", UNTREATED, "--status", "declined") == 0
+    _screen(tmp_path, AS_OF + dt.timedelta(days=1), patients=("BOB", "CAT"))  # ANN's exam is not in this export
+    assert pl.read_parquet(out / "closed_gaps.parquet").get_column("patient_id").to_list() == ["ANN"]
+    _screen(tmp_path, AS_OF + dt.timedelta(days=2))  # back: a new episode
+    rows = {r["patient_id"]: r for r in _listing(capsys, out)}
+    assert rows["ANN"]["status"] == "new" and rows["ANN"]["first_seen"] == (AS_OF + dt.timedelta(days=2)).isoformat()
+    assert rows["ANN"]["outreach_status"] is None and rows["ANN"]["hidden"] is False
+
+
+def test_options_before_mark_belong_to_the_mark(out, tmp_path, capsys):
+    """Before: in ``osteo worklist --out X mark …`` the mark's own default replaced X, and in ``osteo worklist
+    --all mark … --until D --note N`` the mark's options were read as routing filters and dropped."""
+    (tmp_path / "e").mkdir()
+    _screen(tmp_path / "e", AS_OF)
+    other = tmp_path / "e" / "out"
+    assert main(["worklist", "--out", str(other), "mark", "ANN", UNTREATED, "--status", "contacted"]) == 0
+    assert (other / outreach.LOG).exists() and not (out / outreach.LOG).exists()
+    capsys.readouterr()
+    args = ["worklist", "--all", "mark", "BOB", UNTREATED, "--status", "declined", "--note", "n", "--out", str(out)]
+    assert main(args) == 2
+    assert "unrecognized arguments: --all" in capsys.readouterr().err
+    args = ["worklist", "--clinic", "north", "mark", "BOB", UNTREATED, "--status", "declined", "--out", str(out)]
+    assert main(args) == 2
+    assert "worklist mark: unknown option(s) --clinic" in capsys.readouterr().err
+    assert not (out / outreach.LOG).exists()
+    assert [r["patient_id"] for r in _listing(capsys, out, "--form=json", "--lim", "1")] == ["ANN"]  # prefixes
+
+
+def test_a_run_published_before_first_seen_still_answers_and_the_worklist_says_why(out, capsys):
+    """Before: every read command (gaps, sql, worklist, report) ended in a traceback on such a folder."""
+    run = publish.current_run(out)
+    gaps = pl.read_parquet(run / "care_gaps.parquet").drop("first_seen", "status")
+    gaps.write_parquet(run / "care_gaps.parquet")
+    (run / "closed_gaps.parquet").unlink()
+    capsys.readouterr()
+    assert main(["gaps", "--out", str(out), "--format", "csv"]) == 0
+    assert main(["report", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["worklist", "--out", str(out)]) == 2
+    assert "the published run predates worklists" in capsys.readouterr().err
+    assert _mark(out, "ANN", UNTREATED, "--status", "contacted") == 2
+
+
+def test_a_writer_waits_for_the_one_holding_the_log(out):
+    """Deterministic: while the log is held, a second writer's batch is not written; once released, it is."""
+    mark = {"patient_id": "ANN", "gap": UNTREATED, "first_seen": AS_OF.isoformat(), "status": "contacted",
+            "marked_at": "2026-01-01T00:00:00+00:00", "hide_until": None, "note": None, "marked_by": "b",
+            "run_id": "r"}  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    with outreach.log_lock(out):
+        writer = context.Process(target=outreach.append_marks, args=(out, [mark]))
+        writer.start()
+        writer.join(timeout=3)
+        assert writer.is_alive() and not (out / outreach.LOG).exists()  # waiting for the lock
+    writer.join(timeout=60)
+    assert writer.exitcode == 0
+    assert outreach.read_log(out).marks.get_column("mark").to_list() == [1]
+
+
+def test_an_unreadable_marks_file_is_named_without_its_contents(out, tmp_path, capsys):
+    marks = tmp_path / "marks.csv"
+    marks.write_bytes(b'patient_id,gap,status\n"ANN,untreated_high_risk,contacted\nBOB"x,1,2\n')
+    capsys.readouterr()
+    assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"osteo: {marks}: not a readable CSV (check the delimiter, the quoting and the encoding)"

@@ -428,6 +428,8 @@ def read_headers(path: Path, sheet: str | None = None) -> list[str]:
             return ["" if v is None else str(v) for v in first.row(0)] if first.height else []
         with _open_bytes(path, fmt == "csv.gz") as fh:
             head = fh.read(1 << 20)
+    except PermissionError as exc:  # said now, before any engine starts, as the full read would say it
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
     except Exception:  # noqa: BLE001 - reported with its cause by the full read
         return []
     if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):

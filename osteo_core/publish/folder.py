@@ -226,17 +226,20 @@ def _comment_catalog(con: duckdb.DuckDBPyConnection) -> None:
             "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = current_database()"
         ).fetchall()
     }
+    statements = []
     for (schema, name), kind in sorted(present.items()):
         if name not in TABLE_DESCRIPTIONS:
             continue
-        con.execute(f"COMMENT ON {kind} {schema}.{name} IS '{_sql_text(TABLE_DESCRIPTIONS[name])}'")
+        statements.append(f"COMMENT ON {kind} {schema}.{name} IS '{_sql_text(TABLE_DESCRIPTIONS[name])}'")
         described = catalog_column_descriptions(name)
         if name in ("population", "worklist"):  # the roster's routing columns, named by the profile
             routing = {c for s, n, c in columns if (s, n) == (schema, name)} - set(described)
             described = described | dict.fromkeys(sorted(routing), ROUTING_DESCRIPTION)
         for column, text in described.items():
             if (schema, name, column) in columns:
-                con.execute(f"COMMENT ON COLUMN {schema}.{name}.\"{column}\" IS '{_sql_text(text)}'")
+                statements.append(f"COMMENT ON COLUMN {schema}.{name}.\"{column}\" IS '{_sql_text(text)}'")
+    # one transaction and one call for all of them: a commit per comment cost most of a small screen's publish
+    con.execute(";\n".join(["BEGIN TRANSACTION", *statements, "COMMIT"]))
 
 
 def _sql_text(text: str) -> str:

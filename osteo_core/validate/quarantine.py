@@ -75,7 +75,9 @@ def failures(schema: pa.DataFrameSchema, frame: pl.DataFrame, parsed: pl.DataFra
     passes = passing_rows(schema, frame, parsed)
     if passes is not None:
         frame = frame.filter(passes.not_())
-    with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+    # no row fails a check: Pandera checks the schema (columns, types) only, as no data check can fail on no rows
+    depth = ValidationDepth.SCHEMA_ONLY if frame.is_empty() else ValidationDepth.SCHEMA_AND_DATA
+    with config_context(validation_depth=depth):
         try:
             schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as err:

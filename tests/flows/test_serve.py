@@ -69,7 +69,8 @@ def test_serve_registers_the_schedule_and_a_triggered_run_completes(tmp_path):
     served = None
     try:
         _wait(lambda: _healthy(api), 120, "the Prefect server")
-        client_env = {**env, "PREFECT_API_URL": api}
+        # the served runner looks for scheduled or triggered runs every second (default 10 s)
+        client_env = {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
         served = subprocess.Popen(
             [
                 str(BIN / "osteo"),
@@ -98,7 +99,17 @@ def test_serve_registers_the_schedule_and_a_triggered_run_completes(tmp_path):
         _wait(lambda: inspect().returncode == 0, 120, "the deployment")
         assert "0 6 * * 1" in inspect().stdout
         triggered = subprocess.run(
-            [str(BIN / "prefect"), "deployment", "run", name, "--watch", "--watch-timeout", "240"],
+            [
+                str(BIN / "prefect"),
+                "deployment",
+                "run",
+                name,
+                "--watch",
+                "--watch-interval",
+                "1",
+                "--watch-timeout",
+                "240",
+            ],
             env=client_env,
             capture_output=True,
             text=True,

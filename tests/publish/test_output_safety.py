@@ -213,6 +213,25 @@ def test_prefect_server_that_does_not_start_is_one_line_not_a_traceback(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unreadable_input_is_found_with_the_arguments_before_any_engine_starts(shared_root):
+    """Before: the header check skipped a file it could not open, so the screen started Prefect's server and
+    failed in the flow (14 s for a one-line answer); now ``check_arguments`` says it."""
+    scans = write_scans_csv(shared_root / "scans.csv", [exam()])
+    scans.chmod(0o000)
+    prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    script = (
+        "import sys\n"
+        "from osteo_core.errors import InputError\n"
+        "from osteo_core.pipeline.request import ScreenRequest, check_arguments\n"
+        "try:\n"
+        f"    check_arguments(ScreenRequest(scans=[{str(scans)!r}], out={str(shared_root / 'out')!r}))\n"
+        "except InputError as err:\n"
+        "    print(err)\n"
+    )
+    result = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == f"{scans}: cannot be read (Permission denied)", result.stderr
+
+
 def test_an_unreadable_input_is_named_as_input_not_output(shared_root):
     scans = write_scans_csv(shared_root / "scans.csv", [exam()])
     scans.chmod(0o000)

@@ -281,6 +281,12 @@ def _dtype(dtype: pl.DataType) -> str:
     return str(dtype).replace("String", "text").replace("Float64", "decimal").replace("Int64", "integer")
 
 
+def _columns_table(table: str) -> list[str]:
+    """A table's columns, types and descriptions, from the one registry (``schemas.tables``)."""
+    rows = [[f"`{c}`", _dtype(t), COLUMN_DESCRIPTIONS[table][c]] for c, t in DTYPES[table].items()]
+    return _table(["column", "type", "description"], rows)
+
+
 def tables_page() -> str:
     lines = [
         "# Published tables",
@@ -296,8 +302,7 @@ def tables_page() -> str:
     ]
     for table in TABLES:
         lines += [f"## `{table}`", "", TABLE_DESCRIPTIONS[table] + ".", ""]
-        rows = [[f"`{c}`", _dtype(t), COLUMN_DESCRIPTIONS[table][c]] for c, t in DTYPES[table].items()]
-        lines += _table(["column", "type", "description"], rows) + [""]
+        lines += _columns_table(table) + [""]
     lines += ["## In the catalog only", ""]
     lines += _table(
         ["name", "what it is"],
@@ -309,10 +314,7 @@ def tables_page() -> str:
         "(`osteo worklist mark`, docs/worklist.md). `osteo sql` reads it each time as the table `outreach` and",
         "joins each gap's latest mark into the `worklist` view; `osteo.duckdb` holds the published run only.",
         "",
-        *_table(
-            ["column", "type", "description"],
-            [[f"`{c}`", _dtype(t), COLUMN_DESCRIPTIONS["outreach"][c]] for c, t in DTYPES["outreach"].items()],
-        ),
+        *_columns_table("outreach"),
     ]
     return "\n".join(lines) + "\n"
 
@@ -371,10 +373,7 @@ def worklist_page() -> str:
         "both get recorded (the second waits for the first). A line cut off by a crash is reported on stderr",
         "and left out; the next mark starts on a fresh line. Back it up with the output folder.",
         "",
-        *_table(
-            ["column", "type", "description"],
-            [[f"`{c}`", _dtype(t), COLUMN_DESCRIPTIONS["outreach"][c]] for c, t in DTYPES["outreach"].items()],
-        ),
+        *_columns_table("outreach"),
         "",
         "## The worklist's own columns",
         "",

@@ -7,13 +7,12 @@ from typing import Any
 
 import polars as pl
 
-from osteo_core.resources import shipped_toml
+from osteo_core.resources import OUTREACH, shipped_toml
 
 DRUGS = "reference/drugs.toml"
 FRACTURE_CODES = "reference/fracture_codes.toml"
 CARE_GAPS = "reference/care_gaps.toml"
 DXA_LOINC = "reference/dxa_loinc.toml"
-OUTREACH = "reference/outreach.toml"  # the worklist's statuses (osteo worklist mark)
 
 
 def versions() -> dict[str, str]:

@@ -7,6 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+OUTREACH = "reference/outreach.toml"  # the worklist's statuses (osteo worklist mark): read for --help too
+
 _REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 _WHEEL_DATA = Path(__file__).resolve().parent / "_data"
 

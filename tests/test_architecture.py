@@ -130,3 +130,16 @@ def test_sql_gaps_and_explain_load_neither_prefect_nor_pandera_nor_plotly():
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_help_loads_no_data_library():
+    """``osteo --help`` and ``osteo worklist --help`` answer at once: building the parser (which reads the
+    outreach statuses) imports neither Polars nor DuckDB nor an engine. Before: the statuses pulled in Polars."""
+    code = (
+        "import sys\n"
+        "import osteo_core.cli\n"
+        "osteo_core.cli.build_parser()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'polars', 'duckdb', 'prefect', 'pandera', 'plotly'}))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert loaded.stdout.strip() == "[]"

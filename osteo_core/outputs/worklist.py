@@ -79,9 +79,9 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
     now = dt.datetime.now(dt.UTC)
     # the user's calendar day, or the run's as-of date if later: hiding is judged on runs' as-of dates
     today = max(dt.date.today(), dt.date.fromisoformat(manifest["as_of"]))
-    problems = []
+    problems, open_gaps = [], set(episodes)
     for number, mark in enumerate(marks, start=1):
-        found = _problem(mark, set(episodes), today)
+        found = _problem(mark, open_gaps, today)
         if found:
             problems.append((number, *found))
     if problems:

@@ -17,18 +17,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from osteo_core.errors import output_errors
-from osteo_core.reference import OUTREACH
-from osteo_core.resources import shipped_toml
-from schemas.tables import OUTREACH_SCHEMA
+from osteo_core.resources import OUTREACH, shipped_toml
+
+if TYPE_CHECKING:  # the CLI reads the statuses for --help: no Polars until a log is read
+    import polars as pl
 
 LOG = "outreach.jsonl"
 LOG_LOCK = ".outreach.lock"
-FIELDS = tuple(OUTREACH_SCHEMA)
+
+
+def _fields() -> tuple[str, ...]:
+    from schemas.tables import OUTREACH_SCHEMA
+
+    return tuple(OUTREACH_SCHEMA)
 
 
 def check_outreach(data: dict[str, Any], where: str = OUTREACH) -> dict[str, Any]:
@@ -93,13 +97,13 @@ def _next_mark(path: Path) -> tuple[int, bool]:
 
 
 def append_marks(out: Path, marks: list[dict[str, Any]]) -> list[int]:
-    """Append ``marks`` (``FIELDS`` but ``mark``, already checked) as one batch; their mark numbers."""
+    """Append ``marks`` (the log's columns but ``mark``, already checked) as one batch; their mark numbers."""
     path = out / LOG
     with log_lock(out):
         first, torn = _next_mark(path)
         numbers = [first + i for i in range(len(marks))]
         lines = [
-            json.dumps({"mark": first + i, **{k: m[k] for k in FIELDS if k != "mark"}}) for i, m in enumerate(marks)
+            json.dumps({"mark": first + i, **{k: m[k] for k in _fields() if k != "mark"}}) for i, m in enumerate(marks)
         ]
         payload = ("\n" if torn else "") + "".join(line + "\n" for line in lines)
         created = not path.exists()
@@ -138,7 +142,7 @@ class Log:
 
 
 def _mark(record: Any) -> dict[str, Any] | None:
-    if not isinstance(record, dict) or set(record) != set(FIELDS):
+    if not isinstance(record, dict) or set(record) != set(_fields()):
         return None
     try:
         return {
@@ -159,6 +163,10 @@ def _mark(record: Any) -> dict[str, Any] | None:
 
 def read_log(out: Path) -> Log:
     """Every readable mark of ``OUT/outreach.jsonl`` (none when there is no log), and the lines that are not."""
+    import polars as pl
+
+    from schemas.tables import OUTREACH_SCHEMA
+
     path = out / LOG
     rows, unreadable = [], []
     if path.exists():

@@ -16,11 +16,12 @@ NO_ROSTER = "no quality measures in this run: they need a population roster (ost
 def print_measures(out: Path, fmt: str, limit: int | None = None) -> int:
     """The summary in ``fmt``; in a table, the rate as a percentage and a heading with the measurement year.
     A run without a roster prints an empty listing (csv: the header) and says why on stderr."""
-    rates = query(out, "SELECT * FROM measure_summary ORDER BY measure")
+    run = publish.current_run(out)  # once: the summary and the manifest are read from the same run
+    rates = query(out, "SELECT * FROM measure_summary ORDER BY measure", run=run)
     if rates.is_empty():
         print(f"osteo: {NO_ROSTER}", file=sys.stderr)
     elif fmt == "table":
-        manifest = json.loads((out / publish.MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))
         entry = manifest.get("measures") or {}
         start, end = entry.get("period", ["?", "?"])
         year = entry.get("measurement_year")

@@ -40,7 +40,7 @@ _LOCKDOWN = (
 )
 
 
-def connect_read_only(out: Path) -> duckdb.DuckDBPyConnection:
+def connect_read_only(out: Path, run: Path | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory connection that can read the published tables and views and nothing else.
 
     ``current`` is resolved once, so the connection keeps reading the run it opened even if a new screen is
@@ -49,8 +49,9 @@ def connect_read_only(out: Path) -> duckdb.DuckDBPyConnection:
     off and the configuration is locked: COPY, EXPORT, reading or globbing files, ATTACH of a file, INSTALL/LOAD and
     SET/RESET all fail. What a session creates in its own memory (a temporary table, say) dies with it.
     """
-    link = out / publish.CURRENT
-    run = link.resolve() if link.is_symlink() else None
+    if run is None:  # the caller may have resolved it already, to read the manifest of the same run
+        link = out / publish.CURRENT
+        run = link.resolve() if link.is_symlink() else None
     if run is None or not run.is_dir():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
     con = duckdb.connect(":memory:", config=_STARTUP_CONFIG)
@@ -103,9 +104,10 @@ def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> 
         pass  # a table or column it needs is not in this run (one published before gaps had first_seen)
 
 
-def query(out: Path, sql: str) -> pl.DataFrame:
-    """Run ``sql`` over the published tables (``connect_read_only``); a DuckDB error is one ``OsteoError``."""
-    con = connect_read_only(out)
+def query(out: Path, sql: str, run: Path | None = None) -> pl.DataFrame:
+    """Run ``sql`` over the published tables (``connect_read_only``; ``run``: that run folder rather than the
+    one ``current`` points at now); a DuckDB error is one ``OsteoError``."""
+    con = connect_read_only(out, run)
     try:
         relation = con.sql(sql)  # run once: a statement without a result (e.g. SET) gives None
         return relation.pl() if relation is not None else pl.DataFrame()

@@ -45,14 +45,15 @@ def _figure_html(fig: go.Figure, chart_id: str) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=chart_id)
 
 
-def who_by_age_and_sex(out: Path) -> go.Figure:
+def who_by_age_and_sex(out: Path, run: Path | None = None) -> go.Figure:
     rows = query(
         out,
         f"""
         SELECT sex, {_band_sql("age_years")} AS band, who_category, count(*) AS exams
         FROM screening WHERE who_category IS NOT NULL GROUP BY ALL ORDER BY ALL""",
+        run=run,
     )
-    left_out = query(out, "SELECT count(*) AS n FROM screening WHERE who_category IS NULL").item()
+    left_out = query(out, "SELECT count(*) AS n FROM screening WHERE who_category IS NULL", run=run).item()
     fig = go.Figure()
     for category in CATEGORY_ORDER:
         part = rows.filter(rows["who_category"] == category)
@@ -78,7 +79,7 @@ def who_by_age_and_sex(out: Path) -> go.Figure:
     return fig
 
 
-def eligibility_funnel(out: Path) -> go.Figure:
+def eligibility_funnel(out: Path, run: Path | None = None) -> go.Figure:
     """Patients screened → eligible on their latest exam → of those, untreated (each stage within the one
     before, so the bars shrink)."""
     counts = query(
@@ -89,6 +90,7 @@ def eligibility_funnel(out: Path) -> go.Figure:
                count(*) FILTER (WHERE eligibility = 'eligible' AND patient_id IN
                    (SELECT patient_id FROM care_gaps WHERE gap = 'untreated_high_risk')) AS untreated
         FROM patients""",
+        run=run,
     ).row(0, named=True)
     stages = ["screened", "eligible", "untreated"]
     fig = go.Figure(
@@ -102,7 +104,7 @@ def eligibility_funnel(out: Path) -> go.Figure:
     return fig
 
 
-def gaps_by_type_and_age(out: Path, as_of: dt.date) -> go.Figure:
+def gaps_by_type_and_age(out: Path, as_of: dt.date, run: Path | None = None) -> go.Figure:
     buckets = shipped_toml("reference/report.toml")["gap_age_days"]["upper_bounds"]
     labels = [f"≤ {b} days" for b in buckets] + [f"> {buckets[-1]} days"]
     case = " ".join(f"WHEN open_days <= {b} THEN '{label}'" for b, label in zip(buckets, labels, strict=False))
@@ -112,6 +114,7 @@ def gaps_by_type_and_age(out: Path, as_of: dt.date) -> go.Figure:
         SELECT gap, CASE {case} ELSE '{labels[-1]}' END AS open_for, count(*) AS gaps
         FROM (SELECT gap, date_diff('day', since, DATE '{as_of.isoformat()}') AS open_days FROM care_gaps)
         GROUP BY ALL ORDER BY ALL""",
+        run=run,
     )
     fig = go.Figure()
     for label in labels:
@@ -123,12 +126,13 @@ def gaps_by_type_and_age(out: Path, as_of: dt.date) -> go.Figure:
     return fig
 
 
-def quarantine_reasons(out: Path) -> go.Figure:
+def quarantine_reasons(out: Path, run: Path | None = None) -> go.Figure:
     rows = query(
         out,
         """SELECT input, coalesce("column", '(whole row)') || ': ' || "check" AS reason,
                   count(DISTINCT (source_file, source_row)) AS rows
            FROM quarantine GROUP BY ALL ORDER BY rows DESC, reason""",
+        run=run,
     )
     fig = go.Figure()
     for source in sorted(set(rows["input"].to_list())) or ["scans"]:
@@ -213,13 +217,13 @@ def gaps_opened_and_closed(out: Path, manifest: dict) -> go.Figure:
     return fig
 
 
-def time_on_the_list(out: Path, as_of: dt.date) -> go.Figure:
+def time_on_the_list(out: Path, as_of: dt.date, run: Path | None = None) -> go.Figure:
     """How long gaps stay on the list: days since first seen for the gaps open now, and days between first
     seen and closing for the gaps this run closed."""
     buckets = shipped_toml("reference/report.toml")["gap_age_days"]["upper_bounds"]
     labels = [f"≤ {b} days" for b in buckets] + [f"> {buckets[-1]} days"]
     fig = go.Figure()
-    if "first_seen" not in query(out, "SELECT * FROM care_gaps LIMIT 0").columns:
+    if "first_seen" not in query(out, "SELECT * FROM care_gaps LIMIT 0", run=run).columns:
         fig.update_layout(title="Time on the list: not known for a run published before gaps had first_seen")
         return fig
     case = " ".join(f"WHEN days <= {b} THEN '{label}'" for b, label in zip(buckets, labels, strict=False))
@@ -232,6 +236,7 @@ def time_on_the_list(out: Path, as_of: dt.date) -> go.Figure:
             UNION ALL
             SELECT 'closed by this run', date_diff('day', first_seen, closed_on) FROM closed_gaps)
         GROUP BY ALL""",
+        run=run,
     )
     for kind in ("still open", "closed by this run"):
         counts = dict(rows.filter(rows["kind"] == kind).select("bucket", "gaps").iter_rows())
@@ -245,7 +250,7 @@ def time_on_the_list(out: Path, as_of: dt.date) -> go.Figure:
     return fig
 
 
-def measures_section(out: Path, manifest: dict) -> str:
+def measures_section(out: Path, manifest: dict, run: Path | None = None) -> str:
     """The quality measures: a table of each measure's counts and rate, and a bar chart of the rates (none
     without a roster: the section says the measures need one)."""
     entry = manifest.get("measures")
@@ -254,7 +259,7 @@ def measures_section(out: Path, manifest: dict) -> str:
             '<section id="measures"><h2>Quality measures</h2><p class="note">Not computed: the run had no population'
             " roster (osteo screen … --population PATH).</p></section>"
         )
-    rates = query(out, "SELECT * FROM measure_summary ORDER BY measure")
+    rates = query(out, "SELECT * FROM measure_summary ORDER BY measure", run=run)
     names = {spec.id: spec.name for spec in load_measures()}
     cells = []
     for r in rates.iter_rows(named=True):
@@ -280,19 +285,20 @@ as-of date counts as not met yet ({html.escape(still)}). Patients: the measure_m
 
 
 def write_report(out: Path) -> Path:
-    run = out / CURRENT
-    if not (run / MANIFEST).exists():
+    link = out / CURRENT
+    if not (link / MANIFEST).exists():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
+    run = link.resolve()  # once: every chart and the manifest come from this run, even if another is published
     manifest = json.loads((run / MANIFEST).read_text())
     as_of = dt.date.fromisoformat(manifest["as_of"])
     charts = {
-        "who-by-age-sex": who_by_age_and_sex(out),
-        "eligibility-funnel": eligibility_funnel(out),
-        "gaps-by-type-age": gaps_by_type_and_age(out, as_of),
-        "quarantine-reasons": quarantine_reasons(out),
+        "who-by-age-sex": who_by_age_and_sex(out, run),
+        "eligibility-funnel": eligibility_funnel(out, run),
+        "gaps-by-type-age": gaps_by_type_and_age(out, as_of, run),
+        "quarantine-reasons": quarantine_reasons(out, run),
         "gaps-over-time": gaps_over_time(out, manifest),
         "gaps-opened-closed": gaps_opened_and_closed(out, manifest),
-        "time-on-list": time_on_the_list(out, as_of),
+        "time-on-list": time_on_the_list(out, as_of, run),
     }
     body = "\n".join(f'<section class="chart">{_figure_html(fig, cid)}</section>' for cid, fig in charts.items())
     rows = manifest["rows"]
@@ -309,7 +315,7 @@ run {html.escape(manifest["run_id"])}. Scan rows: {rows["rows_in"]:,} in = {rows
 <p class="note">Everyone also gets the universal advice: {html.escape(advice)}
 Counts only; no patient identifiers in this file.</p>
 {body}
-{measures_section(out, manifest)}
+{measures_section(out, manifest, run)}
 </body></html>
 """
     target = out / REPORT

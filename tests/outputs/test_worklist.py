@@ -17,6 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import exam, sql_json, write_scans_csv
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from osteo_core.cli import main
 from osteo_core.outputs.worklist import record_marks
@@ -450,3 +452,96 @@ def test_an_unreadable_marks_file_is_named_without_its_contents(out, tmp_path, c
     assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"osteo: {marks}: not a readable CSV (check the delimiter, the quoting and the encoding)"
+
+
+GAP_KEYS = [("ANN", UNTREATED), ("ANN", "overdue_dxa"), ("BOB", UNTREATED)]
+SEEN = [dt.date(2026, 1, 5), dt.date(2026, 2, 2)]  # a gap's episode, and an earlier one
+LIVE_AS_OF = dt.date(2026, 3, 1)
+
+
+@st.composite
+def marks_on_gaps(draw):
+    """Open gaps (one episode each) and marks on them or on their other episode, in any order of statuses."""
+    episodes = {key: draw(st.sampled_from(SEEN)) for key in GAP_KEYS}
+    marks = []
+    for number in range(1, draw(st.integers(0, 12)) + 1):
+        patient, gap = draw(st.sampled_from(GAP_KEYS))
+        status = draw(st.sampled_from(list(outreach.statuses())))
+        until = LIVE_AS_OF + dt.timedelta(days=draw(st.integers(-2, 2))) if status in outreach.hide_days() else None
+        seen = draw(st.sampled_from(SEEN))
+        marks.append((number, patient, gap, seen, status, until))
+    return episodes, marks
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=marks_on_gaps())
+def test_the_worklist_shows_each_episodes_latest_mark_and_hides_as_a_plain_reading_says(case):
+    """Property: the live worklist view against a plain reading of the log: the latest mark of the same patient,
+    gap and first_seen is the status; hidden when it hides and its hide_until is after the as-of date."""
+    import duckdb
+
+    from osteo_core.publish.catalog import live_worklist_sql
+    from schemas.tables import GAPS_SCHEMA, OUTREACH_SCHEMA
+
+    episodes, marks = case
+    gaps = pl.DataFrame(
+        [
+            {
+                "patient_id": p,
+                "gap": g,
+                "since": None,
+                "exam_id": None,
+                "priority": 1,
+                "detail": "",
+                "first_seen": s,
+                "status": "new",
+            }  # fmt: skip
+            for (p, g), s in episodes.items()
+        ],
+        schema=GAPS_SCHEMA,
+    )
+    population = pl.DataFrame(
+        {
+            "patient_id": ["ANN", "BOB"],
+            "sex": ["F", "F"],
+            "birth_date": [None, None],
+            "death_date": [None, None],
+            "enrolled_since": [None, None],
+            "alive": [True, True],
+            "enrolled": [True, True],
+            "clinic": ["n", "s"],
+        },  # fmt: skip
+        schema_overrides={"birth_date": pl.Date, "death_date": pl.Date, "enrolled_since": pl.Date},
+    )
+    log = pl.DataFrame(
+        [
+            {
+                "mark": n,
+                "marked_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                "patient_id": p,
+                "gap": g,
+                "first_seen": s,
+                "status": st_,
+                "hide_until": u,
+                "note": None,
+                "marked_by": "x",
+                "run_id": "r",
+            }  # fmt: skip
+            for n, p, g, s, st_, u in marks
+        ],
+        schema=OUTREACH_SCHEMA,
+    )
+    con = duckdb.connect()
+    for name, frame in (("care_gaps", gaps), ("population", population), ("outreach", log)):
+        con.register(name, frame.to_arrow())
+    rows = con.sql(
+        f"SELECT patient_id, gap, outreach_status, hidden FROM ({live_worklist_sql(LIVE_AS_OF.isoformat())})"
+    )
+    shown = {(p, g): (status, hidden) for p, g, status, hidden in rows.fetchall()}
+    expected = {}
+    for key, seen in episodes.items():
+        mine = [m for m in marks if (m[1], m[2]) == key and m[3] == seen]
+        last = max(mine, default=None)  # the highest mark number
+        hides = last is not None and last[4] in outreach.hide_days() and last[5] > LIVE_AS_OF
+        expected[key] = (last[4] if last else None, hides)
+    assert shown == expected

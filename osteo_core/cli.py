@@ -546,6 +546,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     never = manifest.get("care_gaps", {}).get("screening_due", 0)
     print(f"never scanned and due a first DXA: {never:,} (osteo gaps --out {out} --gap screening_due)")
     print(f"quality measures (HEDIS OMW, MIPS 418, MIPS 039): osteo measures --out {out}")
+    print(f"work the list and record calls: osteo worklist --out {out}  (osteo worklist mark --help)")
     return 0
 
 

@@ -167,6 +167,7 @@ def test_installed_command_demo_runs_the_real_flow(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "valid +" in proc.stdout and "osteopenia" in proc.stdout
     assert "population roster rows:" in proc.stdout and "never scanned and due a first DXA:" in proc.stdout
+    assert "work the list and record calls: osteo worklist --out" in proc.stdout
     # nothing on stderr: no Prefect INFO lines (they go to the run's own log), no "Error logging to API"
     assert proc.stderr == "", proc.stderr
     assert (tmp_path / "demo" / "osteo.duckdb").exists()

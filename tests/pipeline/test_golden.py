@@ -68,7 +68,7 @@ def test_partitions_on_a_dask_cluster_give_the_golden_digests(tmp_path, prefect_
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         digests = _golden_digests(tmp_path, partitions=3, dask_address=cluster.scheduler_address)
     assert digests == json.loads(GOLDEN.read_text())

@@ -81,7 +81,7 @@ def test_partitions_run_on_a_dask_cluster(registry_files, one_partition, tmp_pat
     from flows.screen import run_flow
 
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         manifest = run_flow(_request(registry_files, tmp_path / "out", 4), dask_address=cluster.scheduler_address)
     assert manifest["partitions"] == 4

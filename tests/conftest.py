@@ -62,6 +62,21 @@ def write_scans_csv(path: Path, rows: list[dict[str, str | None]]) -> Path:
     return path
 
 
+def two_published_runs(folder: Path) -> tuple[Path, Path]:
+    """An output folder with two published runs: one exam as of 2026-01-01, then two exams a week later.
+    Returns the folder and the first run's folder (``current`` points at the second)."""
+    from osteo_core.pipeline.stages import ScreenRequest, run_screen
+    from osteo_core.publish import folder as publish
+
+    out = folder / "out"
+    one = write_scans_csv(folder / "one.csv", [exam()])
+    run_screen(ScreenRequest(scans=[str(one)], out=str(out), as_of="2026-01-01"))
+    first = publish.current_run(out)
+    two = write_scans_csv(folder / "two.csv", [exam(), exam(exam_id="E2", patient_id="P2")])
+    run_screen(ScreenRequest(scans=[str(two)], out=str(out), as_of="2026-01-08"))
+    return out, first
+
+
 @pytest.fixture(scope="session")
 def standard_rules():
     return load_rules("standard")

@@ -56,13 +56,8 @@ def test_a_run_with_changed_inputs_is_marked_on_the_history(tmp_path):
 def test_every_chart_comes_from_the_run_the_report_resolved(tmp_path):
     """Before: each chart resolved ``current`` again, so a run published while the report was written could
     mix two runs in one file; a chart asked for a run reads that run."""
-    from osteo_core.publish import folder as publish
+    from conftest import two_published_runs
 
-    out = tmp_path / "o"
-    one = write_scans_csv(tmp_path / "one.csv", [exam()])
-    run_screen(ScreenRequest(scans=[str(one)], out=str(out), as_of="2026-01-01"))
-    first = publish.current_run(out)
-    two = write_scans_csv(tmp_path / "two.csv", [exam(), exam(exam_id="E2", patient_id="P2")])
-    run_screen(ScreenRequest(scans=[str(two)], out=str(out), as_of="2026-01-08"))
+    out, first = two_published_runs(tmp_path)
     assert list(report.eligibility_funnel(out).data[0].x)[0] == 2
     assert list(report.eligibility_funnel(out, first).data[0].x)[0] == 1

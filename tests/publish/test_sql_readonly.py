@@ -215,17 +215,10 @@ def test_csv_output_matches_the_parquet_file(published, capsys):
 def test_a_query_can_be_held_to_the_run_its_caller_resolved(tmp_path):
     """``osteo measures`` reads the summary and the manifest of one run: a run published between the two
     lookups no longer mixes them (the query is held to the run resolved first)."""
-    from conftest import exam, write_scans_csv
+    from conftest import two_published_runs
 
-    from osteo_core.pipeline.stages import ScreenRequest, run_screen
-    from osteo_core.publish import folder as publish
     from osteo_core.publish.catalog import query
 
-    out = tmp_path / "out"
-    one = write_scans_csv(tmp_path / "one.csv", [exam()])
-    run_screen(ScreenRequest(scans=[str(one)], out=str(out), as_of="2026-01-01"))
-    first = publish.current_run(out)
-    two = write_scans_csv(tmp_path / "two.csv", [exam(), exam(exam_id="E2", patient_id="P2")])
-    run_screen(ScreenRequest(scans=[str(two)], out=str(out), as_of="2026-01-08"))
+    out, first = two_published_runs(tmp_path)
     assert query(out, "SELECT count(*) AS n FROM screening").item() == 2
     assert query(out, "SELECT count(*) AS n FROM screening", run=first).item() == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ def print_measures(out: Path, fmt: str, limit: int | None = None) -> int:
     if rates.is_empty():
         print(f"osteo: {NO_ROSTER}", file=sys.stderr)
     elif fmt == "table":
-        manifest = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))
+        manifest = publish.read_manifest(run)
         entry = manifest.get("measures") or {}
         start, end = entry.get("period", ["?", "?"])
         year = entry.get("measurement_year")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from plotly.offline import get_plotlyjs
 from osteo_core.errors import InputError
 from osteo_core.measures.specs import load_measures
 from osteo_core.publish.catalog import query
-from osteo_core.publish.folder import CURRENT, MANIFEST, read_history
+from osteo_core.publish.folder import CURRENT, MANIFEST, read_history, read_manifest
 from osteo_core.resources import shipped_toml
 
 REPORT = "report.html"
@@ -289,7 +288,7 @@ def write_report(out: Path) -> Path:
     if not (link / MANIFEST).exists():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
     run = link.resolve()  # once: every chart and the manifest come from this run, even if another is published
-    manifest = json.loads((run / MANIFEST).read_text())
+    manifest = read_manifest(run)
     as_of = dt.date.fromisoformat(manifest["as_of"])
     charts = {
         "who-by-age-sex": who_by_age_and_sex(out, run),

@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from osteo_core.errors import InputError
-from osteo_core.publish.folder import CURRENT, MANIFEST
+from osteo_core.publish.folder import CURRENT, MANIFEST, read_manifest
 from osteo_core.resources import shipped_toml
 
 _BLOCK = 64  # SHA-256 block size, for HMAC's key padding
@@ -140,7 +140,7 @@ def _write_extract(run: Path, folder: Path, params: dict[str, Any], opad: bytes,
             written[table] = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchall()[0][0]
     finally:
         con.close()
-    manifest = json.loads((run / MANIFEST).read_text())
+    manifest = read_manifest(run)
     (folder / EXTRACT_MANIFEST).write_text(
         json.dumps(
             {

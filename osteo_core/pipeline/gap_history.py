@@ -10,7 +10,6 @@ and nothing closed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ def find_base(out: Path, as_of: dt.date) -> dict[str, Any] | None:
     run = publish.current_run(out)
     if run is None or not (run / publish.MANIFEST).is_file():
         return None
-    manifest = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))
+    manifest = publish.read_manifest(run)
     published_as_of = dt.date.fromisoformat(manifest["as_of"])
     if published_as_of < as_of:
         gaps = pl.scan_parquet(run / "care_gaps.parquet")

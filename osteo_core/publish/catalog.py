@@ -90,14 +90,13 @@ def live_worklist_sql(as_of: str) -> str:
 def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> None:
     """The outreach log as the table ``outreach`` (read now: marks are added after publishing), and the
     ``worklist`` view with each gap's latest mark. A line that is not a mark is left out and said on stderr."""
-    import json
     import sys
 
     log = outreach.read_log(out)
     if log.warning():
         print(f"osteo: warning: {log.warning()}", file=sys.stderr)
     con.register("outreach", log.marks.to_arrow())
-    as_of = json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))["as_of"]
+    as_of = publish.read_manifest(run)["as_of"]
     try:
         con.execute(f"CREATE OR REPLACE VIEW worklist AS {live_worklist_sql(as_of)}")
     except (duckdb.CatalogException, duckdb.BinderException):

@@ -155,6 +155,11 @@ def table_files(folder: Path, table: str) -> list[Path]:
     return [single] if single.is_file() else sorted((folder / table).glob("part-*.parquet"))
 
 
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a run folder (``write_manifest``'s counterpart)."""
+    return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     path = folder / MANIFEST
     tmp = path.with_suffix(".json.tmp")
@@ -314,10 +319,9 @@ def append_history(out: Path, manifest: dict[str, Any]) -> None:
 
 def published_manifest(out: Path) -> dict[str, Any] | None:
     """The manifest of the run ``current`` points at, if any."""
-    path = out / CURRENT / MANIFEST
-    if not path.is_file():
+    if not (out / CURRENT / MANIFEST).is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_manifest(out / CURRENT)
 
 
 def read_history(out: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ def _published(out: Path) -> tuple[Path, dict[str, Any]]:
     run = publish.current_run(out)
     if run is None or not (run / publish.MANIFEST).is_file():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
-    return run, json.loads((run / publish.MANIFEST).read_text(encoding="utf-8"))
+    return run, publish.read_manifest(run)
 
 
 def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.date) -> tuple[str, str] | None:
@@ -72,10 +71,11 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
     """Check every mark against the published run, then append them all (or none); their mark numbers.
     ``marks``: patient_id, gap, status, note, by, until (a date or None); ``where`` names them in errors."""
     run, manifest = _published(out)
-    gaps = pl.read_parquet(run / "care_gaps.parquet")
-    if "first_seen" not in gaps.columns:
+    gaps_file = run / "care_gaps.parquet"
+    if "first_seen" not in pl.read_parquet_schema(gaps_file):
         raise InputError(str(out), OLD_RUN)
-    episodes = {(p, g): seen for p, g, seen in gaps.select("patient_id", "gap", "first_seen").iter_rows()}
+    gaps = pl.read_parquet(gaps_file, columns=["patient_id", "gap", "first_seen"])  # only what a mark needs
+    episodes = {(p, g): seen for p, g, seen in gaps.iter_rows()}
     now = dt.datetime.now(dt.UTC)
     # the user's calendar day, or the run's as-of date if later: hiding is judged on runs' as-of dates
     today = max(dt.date.today(), dt.date.fromisoformat(manifest["as_of"]))

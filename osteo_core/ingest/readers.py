@@ -400,7 +400,7 @@ def canonical_columns(
         targets.append(canonical)
     if require is not None:
         require(targets, headers)
-    _refuse_repeated_headers(path, headers)
+    refuse_repeated_headers(path, headers)
     _refuse_clashes(path, headers, targets)
     reserved = sorted(RESERVED_COLUMNS & set(targets))
     if reserved:
@@ -451,7 +451,7 @@ def read_headers(path: Path, sheet: str | None = None) -> list[str]:
         return []  # the full read reports it
 
 
-def _refuse_repeated_headers(path: Path, headers: list[str]) -> None:
+def refuse_repeated_headers(path: Path, headers: list[str]) -> None:
     """The same header twice (or differing only in case, spaces, dashes or quotes): which one is meant?"""
     seen: dict[str, list[str]] = {}
     for position, header in enumerate(headers, start=1):

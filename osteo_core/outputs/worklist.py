@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from osteo_core.errors import InputError
+from osteo_core.ingest.readers import read_headers, refuse_repeated_headers
 from osteo_core.outputs.gap_list import GAP_TYPES
 from osteo_core.outputs.render import write_frame
 from osteo_core.publish import folder as publish
@@ -129,6 +130,7 @@ def read_marks_csv(path: Path, by: str | None) -> list[dict[str, Any]]:
     """A CSV of marks (``patient_id, gap, status`` and optionally ``note, by, until``), every cell as text."""
     if not path.is_file():
         raise InputError(str(path), "no such file")
+    refuse_repeated_headers(path, read_headers(path))  # the same message a screen's export gets
     try:
         frame = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.PolarsError, UnicodeDecodeError):  # its message quotes the file's rows: not shown

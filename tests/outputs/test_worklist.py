@@ -264,6 +264,9 @@ def test_a_csv_with_one_bad_row_records_nothing_and_names_the_row(out, tmp_path,
     marks.write_text("patient_id,status\nANN,contacted\n")
     assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
     assert "missing column(s) gap" in capsys.readouterr().err
+    marks.write_text(f"patient_id,gap,gap,status\nANN,{UNTREATED},{UNTREATED},contacted\n")  # before: gap_duplicated_0
+    assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
+    assert "duplicate column header(s): 'gap' (column 2) and 'gap' (column 3)" in capsys.readouterr().err
 
 
 def _mark_many(args: tuple[str, int]) -> None:

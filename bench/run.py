@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py --exams 1000000 [--repeats 3] [--format parquet|csv|both] [--record]
 
 1. Writes a deterministic synthetic registry (scans, ~0.5 medication events and ~0.05 fractures per
-   exam, ~0.5 % invalid rows) as Parquet and CSV under bench/out/data-N/ (kept for later runs).
+   exam, ~0.5 % invalid rows) as Parquet and CSV under bench/out/data-N/ (kept for later runs), every
+   cell text, and a typed Parquet copy (`typed/`: each column that reads as its field's type in that type).
 2. Times, each step in a fresh process (wall time, peak RSS), median of --repeats:
    floor     Polars reads every input file and writes it back as Parquet, nothing else;
    pipeline  the full screen (osteo_core.pipeline.stages.run_screen: ingest, validate, classify, rules, gaps, publish);
@@ -41,7 +42,7 @@ def generate(exams: int) -> Path:
     folder = OUT / f"data-{exams}"
     done = folder / "DONE"
     if done.exists():
-        return folder
+        return typed_copy(folder)
     for kind in ("scans", "meds", "fractures"):
         for fmt in ("parquet", "csv"):
             (folder / fmt / kind).mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,26 @@ def generate(exams: int) -> Path:
         for k in ("scans", "meds", "fractures")
     }
     (folder / "counts.json").write_text(json.dumps(counts))
+    done.touch()
+    return typed_copy(folder)
+
+
+def typed_copy(folder: Path) -> Path:
+    """``folder/typed``: the Parquet files as a typed export holds them (a column whose every cell reads as its
+    field's type cast to it: ``synthetic.as_typed_export``), written once from ``folder/parquet``."""
+    import polars as pl
+
+    from osteo_core.demo.synthetic import as_typed_export
+    from osteo_core.pipeline.request import FIELDS
+
+    done = folder / "typed" / "DONE"
+    if done.exists():
+        return folder
+    for kind in ("scans", "meds", "fractures"):
+        (folder / "typed" / kind).mkdir(parents=True, exist_ok=True)
+        for path in sorted((folder / "parquet" / kind).glob("*.parquet")):
+            typed, _ = as_typed_export(pl.read_parquet(path), FIELDS[kind])
+            typed.write_parquet(folder / "typed" / kind / path.name)
     done.touch()
     return folder
 
@@ -147,7 +168,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exams", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--format", choices=("parquet", "csv", "both"), default="both")
+    parser.add_argument(
+        "--format",
+        choices=("parquet", "csv", "typed", "both"),
+        default="both",
+        help="parquet and csv hold every cell as text; typed is Parquet with typed columns (both = parquet, csv)",
+    )
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     parser.add_argument(
         "--steps", default=",".join(ALL_STEPS), help="comma-separated subset of " + ", ".join(ALL_STEPS)
@@ -158,6 +184,8 @@ def main() -> None:
     counts = json.loads((data / "counts.json").read_text())
     print(f"data: {counts} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     steps = tuple(s for s in ALL_STEPS if s in args.steps.split(","))
+    if args.format == "typed" and set(steps) - {"floor", "pipeline"}:
+        parser.error("--format typed times the floor and the pipeline only: add --steps floor,pipeline")
     prefect_fixed = _step("prefect_fixed", data, "parquet", OUT / "work")["seconds"] if steps == ALL_STEPS else 0.0
     formats = ("parquet", "csv") if args.format == "both" else (args.format,)
     report = [

@@ -16,7 +16,10 @@ import polars as pl
 
 
 def _files(data: Path, fmt: str, kind: str) -> list[Path]:
-    return sorted((data / fmt / kind).glob(f"*.{fmt}"))
+    return sorted((data / fmt / kind).glob(f"*.{SUFFIX.get(fmt, fmt)}"))
+
+
+SUFFIX = {"typed": "parquet"}  # the typed export: Parquet files with typed columns (``bench/run.py``)
 
 
 def floor(data: Path, fmt: str, work: Path) -> int:
@@ -24,7 +27,7 @@ def floor(data: Path, fmt: str, work: Path) -> int:
     rows = 0
     for kind in ("scans", "meds", "fractures"):
         for i, path in enumerate(_files(data, fmt, kind)):
-            frame = pl.scan_parquet(path) if fmt == "parquet" else pl.scan_csv(path, infer_schema=False)
+            frame = pl.scan_csv(path, infer_schema=False) if fmt == "csv" else pl.scan_parquet(path)
             frame.sink_parquet(work / f"{kind}-{i:03d}.parquet")
         if kind == "scans":
             rows = pl.scan_parquet(sorted(work.glob("scans-*.parquet"))).select(pl.len()).collect().item()

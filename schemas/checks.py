@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pandera.polars as pa
 import polars as pl
@@ -37,18 +37,21 @@ def text_schema(
     row_checks: list[pa.Check],
     only_when: dict[str, Callable[[], pl.Expr]] | None = None,
     decimal: str = ".",
+    types: Mapping[str, pl.DataType] | None = None,
 ) -> pa.DataFrameSchema:
     """Tier 1: required cells present and every non-blank cell readable as its type.
 
-    ``only_when`` maps a column to a condition under which it is checked at all.
+    ``only_when`` maps a column to a condition under which it is checked at all. ``types``: the columns the
+    export gave in a native type of their kind (``schemas.readers.stays_typed``); every other column is text.
     """
     columns: dict[str, pa.Column] = {}
     for f in fields:
+        dtype = (types or {}).get(f.name, pl.Utf8)
         checks = []
         if f.required:
             checks.append(column_check("required", lambda c: pl.col(c).is_not_null(), f"{f.name} is required"))
         if f.kind != "text":
-            check_fn = readable(f.kind, date_formats, words, decimal)
+            check_fn = readable(f.kind, date_formats, words, decimal, dtype)
             condition = (only_when or {}).get(f.name)
             if condition is not None:
                 check_fn = lambda c, inner=check_fn, cond=condition: cond().not_() | inner(c)  # noqa: E731
@@ -56,7 +59,7 @@ def text_schema(
             if f.kind not in words:  # "readable" = blank, or its parse (``reader``) gives a value
                 setattr(check, PARSED_EQUIVALENT, condition or (lambda: pl.lit(True)))
             checks.append(check)
-        columns[f.name] = pa.Column(pl.Utf8, checks=checks, nullable=True, description=f.description)
+        columns[f.name] = pa.Column(dtype, checks=checks, nullable=True, description=f.description)
     return pa.DataFrameSchema(columns, checks=row_checks, name=name, strict=False)
 
 

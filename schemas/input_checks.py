@@ -1,7 +1,7 @@
 """Pandera schemas of the inputs, in two tiers (docs/inputs.md).
 
-* ``raw_scans_schema``: the export as read, every cell text. Checks that required cells are present
-  and that each non-blank cell can be read as its type (same expressions as the cast in
+* ``raw_scans_schema``: the export as read, every cell text (or a native type of its field, ``types``). Checks that
+  required cells are present and that each non-blank cell can be read as its type (same expressions as the cast in
   ``schemas.checks.reader``), plus the two row-level presence rules.
 * ``typed_scans_schema``: the parsed values. Checks ranges, date order, age, FRAX hip ≤ MOF and
   exam-id uniqueness (after identical duplicates have been set aside).
@@ -12,6 +12,7 @@ Every check has a stable name; that name is what lands in ``quarantine.check``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import pandera.polars as pa
@@ -24,9 +25,14 @@ from schemas.readers import DTYPES, Words
 from schemas.scans import MEASURES, SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT, sided
 from schemas.tables import HIP_SITES, SIDES
 
+Types = Mapping[str, pl.DataType]  # column → the native type it was given in (``schemas.readers.stays_typed``)
 
-def raw_scans_schema(date_formats: list[str], words: Words, decimal: str = ".") -> pa.DataFrameSchema:
-    """Tier 1: the export as text. ``words`` maps kind (sex, menopausal) → accepted words."""
+
+def raw_scans_schema(
+    date_formats: list[str], words: Words, decimal: str = ".", types: Types | None = None
+) -> pa.DataFrameSchema:
+    """Tier 1: the export as read. ``words`` maps kind (sex, menopausal) → accepted words; ``types``: the
+    columns given in a native type of their field (every other column is text)."""
     any_score = pl.any_horizontal([pl.col(c).is_not_null() for c in SCORE_COLUMNS])
     row_checks = [
         frame_check(
@@ -38,7 +44,7 @@ def raw_scans_schema(date_formats: list[str], words: Words, decimal: str = ".") 
     ]
     # age_years is checked only when birth_date is blank
     only_when = {"age_years": lambda: pl.col("birth_date").is_null()}
-    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when, decimal)
+    return text_schema("scans_raw", SCANS_FIELDS, date_formats, words, row_checks, only_when, decimal, types)
 
 
 def typed_scans_schema(
@@ -90,8 +96,8 @@ def typed_scans_schema(
     return pa.DataFrameSchema(columns, name="scans_typed", strict=False)
 
 
-def raw_meds_schema(date_formats: list[str], decimal: str = ".") -> pa.DataFrameSchema:
-    return text_schema("medications_raw", MEDS_FIELDS, date_formats, EVENT_WORDS, [], decimal=decimal)
+def raw_meds_schema(date_formats: list[str], decimal: str = ".", types: Types | None = None) -> pa.DataFrameSchema:
+    return text_schema("medications_raw", MEDS_FIELDS, date_formats, EVENT_WORDS, [], decimal=decimal, types=types)
 
 
 def typed_meds_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSchema:
@@ -109,13 +115,15 @@ def typed_meds_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSch
     )
 
 
-def raw_fractures_schema(date_formats: list[str], decimal: str = ".") -> pa.DataFrameSchema:
+def raw_fractures_schema(date_formats: list[str], decimal: str = ".", types: Types | None = None) -> pa.DataFrameSchema:
     either = frame_check(
         "site_or_icd10_required",
         pl.col("site").is_not_null() | pl.col("icd10").is_not_null(),
         "either site or icd10 is required",
     )
-    return text_schema("fractures_raw", FRACTURES_FIELDS, date_formats, EVENT_WORDS, [either], decimal=decimal)
+    return text_schema(
+        "fractures_raw", FRACTURES_FIELDS, date_formats, EVENT_WORDS, [either], decimal=decimal, types=types
+    )
 
 
 def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:
@@ -130,9 +138,9 @@ def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:
     )
 
 
-def raw_population_schema(date_formats: list[str], words: Words) -> pa.DataFrameSchema:
-    """The roster as text: patient, sex and birth date present; every date and sex readable."""
-    return text_schema("population_raw", POPULATION_FIELDS, date_formats, words, [])
+def raw_population_schema(date_formats: list[str], words: Words, types: Types | None = None) -> pa.DataFrameSchema:
+    """The roster as read: patient, sex and birth date present; every date and sex readable."""
+    return text_schema("population_raw", POPULATION_FIELDS, date_formats, words, [], types=types)
 
 
 def typed_population_schema(as_of: dt.date) -> pa.DataFrameSchema:

@@ -48,13 +48,21 @@ def number(expr: pl.Expr, decimal: str = ".") -> pl.Expr:
         both = text.str.contains(",", literal=True) & text.str.contains(".", literal=True)
         text = pl.when(both).then(None).otherwise(text.str.replace(",", ".", literal=True))
     value = text.cast(pl.Float64, strict=False)
-    cleaned = pl.when(value.is_finite()).then(value).otherwise(None)
-    return pl.when(direct.is_finite()).then(direct).otherwise(cleaned)
+    return pl.when(direct.is_finite()).then(direct).otherwise(finite(value))
+
+
+def finite(value: pl.Expr) -> pl.Expr:
+    """A number as a value: NaN and the infinities are not readable numbers (null), as their text is not."""
+    return pl.when(value.is_finite()).then(value).otherwise(None)
 
 
 def integer(expr: pl.Expr, decimal: str = ".") -> pl.Expr:
     """A whole number (``30``, ``30.0``); null for ``30.5`` or text."""
-    value = number(expr, decimal)
+    return whole(number(expr, decimal))
+
+
+def whole(value: pl.Expr) -> pl.Expr:
+    """A number that is whole, as an integer; null otherwise."""
     return pl.when(value == value.floor()).then(value.cast(pl.Int64)).otherwise(None)
 
 

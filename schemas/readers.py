@@ -1,5 +1,6 @@
 """Text → typed value for each kind of field, and the test "this cell is readable as its kind". The same
-function parses and checks, so a value is never accepted by a check and then lost by the cast. Plain
+function parses and checks, so a value is never accepted by a check and then lost by the cast. A column an
+export gives in one of its kind's native types (a Parquet float for a number) is read as it is. Plain
 Polars expressions: no Pandera here (``schemas.checks`` builds the Pandera checks on top).
 """
 
@@ -43,8 +44,42 @@ EXPRESSION = "osteo_expression"  # attribute of our checks: column name -> the P
 PARSED_EQUIVALENT = "osteo_parsed_equivalent"
 
 
-def reader(kind: str, date_formats: list[str], words: Words, decimal: str = ".") -> Callable[[pl.Expr], pl.Expr]:
-    """Text → typed value (null when blank or unreadable); the same function parses and checks."""
+# Typed cells an export may hand over as they are (a Parquet column), by kind: validated as what they are,
+# never turned into text and parsed back. Float32 is not among them: widened, 0.1 would become
+# 0.10000000149…, where its text, ``0.1``, is what the export meant; it is read as text, as is every other type.
+_WHOLE_NUMBERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+NATIVE_TYPES: dict[str, tuple[pl.DataType, ...]] = {
+    "number": (pl.Float64, *_WHOLE_NUMBERS),
+    "integer": (pl.Float64, *_WHOLE_NUMBERS),
+    "date": (pl.Date,),
+    "boolean": (pl.Boolean,),
+}
+
+
+def stays_typed(kind: str | None, dtype: pl.DataType) -> bool:
+    """A column of ``dtype`` holding a field of ``kind`` is validated as it is (not as text)."""
+    return kind is not None and any(dtype == native for native in NATIVE_TYPES.get(kind, ()))
+
+
+def _typed_reader(kind: str) -> Callable[[pl.Expr], pl.Expr]:
+    """A native cell (``stays_typed``) → the field's value: a number is finite; a whole number is whole."""
+    if kind == "number":
+        return lambda e: parsing.finite(e.cast(pl.Float64))
+    if kind == "integer":
+        return lambda e: parsing.whole(parsing.finite(e.cast(pl.Float64)))
+    return lambda e: e
+
+
+def reader(
+    kind: str, date_formats: list[str], words: Words, decimal: str = ".", dtype: pl.DataType = pl.Utf8
+) -> Callable[[pl.Expr], pl.Expr]:
+    """Text → typed value (null when blank or unreadable); the same function parses and checks.
+
+    ``dtype``: the column's type, text unless it is one of the kind's native types (``stays_typed``)."""
+    if dtype != pl.Utf8:
+        if not stays_typed(kind, dtype):
+            raise TypeError(f"a {kind} field is read from text or from {NATIVE_TYPES.get(kind, ())}, not {dtype}")
+        return _typed_reader(kind)
     readers: dict[str, Callable[[pl.Expr], pl.Expr]] = {
         "text": lambda e: e,
         "number": lambda e: parsing.number(e, decimal),
@@ -59,8 +94,10 @@ def reader(kind: str, date_formats: list[str], words: Words, decimal: str = ".")
     return lambda e: parsing.coded(e, words[kind])
 
 
-def readable(kind: str, date_formats: list[str], words: Words, decimal: str = ".") -> Callable[[str], pl.Expr]:
+def readable(
+    kind: str, date_formats: list[str], words: Words, decimal: str = ".", dtype: pl.DataType = pl.Utf8
+) -> Callable[[str], pl.Expr]:
     if kind in words:
         return lambda c: pl.col(c).is_null() | parsing.coded_is_known(pl.col(c), words[kind])
-    read = reader(kind, date_formats, words, decimal)
+    read = reader(kind, date_formats, words, decimal, dtype)
     return lambda c: pl.col(c).is_null() | read(pl.col(c)).is_not_null()

@@ -12,6 +12,7 @@ import datetime as dt
 
 import polars as pl
 
+from schemas.fields import Field
 from schemas.tables import SITES
 
 _SCALE = float(1 << 53)
@@ -351,3 +352,31 @@ def roster(
         )
         .sort("patient_id", "enrolled_from")
     )
+
+
+# What a typed export (Parquet from a database) holds for each kind of field.
+_NATIVE = {"number": pl.Float64, "integer": pl.Int64, "date": pl.Date, "boolean": pl.Boolean}
+
+
+def as_typed_export(text: pl.DataFrame, fields: tuple[Field, ...]) -> tuple[pl.DataFrame, set[str]]:
+    """``text`` (an export as text) as a typed export would hold it: each column whose every written cell
+    reads as its field's type cast to it (numbers Float64, whole numbers Int64, ISO dates Date, true/false
+    Boolean); a column with a cell that does not (an impossible date, a word in a number column) stays text,
+    as a real export would have to keep it. Returns the frame and the columns cast."""
+    kinds = {f.name: f.kind for f in fields}
+    cast, columns = [], set()
+    for name in text.columns:
+        dtype = _NATIVE.get(kinds.get(name, "text"))
+        if dtype is None:
+            continue
+        values = text.get_column(name)
+        if dtype == pl.Boolean:
+            typed = values.replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
+        elif dtype == pl.Date:
+            typed = values.str.to_date("%Y-%m-%d", strict=False)
+        else:
+            typed = values.cast(dtype, strict=False)
+        if typed.null_count() == values.null_count():  # every written cell read as the type
+            cast.append(typed.alias(name))
+            columns.add(name)
+    return text.with_columns(cast), columns

@@ -1,10 +1,10 @@
-"""Read export files (CSV, Parquet, XLSX) into all-text frames with canonical headers.
+"""Read export files (CSV, Parquet, XLSX) into raw-layer frames with canonical headers.
 
-Each returned frame keeps every column of the file (unknown extras too: the raw layer), every cell as
-text, plus ``source_file`` and ``source_row`` (1-based data row, counted as in the file). Nothing is
-parsed or dropped here, and nothing is guessed silently: a header that appears twice, two headers that
-map to one column, a nested Parquet column, a text file that is not text, all stop the run naming the
-file; the encoding used, the columns nobody maps and the workbook sheets not read are reported.
+Each returned frame keeps every column of the file (unknown extras too: the raw layer), every cell as text (a typed
+Parquet column of a native type of its field as it is: ``raw_layer``), plus ``source_file`` and ``source_row`` (1-based
+data row, counted as in the file). Nothing is parsed or dropped here, and nothing is guessed silently: a header that
+appears twice, two headers that map to one column, a nested Parquet column, a text file that is not text, all stop the
+run naming the file; the encoding used, the columns nobody maps and the workbook sheets not read are reported.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import gzip
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import polars as pl
 
 from osteo_core.errors import InputError
 from osteo_core.ingest import fhir
+from schemas.readers import stays_typed
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 # What a folder scan reads; a file named explicitly is read whatever its extension (format sniffed).
@@ -200,7 +201,8 @@ def sniff_separator(first_line: str) -> str:
 
 @dataclass
 class RawExport:
-    """One file as read: text columns under the file's own headers, and what was learnt reading it."""
+    """One file as read: its columns under the file's own headers (text; a Parquet file's in their own
+    types), and what was learnt reading it."""
 
     frame: pl.LazyFrame
     headers: list[str]  # as in the file, in order (BOM removed)
@@ -266,13 +268,7 @@ def _read_parquet(path: Path) -> RawExport:
         raise InputError(
             str(path), f"column(s) {', '.join(repr(n) for n in nested)} hold lists or records; export flat columns"
         )
-    frame = pl.scan_parquet(path)
-    types = frame.collect_schema()
-    frame = frame.with_columns(
-        pl.col(name).dt.strftime("%Y-%m-%d") if dtype == pl.Date else pl.col(name).cast(pl.Utf8)
-        for name, dtype in types.items()
-    )
-    return RawExport(frame, list(schema.names), "parquet")
+    return RawExport(pl.scan_parquet(path), list(schema.names), "parquet")  # typed: ``raw_layer`` decides
 
 
 def _is_nested(arrow_type) -> bool:
@@ -301,7 +297,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawExport:
 
 
 def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
-    """One export file as text columns, whatever its format; ``InputError`` naming the file if unreadable."""
+    """One export file as columns (text; Parquet in its own types), whatever its format; ``InputError``
+    naming the file if unreadable."""
     try:
         fmt = file_format(path)
     except OSError as exc:
@@ -352,8 +349,11 @@ def read_export(
     canonical_name: Callable[[str], str | None],
     sheet: str | None = None,
     require: Callable[[list[str]], None] | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> Export:
-    """One export file as text columns + ``source_file`` / ``source_row``, headers made canonical.
+    """One export file as its raw layer (``raw_layer``) + ``source_file`` / ``source_row``, headers made
+    canonical. ``kinds`` maps a canonical column to its field's kind (a typed column of a native type of its
+    kind stays typed); without it every column is text.
 
     ``canonical_name`` maps a file header to its canonical column, or ``None`` when nothing maps it (such
     columns are kept under their own name and reported as unmapped). Headers are compared after
@@ -368,13 +368,26 @@ def read_export(
         names.remove(SOURCE_ROW)
     if len(names) != len(targets):
         raise InputError(str(path), f"the header row has {len(targets)} columns but the data {len(names)}")
-    frame = raw.frame.rename(dict(zip(names, targets, strict=True)))
+    frame = raw_layer(raw.frame.rename(dict(zip(names, targets, strict=True))), kinds or {})
     if not numbered:
         frame = frame.with_row_index(SOURCE_ROW, offset=1)
     frame = frame.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE))
     export = Export(frame, targets, raw.file_format, raw.encoding, unmapped, raw.sheet, raw.other_sheets)
     export.resource_type, export.not_read = raw.resource_type, raw.not_read
     return export
+
+
+def raw_layer(frame: pl.LazyFrame, kinds: Mapping[str, str]) -> pl.LazyFrame:
+    """The raw layer of one file: a column of a native type of its field's kind (``kinds``; a Parquet
+    float for a number, a date for a date) as it is, never turned into text to be parsed back; every other
+    column as text (a date as ``YYYY-MM-DD``, anything else as Polars writes it). CSV and XLSX are text."""
+    schema = frame.collect_schema()
+    recast = [
+        pl.col(name).dt.strftime("%Y-%m-%d") if dtype == pl.Date else pl.col(name).cast(pl.Utf8)
+        for name, dtype in schema.items()
+        if dtype != pl.Utf8 and name != SOURCE_ROW and not stays_typed(kinds.get(name), dtype)
+    ]
+    return frame.with_columns(recast) if recast else frame
 
 
 def canonical_columns(
@@ -474,16 +487,21 @@ def _refuse_clashes(path: Path, headers: list[str], targets: list[str]) -> None:
         raise InputError(str(path), f"columns {', '.join(repr(n) for n in names)} all map to '{target}'")
 
 
-def blank_row(columns: Sequence[str], anchor: str | None = None) -> pl.Expr:
+def blank_row(
+    columns: Sequence[str], anchor: str | None = None, schema: Mapping[str, pl.DataType] | None = None
+) -> pl.Expr:
     """True where every cell of the row is empty or white space: a blank line, not a row.
 
     ``anchor`` names a column almost always filled (``patient_id``): the full test runs only where it is
-    blank (``when`` evaluates its branch on those rows only), which keeps this off the hot path.
+    blank (``when`` evaluates its branch on those rows only), which keeps this off the hot path. ``schema``:
+    the frame's types, when some columns are not text.
     """
     if not columns:
         return pl.lit(False)
 
     def blank(name: str) -> pl.Expr:
+        if schema is not None and schema.get(name, pl.Utf8) != pl.Utf8:
+            return pl.col(name).is_null()  # a typed cell (raw_layer) is blank when it is missing
         return pl.col(name).is_null() | (pl.col(name).str.strip_chars() == "")
 
     every = pl.all_horizontal([blank(c) for c in columns])

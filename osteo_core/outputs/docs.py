@@ -24,6 +24,7 @@ from osteo_core.decide.conditions import CONDITIONS
 from osteo_core.decide.rules import RuleSet, load_rules, shipped_rule_sets
 from osteo_core.ingest.profiles import load_profile, shipped_profiles
 from osteo_core.resources import shipped_toml
+from schemas import readers
 from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.fields import Field
 from schemas.parsing import FALSE_WORDS, TRUE_WORDS
@@ -71,6 +72,24 @@ def _fields_table(fields: tuple[Field, ...], ranges: dict[str, list[float]]) -> 
     return _table(["column", "type", "rule", "what it holds"], rows)
 
 
+def _typed_parquet_paragraph() -> list[str]:
+    """What a typed Parquet column becomes, from the readers' own table (``schemas.readers.NATIVE_TYPES``)."""
+
+    def label(dtype: pl.DataType) -> str:
+        return "double" if dtype == pl.Float64 else "integer" if dtype.is_integer() else str(dtype).lower()
+
+    kinds = "; ".join(
+        f"{kind} fields: {' or '.join(dict.fromkeys(label(t) for t in types))}"
+        for kind, types in readers.NATIVE_TYPES.items()
+    )
+    return [
+        "A Parquet column in a type of its field is validated in that type, never turned into text and read",
+        f"back ({kinds}). NaN and the infinities are not readable numbers. Any other type (a 32-bit float,",
+        "a timestamp, a number in a text column such as `patient_id`) is read as its text. A quarantined typed",
+        "cell's `value` is its text as Polars writes it (the double 999 is `999.0`).",
+    ]
+
+
 def inputs_page() -> str:
     scans_bounds = shipped_toml("validation/scans.toml")
     meds_bounds = shipped_toml("validation/medications.toml")
@@ -93,6 +112,8 @@ def inputs_page() -> str:
         "A row with any cell that breaks its rule goes to the `quarantine` table whole, one quarantine row",
         "per failing cell, with the file, the 1-based data row, the column, the check and the value as",
         "written. Nothing is clipped or guessed.",
+        "",
+        *_typed_parquet_paragraph(),
         "",
         "## Scans export (`--scans`, required): one row per DXA exam",
         "",

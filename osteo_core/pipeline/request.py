@@ -29,9 +29,10 @@ from schemas.events import (
     MEDS_REQUIRED_HEADERS,
 )
 from schemas.population import POPULATION_FIELDS, POPULATION_REQUIRED_HEADERS
-from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS
+from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS
 
 INPUTS = ("scans", "meds", "fractures", "population")
+FIELDS = {"scans": SCANS_FIELDS, "meds": MEDS_FIELDS, "fractures": FRACTURES_FIELDS, "population": POPULATION_FIELDS}
 ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
 MAX_AUTO_PARTITIONS = 256
 EARLIEST_MEASUREMENT_YEAR = 1900  # a year of the Gregorian calendar Python's dates hold with a year to spare
@@ -190,8 +191,7 @@ def _check_writable(out: Path) -> None:
 def canonical_namer(kind: str, profile: Profile):
     if kind == "scans":
         return profile.canonical_name
-    fields = {"meds": MEDS_FIELDS, "fractures": FRACTURES_FIELDS, "population": POPULATION_FIELDS}[kind]
-    known = {f.name for f in fields} | (set(profile.routing) if kind == "population" else set())
+    known = {f.name for f in FIELDS[kind]} | (set(profile.routing) if kind == "population" else set())
     return lambda header: header_key(header) if header_key(header) in known else None
 
 

@@ -2,8 +2,9 @@
 Prefect flow (``flows/screen.py``), which wraps each stage in a task. Stages pass paths and counts, never
 frames, so a partition can run in another process or on a Dask worker.
 
-    ingest            each input file streamed once into ``raw/KIND/NNN/_partition=P/`` (text, canonical
-                      headers, source columns), split by a hash of the patient id
+    ingest            each input file streamed once into ``raw/KIND/NNN/_partition=P/`` (text, or a typed
+                      Parquet column of a native type of its field as it is; canonical headers, source
+                      columns), split by a hash of the patient id
     exam-id conflicts exam ids under several patients, run-wide (two columns read)
     screen partitions validate, classify, decide, find gaps: one independent task per partition, which
                       writes its share of every table
@@ -37,6 +38,7 @@ from osteo_core.pipeline.gap_history import apply_lifecycle
 from osteo_core.pipeline.lifecycle import open_run
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.pipeline.request import (
+    FIELDS,
     INPUTS,
     ScreenRequest,
     as_of_date,
@@ -63,7 +65,8 @@ def conflict_buckets(partitions: int) -> int:
 
 
 def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], partitions: int) -> list[dict[str, Any]]:
-    """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: all text, canonical headers,
+    """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: the raw layer (text, or a typed
+    column's own type: ``readers.raw_layer``), canonical headers,
     source columns, split by patient partition in one streaming pass. The same pass writes the scans'
     (exam id, patient id) pairs split by exam-id bucket, for the run-wide conflict check. Blank lines are
     counted, not kept; an input whose files hold no data row at all stops the run (exit 2)."""
@@ -74,9 +77,10 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
         path = Path(name)
         with output_errors(paths.folder):
             require = functools.partial(require_columns, kind, path, profile=profile)
-            export = read_export(path, paths.work, canonical_namer(kind, profile), request.sheet, require)
+            kinds = None if kind == "scans" and profile.long else {f.name: f.kind for f in FIELDS[kind]}
+            export = read_export(path, paths.work, canonical_namer(kind, profile), request.sheet, require, kinds)
             target = paths.raw / kind / f"{number:03d}"
-            blank = blank_row(export.columns, anchor="patient_id")
+            blank = blank_row(export.columns, anchor="patient_id", schema=export.frame.collect_schema())
             queries = [
                 export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
                 export.frame.filter(blank.not_())

@@ -4,6 +4,7 @@ rows counted as duplicates, failing rows quarantined. ``decide.events`` then int
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import polars as pl
@@ -12,6 +13,7 @@ from osteo_core.validate.rows import (
     SOURCE_COLUMNS,
     Validated,
     check_rows,
+    native_types,
     normalise_text,
     typed_columns,
     with_row_numbers,
@@ -35,7 +37,9 @@ def validate_rows(
 ) -> Validated:
     """Both Pandera tiers over one input; identical rows (every canonical value equal after parsing, the
     drug name without case, and the ``passed`` columns, kept as trimmed text) are set aside first: the
-    first copy is validated, the others counted."""
+    first copy is validated, the others counted.
+
+    ``raw_schema(types)`` builds the text tier for the columns given in a native type (``native_types``)."""
     present = set(raw.collect_schema().names())
     text = with_row_numbers(
         normalise_text(raw, fields).with_columns(
@@ -43,19 +47,24 @@ def validate_rows(
             for c in passed
         )
     )
+    types = native_types(text.schema, fields)
     typed_all = (
         text.lazy()
-        .select(*SOURCE_COLUMNS, *typed_columns(fields, date_formats, words, decimal), *(pl.col(c) for c in passed))
+        .select(
+            *SOURCE_COLUMNS,
+            *typed_columns(fields, date_formats, words, decimal, types),
+            *(pl.col(c) for c in passed),
+        )
         .collect()
     )
     as_text = typed_all.select(pl.col(f.name).cast(pl.Utf8) for f in fields).hstack(
-        text.select(pl.col(f.name).alias(f"_text_{f.name}") for f in fields)
+        text.select(pl.col(f.name).cast(pl.Utf8).alias(f"_text_{f.name}") for f in fields)
     )
     content = [_content(f.name) for f in fields] + [typed_all.get_column(c) for c in passed]
     duplicate = as_text.select(pl.struct(content).is_first_distinct().not_()).to_series()
     kept, typed = text.filter(duplicate.not_()), typed_all.filter(duplicate.not_())
     valid, quarantine, quarantined = check_rows(
-        kept, typed, raw_schema, typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
+        kept, typed, raw_schema(types), typed_schema, name, {"patient_id": "patient_id", "exam_id": None}
     )
     return Validated(valid, quarantine, text.height, quarantined, duplicates=int(duplicate.sum()))
 
@@ -63,7 +72,8 @@ def validate_rows(
 def validate_meds(
     raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, bounds: dict[str, Any], decimal: str = "."
 ) -> Validated:
-    raw_schema, typed_schema = raw_meds_schema(date_formats, decimal), typed_meds_schema(as_of, bounds)
+    raw_schema = functools.partial(raw_meds_schema, date_formats, decimal)
+    typed_schema = typed_meds_schema(as_of, bounds)
     return validate_rows(raw, MEDS_FIELDS, date_formats, decimal, raw_schema, typed_schema, "meds")
 
 
@@ -73,7 +83,7 @@ def validate_fractures(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.dat
         FRACTURES_FIELDS,
         date_formats,
         decimal,
-        raw_fractures_schema(date_formats, decimal),
+        functools.partial(raw_fractures_schema, date_formats, decimal),
         typed_fractures_schema(as_of),
         "fractures",
     )

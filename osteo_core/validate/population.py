@@ -9,6 +9,7 @@ or a lost span never leaves the rest of the rows to say the patient is alive or 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import polars as pl
 
@@ -28,7 +29,7 @@ def validate_population(raw: pl.LazyFrame, profile: Profile, as_of: dt.date) -> 
         POPULATION_FIELDS,
         profile.date_formats,
         profile.decimal,
-        raw_population_schema(profile.date_formats, profile.words),
+        functools.partial(raw_population_schema, profile.date_formats, profile.words),
         typed_population_schema(as_of),
         "population",
         words=profile.words,

@@ -107,16 +107,18 @@ def quarantine_rows(
 ) -> pl.DataFrame:
     """Join failures back to the raw text of their rows.
 
-    ``value`` is the cell as the user wrote it; for checks on values the pipeline derived (age at the
-    exam, listed in ``derived``), the failing derived value. ``id_columns`` names the raw columns holding
-    patient and exam ids.
+    ``value`` is the cell as the user wrote it (a typed cell as text: ``88.5``, ``2024-01-31``); for checks on values
+    the pipeline derived (age at the exam, listed in ``derived``), the failing derived value. ``id_columns`` names
+    the raw columns holding patient and exam ids.
     """
     if failed.is_empty():
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
     raw = raw.filter(pl.col(ROW).is_in(failed.get_column(ROW).unique().implode()))  # only the failing rows
     columns = [c for c in failed.get_column("column").unique().drop_nulls().to_list() if c in raw.columns]
     long = (
-        raw.select(ROW, *columns).unpivot(index=ROW, variable_name="column", value_name="raw_value")
+        raw.select(ROW, *(pl.col(c).cast(pl.Utf8) for c in columns)).unpivot(
+            index=ROW, variable_name="column", value_name="raw_value"
+        )
         if columns
         else None
     )

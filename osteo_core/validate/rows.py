@@ -6,6 +6,7 @@ identical duplicates before calling ``check_rows``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -14,7 +15,7 @@ import polars as pl
 from osteo_core.validate.quarantine import ROW, failures, quarantine_rows
 from schemas import parsing
 from schemas.fields import Field
-from schemas.readers import Words, reader
+from schemas.readers import Words, reader, stays_typed
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 
@@ -28,20 +29,39 @@ class Validated:
 
 
 def normalise_text(raw: pl.LazyFrame, fields: tuple[Field, ...]) -> pl.LazyFrame:
-    """All known columns present (absent ones blank); their cells trimmed, empty → null."""
-    present = set(raw.collect_schema().names())
+    """All known columns present (absent ones blank); text cells trimmed, empty → null. A column given in a
+    native type of its field (``schemas.readers.stays_typed``: a Parquet float for a number) stays as it is;
+    any other column is text."""
+    schema = raw.collect_schema()
+    native = native_types(schema, fields)
     return raw.with_columns(
-        parsing.blank_to_null(pl.col(f.name).cast(pl.Utf8)).alias(f.name)
-        if f.name in present
+        pl.col(f.name)
+        if f.name in native
+        else parsing.blank_to_null(pl.col(f.name).cast(pl.Utf8)).alias(f.name)
+        if f.name in schema
         else pl.lit(None, dtype=pl.Utf8).alias(f.name)
         for f in fields
     )
 
 
+def native_types(schema: Mapping[str, pl.DataType], fields: tuple[Field, ...]) -> dict[str, pl.DataType]:
+    """The columns of ``schema`` given in a native type of their field, with that type."""
+    return {f.name: schema[f.name] for f in fields if f.name in schema and stays_typed(f.kind, schema[f.name])}
+
+
 def typed_columns(
-    fields: tuple[Field, ...], date_formats: list[str], words: Words, decimal: str = "."
+    fields: tuple[Field, ...],
+    date_formats: list[str],
+    words: Words,
+    decimal: str = ".",
+    types: Mapping[str, pl.DataType] | None = None,
 ) -> list[pl.Expr]:
-    return [reader(f.kind, date_formats, words, decimal)(pl.col(f.name)).alias(f.name) for f in fields]
+    """Each field's typed value; ``types``: the columns given in a native type (``native_types``)."""
+    types = types or {}
+    return [
+        reader(f.kind, date_formats, words, decimal, types.get(f.name, pl.Utf8))(pl.col(f.name)).alias(f.name)
+        for f in fields
+    ]
 
 
 def with_row_numbers(text: pl.LazyFrame) -> pl.DataFrame:

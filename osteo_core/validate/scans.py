@@ -15,7 +15,14 @@ from osteo_core.ingest.assemble import EXAM, Assembled
 from osteo_core.ingest.profiles import Profile
 from osteo_core.validate import rows as validation
 from osteo_core.validate.quarantine import ROW
-from osteo_core.validate.rows import SOURCE_COLUMNS, Validated, check_rows, typed_columns, with_row_numbers
+from osteo_core.validate.rows import (
+    SOURCE_COLUMNS,
+    Validated,
+    check_rows,
+    native_types,
+    typed_columns,
+    with_row_numbers,
+)
 from schemas import parsing
 from schemas.input_checks import raw_scans_schema, typed_scans_schema
 from schemas.scans import SCANS_FIELDS, SPINE_LEVEL_COUNT
@@ -36,7 +43,7 @@ def parse_scans(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     """
     typed = text.select(
         *SOURCE_COLUMNS,
-        *typed_columns(SCANS_FIELDS, profile.date_formats, profile.words, profile.decimal),
+        *_typed_columns(profile, native_types(text.collect_schema(), SCANS_FIELDS)),
         pl.col("birth_date").is_not_null().alias("_birth_given"),
     )
     from_birth = parsing.completed_years(pl.col("birth_date"), pl.col("exam_date"))
@@ -81,16 +88,19 @@ def exam_ids_under_several_patients(pairs: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+def _typed_columns(profile: Profile, types: dict[str, pl.DataType]) -> list[pl.Expr]:
+    return typed_columns(SCANS_FIELDS, profile.date_formats, profile.words, profile.decimal, types)
+
+
 def _duplicate_mask(text: pl.LazyFrame, profile: Profile) -> pl.LazyFrame:
     """``_row`` and whether it is a later identical copy of an exam (same content after parsing).
 
     Only rows whose exam id occurs more than once are parsed and compared (a small share of a registry).
     """
+    typed = _typed_columns(profile, native_types(text.collect_schema(), SCANS_FIELDS))
     keys = [
-        pl.coalesce(value.cast(pl.Utf8), pl.col(f.name)).alias(f.name)
-        for f, value in zip(
-            SCANS_FIELDS, typed_columns(SCANS_FIELDS, profile.date_formats, profile.words, profile.decimal), strict=True
-        )
+        pl.coalesce(value.cast(pl.Utf8), pl.col(f.name).cast(pl.Utf8)).alias(f.name)
+        for f, value in zip(SCANS_FIELDS, typed, strict=True)
     ]
     repeated = text.filter(pl.col("exam_id").is_not_null() & pl.col("exam_id").is_duplicated())
     # keys first, window second: a map_batches inside .over() would run once per exam id
@@ -124,7 +134,7 @@ def validate_scans(
     valid, quarantine, quarantined = check_rows(
         kept_text,
         typed,
-        raw_scans_schema(profile.date_formats, profile.words, profile.decimal),
+        raw_scans_schema(profile.date_formats, profile.words, profile.decimal, native_types(text.schema, SCANS_FIELDS)),
         typed_scans_schema(as_of, bounds, conflicting_exam_ids),
         "scans",
         {"patient_id": "patient_id", "exam_id": "exam_id"},

@@ -14,39 +14,22 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from conftest import AS_OF, scans_frame
+from conftest import AS_OF, exam, scans_frame
 from hypothesis import HealthCheck, given, settings
 from polars.testing import assert_frame_equal
 from test_long_equivalence import registries
 
+from osteo_core.demo.synthetic import as_typed_export
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from schemas.scans import SCANS_FIELDS
 
-KIND_TYPES = {"number": pl.Float64, "date": pl.Date, "boolean": pl.Boolean}
 SETTINGS = settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 
 def _typed(text: pl.DataFrame) -> tuple[pl.DataFrame, set[str]]:
-    """``text`` with each column whose every cell reads as its field's type cast to it; the columns cast."""
-    kinds = {f.name: f.kind for f in SCANS_FIELDS}
-    cast, columns = [], set()
-    for name in text.columns:
-        dtype = KIND_TYPES.get(kinds.get(name, "text"))
-        if dtype is None:
-            continue
-        values = text.get_column(name)
-        if dtype == pl.Boolean:
-            typed = values.replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
-        elif dtype == pl.Date:
-            typed = values.str.to_date("%Y-%m-%d", strict=False)
-        else:
-            typed = values.cast(pl.Float64, strict=False)
-        if typed.null_count() == values.null_count():  # every written cell read as the type
-            cast.append(typed.alias(name))
-            columns.add(name)
-    return text.with_columns(cast), columns
+    return as_typed_export(text, SCANS_FIELDS)
 
 
 def _screen(path: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
@@ -93,3 +76,73 @@ def test_the_typing_helper_types_what_reads_and_keeps_what_does_not():
     assert typed.schema["spine_t"] == pl.Float64 and typed.schema["exam_date"] == pl.Utf8
     assert typed.get_column("current_smoker").to_list() == [True, False]
     assert dt.date(2024, 1, 2) not in typed.get_column("exam_date").to_list()
+
+
+def _raw_layer(out: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted((out / "current" / "raw" / "scans").rglob("*.parquet")))
+
+
+def _two_exams() -> pl.DataFrame:
+    return scans_frame([exam(), exam(patient_id="P2", exam_id="E2", spine_t="-2.75", current_smoker="true")]).drop(
+        "source_file", "source_row"
+    )
+
+
+def test_the_raw_layer_keeps_a_typed_parquet_column_in_its_own_type(tmp_path):
+    """Issue 11: a Parquet float is validated as a float, never written as text and parsed back. A column
+    of another type than its field's (a whole-number patient id, a Float32) is text, as it always was."""
+    typed, _ = _typed(_two_exams())
+    typed = typed.with_columns(
+        pl.Series("patient_id", [101, 102], dtype=pl.Int64), pl.Series("weight_kg", [61.1, 70.2], dtype=pl.Float32)
+    )
+    typed.write_parquet(tmp_path / "scans.parquet")
+    manifest, screening, quarantine = _screen(tmp_path / "scans.parquet")
+    raw = _raw_layer(tmp_path / "out-parquet")
+    assert raw.schema["spine_t"] == pl.Float64 and raw.schema["exam_date"] == pl.Date
+    assert raw.schema["current_smoker"] == pl.Boolean
+    assert raw.schema["patient_id"] == pl.Utf8 and raw.schema["weight_kg"] == pl.Utf8
+    assert sorted(raw.get_column("weight_kg")) == ["61.1", "70.2"]  # the Float32's own text, not 61.099998…
+    assert manifest["rows"]["valid"] == 2 and quarantine.is_empty()
+    assert screening.get_column("patient_id").to_list() == ["101", "102"]
+    exams = pl.read_parquet(sorted((tmp_path / "out-parquet" / "current" / "exams").glob("*.parquet")))
+    assert exams.sort("exam_id").get_column("spine_t").to_list() == [-0.5, -2.75]
+
+
+def test_a_non_finite_typed_number_is_quarantined_as_its_text_would_be(tmp_path):
+    """NaN or an infinity in a typed column is not a readable number, as the text ``NaN`` is not."""
+    rows = [exam(), exam(patient_id="P2", exam_id="E2"), exam(patient_id="P3", exam_id="E3")]
+    text = scans_frame(rows).drop("source_file", "source_row")
+    text.with_columns(pl.Series("spine_t", ["-0.5", "NaN", "inf"])).write_csv(tmp_path / "scans.csv")
+    typed = text.with_columns(pl.Series("spine_t", [-0.5, float("nan"), float("inf")]))
+    typed.write_parquet(tmp_path / "scans.parquet")
+    _, _, csv_quarantine = _screen(tmp_path / "scans.csv")
+    manifest, _, quarantine = _screen(tmp_path / "scans.parquet")
+    assert _raw_layer(tmp_path / "out-parquet").schema["spine_t"] == pl.Float64
+    assert manifest["rows"]["quarantined"] == 2
+    cells = quarantine.select("exam_id", "column", "check", "value").sort("exam_id").rows()
+    assert cells == [("E2", "spine_t", "is_number", "NaN"), ("E3", "spine_t", "is_number", "inf")]
+    assert cells == csv_quarantine.select("exam_id", "column", "check", "value").sort("exam_id").rows()
+
+
+def test_a_typed_file_and_a_text_file_in_one_run_screen_as_two_text_files(tmp_path):
+    """Files of one input may differ in type (a Parquet export beside a CSV one): a partition holding both
+    reads the typed column as text, as Polars writes it, and screens as if both had been CSV."""
+    first = _two_exams()
+    second = scans_frame([exam(patient_id=f"Q{i}", exam_id=f"F{i}", spine_t=f"-{i}.25") for i in range(1, 6)]).drop(
+        "source_file", "source_row"
+    )
+    first.write_csv(tmp_path / "a.csv")
+    second.write_csv(tmp_path / "b.csv")
+    _typed(second)[0].write_parquet(tmp_path / "b.parquet")
+    both_text = run_screen(
+        ScreenRequest(
+            scans=[str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], out=str(tmp_path / "text"), as_of="2026-01-01"
+        )
+    )
+    mixed_files = [str(tmp_path / "a.csv"), str(tmp_path / "b.parquet")]
+    mixed = run_screen(ScreenRequest(scans=mixed_files, out=str(tmp_path / "mixed"), as_of="2026-01-01"))
+    assert mixed["rows"] == both_text["rows"] == {"rows_in": 7, "valid": 7, "quarantined": 0, "duplicate": 0}
+    assert_frame_equal(
+        pl.read_parquet(tmp_path / "mixed" / "screening.parquet").sort("exam_id"),
+        pl.read_parquet(tmp_path / "text" / "screening.parquet").sort("exam_id"),
+    )

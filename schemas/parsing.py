@@ -62,8 +62,9 @@ def integer(expr: pl.Expr, decimal: str = ".") -> pl.Expr:
 
 
 def whole(value: pl.Expr) -> pl.Expr:
-    """A number that is whole, as an integer; null otherwise."""
-    return pl.when(value == value.floor()).then(value.cast(pl.Int64)).otherwise(None)
+    """A number that is whole, as an integer; null otherwise, and null when it is too large for one (2**63 and
+    beyond: not a readable integer, where a strict cast would stop the run)."""
+    return pl.when(value == value.floor()).then(value.cast(pl.Int64, strict=False)).otherwise(None)
 
 
 def icd10(expr: pl.Expr) -> pl.Expr:

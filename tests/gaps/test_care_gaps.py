@@ -360,6 +360,9 @@ def test_unknown_drugs_are_kept_and_counted(tmp_path):
         ({"days_supply": "0"}, "days_supply", "in_range(1, 400)"),
         ({"days_supply": "401"}, "days_supply", "in_range(1, 400)"),
         ({"days_supply": "2.5"}, "days_supply", "is_integer"),
+        # whole, but beyond any integer column: not readable as one (it stopped the run before)
+        ({"days_supply": "18446744073709551615"}, "days_supply", "is_integer"),
+        ({"days_supply": "1e300"}, "days_supply", "is_integer"),
         ({"dose_mg": "lots"}, "dose_mg", "is_number"),
     ],
 )

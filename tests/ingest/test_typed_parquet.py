@@ -146,3 +146,33 @@ def test_a_typed_file_and_a_text_file_in_one_run_screen_as_two_text_files(tmp_pa
         pl.read_parquet(tmp_path / "mixed" / "screening.parquet").sort("exam_id"),
         pl.read_parquet(tmp_path / "text" / "screening.parquet").sort("exam_id"),
     )
+
+
+def test_a_typed_whole_number_beyond_any_integer_column_is_quarantined_not_a_crash(tmp_path):
+    """A UInt64 or Float64 ``days_supply`` too large for an integer column is not readable as one: the row is
+    quarantined with its value (it stopped the whole run before), as the same text in a CSV is."""
+    scans = scans_frame([exam()]).drop("source_file", "source_row")
+    scans.write_csv(tmp_path / "scans.csv")
+    meds = pl.DataFrame(
+        {
+            "patient_id": ["P1", "P1", "P1"],
+            "drug": ["alendronate"] * 3,
+            "event_date": [dt.date(2025, 1, 1), dt.date(2025, 2, 1), dt.date(2025, 3, 1)],
+            "days_supply": pl.Series([30, 2**64 - 1, 2**63], dtype=pl.UInt64),
+        }
+    )
+    meds.write_parquet(tmp_path / "meds.parquet")
+    meds.with_columns(pl.Series("days_supply", [30.0, 1e300, 2.0**63])).write_parquet(tmp_path / "meds_f.parquet")
+    for name in ("meds.parquet", "meds_f.parquet"):
+        out = tmp_path / f"out-{name}"
+        manifest = run_screen(
+            ScreenRequest(
+                scans=[str(tmp_path / "scans.csv")], meds=str(tmp_path / name), out=str(out), as_of="2026-01-01"
+            )
+        )
+        assert manifest["rows_by_input"]["meds"] == {"rows_in": 3, "valid": 1, "quarantined": 2, "duplicate": 0}
+        quarantine = pl.read_parquet(out / "quarantine.parquet").sort("source_row")
+        assert quarantine.select("source_row", "column", "check").rows() == [
+            (2, "days_supply", "is_integer"),
+            (3, "days_supply", "is_integer"),
+        ]

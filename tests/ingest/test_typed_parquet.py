@@ -14,12 +14,14 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pytest
 from conftest import AS_OF, exam, scans_frame
 from hypothesis import HealthCheck, given, settings
 from polars.testing import assert_frame_equal
 from test_long_equivalence import registries
 
 from osteo_core.demo.synthetic import as_typed_export
+from osteo_core.errors import InputError
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from schemas.scans import SCANS_FIELDS
 
@@ -176,3 +178,24 @@ def test_a_typed_whole_number_beyond_any_integer_column_is_quarantined_not_a_cra
             (2, "days_supply", "is_integer"),
             (3, "days_supply", "is_integer"),
         ]
+
+
+def test_a_parquet_date_beyond_the_writable_calendar_is_refused_naming_row_and_column(tmp_path):
+    """A Parquet date Polars cannot write as text (here 100,000,000 days before 1970) made the run stop with a
+    Polars panic and a traceback; the file is now refused (an ``InputError``: exit 2, one line)."""
+    scans_frame([exam()]).drop("source_file", "source_row").write_csv(tmp_path / "scans.csv")
+    days = pl.Series([18_000, -100_000_000, 19_000], dtype=pl.Int32).cast(pl.Date)
+    fractures = pl.DataFrame({"patient_id": ["P1"] * 3, "fracture_date": days, "site": ["hip"] * 3})
+    fractures.write_parquet(tmp_path / "fractures.parquet")
+    request = ScreenRequest(
+        scans=[str(tmp_path / "scans.csv")],
+        fractures=str(tmp_path / "fractures.parquet"),
+        out=str(tmp_path / "out"),
+        as_of="2026-01-01",
+    )
+    with pytest.raises(InputError) as err:
+        run_screen(request)
+    assert str(err.value) == (
+        f"{tmp_path / 'fractures.parquet'}: row 2, column 'fracture_date': a date outside the years -262143 to 262142"
+    )
+    assert not (tmp_path / "out" / "current").exists()

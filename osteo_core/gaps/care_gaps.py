@@ -19,6 +19,9 @@ from schemas.scans import sided
 from schemas.tables import FOUND_GAPS_SCHEMA, GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
 
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
+# The float screen before the exact comparison lets through every pair within a hundred millionths of the LSC:
+# far wider than any difference between a float and its exact millionths, so it never drops a loss.
+_SCREEN_MARGIN = 100 / _MICRO
 
 
 EXAM_ORDER = ("patient_id", "exam_date", "exam_id")  # a patient's exams, oldest first (exam ids are unique)
@@ -264,12 +267,15 @@ def significant_bmd_loss(
         pl.col("device_id").is_not_null() & (pl.col("device_id") == pl.col("device_id_earlier"))
     )
     pairs = pairs.join(_device_lsc_columns(device_lsc), on="device_id", how="left")
+    lsc_of = {site: pl.coalesce(pl.col(f"_lsc_{site}"), pl.lit(p[site])) for site in LSC_SITES}
+    # the exact comparison (a text cast and a decimal parse per value) and the details only where a loss is possible
+    pairs = pairs.filter(pl.any_horizontal(_may_have_lost(site, lsc_of[site], hips_given) for site in LSC_SITES))
     enough = pl.coalesce(pl.col("spine_level_count"), pl.lit(4)) >= p["min_spine_vertebrae"]
     enough_earlier = pl.coalesce(pl.col("spine_level_count_earlier"), pl.lit(4)) >= p["min_spine_vertebrae"]
     spine_comparable = enough & enough_earlier & pl.col("spine_levels").eq_missing(pl.col("spine_levels_earlier"))
     findings = []
     for site in LSC_SITES:
-        lsc = pl.coalesce(pl.col(f"_lsc_{site}"), pl.lit(p[site]))
+        lsc = lsc_of[site]
         before, after, shown_before, shown_after, label = _site_comparison(site, hips_given)
         lost = ((before - after) * _MICRO >= _micro(lsc) * before).fill_null(False)
         if site == "spine":
@@ -295,6 +301,25 @@ def significant_bmd_loss(
         .with_columns(pl.col("exam_date").alias("since"))
     )
     return _gap(lossy, "significant_bmd_loss", params)
+
+
+def _may_have_lost(site: str, lsc: pl.Expr, hips_given: bool) -> pl.Expr:
+    """A float screen for ``significant_bmd_loss``: true wherever the exact comparison of ``_site_comparison``
+    could find a loss at ``site``, whichever of its values it compares (unsided, left, right, both hips' sum: a
+    sum that loses the LSC has at least one hip that does), within ``_SCREEN_MARGIN``; false only where none
+    comes near the LSC. Cheap, and never the decision."""
+
+    def near_loss(before: pl.Expr, after: pl.Expr) -> pl.Expr:
+        return (before - after >= lsc * before - _SCREEN_MARGIN).fill_null(False)
+
+    def values(column: str) -> tuple[pl.Expr, pl.Expr]:
+        return pl.col(f"{column}_earlier"), pl.col(column)
+
+    candidates = [near_loss(*values(f"{site}_bmd"))]
+    if site in HIP_SITES and hips_given:
+        left, right = values(sided(SIDES[0], site, "bmd")), values(sided(SIDES[1], site, "bmd"))
+        candidates += [near_loss(*left), near_loss(*right)]
+    return pl.any_horizontal(candidates)
 
 
 def _device_lsc_columns(device_lsc: pl.LazyFrame | None) -> pl.LazyFrame:

@@ -26,7 +26,7 @@ TABLES = (  # OUT/<table>.parquet
     "measure_summary",
     "closed_gaps",
 )
-RUN_WIDE_TABLES = ("measure_summary", "closed_gaps")  # made once at publish from the merged tables, not per partition
+RUN_WIDE_TABLES = ("measure_summary",)  # made once at publish from the merged tables, not per partition
 # valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
 EVENT_TABLES = ("medications", "fractures", "population")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)

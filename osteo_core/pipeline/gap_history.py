@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ import polars as pl
 
 from osteo_core import reference
 from osteo_core.gaps.lifecycle import BASE_COLUMNS, NEW, PERSISTING, closed_gaps, with_lifecycle
+from osteo_core.pipeline.partitions import PARTITION, partition_key
 from osteo_core.publish import folder as publish
+from osteo_core.publish.folder import RunPaths
 from schemas.published import PUBLISHED_SCHEMAS
 from schemas.tables import CLOSED_SCHEMA
 
@@ -66,39 +70,69 @@ def _write(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def apply_lifecycle(folder: Path, out: Path, as_of: dt.date, inputs_given: list[str], roster: bool) -> dict[str, Any]:
-    """Fill ``first_seen``/``status`` of ``folder``'s care gaps, write ``closed_gaps`` (and the base's gaps, for a
-    later re-run); the manifest's ``lifecycle`` entry (counts and the base's id, never a patient)."""
-    base = find_base(out, as_of)
-    gaps_path = folder / "care_gaps.parquet"
-    gaps = with_lifecycle(pl.scan_parquet(gaps_path), base["gaps"] if base else None, as_of).collect()
-    PUBLISHED_SCHEMAS["care_gaps"].validate(gaps)
-    _write(gaps, gaps_path)
-    if base is None:
-        closed = pl.DataFrame(schema=CLOSED_SCHEMA)
-    else:
-        base_gaps = base["gaps"].collect()
-        _write(base_gaps, folder / BASE_GAPS)
-        population = publish.table_files(folder, "population") if roster else []
-        closed = closed_gaps(
-            base_gaps.lazy(),
-            gaps.lazy(),
-            pl.scan_parquet(folder / "patients.parquet"),
-            pl.scan_parquet(population) if population else None,
-            as_of=as_of,
-            base_as_of=base["as_of"],
-            inputs_given=inputs_given,
-            base_inputs_given=base["inputs_given"],
-            params=reference.care_gap_parameters(),
-        ).collect()
-    PUBLISHED_SCHEMAS["closed_gaps"].validate(closed)
-    _write(closed, folder / "closed_gaps.parquet")
-    statuses = dict(gaps.group_by("status").len().iter_rows())
+def apply_lifecycle(
+    paths: RunPaths, partitions: int, as_of: dt.date, inputs_given: list[str], roster: bool
+) -> dict[str, Any]:
+    """Fill ``first_seen``/``status`` of each partition's care gaps and write its share of ``closed_gaps`` (and
+    the base's gaps, for a later re-run), before the partitions are merged; the manifest's ``lifecycle`` entry
+    (counts and the base's id, never a patient).
+
+    A gap and its base are the same patient's, so each partition is compared with the base's gaps of its own
+    patients: the base is split once by this run's partition key (one streaming pass), and memory stays that of
+    one partition however many gaps the registry has."""
+    base = find_base(paths.out, as_of)
+    split = paths.work / "base_gaps"
+    if base is not None:
+        tmp = paths.folder / f"{BASE_GAPS}.tmp"
+        pl.collect_all(
+            [
+                base["gaps"].sink_parquet(tmp, lazy=True),
+                base["gaps"]
+                .with_columns(partition_key(partitions))
+                .sink_parquet(pl.PartitionBy(split, key=PARTITION, include_key=False), mkdir=True, lazy=True),
+            ]
+        )
+        os.replace(tmp, paths.folder / BASE_GAPS)
+    statuses: Counter[str] = Counter()
+    closed_because: Counter[str] = Counter()
+    for partition in range(partitions):
+        gaps_path = paths.part_file("care_gaps", partition)
+        gaps = with_lifecycle(pl.scan_parquet(gaps_path), _base_of(split, partition, base), as_of).collect()
+        PUBLISHED_SCHEMAS["care_gaps"].validate(gaps)
+        _write(gaps, gaps_path)
+        if base is None:
+            closed = pl.DataFrame(schema=CLOSED_SCHEMA)
+        else:
+            population = paths.part_file("population", partition)
+            closed = closed_gaps(
+                _base_of(split, partition, base),
+                gaps.lazy(),
+                pl.scan_parquet(paths.part_file("patients", partition)),
+                pl.scan_parquet(population) if roster and population.is_file() else None,
+                as_of=as_of,
+                base_as_of=base["as_of"],
+                inputs_given=inputs_given,
+                base_inputs_given=base["inputs_given"],
+                params=reference.care_gap_parameters(),
+            ).collect()
+        PUBLISHED_SCHEMAS["closed_gaps"].validate(closed)
+        _write(closed, paths.part_file("closed_gaps", partition))
+        statuses.update(dict(gaps.group_by("status").len().iter_rows()))
+        closed_because.update(dict(closed.group_by("closed_because").len().iter_rows()))
+    shutil.rmtree(split, ignore_errors=True)
     return {
         "base_run_id": base["run_id"] if base else None,
         "base_as_of": base["as_of"].isoformat() if base else None,
         "base_inputs_given": base["inputs_given"] if base else None,
         "new": statuses.get(NEW, 0),
         "persisting": statuses.get(PERSISTING, 0),
-        "closed": dict(sorted(closed.group_by("closed_because").len().iter_rows())),
+        "closed": dict(sorted(closed_because.items())),
     }
+
+
+def _base_of(split: Path, partition: int, base: dict[str, Any] | None) -> pl.LazyFrame | None:
+    """The base's gaps of one partition's patients (none: no base run)."""
+    if base is None:
+        return None
+    files = sorted((split / f"{PARTITION}={partition}").glob("*.parquet"))
+    return pl.scan_parquet(files).cast(BASE_COLUMNS) if files else pl.LazyFrame(schema=BASE_COLUMNS)

@@ -220,9 +220,11 @@ def publish_run(
 
 def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
     counts = merge_counts(partition_counts)
-    rates = _merge_tables(paths, len(partition_counts), measured=bool(request.population))
     given = [kind for kind in INPUTS if request.paths_of(kind)]
-    lifecycle = apply_lifecycle(paths.folder, paths.out, as_of_date(request), given, roster=bool(request.population))
+    lifecycle = apply_lifecycle(
+        paths, len(partition_counts), as_of_date(request), given, roster=bool(request.population)
+    )
+    rates = _merge_tables(paths, len(partition_counts), measured=bool(request.population))
     rules = load_rules(request.rules)
     shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
     profile = load_profile(request.profile_name)

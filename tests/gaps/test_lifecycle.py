@@ -230,3 +230,29 @@ def test_the_report_shows_how_long_gaps_stay_on_the_list(tmp_path):
     figure = report.time_on_the_list(tmp_path / "out", D("2026-04-02"))
     still = {trace.name: dict(zip(trace.x, trace.y, strict=True)) for trace in figure.data}["still open"]
     assert {k: v for k, v in still.items() if v} == {"≤ 365 days": 1}
+
+
+def test_the_lifecycle_is_the_same_whatever_the_partitions_of_either_run(tmp_path):
+    """Each partition is compared with the base's gaps of its own patients (the base split by this run's
+    partition key), so memory stays that of one partition; the contents must be those of one partition, even
+    when the base run was split differently. Second run: five months on, without the medications export."""
+    from conftest import write_synthetic
+
+    (tmp_path / "in").mkdir()
+    paths = write_synthetic(tmp_path / "in", 400, seed=5, roster=True)
+
+    def two_runs(out, first_partitions, second_partitions):
+        common = {"scans": [str(paths["scans"])], "fractures": str(paths["fractures"]), "out": str(out)}
+        common["population"] = str(paths["population"])
+        run_screen(ScreenRequest(**common, meds=str(paths["meds"]), as_of="2026-01-01", partitions=first_partitions))
+        manifest = run_screen(ScreenRequest(**common, as_of="2026-06-01", partitions=second_partitions))
+        read = lambda t: pl.read_parquet(out / f"{t}.parquet").sort(pl.all())  # noqa: E731
+        lifecycle = {k: v for k, v in manifest["lifecycle"].items() if k != "base_run_id"}
+        return read("care_gaps"), read("closed_gaps"), lifecycle, manifest["partitions"]
+
+    gaps, closed, lifecycle, partitions = two_runs(tmp_path / "one", 1, 1)
+    gaps_split, closed_split, lifecycle_split, partitions_split = two_runs(tmp_path / "many", 3, 5)
+    assert (partitions, partitions_split) == (1, 5)
+    assert lifecycle["persisting"] > 0 and lifecycle["new"] > 0 and sum(lifecycle["closed"].values()) > 0
+    assert lifecycle_split == lifecycle
+    assert gaps_split.equals(gaps) and closed_split.equals(closed)

@@ -103,12 +103,11 @@ def apply_lifecycle(
         if base is None:
             closed = pl.DataFrame(schema=CLOSED_SCHEMA)
         else:
-            population = paths.part_file("population", partition)
             closed = closed_gaps(
                 _base_of(split, partition, base),
                 gaps.lazy(),
                 pl.scan_parquet(paths.part_file("patients", partition)),
-                pl.scan_parquet(population) if roster and population.is_file() else None,
+                pl.scan_parquet(paths.part_file("population", partition)) if roster else None,  # in every partition
                 as_of=as_of,
                 base_as_of=base["as_of"],
                 inputs_given=inputs_given,

@@ -97,14 +97,15 @@ def apply_lifecycle(
     closed_because: Counter[str] = Counter()
     for partition in range(partitions):
         gaps_path = paths.part_file("care_gaps", partition)
-        gaps = with_lifecycle(pl.scan_parquet(gaps_path), _base_of(split, partition, base), as_of).collect()
+        base_gaps = _base_of(split, partition, base)
+        gaps = with_lifecycle(pl.scan_parquet(gaps_path), base_gaps, as_of).collect()
         PUBLISHED_SCHEMAS["care_gaps"].validate(gaps)
         _write(gaps, gaps_path)
         if base is None:
             closed = pl.DataFrame(schema=CLOSED_SCHEMA)
         else:
             closed = closed_gaps(
-                _base_of(split, partition, base),
+                base_gaps,
                 gaps.lazy(),
                 pl.scan_parquet(paths.part_file("patients", partition)),
                 pl.scan_parquet(paths.part_file("population", partition)) if roster else None,  # in every partition

@@ -273,19 +273,23 @@ def _read_parquet(path: Path) -> RawExport:
     return RawExport(frame, list(schema.names), "parquet")  # typed: ``raw_layer`` decides
 
 
+_WRITABLE_YEARS = (-262143, 262142)  # the calendar Polars can write a date of as text (chrono's range)
+
+
 def _refuse_unwritable_dates(path: Path, frame: pl.LazyFrame) -> None:
-    """A Parquet date beyond the calendar Polars can write as text (years -262143 to 262142) could be neither
+    """A Parquet date beyond the calendar Polars can write as text (``_WRITABLE_YEARS``) could be neither
     compared as text nor quarantined with its value (Polars panics), so such a file is refused, naming the
     column and the first such row. Reads the file's date columns only."""
     dates = [name for name, dtype in frame.collect_schema().items() if dtype == pl.Date]
     if not dates:
         return
-    low, high = pl.date(-262143, 1, 1), pl.date(262142, 12, 31)
+    first, last = _WRITABLE_YEARS
+    low, high = pl.date(first, 1, 1), pl.date(last, 12, 31)
     beyond = frame.select(((pl.col(n) < low) | (pl.col(n) > high)).alias(n) for n in dates)
     found = beyond.select(pl.col(dates).arg_true().first()).collect().row(0)
     for name, row in zip(dates, found, strict=True):
         if row is not None:
-            raise InputError(str(path), f"row {row + 1}, column '{name}': a date outside the years -262143 to 262142")
+            raise InputError(str(path), f"row {row + 1}, column '{name}': a date outside the years {first} to {last}")
 
 
 def _is_nested(arrow_type) -> bool:

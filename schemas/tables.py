@@ -61,6 +61,7 @@ CLOSED_SCHEMA = {
     "first_seen": pl.Date,
     "closed_on": pl.Date,
     "closed_because": pl.Utf8,
+    "closed_detail": pl.Utf8,
 }
 OUTREACH_SCHEMA = {
     "mark": pl.Int64,
@@ -180,6 +181,8 @@ _CLOSED_DESCRIPTIONS = {
     "closed_on": "As-of date of this run",
     "closed_because": "input_missing / left_population / treatment_started / dxa_done / window_passed /"
     " no_longer_eligible",
+    "closed_detail": "For left_population: died (not alive on the as-of date) or disenrolled (alive, not enrolled);"
+    " else blank",
 }
 _OUTREACH_DESCRIPTIONS = {
     "mark": "1, 2, 3 … in the order the marks were recorded (the latest mark of a gap is its status)",
@@ -196,6 +199,7 @@ _OUTREACH_DESCRIPTIONS = {
 _WORKLIST_OUTREACH_DESCRIPTIONS = {  # the live worklist view's own columns, after the roster's routing columns
     "days_open": "Days since first_seen, on the run's as-of date",
     "outreach_status": "Status of the latest outreach mark of this episode of the gap (same first_seen; null: none)",
+    "outreach_mark": "Its number in the outreach log (the later of two marks has the higher number)",
     "outreach_marked_at": "When that mark was recorded (UTC)",
     "outreach_by": "Who recorded it",
     "outreach_note": "Its note",
@@ -313,6 +317,10 @@ EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "enrolled": "Enrolled on the as-of date",
     },
 }
+WORKLIST_ROSTER_DESCRIPTIONS = {  # the worklist view's column before the roster's routing columns
+    "in_roster": "The population roster lists the patient (blank: the run had no roster); a patient it does not "
+    "list keeps her gaps, one it lists as dead or not enrolled has none",
+}
 ROUTING_DESCRIPTION = "Routing column passed through from the roster (profile [population] routing)"
 
 
@@ -323,5 +331,5 @@ def catalog_column_descriptions(name: str) -> dict[str, str]:
     if name == "untreated_high_risk":  # the care_gaps columns, then the screening columns
         return COLUMN_DESCRIPTIONS["screening"] | COLUMN_DESCRIPTIONS["care_gaps"]
     if name == "worklist":  # the care_gaps columns, the roster's routing columns (undescribed here), outreach
-        return COLUMN_DESCRIPTIONS["care_gaps"] | _WORKLIST_OUTREACH_DESCRIPTIONS
+        return COLUMN_DESCRIPTIONS["care_gaps"] | WORKLIST_ROSTER_DESCRIPTIONS | _WORKLIST_OUTREACH_DESCRIPTIONS
     return EVENT_COLUMN_DESCRIPTIONS.get(name, {})

@@ -13,7 +13,7 @@ import polars as pl
 
 from osteo_core.decide.sides import with_sided_columns
 from osteo_core.gaps.coverage import patient_treatment, treatment_events
-from osteo_core.gaps.population import screening_due
+from osteo_core.gaps.population import off_the_list, screening_due
 from schemas import parsing
 from schemas.scans import sided
 from schemas.tables import FOUND_GAPS_SCHEMA, GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
@@ -353,7 +353,9 @@ def care_gaps(
     roster: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """All gaps, highest priority first, then the oldest ``since``. ``roster`` (``gaps.population``'s
-    patients, when a population roster was given) adds ``screening_due``."""
+    patients, when a population roster was given) adds ``screening_due`` and takes every gap of a patient who is
+    dead or not enrolled on the as-of date off the list (``population.off_the_list``): no gap type opens for
+    them. Patients the roster does not list keep their gaps."""
     latest = latest_exams(screening, as_of)
     found = [
         denosumab_lapse(meds, as_of, params),
@@ -366,4 +368,5 @@ def care_gaps(
         found.append(_gap(screening_due(roster, exams, as_of, params), "screening_due", params))
     # first_seen and status are left blank: publishing fills them against the last published run
     lifecycle = [pl.lit(None, dtype=GAPS_SCHEMA[c]).alias(c) for c in GAPS_SCHEMA if c not in FOUND_GAPS_SCHEMA]
-    return pl.concat(found).cast(FOUND_GAPS_SCHEMA).with_columns(lifecycle).sort("priority", "since", "patient_id")
+    listed = pl.concat(found).join(off_the_list(roster), on="patient_id", how="anti")
+    return listed.cast(FOUND_GAPS_SCHEMA).with_columns(lifecycle).sort("priority", "since", "patient_id")

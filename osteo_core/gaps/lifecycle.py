@@ -6,7 +6,9 @@ Closing reasons are read from this run's data, in this order (``data/reference/c
 
     input_missing       the input that shows the gap was given to the base run and not to this one, or the
                         patient of an exam-based gap has no valid exam now
-    left_population     a roster is given and the patient is not in it, or not alive or not enrolled
+    left_population     a roster is given and lists the patient, who is dead or not enrolled on the as-of date
+                        (``closed_detail``: died / disenrolled); a patient the roster does not list keeps
+                        their gaps
     treatment_started   an osteoporosis-drug event the gap's own rule counts (on or after its since, or its
                         look-back before the exam or the fracture)
     dxa_done            an exam after the base run's as-of date (DXA gaps)
@@ -21,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from osteo_core.gaps.population import off_the_list
 from schemas.tables import CLOSED_SCHEMA, GAPS_SCHEMA
 
 NEW, PERSISTING = "new", "persisting"
@@ -63,14 +66,10 @@ def closed_gaps(
     closed = base.join(gaps.select("patient_id", "gap"), on=["patient_id", "gap"], how="anti")
     people = patients.select("patient_id", "latest_exam_date", "last_treatment_date")
     closed = closed.join(people, on="patient_id", how="left", maintain_order="left")
-    if population is not None:
-        roster = population.select("patient_id", (pl.col("alive") & pl.col("enrolled")).alias("_member"))
-        closed = closed.join(roster, on="patient_id", how="left", maintain_order="left").with_columns(
-            pl.col("_member").fill_null(False)
-        )
-        left = pl.col("_member").not_()
-    else:
-        left = pl.lit(False)
+    # a roster patient dead or not enrolled on the as-of date (died / disenrolled); one the roster does not list
+    # keeps the gaps it has, so a gap of theirs closes for another reason
+    closed = closed.join(off_the_list(population), on="patient_id", how="left", maintain_order="left")
+    left = pl.col("left_because").is_not_null()
     gap = pl.col("gap")
     lookback = params["post_fracture_untreated"]["lookback_years"]
     # treatment the gap's own rule counts: from its look-back before the exam (untreated) or the fracture
@@ -94,7 +93,11 @@ def closed_gaps(
         .otherwise(pl.lit("no_longer_eligible"))
     )
     return (
-        closed.with_columns(pl.lit(as_of).alias("closed_on"), reason.alias("closed_because"))
+        closed.with_columns(reason.alias("closed_because"))
+        .with_columns(
+            pl.lit(as_of).alias("closed_on"),
+            pl.when(pl.col("closed_because") == "left_population").then("left_because").alias("closed_detail"),
+        )
         .select(list(CLOSED_SCHEMA))
         .cast(CLOSED_SCHEMA)
         .sort("patient_id", "gap")

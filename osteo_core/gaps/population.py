@@ -42,9 +42,10 @@ def enrolment_stretches(roster: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ...]) -> pl.LazyFrame:
-    """One row per roster patient: sex, birth date, ``alive`` and ``enrolled`` on the as-of date, the first
-    day of the unbroken enrolment that covers it (``enrolled_since``, ``enrolment_stretches``), and the routing
-    columns of the span covering the as-of date (else the latest).
+    """One row per roster patient: sex, birth date, ``alive`` and ``enrolled`` on the as-of date (the dead are
+    never enrolled, whatever their spans say), the first day of the unbroken enrolment that covers it
+    (``enrolled_since``, ``enrolment_stretches``), and the routing columns of the span covering the as-of date
+    (else the latest).
 
     The roster's rows agree on sex, birth and death date (``validate.population`` quarantines a patient whose
     rows do not).
@@ -68,12 +69,27 @@ def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ..
     return (
         details.join(covering, on="patient_id", how="left")
         .join(route_rows.select("patient_id", *routing), on="patient_id", how="left")
-        .with_columns(
-            (pl.col("death_date").is_null() | (pl.col("death_date") > as_of)).alias("alive"),
-            pl.col("enrolled_since").is_not_null().alias("enrolled"),
+        .with_columns((pl.col("death_date").is_null() | (pl.col("death_date") > as_of)).alias("alive"))
+        .with_columns(  # the dead are enrolled nowhere: a span the roster has not ended yet does not outlive them
+            pl.when(pl.col("alive")).then(pl.col("enrolled_since")).alias("enrolled_since"),
         )
+        .with_columns(pl.col("enrolled_since").is_not_null().alias("enrolled"))
         .sort("patient_id")
     )
+
+
+DIED, DISENROLLED = "died", "disenrolled"  # why a roster patient is off every list (closed_gaps.closed_detail)
+
+
+def off_the_list(people: pl.LazyFrame | None) -> pl.LazyFrame:
+    """The roster patients (``roster_patients``) no gap may list on the as-of date, and why: ``died`` (not alive)
+    or ``disenrolled`` (alive, not enrolled). Patients the roster does not list are not here: they keep their
+    gaps (the worklist says ``in_roster`` false). No roster (``None``): nobody."""
+    schema = {"patient_id": pl.Utf8, "left_because": pl.Utf8}
+    if people is None:
+        return pl.LazyFrame(schema=schema)
+    why = pl.when(~pl.col("alive")).then(pl.lit(DIED)).when(~pl.col("enrolled")).then(pl.lit(DISENROLLED))
+    return people.select("patient_id", why.alias("left_because")).filter(pl.col("left_because").is_not_null())
 
 
 def birthday(birth: pl.Expr, years: int) -> pl.Expr:

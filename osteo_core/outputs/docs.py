@@ -628,7 +628,8 @@ def _lifecycle_section(rules: dict) -> list[str]:
     why = {
         "input_missing": f"the input that shows the gap ({needs}) was given last time and not now, or the"
         " patient of an exam-based gap has no valid exam now",
-        "left_population": "a roster is given and the patient is not in it, or not alive or not enrolled",
+        "left_population": "the roster lists the patient, who is dead or not enrolled on the as-of date "
+        "(`closed_detail`: `died` / `disenrolled`)",
         "treatment_started": "an osteoporosis-drug event the gap's own rule counts ("
         + ", ".join(f"`{g}`" for g in rules["treatment_closes"])
         + ")",

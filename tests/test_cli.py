@@ -1,5 +1,6 @@
 """The ``osteo`` command: exit codes, one-line errors, SQL, and end-to-end screens through Prefect."""
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -171,3 +172,16 @@ def test_installed_command_demo_runs_the_real_flow(tmp_path):
     # nothing on stderr: no Prefect INFO lines (they go to the run's own log), no "Error logging to API"
     assert proc.stderr == "", proc.stderr
     assert (tmp_path / "demo" / "osteo.duckdb").exists()
+    # issue 27: the demo's roster has deaths and ended enrolments, and none of those patients is on the worklist
+    listed = subprocess.run(
+        [str(osteo), "worklist", "--out", str(tmp_path / "demo"), "--all", "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )  # fmt: skip
+    on_list = {row["patient_id"] for row in json.loads(listed.stdout)}
+    roster = pl.read_csv(tmp_path / "demo" / "input" / "population.csv", infer_schema=False)
+    dead = set(roster.filter(pl.col("death_date").is_not_null()).get_column("patient_id"))
+    today = dt.date.today().isoformat()
+    still = set(roster.filter(pl.col("enrolled_to").is_null() | (pl.col("enrolled_to") >= today)).get_column("patient_id"))
+    left = set(roster.get_column("patient_id")) - still
+    assert dead and left and on_list  # the roster has both, and the list is not empty
+    assert on_list.isdisjoint(dead | left)

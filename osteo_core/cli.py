@@ -121,7 +121,7 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
     ),
     "mark": (
         "record outreach on an open gap",
-        "Append a mark to the outreach log (OUT/outreach.jsonl; published runs are never changed): who, when, the "
+        "Append a mark to the outreach log (OUT/outreach.sqlite; published runs are never changed): who, when, the "
         "status and a note. The gap must be open in the published run. declined and not_appropriate hide the gap "
         "from the default worklist until --until (default: a year later, data/reference/outreach.toml), never "
         "from care_gaps or the quality measures; reopened shows it again. --file marks.csv records many at once "
@@ -180,12 +180,17 @@ def _out_arg(p: argparse.ArgumentParser, what: str = "the published screen to re
     p.add_argument("--out", default=settings().out, metavar="DIR", help=f"output folder: {what} (default: %(default)s)")
 
 
-def _listing_args(p: argparse.ArgumentParser) -> None:
+def _listing_args(p: argparse.ArgumentParser, pipe_csv: bool = True) -> None:
+    """``pipe_csv``: without --format, a table on a terminal and CSV to a pipe or file (else always a table)."""
+    from osteo_core.outputs.render import default_format
+
     p.add_argument(
         "--format",
         choices=FORMATS,
-        default="table",
-        help="table (fits the terminal), csv, json, or parquet (binary: redirect to a file); default: table",
+        default=default_format() if pipe_csv else "table",
+        help="table (fits the terminal, one line per row), csv (a cell starting with = + - @ tab or CR gets a "
+        "leading ' so a spreadsheet shows it as text), json, or parquet (binary: redirect to a file); default: "
+        + ("table on a terminal, csv to a pipe or a file" if pipe_csv else "table"),
     )
     p.add_argument(
         "--limit",
@@ -195,7 +200,7 @@ def _listing_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-LISTING_OPTIONS = ("--out", "--gap", "--status", "--all", "--format", "--limit", "--help", "-h")
+LISTING_OPTIONS = ("--out", "--gap", "--status", "--all", "--by-gap", "--format", "--limit", "--help", "-h")
 
 
 def _worklist_args(worklist: argparse.ArgumentParser) -> None:
@@ -214,19 +219,28 @@ def _worklist_args(worklist: argparse.ArgumentParser) -> None:
     worklist.add_argument(
         "--all", action="store_true", help="also the gaps hidden by a declined or not_appropriate mark"
     )
+    worklist.add_argument(
+        "--by-gap", action="store_true", help="one row per open gap (default: one row per patient, her most urgent gap)"
+    )
     _listing_args(worklist)
     worklist.epilog += "\n\nrouting filters: --COLUMN VALUE for each routing column of the roster (e.g. --clinic)"
     mark = _command(actions, "mark")
     mark.add_argument("patient_id", nargs="?", metavar="PATIENT_ID", help="the patient, as in care_gaps")
-    mark.add_argument("gap", nargs="?", metavar="GAP", help="the open gap, e.g. untreated_high_risk")
+    mark.add_argument(
+        "gap",
+        nargs="?",
+        metavar="GAP",
+        help=f"the open gap, e.g. untreated_high_risk; '{EVERY_GAP}': every open gap of the patient",
+    )
     mark.add_argument("--status", choices=list(statuses()), help="what happened (required unless --file)")
     mark.add_argument("--note", metavar="TEXT", help="free text (keep clinical detail in the record system)")
     mark.add_argument("--by", metavar="NAME", help="who records it (default: your login name)")
     mark.add_argument("--until", metavar="DATE", help="declined / not_appropriate: hide the gap until this date")
     mark.add_argument("--file", metavar="CSV", help="many marks: patient_id, gap, status[, note, by, until]")
-    _out_arg(mark, "the published screen whose gaps are marked; the log is OUT/outreach.jsonl")
+    _out_arg(mark, "the published screen whose gaps are marked; the log is OUT/outreach.sqlite")
 
 
+EVERY_GAP = "all"  # worklist mark PATIENT all: every open gap of the patient (no gap type is named so)
 VALUED_OPTIONS = ("--out", "--gap", "--status", "--format", "--limit")  # the listing's options that take a value
 
 
@@ -283,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", nargs="?", help="one SQL statement (quote it)")
     _out_arg(sql)
     _listing_args(sql)
+    sql.add_argument(
+        "--raw",
+        action="store_true",
+        help="csv: write every cell exactly as stored, with no ' before a cell starting with = + - @ tab or CR "
+        "(for pipelines, not spreadsheets); json and parquet are always as stored",
+    )
     sql.add_argument("--tables", action="store_true", help="list the tables and columns with descriptions")
     gaps = _command(sub, "gaps")
     _out_arg(gaps)
@@ -291,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _worklist_args(_command(sub, "worklist"))
     measures = _command(sub, "measures")
     _out_arg(measures)
-    _listing_args(measures)
+    _listing_args(measures, pipe_csv=False)
     report = _command(sub, "report")
     _out_arg(report, "the published screen to chart; report.html is written there")
     research = _command(sub, "export-research")
@@ -489,15 +509,50 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from osteo_core.publish.catalog import query, table_listing
 
     if args.tables:
-        write_frame(table_listing(), args.format, args.limit)
+        write_frame(table_listing(), args.format, args.limit, raw=args.raw)
         return 0
     if not args.query:
         raise OsteoError("osteo sql: a query is required (or --tables)")
-    write_frame(query(Path(args.out), args.query), args.format, args.limit)
+    write_frame(query(Path(args.out), args.query), args.format, args.limit, raw=args.raw)
     return 0
 
 
 DEMO_ROWS = 15  # untreated patients the demo prints
+DEMO_MARKER = ".osteo-demo"  # in a folder osteo demo made: the next demo may empty it and start afresh
+DEMO_MARKER_TEXT = (
+    "This folder was made by osteo demo. The next osteo demo into it deletes everything here (inputs, runs,\n"
+    "catalog, outreach log, history) and starts afresh, as of its own day. Keep nothing of your own here.\n"
+)
+
+
+def _fresh_demo_folder(out: Path) -> None:
+    """Make ``out`` a demo folder with nothing in it but its marker: a new or empty folder is marked; a folder
+    an earlier demo made (its marker) is emptied, so the demo (as of today) never follows a later screen
+    into it; any other folder is refused (exit 2), never emptied: it may hold someone's screens."""
+    import shutil
+
+    from osteo_core.errors import InputError
+    from osteo_core.publish import folder as publish
+
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise InputError(str(out), "--out exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+        raise InputError(
+            str(out),
+            f"--out is not empty and was not made by osteo demo (no {DEMO_MARKER} file): the demo starts its"
+            " folder afresh and never empties one it did not make; give a new or empty --out",
+        )
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        with publish.output_lock(out, "osteo-demo"):  # not while a screen writes here (exit 2, naming it)
+            for entry in out.iterdir():
+                if entry.name in (DEMO_MARKER, publish.LOCK):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            (out / DEMO_MARKER).write_text(DEMO_MARKER_TEXT, encoding="utf-8")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -508,6 +563,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.patients < 1:
         raise OsteoError("--patients must be at least 1")
+    _fresh_demo_folder(out)
     inputs = out / "input"
     inputs.mkdir(parents=True, exist_ok=True)
     as_of = dt.date.today()
@@ -561,11 +617,14 @@ def cmd_worklist(args: argparse.Namespace) -> int:
         return _cmd_mark(args)
     from osteo_core.outputs.worklist import print_worklist
 
-    return print_worklist(Path(args.out), args.gap, args.status, args.routing, args.all, args.format, args.limit)
+    return print_worklist(
+        Path(args.out), args.gap, args.status, args.routing, args.all, args.format, args.limit, by_gap=args.by_gap
+    )
 
 
 def _cmd_mark(args: argparse.Namespace) -> int:
     from osteo_core.outputs import worklist
+    from osteo_core.publish import outreach
 
     out = Path(args.out)
     if args.file:
@@ -577,20 +636,26 @@ def _cmd_mark(args: argparse.Namespace) -> int:
         if not (args.patient_id and args.gap and args.status):
             raise OsteoError("worklist mark: PATIENT_ID, GAP and --status are required (or --file CSV)")
         until = worklist.parse_date(args.until, "--until")
+        gaps = [args.gap]
+        if args.gap == EVERY_GAP:  # one batch: every gap open for her in the published run, or nothing
+            gaps = worklist.open_gaps_of(out, args.patient_id)
+            if not gaps:
+                raise OsteoError("worklist mark: no open gap for this patient in the published run (osteo worklist)")
         marks = [
             {
                 "patient_id": args.patient_id,
-                "gap": args.gap,
+                "gap": gap,
                 "status": args.status,
                 "note": args.note,
                 "by": args.by,
                 "until": until,
             }
+            for gap in gaps
         ]
         where = worklist.MARK
     numbers = worklist.record_marks(out, marks, where)
     print(
-        f"recorded {len(numbers)} mark(s) in {out / 'outreach.jsonl'} (mark {numbers[0]}"
+        f"recorded {len(numbers)} mark(s) in {out / outreach.STORE} (mark {numbers[0]}"
         + (f" to {numbers[-1]})" if len(numbers) > 1 else ")")
     )
     return 0

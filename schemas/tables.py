@@ -30,8 +30,8 @@ RUN_WIDE_TABLES = ("measure_summary",)  # made once at publish from the merged t
 # valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
 EVENT_TABLES = ("medications", "fractures", "population")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
-# not part of any run: OUT/outreach.jsonl, the append-only log of outreach marks (osteo worklist mark), read live by
-# osteo sql and osteo worklist, never written into a run folder or osteo.duckdb
+# not part of any run: OUT/outreach.sqlite, the log of outreach marks (osteo worklist mark; a SQLite database, one
+# transaction a batch), read live by osteo sql and osteo worklist, never written into a run folder or osteo.duckdb
 LIVE_TABLES = ("outreach",)
 
 QUARANTINE_SCHEMA = {
@@ -248,7 +248,7 @@ TABLE_DESCRIPTIONS = {
     "population": "One row per patient of the population roster: alive and enrolled on the as-of date, routing",
     "worklist": "One row per open care gap with the roster's routing columns (no clinical text beyond the gap); "
     "osteo sql adds the latest outreach status (live)",
-    "outreach": "The outreach log (OUT/outreach.jsonl, live): one row per mark, in the order recorded",
+    "outreach": "The outreach log (OUT/outreach.sqlite, live): one row per mark, in the order recorded",
 }
 
 SCREENING_COLUMNS = tuple(_SCREENING)

@@ -181,7 +181,9 @@ def test_installed_command_demo_runs_the_real_flow(tmp_path):
     roster = pl.read_csv(tmp_path / "demo" / "input" / "population.csv", infer_schema=False)
     dead = set(roster.filter(pl.col("death_date").is_not_null()).get_column("patient_id"))
     today = dt.date.today().isoformat()
-    still = set(roster.filter(pl.col("enrolled_to").is_null() | (pl.col("enrolled_to") >= today)).get_column("patient_id"))
+    still = set(
+        roster.filter(pl.col("enrolled_to").is_null() | (pl.col("enrolled_to") >= today)).get_column("patient_id")
+    )
     left = set(roster.get_column("patient_id")) - still
     assert dead and left and on_list  # the roster has both, and the list is not empty
     assert on_list.isdisjoint(dead | left)

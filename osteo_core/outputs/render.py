@@ -1,15 +1,38 @@
-"""One way to print a table, for every command (``osteo sql``, ``gaps``, ``sql --tables``, ``demo``).
+"""One way to print a listing, for every command (``osteo sql``, ``gaps``, ``worklist``, ``measures``, ``demo``).
 
-``table`` is a Rich table that fits the terminal, at most ``limit`` rows (50 by default on a terminal, all
-when piped), then "… N more rows"; ``csv`` and ``json`` give every row unless ``--limit`` is given;
-``parquet`` is binary and refuses a terminal.
+Formats: ``table`` (below), at most ``limit`` rows (50 by default on a terminal, all when piped), then
+"… N more rows"; ``csv`` (every text cell made safe for spreadsheets: ``csv_safety``, unless ``raw``) and
+``json`` give every row unless ``--limit`` is given; ``parquet`` is binary and refuses a terminal. Without
+``--format``, ``gaps``, ``worklist`` and ``sql`` write a table to a terminal and CSV to a pipe or a file
+(``default_format``). JSON, Parquet and CSV keep every character of every cell; only the table cuts.
+
+The table is drawn by hand (fixed-width columns two spaces apart, a header and a rule under it), one line
+per row, never wrapped and never wider than ``terminal_width()``. When the columns do not all fit:
+
+1. every column at its natural width (its widest cell, or its name) when they fit;
+2. else the long text columns (cells over ``KEEP_WHOLE`` characters: details, notes, lists) shrink, sharing
+   the room the other columns leave (one that needs less than its share leaves the rest to the others), to
+   no less than ``LONG_FLOOR``: their cells are cut, ending in ``…``;
+3. else column names wider than their cells are cut (those that overhang their cells the most first, to no
+   less than ``HEADER_FLOOR``, the cells' width, or one character past the start it shares with another
+   name): a short cell (an id, a code, a date, a number) is never cut, since a cut id or number reads as
+   another one;
+4. else the line is trimmed: the columns that still do not fit are left out from the right (the others keep
+   their order) and a line under the table names them (a wider terminal, fewer columns or ``--format csv``
+   show them). A lone column wider than the screen is cut to it.
+
+Control characters in a cell or a name (C0 such as ESC, DEL, C1, and Unicode's bidirectional and line
+separators) are shown escaped (``\\x1b``, ``\\n``, ``\\u202e``), never sent raw to the terminal. Wide
+characters (e.g. CJK) count as two columns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
+import re
 import sys
+import textwrap
+import unicodedata
 from typing import IO, TYPE_CHECKING
 
 from osteo_core.errors import OsteoError
@@ -20,6 +43,14 @@ if TYPE_CHECKING:  # the CLI imports this module for --help: no Polars until a t
 FORMATS = ("table", "csv", "json", "parquet")
 TERMINAL_ROWS = 50  # rows a table shows on a terminal unless --limit says otherwise
 DEFAULT_WIDTH = 120  # when neither COLUMNS nor a terminal says how wide
+GAP = "  "  # between two columns
+KEEP_WHOLE = 24  # cells up to this long (ids, dates, codes) are never cut; longer text shrinks first
+LONG_FLOOR = 12  # a long text column is not cut narrower than this before columns are left out
+HEADER_FLOOR = 4  # a column name is not cut shorter than this (nor than the column's cells)
+ELLIPSIS = "…"
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def terminal_width() -> int:
@@ -41,6 +72,23 @@ def _is_terminal(stream: IO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+def default_format(stream: IO | None = None) -> str:
+    """A listing without ``--format``: a table on a terminal, CSV to a pipe or a file."""
+    return "table" if _is_terminal(stream or sys.stdout) else "csv"
+
+
+def _escape_one(match: re.Match) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``), for a terminal."""
+    return _CONTROL.sub(_escape_one, text)
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -53,55 +101,132 @@ def _cell(value) -> str:
     return str(value)
 
 
-MIN_COLUMN = 10  # no column is squeezed below this (or below its widest cell, when narrower)
-KEEP_WHOLE = 24  # cells up to this long (ids, dates, codes) are never wrapped; longer text wraps
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
-def _min_widths(frame: pl.DataFrame) -> list[int]:
-    widths = []
-    for name in frame.columns:
-        natural = max([len(name), *(len(_cell(v)) for v in frame.get_column(name).to_list())])
-        widths.append(natural if natural <= KEEP_WHOLE else max(MIN_COLUMN, len(name)))
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes (after ``escape_controls``)."""
+    return len(text) if text.isascii() else sum(_char_width(c) for c in text)
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` if it fits in ``width`` columns, else its start and ``…`` in exactly ``width`` columns or less."""
+    if display_width(text) <= width:
+        return text
+    if width <= 0:
+        return ""
+    if text.isascii():
+        return text[: width - 1] + ELLIPSIS
+    kept, used = [], 0
+    for char in text:
+        used += _char_width(char)
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + ELLIPSIS
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    text = cut(text, width)
+    room = width - display_width(text)
+    return " " * room + text if right else text + " " * room
+
+
+def _total(widths: list[int]) -> int:
+    return sum(widths) + len(GAP) * max(0, len(widths) - 1)
+
+
+def _level(widths: list[int], floors: list[int], budget: int) -> list[int]:
+    """``widths`` capped at one level (the widest cut first, none below its floor): the highest level whose sum
+    is within ``budget``; the floors when even they are over it."""
+    if sum(widths) <= budget:
+        return widths
+    low, high = 0, max(widths, default=0)
+    while low < high:  # the highest cap whose widths fit
+        cap = (low + high + 1) // 2
+        if sum(max(f, min(w, cap)) for w, f in zip(widths, floors, strict=True)) <= budget:
+            low = cap
+        else:
+            high = cap - 1
+    return [max(f, min(w, low)) for w, f in zip(widths, floors, strict=True)]
+
+
+def layout(names: list[int], cells: list[int], long: list[bool], width: int, least: list[int]) -> list[int]:
+    """Column widths (steps 1 to 3 of the module's rule), given the widths of the column names, of each
+    column's widest cell, which columns are long text, and the least width each name can be cut to; the sum
+    may still exceed ``width`` (step 4 is the caller's)."""
+    widths = [max(n, c) for n, c in zip(names, cells, strict=True)]
+    if _total(widths) <= width:
+        return widths
+    picked = [i for i, is_long in enumerate(long) if is_long]  # 2. long text shrinks
+    if picked:
+        budget = width - (_total(widths) - sum(widths[i] for i in picked))
+        shrunk = _level([widths[i] for i in picked], [LONG_FLOOR] * len(picked), budget)
+        for i, w in zip(picked, shrunk, strict=True):
+            widths[i] = min(widths[i], w)
+    if _total(widths) <= width:
+        return widths
+    picked = [i for i, is_long in enumerate(long) if not is_long]  # 3. names wider than their cells are cut
+    floors = [min(widths[i], max(cells[i], least[i])) for i in picked]
+    spare = [widths[i] - floor for i, floor in zip(picked, floors, strict=True)]  # the name's overhang
+    budget = sum(spare) - (_total(widths) - width)
+    for i, floor, kept in zip(picked, floors, _level(spare, [0] * len(spare), budget), strict=True):
+        widths[i] = floor + kept
     return widths
 
 
-def fits(frame: pl.DataFrame, width: int) -> bool:
-    """Whether every column gets its minimum width (``_min_widths``) side by side within ``width``."""
-    return sum(w + 3 for w in _min_widths(frame)) + 1 <= width
+def _columns(frame: pl.DataFrame) -> tuple[list[str], list[list[str]], list[bool], list[bool]]:
+    """Escaped names, escaped cells per column, which columns are numbers (right-aligned), and which are
+    text (numbers, dates, times and booleans are never cut)."""
+    import polars as pl
+
+    names = [escape_controls(name) for name in frame.columns]
+    numeric = [dtype.is_numeric() for dtype in frame.dtypes]
+    text = [not (dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean) for dtype in frame.dtypes]
+    cells = []
+    for series, is_text in zip(frame.iter_columns(), text, strict=True):
+        if is_text:
+            cells.append([escape_controls(_cell(v)) for v in series.to_list()])
+        else:
+            cells.append([_cell(v) for v in series.to_list()])  # no control character in these
+    return names, cells, numeric, text
 
 
-def records(frame: pl.DataFrame, width: int) -> str:
-    """One block per row, ``column  value`` per line (as psql's expanded display): for tables too wide to
-    read as columns. Long values wrap under themselves."""
-    import textwrap
+def _least_name_width(name: str, names: list[str]) -> int:
+    """The narrowest ``name`` can be cut to: ``HEADER_FLOOR``, and still one character past what it shares
+    with the start of another column's name (``outreach_s…``, ``outreach_m…``), then the ellipsis."""
+    import os
 
-    key_width = max(len(name) for name in frame.columns)
-    value_width = max(MIN_COLUMN, width - key_width - 2)
-    blocks = []
-    for number, row in enumerate(frame.iter_rows(), start=1):
-        lines = [f"── row {number} " + "─" * max(0, min(width, 40) - len(f"── row {number} "))]
-        for name, value in zip(frame.columns, row, strict=True):
-            wrapped = textwrap.wrap(_cell(value), value_width) or [""]
-            lines.append(f"{name.ljust(key_width)}  {wrapped[0]}")
-            lines += [" " * (key_width + 2) + more for more in wrapped[1:]]
-        blocks.append("\n".join(lines))
-    return "\n".join(blocks)
+    shared = max((len(os.path.commonprefix([name, other])) for other in names if other != name), default=0)
+    return max(HEADER_FLOOR, display_width(name[: shared + 1]) + 1)
 
 
-def rich_table(frame: pl.DataFrame, width: int, title: str | None = None) -> str:
-    """``frame`` as a Rich table no wider than ``width``; long cells wrap within their column."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False, header_style="bold", title_justify="left")
-    for (name, dtype), least in zip(frame.schema.items(), _min_widths(frame), strict=True):
-        numeric = dtype.is_numeric()
-        table.add_column(name, justify="right" if numeric else "left", overflow="fold", min_width=least)
-    for row in frame.iter_rows():
-        table.add_row(*(_cell(v) for v in row))
-    buffer = io.StringIO()
-    Console(file=buffer, width=width, force_terminal=False, color_system=None, soft_wrap=False).print(table)
-    return buffer.getvalue().rstrip("\n")
+def draw(frame: pl.DataFrame, width: int) -> tuple[list[str], list[str]]:
+    """The table's lines (a header, a rule, one line per row), each at most ``width`` columns; and the names
+    of the columns left out at the right because they did not fit."""
+    names, cells, numeric, text = _columns(frame)
+    name_widths = [display_width(n) for n in names]
+    cell_widths = [max((display_width(c) for c in column), default=0) for column in cells]
+    is_long = [is_text and w > KEEP_WHOLE for is_text, w in zip(text, cell_widths, strict=True)]
+    least = [_least_name_width(name, names) for name in names]
+    shown = len(names)
+    widths = layout(name_widths, cell_widths, is_long, width, least)
+    while shown > 1 and _total(widths) > width:  # 4. trim: leave out columns from the right
+        shown -= 1
+        widths = layout(name_widths[:shown], cell_widths[:shown], is_long[:shown], width, least[:shown])
+    if _total(widths) > width:  # one column wider than the screen
+        widths = [max(1, width)]
+    right = numeric[:shown]
+    lines = [
+        GAP.join(_pad(n, w, r) for n, w, r in zip(names[:shown], widths, right, strict=True)).rstrip(),
+        GAP.join("─" * w for w in widths),
+    ]
+    for row in zip(*cells[:shown], strict=True):
+        lines.append(GAP.join(_pad(c, w, r) for c, w, r in zip(row, widths, right, strict=True)).rstrip())
+    return lines, names[shown:]
 
 
 def _flat(frame: pl.DataFrame) -> pl.DataFrame:
@@ -126,8 +251,10 @@ def write_frame(
     limit: int | None = None,
     stream: IO | None = None,
     noun: str = "row",
+    raw: bool = False,
 ) -> None:
-    """Write ``frame`` to ``stream`` (stdout) in ``fmt``. ``limit`` None: 50 table rows on a terminal, else all."""
+    """Write ``frame`` to ``stream`` (stdout) in ``fmt``. ``limit`` None: 50 table rows on a terminal, else all.
+    ``raw``: CSV cells exactly as stored (no quote before a formula-like cell); other formats are always so."""
     stream = stream or sys.stdout
     terminal = _is_terminal(stream)
     if fmt == "parquet":
@@ -141,7 +268,9 @@ def write_frame(
         limit = TERMINAL_ROWS
     shown = frame if limit is None else frame.head(limit)
     if fmt == "csv":
-        stream.write(_flat(shown).write_csv())
+        from osteo_core.outputs.csv_safety import write_csv
+
+        stream.write(write_csv(_flat(shown), raw=raw))
     elif fmt == "json":
         stream.write(shown.write_json() + "\n")
     else:
@@ -149,7 +278,15 @@ def write_frame(
         if frame.width == 0 or frame.is_empty():
             stream.write(f"no {noun}s\n")
             return
-        stream.write((rich_table(shown, width) if fits(shown, width) else records(shown, width)) + "\n")
+        lines, left_out = draw(shown, width)
         hidden = frame.height - shown.height
-        more = f"… {hidden:,} more {noun}(s): --limit N shows more, --format csv gives all\n" if hidden else ""
-        stream.write(more + f"{frame.height:,} {noun}(s)\n")
+        notes = [
+            f"not shown, too wide for {width} columns: {', '.join(left_out)} (--format csv has all)"
+            if left_out
+            else "",
+            f"… {hidden:,} more {noun}(s): --limit N shows more, --format csv gives all" if hidden else "",
+            f"{frame.height:,} {noun}(s)",
+        ]
+        for note in filter(None, notes):  # within the width too, words kept whole
+            lines += textwrap.wrap(note, max(width, 1), break_on_hyphens=False, break_long_words=False) or [note]
+        stream.write("\n".join(lines) + "\n")

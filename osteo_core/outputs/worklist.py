@@ -28,13 +28,11 @@ from osteo_core.publish.catalog import query
 
 NO_MARK = "none"  # --status none: gaps nobody has marked yet
 OLD_RUN = "the published run predates worklists (no first_seen in care_gaps): run the screen again to use them"
-TABLE_COLUMNS = (
-    "priority", "gap", "patient_id", "since", "first_seen", "status", "days_open", "outreach_status", "marked_on"
-)  # fmt: skip
 MARK_COLUMNS = ("patient_id", "gap", "status")  # required in a CSV of marks; note, by, until are optional
 OPTIONAL_MARK_COLUMNS = ("note", "by", "until")
 MARK = "mark"  # record_marks' where for one mark from the command line
 ARGUMENTS = {"status": "--status", "gap": "GAP", "until": "--until"}  # how a column is named on the command line
+OUTREACH_FILE = "data/reference/outreach.toml"  # named in the --until limit's message
 
 
 def _published(out: Path) -> tuple[Path, dict[str, Any]]:
@@ -46,7 +44,8 @@ def _published(out: Path) -> tuple[Path, dict[str, Any]]:
 
 def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.date) -> tuple[str, str] | None:
     """(column, what is wrong) for a mark that cannot be recorded, else None. ``today`` is the later of the
-    calendar day and the published run's as-of date: an ``--until`` not after it would hide nothing."""
+    calendar day and the published run's as-of date: an ``--until`` not after it would hide nothing, one more
+    than ``[until] max_days`` after it (``data/reference/outreach.toml``) would hide the gap too long."""
     known = outreach.statuses()
     if mark["status"] not in known:
         return "status", f"unknown status '{mark['status']}' (known: {', '.join(known)})"
@@ -65,11 +64,20 @@ def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.da
                 "until",
                 f"{mark['until'].isoformat()} is not after today or the run's as-of date ({today.isoformat()})",
             )
+        longest = outreach.max_hide_days()
+        if mark["until"] > today + dt.timedelta(days=longest):
+            return (
+                "until",
+                f"more than {longest} days after today or the run's as-of date ({today.isoformat()}): a mark hides"
+                f" a gap for at most {longest} days (the latest date allowed is"
+                f" {(today + dt.timedelta(days=longest)).isoformat()}; [until] max_days in {OUTREACH_FILE})",
+            )
     return None
 
 
 def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int]:
-    """Check every mark against the published run, then append them all (or none); their mark numbers.
+    """Check every mark against the published run, then record them all in one transaction (or none, on a
+    failed check, a full disk or a kill); their mark numbers.
     ``marks``: patient_id, gap, status, note, by, until (a date or None); ``where`` names them in errors."""
     run, manifest = _published(out)
     gaps_file = run / "care_gaps.parquet"
@@ -171,20 +179,21 @@ def load_worklist(
     status: str | None = None,
     routing: dict[str, str] | None = None,
     include_hidden: bool = False,
-) -> tuple[pl.DataFrame, int]:
-    """The open gaps with their latest outreach status, filtered, most urgent then oldest first; and how many
-    gaps the filters kept but a declined / not_appropriate mark hides (left out unless ``include_hidden`` or a
-    ``status`` is asked for)."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The gaps in view (``gap``, ``status`` and routing filters; without ``include_hidden`` or a ``status``,
+    not the gaps a declined / not_appropriate mark hides) and every open gap of the run, each with its latest
+    outreach mark (the live ``worklist`` view); and the gaps the filters kept but a mark hides."""
     if gap is not None and gap not in GAP_TYPES:
         raise InputError("--gap", f"unknown gap type '{gap}' (known: {', '.join(GAP_TYPES)})")
     known = outreach.statuses()
     if status is not None and status not in (*known, NO_MARK):
         raise InputError("--status", f"unknown status '{status}' (known: {', '.join(known)}, {NO_MARK})")
-    frame = query(out, "SELECT * FROM worklist ORDER BY priority, since, patient_id, gap")
-    if "days_open" not in frame.columns:
+    everything = query(out, "SELECT * FROM worklist")
+    if "days_open" not in everything.columns:
         raise InputError(str(out), OLD_RUN)
+    frame = everything
     routing = routing or {}
-    columns = _routing_columns(frame)
+    columns = routing_columns(frame)
     for name, value in routing.items():
         if name not in columns:
             shown = ", ".join(f"--{c.replace('_', '-')}" for c in columns) or "none: the run had no roster"
@@ -199,19 +208,70 @@ def load_worklist(
         frame = frame.filter(pl.col("outreach_status").is_null())
     elif status:
         frame = frame.filter(pl.col("outreach_status") == status)
-    hidden = 0
+    hidden = frame.clear()
     if not include_hidden and status is None:
-        hidden = frame.filter(pl.col("hidden")).height
+        hidden = frame.filter(pl.col("hidden"))
         frame = frame.filter(~pl.col("hidden"))
-    return frame, hidden
+    return frame.sort(*LIST_ORDER, descending=LIST_DESCENDING), everything, hidden
 
 
-def _routing_columns(frame: pl.DataFrame) -> list[str]:
-    """The roster's routing columns in the worklist: the columns between care_gaps' and the outreach ones."""
+# the list's order: most urgent first, then within a priority the most recent since first (a lapse of last
+# month before one from years ago), then the patient and the gap, so the order is the same every time
+LIST_ORDER = ("priority", "since", "patient_id", "gap")
+LIST_DESCENDING = (False, True, False, False)
+
+
+def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:
+    """One row per patient with a gap in view: her most urgent gap in view (priority, gap, since, detail,
+    exam_id), every open gap she has (``gaps``, most urgent first, and how many), ``days_on_list`` (since the
+    earliest ``first_seen`` of them), ``in_roster``, her routing columns, and the latest outreach mark across
+    all her open gaps. ``hidden``: every open gap of hers is hidden. Ordered as ``LIST_ORDER``."""
+    routing = routing_columns(everything)
+    headline = (
+        in_view.sort("patient_id", "priority", "since", "gap")
+        .group_by("patient_id", maintain_order=True)
+        .first()
+        .select("patient_id", "priority", "gap", "since", "detail", "exam_id", "in_roster", *routing)
+    )
+    ordered = everything.join(headline.select("patient_id"), on="patient_id", how="semi").sort(
+        "patient_id", "priority", "gap"
+    )
+    latest = pl.col("outreach_mark").is_not_null() & (pl.col("outreach_mark") == pl.col("outreach_mark").max())
+    summary = ordered.group_by("patient_id", maintain_order=True).agg(
+        pl.col("gap").str.join(", ").alias("gaps"),
+        pl.len().cast(pl.Int64).alias("open_gaps"),
+        pl.col("days_open").max().alias("days_on_list"),
+        *(pl.col(c).filter(latest).last().alias(c) for c in OUTREACH_COLUMNS),
+        pl.col("hidden").all().alias("hidden"),
+    )
+    return (
+        headline.join(summary, on="patient_id", how="left", maintain_order="left")
+        .select(*PATIENT_COLUMNS[:8], *routing, *PATIENT_COLUMNS[8:])
+        .sort(*LIST_ORDER[:3], descending=LIST_DESCENDING[:3])
+    )
+
+
+OUTREACH_COLUMNS = ("outreach_status", "outreach_mark", "outreach_marked_at", "outreach_by", "outreach_note")
+PATIENT_COLUMNS = (  # the per-patient list's columns; the roster's routing columns go after in_roster
+    "patient_id", "priority", "gap", "since", "detail", "exam_id", "gaps", "in_roster",
+    "open_gaps", "days_on_list", *OUTREACH_COLUMNS, "hidden",
+)  # fmt: skip
+
+
+def routing_columns(frame: pl.DataFrame) -> list[str]:
+    """The roster's routing columns in the worklist: the columns that are not care_gaps', the worklist's own or
+    the per-patient list's."""
     from schemas.tables import GAPS_SCHEMA, catalog_column_descriptions
 
-    own = set(catalog_column_descriptions("worklist")) | set(GAPS_SCHEMA)
+    own = set(catalog_column_descriptions("worklist")) | set(GAPS_SCHEMA) | set(PATIENT_COLUMNS)
     return [c for c in frame.columns if c not in own]
+
+
+def open_gaps_of(out: Path, patient_id: str) -> list[str]:
+    """The gaps open for one patient in the published run, most urgent first (``mark PATIENT all``)."""
+    run, _ = _published(out)
+    gaps = pl.read_parquet(run / "care_gaps.parquet", columns=["patient_id", "gap", "priority"])
+    return gaps.filter(pl.col("patient_id") == patient_id).sort("priority").get_column("gap").to_list()
 
 
 def print_worklist(
@@ -222,12 +282,47 @@ def print_worklist(
     include_hidden: bool,
     fmt: str,
     limit: int | None = None,
+    by_gap: bool = False,
 ) -> int:
-    frame, hidden = load_worklist(out, gap, status, routing, include_hidden)
-    if fmt == "table":
-        frame = frame.with_columns(pl.col("outreach_marked_at").dt.date().alias("marked_on")).select(TABLE_COLUMNS)
-    write_frame(frame, fmt, limit, noun="open gap")
+    in_view, everything, hidden_gaps = load_worklist(out, gap, status, routing, include_hidden)
+    if by_gap:
+        frame, noun, hidden = in_view, "open gap", hidden_gaps.height
+        if fmt == "table":
+            frame = frame.with_columns(pl.col("outreach_marked_at").dt.date().alias("marked_on")).select(
+                *GAP_TABLE_COLUMNS, *routing_columns(everything)
+            )
+    else:
+        frame, noun = by_patient(in_view, everything), "patient"
+        if fmt == "table":
+            frame = patient_table(frame, routing_columns(everything))
+        # patients none of whose gaps in view is shown: every one of them is hidden
+        hidden = hidden_gaps.join(in_view, on="patient_id", how="anti").get_column("patient_id").n_unique()
+    write_frame(frame, fmt, limit, noun=noun)
     if hidden:
         hiding = " or ".join(outreach.hide_days())
-        print(f"osteo: {hidden:,} gap(s) hidden ({hiding}, until their date): --all shows them", file=sys.stderr)
+        what = "gap(s)" if by_gap else "patient(s) with every gap"
+        print(f"osteo: {hidden:,} {what} hidden ({hiding}, until their date): --all shows them", file=sys.stderr)
     return 0
+
+
+GAP_TABLE_COLUMNS = (
+    "priority", "gap", "patient_id", "since", "first_seen", "status", "days_open", "outreach_status", "marked_on"
+)  # fmt: skip
+
+
+def patient_table(people: pl.DataFrame, routing: list[str]) -> pl.DataFrame:
+    """The per-patient list as a terminal table shows it: who, where to route her, her most urgent gap and why
+    first, so that 80 columns show them (the renderer leaves out columns from the right when the terminal is
+    narrow, and says which); then the outreach status, days on the list, how many other gaps she has (``+N``;
+    their names are in CSV and JSON) and since. Short headings keep it narrow."""
+    others = pl.col("open_gaps") - 1
+    return people.select(
+        "patient_id",
+        *routing,
+        "gap",
+        "detail",
+        pl.col("outreach_status").alias("outreach"),
+        pl.col("days_on_list").alias("days"),
+        pl.when(others > 0).then(pl.format("+{}", others)).otherwise(pl.lit("")).alias("also"),
+        "since",
+    )

@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from osteo_core.errors import RunRefused, output_errors
-from osteo_core.pipeline.request import ScreenRequest, check_arguments
+from osteo_core.pipeline.request import ScreenRequest, check_arguments, check_run_order
 from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RunPaths
 
 
 def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> dict[str, Any]:
     """Check the arguments (unless ``checked`` holds ``check_arguments``' answer) and create the run's
-    folder; returns the run's identity."""
+    folder; returns the run's identity.
+
+    The run's as-of date is checked against the published run's here whatever ``checked`` says: ``open_run``
+    calls this under the output folder's lock, held until the run is published, so this is the check no other
+    screen can publish around (one may have published since the arguments were checked)."""
     profile, rules, files = checked or check_arguments(request)
+    check_run_order(request)
     run_id = run_id or new_run_id()
     paths = RunPaths(Path(request.out), run_id)
     with output_errors(request.out):

@@ -21,6 +21,7 @@ from osteo_core.ingest import fhir
 from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
 from osteo_core.ingest.profiles import Profile, load_profile, shipped_profiles
 from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
+from osteo_core.publish import folder as publish
 from schemas.events import (
     FRACTURE_SITE_SOURCES,
     FRACTURES_FIELDS,
@@ -158,6 +159,7 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise InputError(str(out), "--out exists and is not a folder")
+    check_run_order(request)
     if request.lsc:
         load_device_lsc(request.lsc)
     long_columns: dict[Path, list[str]] = {}
@@ -173,6 +175,32 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         require_long_input(long_columns, profile)
     _check_writable(out)
     return profile, rules, files
+
+
+def check_run_order(request: ScreenRequest) -> None:
+    """Refuse a screen as of a day before the published run's as-of date (exit 2, one line).
+
+    Runs into one ``--out`` go forward in time: each is compared with the run published before it, so an
+    earlier day published there would give every open gap a new ``first_seen``, and the outreach marks
+    (kept per episode: patient, gap, first_seen) would stop applying, in that run and in every later one.
+    The same as-of date is a re-run of that day and is allowed. Checked with the arguments (before any engine
+    starts) and again under the output folder's lock (``lifecycle.prepare``), which a screen holds until it
+    has published: another screen may publish in between."""
+    try:
+        published = publish.published_manifest(Path(request.out))
+        if published is None:
+            return
+        published_as_of = dt.date.fromisoformat(published["as_of"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return  # no readable as-of date to compare with: the run's own reading of the folder says what is wrong
+    as_of = as_of_date(request)
+    if as_of < published_as_of:
+        raise InputError(
+            "--as-of",
+            f"{as_of.isoformat()} is before the as-of date of the run published in {request.out}"
+            f" ({published_as_of.isoformat()}); screens into one folder go forward in time (an earlier day there"
+            " would start every open gap anew and drop its outreach marks): replay an earlier day into another --out",
+        )
 
 
 def _check_writable(out: Path) -> None:

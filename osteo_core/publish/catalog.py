@@ -79,7 +79,8 @@ def live_worklist_sql(as_of: str) -> str:
     ``first_seen``: a gap that closed and opened again starts unmarked); ``hidden`` when that mark hides the gap
     on the run's as-of date (``hide_until`` after it)."""
     return f"""SELECT w.*, date_diff('day', w.first_seen, DATE '{as_of}') AS days_open,
-        o.status AS outreach_status, o.marked_at AS outreach_marked_at, o.marked_by AS outreach_by,
+        o.status AS outreach_status, o.mark AS outreach_mark, o.marked_at AS outreach_marked_at,
+        o.marked_by AS outreach_by,
         o.note AS outreach_note, o.hide_until AS hide_until, coalesce(o.hide_until > DATE '{as_of}', false) AS hidden
     FROM ({publish.VIEWS["worklist"]}) w
     LEFT JOIN (SELECT * FROM outreach
@@ -88,8 +89,10 @@ def live_worklist_sql(as_of: str) -> str:
 
 
 def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> None:
-    """The outreach log as the table ``outreach`` (read now: marks are added after publishing), and the
-    ``worklist`` view with each gap's latest mark. A line that is not a mark is left out and said on stderr."""
+    """The outreach log (``OUT/outreach.sqlite``, ``publish.outreach``) as the table ``outreach``, read now as one
+    snapshot (marks are added after publishing; a batch being recorded is wholly in it or wholly not), and the
+    ``worklist`` view with each gap's latest mark. What the reader should know (an ``outreach.jsonl`` of an
+    earlier version not moved into the store, and its lines that are not a mark) is said on stderr."""
     import sys
 
     log = outreach.read_log(out)
@@ -127,7 +130,8 @@ def table_listing() -> pl.DataFrame:
         if table == "worklist":
             from schemas.tables import catalog_column_descriptions
 
-            rows.append((table, "…", None, "the care_gaps columns, then the roster's routing columns, then:"))
+            after = "the care_gaps columns, then these (the roster's routing columns right after in_roster):"
+            rows.append((table, "…", None, after))
             live = {c: d for c, d in catalog_column_descriptions(table).items() if c not in DTYPES["care_gaps"]}
             rows += [(table, c, None, text) for c, text in live.items()]
         elif table in DTYPES:

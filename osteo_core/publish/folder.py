@@ -38,7 +38,8 @@ VIEWS = {  # views over the catalog's tables
     "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
     # each open gap with the roster's routing columns (none without a roster): who to call, from where
     # in_roster: blank when the run had no roster (an empty population table)
-    "worklist": "SELECT g.*, CASE WHEN EXISTS (SELECT 1 FROM population) THEN p.patient_id IS NOT NULL END AS in_roster, "
+    "worklist": "SELECT g.*, "
+    "CASE WHEN EXISTS (SELECT 1 FROM population) THEN p.patient_id IS NOT NULL END AS in_roster, "
     "p.* EXCLUDE (patient_id, sex, birth_date, death_date, enrolled_since, alive, enrolled) "
     "FROM care_gaps g LEFT JOIN population p ON p.patient_id = g.patient_id",
 }  # test hook: SIGKILL this process at a named publishing step

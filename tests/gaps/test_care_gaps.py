@@ -448,7 +448,7 @@ def test_gaps_command_formats_and_filter(tmp_path, capsys, monkeypatch):
     screen(tmp_path, [exam(femoral_neck_t="-2.7", exam_date="2020-01-01")], meds=[dose(date="2018-06-01")])
     out = str(tmp_path / "out")
     capsys.readouterr()
-    assert main(["gaps", "--out", out]) == 0
+    assert main(["gaps", "--out", out, "--format", "table"]) == 0  # a pipe without --format gets CSV
     table = capsys.readouterr().out
     assert max(len(line) for line in table.splitlines()) <= 80
     assert table.index("denosumab_lapse") < table.index("untreated_high_risk") < table.index("overdue_dxa")

@@ -119,7 +119,8 @@ def test_worklist_carries_the_roster_routing_columns(screened, capsys):
     )
     assert rows == [{"patient_id": "AGE65", "gap": "screening_due", "clinic": "clinic-AGE65", "pcp_id": "pcp-AGE65"}]
     people = pl.read_parquet(sorted((run / "population").glob("*.parquet")))
-    assert people.filter(pl.col("patient_id") == "DIED").select("alive", "enrolled").row(0) == (False, True)
+    # issue 27: the dead are never enrolled, whatever their span says
+    assert people.filter(pl.col("patient_id") == "DIED").select("alive", "enrolled").row(0) == (False, False)
     assert people.filter(pl.col("patient_id") == "ENDED").get_column("enrolled_since").to_list() == [None]
 
 

@@ -77,27 +77,64 @@ def test_a_closed_pipe_ends_quietly(out):
 
 def test_tables_fit_the_terminal(out, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "70")
-    assert main(["sql", "--out", str(out), "SELECT * FROM screening"]) == 0
-    text = capsys.readouterr().out
-    assert max(len(line) for line in text.splitlines()) <= 70
-    # 18 columns cannot be read side by side in 70 characters: one block per exam, every column named
-    assert "── row 1 " in text and all(f"\n{c} " in text for c in ("exam_id", "who_category", "rule_set"))
+    assert main(["sql", "--out", str(out), "--format", "table", "SELECT * FROM screening"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 70
+    # 18 columns cannot be read side by side in 70 characters: still one line per exam (no block per row),
+    # the columns that fit from the left, and a line naming the others
+    exams = pl.read_parquet(Path(out) / "screening.parquet").height
+    assert lines[0].split()[0] == "exam_id" and "── row 1 " not in "\n".join(lines)
+    assert all(line.startswith("X") for line in lines[2 : 2 + exams])  # each exam's line starts with its id
+    note, count = " ".join(lines[2 + exams : -1]), lines[-1]
+    assert note.startswith("not shown, too wide for 70 columns: ") and "rule_set" in note
+    assert count == f"{exams:,} row(s)"
     monkeypatch.setenv("COLUMNS", "200")
-    assert main(["sql", "--out", str(out), "SELECT patient_id, eligibility FROM patients"]) == 0
+    assert main(["sql", "--out", str(out), "--format", "table", "SELECT patient_id, eligibility FROM patients"]) == 0
     text = capsys.readouterr().out
-    assert "┃ patient_id ┃ eligibility " in text and max(len(line) for line in text.splitlines()) <= 200
+    assert text.startswith("patient_id  eligibility") and max(len(line) for line in text.splitlines()) <= 200
 
 
 def test_a_terminal_sees_fifty_rows_and_how_many_more():
     frame = pl.DataFrame({"n": range(120)})
     screen = Terminal()
     write_frame(frame, "table", stream=screen)
-    text = screen.getvalue()
-    assert f"… {120 - TERMINAL_ROWS} more row(s)" in text and "120 row(s)" in text
-    assert str(TERMINAL_ROWS - 1) in text and f"│ {TERMINAL_ROWS} " not in text
+    lines = screen.getvalue().splitlines()
+    assert f"… {120 - TERMINAL_ROWS} more row(s)" in lines[-2] and lines[-1] == "120 row(s)"
+    assert [line.strip() for line in lines[2:-2]] == [str(n) for n in range(TERMINAL_ROWS)]
     piped = io.StringIO()
     write_frame(frame, "table", stream=piped)
-    assert "more row" not in piped.getvalue() and "│ 119 │" in piped.getvalue()
+    assert "more row" not in piped.getvalue() and [line.strip() for line in piped.getvalue().splitlines()[2:-1]] == [
+        str(n) for n in range(120)
+    ]
+
+
+def test_without_format_a_pipe_gets_csv(out, capsys, monkeypatch):
+    """Before: ``osteo gaps > file`` wrote a box-drawn table (25,642 lines for the demo, in 23 s). Without
+    --format, gaps, worklist and sql write CSV to anything that is not a terminal; measures stays a table."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in (["gaps"], ["worklist"], ["sql", "SELECT * FROM care_gaps"]):
+        assert main([*command, "--out", str(out), "--format", "csv"]) == 0
+        as_csv = capsys.readouterr().out
+        assert main([*command, "--out", str(out)]) == 0
+        assert capsys.readouterr().out == as_csv, command
+        assert as_csv.startswith("patient_id,") and pl.read_csv(io.StringIO(as_csv)).height > 0
+    assert main(["gaps", "--out", str(out), "--format", "table"]) == 0  # asked for: a table, even to a pipe
+    assert capsys.readouterr().out.startswith("priority  gap ")
+    for command in ("gaps", "worklist", "sql"):
+        assert "default: table on a terminal, csv to a pipe or a file" in " ".join(_help(command).split())
+
+
+def _help(command: str) -> str:
+    return _subcommands(build_parser())[command].format_help()
+
+
+def test_a_terminal_without_format_gets_a_table(out, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    assert main(["gaps", "--out", str(out)]) == 0
+    lines = screen.getvalue().splitlines()
+    assert lines[0].startswith("priority  gap ") and max(len(line) for line in lines) <= 80
 
 
 def test_limit_applies_to_every_format(out, capsys):

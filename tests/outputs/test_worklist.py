@@ -1,6 +1,6 @@
 """Issue 15 §2–4: outreach marks on open gaps (``osteo worklist mark``), the worklist that hides declined and
-not-appropriate gaps until their date, the append-only log (concurrent writers, a torn line, a later screen and
-a screen killed half-way), and the log in the SQL catalog."""
+not-appropriate gaps until their date, the log (concurrent writers, an old log's torn line, a later screen and a
+screen killed half-way), and the log in the SQL catalog. The store itself: tests/publish/test_outreach_store.py."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _mark(out: Path, *args: str) -> int:
 
 def _listing(capsys, out: Path, *args: str) -> list[dict]:
     capsys.readouterr()
-    assert main(["worklist", "--out", str(out), "--format", "json", *args]) == 0
+    assert main(["worklist", "--out", str(out), "--format", "json", "--by-gap", *args]) == 0  # one row per gap
     return json.loads(capsys.readouterr().out)
 
 
@@ -78,8 +78,7 @@ def out(tmp_path) -> Path:
 def test_a_mark_is_recorded_with_who_and_when_and_shows_on_the_worklist(out, capsys):
     before = _run_digest(out)
     assert _mark(out, "ANN", UNTREATED, "--status", "contacted", "--note", "left a message", "--by", "RN Lee") == 0
-    (line,) = (out / outreach.LOG).read_text().splitlines()
-    record = json.loads(line)
+    (record,) = outreach.read_log(out).marks.to_dicts()
     assert {k: record[k] for k in ("mark", "patient_id", "gap", "status", "note", "marked_by", "hide_until")} == {
         "mark": 1,
         "patient_id": "ANN",
@@ -89,8 +88,7 @@ def test_a_mark_is_recorded_with_who_and_when_and_shows_on_the_worklist(out, cap
         "marked_by": "RN Lee",
         "hide_until": None,
     }
-    marked_at = dt.datetime.fromisoformat(record["marked_at"])
-    assert abs(dt.datetime.now(dt.UTC) - marked_at) < dt.timedelta(minutes=5)
+    assert abs(dt.datetime.now(dt.UTC) - record["marked_at"]) < dt.timedelta(minutes=5)
     assert record["run_id"] == publish.published_manifest(out)["run_id"]
     rows = {r["patient_id"]: r for r in _listing(capsys, out)}
     assert rows["ANN"]["outreach_status"] == "contacted" and rows["ANN"]["outreach_by"] == "RN Lee"
@@ -103,7 +101,7 @@ def test_without_by_the_login_name_is_recorded(out):
     import getpass
 
     assert _mark(out, "ANN", UNTREATED, "--status", "scheduled") == 0
-    assert json.loads((out / outreach.LOG).read_text())["marked_by"] == getpass.getuser()
+    assert outreach.read_log(out).marks.get_column("marked_by").to_list() == [getpass.getuser()]
 
 
 @pytest.mark.parametrize(
@@ -123,13 +121,13 @@ def test_a_mark_that_cannot_be_right_is_refused_in_one_line_and_nothing_is_writt
     assert _mark(out, *args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not (out / outreach.LOG).exists()
+    assert not (out / outreach.STORE).exists()
 
 
 def test_an_unknown_status_is_a_usage_error(out, capsys):
     assert _mark(out, "ANN", UNTREATED, "--status", "phoned") == 2
     assert "invalid choice: 'phoned'" in capsys.readouterr().err
-    assert not (out / outreach.LOG).exists()
+    assert not (out / outreach.STORE).exists()
 
 
 def test_marking_needs_a_published_screen(tmp_path, capsys):
@@ -142,10 +140,10 @@ def test_declined_hides_the_gap_from_the_worklist_only_for_a_year_by_default(out
     assert _mark(out, "BOB", UNTREATED, "--status", "declined") == 0
     after = dt.date.today()  # the two differ only if midnight passed during the mark
     days = shipped_toml("reference/outreach.toml")["hide"]["declined"]
-    record = json.loads((out / outreach.LOG).read_text())
-    assert record["hide_until"] in {(day + dt.timedelta(days=days)).isoformat() for day in (before, after)}
+    (record,) = outreach.read_log(out).marks.to_dicts()
+    assert record["hide_until"] in {day + dt.timedelta(days=days) for day in (before, after)}
     assert set(_shown(capsys, out)) == {"ANN", "CAT"}
-    assert main(["worklist", "--out", str(out)]) == 0
+    assert main(["worklist", "--out", str(out), "--by-gap"]) == 0
     assert "osteo: 1 gap(s) hidden (declined or not_appropriate, until their date): --all shows them" in (
         capsys.readouterr().err
     )
@@ -224,13 +222,21 @@ def test_filters_by_gap_and_by_the_roster_routing_columns(out, capsys):
 
 def test_the_worklist_prints_in_the_same_formats_as_the_gap_list(out, capsys):
     capsys.readouterr()
-    assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0
+    assert main(["worklist", "--out", str(out), "--format", "csv", "--by-gap"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split(",")
-    assert header[:8] == ["patient_id", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status"]
-    assert header[8:] == ["pcp_id", "clinic", "days_open", "outreach_status", "outreach_marked_at", "outreach_by",
-                          "outreach_note", "hide_until", "hidden"]  # fmt: skip
-    assert main(["worklist", "--out", str(out), "--format", "table"]) == 0
+    assert header[:9] == ["patient_id", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status",
+                          "in_roster"]  # fmt: skip
+    assert header[9:] == ["pcp_id", "clinic", "days_open", "outreach_status", "outreach_mark", "outreach_marked_at",
+                          "outreach_by", "outreach_note", "hide_until", "hidden"]  # fmt: skip
+    assert main(["worklist", "--out", str(out), "--format", "table", "--by-gap"]) == 0
     assert "3 open gap(s)" in capsys.readouterr().out
+    assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0  # the default: one row per patient
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert header == ["patient_id", "priority", "gap", "since", "detail", "exam_id", "gaps", "in_roster", "pcp_id",
+                      "clinic", "open_gaps", "days_on_list", "outreach_status", "outreach_mark", "outreach_marked_at",
+                      "outreach_by", "outreach_note", "hidden"]  # fmt: skip
+    assert main(["worklist", "--out", str(out), "--format", "table"]) == 0
+    assert "3 patient(s)" in capsys.readouterr().out
 
 
 def test_a_csv_of_marks_is_recorded_whole(out, tmp_path, capsys):
@@ -260,7 +266,7 @@ def test_a_csv_with_one_bad_row_records_nothing_and_names_the_row(out, tmp_path,
     err = capsys.readouterr().err
     assert f"{marks} data row 2, column status: unknown status 'phoned'" in err
     assert "(and 1 more row(s); nothing was recorded)" in err
-    assert not (out / outreach.LOG).exists()
+    assert not (out / outreach.STORE).exists()
     marks.write_text("patient_id,status\nANN,contacted\n")
     assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
     assert "missing column(s) gap" in capsys.readouterr().err
@@ -301,24 +307,33 @@ def test_people_marking_at_the_same_time_lose_nothing(out):
     )
 
 
-def test_a_line_cut_off_mid_write_is_reported_and_the_next_mark_starts_a_new_line(out, capsys):
-    assert _mark(out, "ANN", UNTREATED, "--status", "contacted") == 0
-    with (out / outreach.LOG).open("a") as fh:
-        fh.write('{"mark": 2, "marked_at": "2026-')  # a writer killed mid-line
-    assert _mark(out, "BOB", UNTREATED, "--status", "scheduled") == 0
-    log = outreach.read_log(out)
-    assert log.unreadable == [2]
-    assert log.marks.select("mark", "patient_id").rows() == [(1, "ANN"), (2, "BOB")]
+def test_a_line_cut_off_in_an_old_log_is_reported_once_as_the_log_moves_into_the_store(out, capsys):
+    """An ``outreach.jsonl`` of an earlier version with a line cut off by a crash (and the next writer's line
+    after it): its marks move into the store with their numbers, the cut line is said once, by its number.
+    Before: every later worklist and sql call repeated the warning."""
+    old = {"marked_at": "2026-01-02T10:00:00+00:00", "gap": UNTREATED, "first_seen": AS_OF.isoformat(),
+           "status": "contacted", "hide_until": None, "note": None, "marked_by": "x", "run_id": "r"}  # fmt: skip
+    (out / outreach.LEGACY_LOG).write_text(
+        json.dumps({"mark": 1, "patient_id": "ANN", **old}) + "\n"
+        + '{"mark": 2, "marked_at": "2026-\n'  # a writer killed mid-line
+        + json.dumps({"mark": 2, "patient_id": "BOB", **old}) + "\n"
+    )  # fmt: skip
     capsys.readouterr()
-    assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0
+    assert _mark(out, "CAT", UNTREATED, "--status", "scheduled") == 0
     err = capsys.readouterr().err
-    assert "outreach.jsonl: 1 line(s) are not a readable mark (line 2" in err
+    assert "outreach.jsonl: 2 mark(s) moved into outreach.sqlite" in err
+    assert "1 line(s) are not a readable mark (line 2;" in err
+    log = outreach.read_log(out)
+    assert log.unreadable == [] and log.warning() is None
+    assert log.marks.select("mark", "patient_id").rows() == [(1, "ANN"), (2, "BOB"), (3, "CAT")]
+    assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0
+    assert "not a readable mark" not in capsys.readouterr().err
 
 
 def test_the_log_survives_a_later_screen_and_a_screen_killed_half_way(out, tmp_path, capsys):
     assert _mark(out, "ANN", UNTREATED, "--status", "contacted") == 0
     assert _mark(out, "BOB", UNTREATED, "--status", "declined") == 0
-    log_before = (out / outreach.LOG).read_bytes()
+    log_before = (out / outreach.STORE).read_bytes()
     folder = out.parent
     killed = subprocess.run(
         [sys.executable, "-c", _KILLED_SCREEN, str(folder), (AS_OF + dt.timedelta(days=7)).isoformat()],
@@ -327,9 +342,9 @@ def test_the_log_survives_a_later_screen_and_a_screen_killed_half_way(out, tmp_p
         timeout=300,
     )
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
-    assert (out / outreach.LOG).read_bytes() == log_before
+    assert (out / outreach.STORE).read_bytes() == log_before
     _screen(folder, AS_OF + dt.timedelta(days=7))  # next week's screen publishes
-    assert (out / outreach.LOG).read_bytes() == log_before
+    assert (out / outreach.STORE).read_bytes() == log_before
     rows = {r["patient_id"]: r for r in _listing(capsys, out, "--all")}
     assert rows["ANN"]["outreach_status"] == "contacted" and rows["ANN"]["status"] == "persisting"
     assert rows["ANN"]["days_open"] == 7
@@ -407,7 +422,7 @@ def test_options_before_mark_belong_to_the_mark(out, tmp_path, capsys):
     _screen(tmp_path / "e", AS_OF)
     other = tmp_path / "e" / "out"
     assert main(["worklist", "--out", str(other), "mark", "ANN", UNTREATED, "--status", "contacted"]) == 0
-    assert (other / outreach.LOG).exists() and not (out / outreach.LOG).exists()
+    assert (other / outreach.STORE).exists() and not (out / outreach.STORE).exists()
     capsys.readouterr()
     args = ["worklist", "--all", "mark", "BOB", UNTREATED, "--status", "declined", "--note", "n", "--out", str(out)]
     assert main(args) == 2
@@ -415,7 +430,7 @@ def test_options_before_mark_belong_to_the_mark(out, tmp_path, capsys):
     args = ["worklist", "--clinic", "north", "mark", "BOB", UNTREATED, "--status", "declined", "--out", str(out)]
     assert main(args) == 2
     assert "worklist mark: unknown option(s) --clinic" in capsys.readouterr().err
-    assert not (out / outreach.LOG).exists()
+    assert not (out / outreach.STORE).exists()
     assert [r["patient_id"] for r in _listing(capsys, out, "--form=json", "--lim", "1")] == ["ANN"]  # prefixes
 
 
@@ -435,19 +450,29 @@ def test_a_run_published_before_first_seen_still_answers_and_the_worklist_says_w
 
 
 def test_a_writer_waits_for_the_one_holding_the_log(out):
-    """Deterministic: while the log is held, a second writer's batch is not written; once released, it is."""
+    """Deterministic: while another connection holds the store's write lock (an open ``BEGIN IMMEDIATE``), a
+    second writer's batch is not written; once released, it is."""
+    import sqlite3
+
     mark = {"patient_id": "ANN", "gap": UNTREATED, "first_seen": AS_OF.isoformat(), "status": "contacted",
             "marked_at": "2026-01-01T00:00:00+00:00", "hide_until": None, "note": None, "marked_by": "b",
             "run_id": "r"}  # fmt: skip
+    assert _mark(out, "BOB", UNTREATED, "--status", "contacted") == 0
     context = multiprocessing.get_context("spawn")
-    with outreach.log_lock(out):
+    holder = sqlite3.connect(out / outreach.STORE, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
         writer = context.Process(target=outreach.append_marks, args=(out, [mark]))
         writer.start()
         writer.join(timeout=3)
-        assert writer.is_alive() and not (out / outreach.LOG).exists()  # waiting for the lock
+        assert writer.is_alive()  # waiting for the lock
+        assert outreach.read_log(out).marks.get_column("mark").to_list() == [1]  # a reader does not wait
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
     writer.join(timeout=60)
     assert writer.exitcode == 0
-    assert outreach.read_log(out).marks.get_column("mark").to_list() == [1]
+    assert outreach.read_log(out).marks.get_column("mark").to_list() == [1, 2]
 
 
 def test_an_unreadable_marks_file_is_named_without_its_contents(out, tmp_path, capsys):

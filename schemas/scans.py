@@ -63,6 +63,9 @@ SCANS_FIELDS: tuple[Field, ...] = (
     Field("bisphosphonate_intolerance", "boolean", "Bisphosphonate intolerance (e.g. upper GI)"),
 )
 SCANS_COLUMNS = tuple(f.name for f in SCANS_FIELDS)
+# What a long export's patient rows may say of the patient beside the scans fields (a FHIR Patient): whether and
+# when she died, and her medical record number. Never exam fields: read into the partition's deaths (gaps.deaths).
+PATIENT_FACTS = ("deceased", "death_date", "mrn")
 REQUIRED_HEADERS = tuple(f.name for f in SCANS_FIELDS if f.required)
 AGE_SOURCES = ("birth_date", "age_years")  # at least one of these headers must be present
 

@@ -351,11 +351,13 @@ def care_gaps(
     params: dict[str, Any],
     device_lsc: pl.LazyFrame | None = None,
     roster: pl.LazyFrame | None = None,
+    deaths: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """All gaps, highest priority first, then the oldest ``since``. ``roster`` (``gaps.population``'s
     patients, when a population roster was given) adds ``screening_due`` and takes every gap of a patient who is
     dead or not enrolled on the as-of date off the list (``population.off_the_list``): no gap type opens for
-    them. Patients the roster does not list keep their gaps."""
+    them. Patients the roster does not list keep their gaps. ``deaths`` (``population.recorded_deaths``): the
+    deaths an export records, with or without a roster: no gap opens for a patient dead on the as-of date."""
     latest = latest_exams(screening, as_of)
     found = [
         denosumab_lapse(meds, as_of, params),
@@ -368,5 +370,5 @@ def care_gaps(
         found.append(_gap(screening_due(roster, exams, as_of, params), "screening_due", params))
     # first_seen and status are left blank: publishing fills them against the last published run
     lifecycle = [pl.lit(None, dtype=GAPS_SCHEMA[c]).alias(c) for c in GAPS_SCHEMA if c not in FOUND_GAPS_SCHEMA]
-    listed = pl.concat(found).join(off_the_list(roster), on="patient_id", how="anti")
+    listed = pl.concat(found).join(off_the_list(roster, deaths, as_of), on="patient_id", how="anti")
     return listed.cast(FOUND_GAPS_SCHEMA).with_columns(lifecycle).sort("priority", "since", "patient_id")

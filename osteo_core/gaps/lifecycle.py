@@ -6,9 +6,9 @@ Closing reasons are read from this run's data, in this order (``data/reference/c
 
     input_missing       the input that shows the gap was given to the base run and not to this one, or the
                         patient of an exam-based gap has no valid exam now
-    left_population     a roster is given and lists the patient, who is dead or not enrolled on the as-of date
-                        (``closed_detail``: died / disenrolled); a patient the roster does not list keeps
-                        their gaps
+    left_population     a roster is given and lists the patient, who is dead or not enrolled on the as-of date,
+                        or an export records the patient's death (``closed_detail``: died / disenrolled); a
+                        patient the roster does not list keeps their gaps
     treatment_started   an osteoporosis-drug event the gap's own rule counts (on or after its since, or its
                         look-back before the exam or the fracture)
     dxa_done            an exam after the base run's as-of date (DXA gaps)
@@ -51,6 +51,7 @@ def closed_gaps(
     gaps: pl.LazyFrame,
     patients: pl.LazyFrame,
     population: pl.LazyFrame | None,
+    deaths: pl.LazyFrame | None = None,
     *,
     as_of: dt.date,
     base_as_of: dt.date,
@@ -68,7 +69,7 @@ def closed_gaps(
     closed = closed.join(people, on="patient_id", how="left", maintain_order="left")
     # a roster patient dead or not enrolled on the as-of date (died / disenrolled); one the roster does not list
     # keeps the gaps it has, so a gap of theirs closes for another reason
-    closed = closed.join(off_the_list(population), on="patient_id", how="left", maintain_order="left")
+    closed = closed.join(off_the_list(population, deaths, as_of), on="patient_id", how="left", maintain_order="left")
     left = pl.col("left_because").is_not_null()
     gap = pl.col("gap")
     lookback = params["post_fracture_untreated"]["lookback_years"]

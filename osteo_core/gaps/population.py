@@ -78,18 +78,68 @@ def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ..
     )
 
 
-DIED, DISENROLLED = "died", "disenrolled"  # why a roster patient is off every list (closed_gaps.closed_detail)
+DIED, DISENROLLED = "died", "disenrolled"  # why a patient is off every list (closed_gaps.closed_detail)
+DEATHS_SCHEMA = {"patient_id": pl.Utf8, "death_date": pl.Date}  # death_date blank: died, the date unknown
 
 
-def off_the_list(people: pl.LazyFrame | None) -> pl.LazyFrame:
-    """The roster patients (``roster_patients``) no gap may list on the as-of date, and why: ``died`` (not alive)
-    or ``disenrolled`` (alive, not enrolled). Patients the roster does not list are not here: they keep their
-    gaps (the worklist says ``in_roster`` false). No roster (``None``): nobody."""
+def recorded_deaths(frames: list[pl.LazyFrame], formats: tuple[str, ...]) -> pl.LazyFrame:
+    """The deaths a scans export records beside the roster (a FHIR Patient's ``deceased[x]``: the patient rows'
+    ``deceased`` and ``death_date``, ``schemas.scans.PATIENT_FACTS``): one row per patient who died, with the
+    earliest date recorded, blank when none is (``deceasedBoolean``, or a date that does not read)."""
+    found = [
+        frame.filter(parsing.boolean(pl.col("deceased")).fill_null(False)).select(
+            pl.col("patient_id").str.strip_chars(), parsing.date(pl.col("death_date"), formats).alias("death_date")
+        )
+        for frame in frames
+        if {"deceased", "death_date"} <= set(frame.collect_schema().names())
+    ]
+    if not found:
+        return pl.LazyFrame(schema=DEATHS_SCHEMA)
+    return pl.concat(found).group_by("patient_id").agg(pl.col("death_date").min()).cast(DEATHS_SCHEMA)
+
+
+def _dead_on(deaths: pl.LazyFrame, as_of: dt.date) -> pl.Expr:
+    """True for a recorded death on or before the as-of date (or of unknown date): not alive on it."""
+    return pl.col("death_date").is_null() | (pl.col("death_date") <= as_of)
+
+
+def with_recorded_deaths(people: pl.LazyFrame, deaths: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """``roster_patients`` with the deaths the exports record beside the roster: a roster patient an export
+    records as dead on the as-of date is not alive, and so not enrolled, whatever the roster says."""
+    dead = deaths.filter(_dead_on(deaths, as_of)).select("patient_id", pl.lit(True).alias("_dead"))
+    alive = pl.col("alive") & pl.col("_dead").is_null()
+    return (
+        people.join(dead, on="patient_id", how="left", maintain_order="left")
+        .with_columns(alive.alias("alive"))
+        .with_columns(
+            pl.when(pl.col("alive")).then(pl.col("enrolled_since")).alias("enrolled_since"),
+            (pl.col("enrolled") & pl.col("alive")).alias("enrolled"),
+        )
+        .drop("_dead")
+    )
+
+
+def off_the_list(
+    people: pl.LazyFrame | None, deaths: pl.LazyFrame | None = None, as_of: dt.date | None = None
+) -> pl.LazyFrame:
+    """The patients no gap may list on the as-of date, and why: ``died`` (a roster patient not alive, or a death
+    an export records on or before the as-of date, ``recorded_deaths``) or ``disenrolled`` (a roster patient
+    alive and not enrolled). Patients the roster does not list keep their gaps unless an export records their
+    death (the worklist says ``in_roster`` false). No roster and no deaths: nobody."""
     schema = {"patient_id": pl.Utf8, "left_because": pl.Utf8}
-    if people is None:
-        return pl.LazyFrame(schema=schema)
-    why = pl.when(~pl.col("alive")).then(pl.lit(DIED)).when(~pl.col("enrolled")).then(pl.lit(DISENROLLED))
-    return people.select("patient_id", why.alias("left_because")).filter(pl.col("left_because").is_not_null())
+    found = [pl.LazyFrame(schema=schema)]
+    if people is not None:
+        why = pl.when(~pl.col("alive")).then(pl.lit(DIED)).when(~pl.col("enrolled")).then(pl.lit(DISENROLLED))
+        found.append(people.select("patient_id", why.alias("left_because")))
+    if deaths is not None:
+        assert as_of is not None, "recorded deaths are judged on the as-of date"
+        found.append(deaths.filter(_dead_on(deaths, as_of)).select("patient_id", pl.lit(DIED).alias("left_because")))
+    return (
+        pl.concat(found)
+        .filter(pl.col("left_because").is_not_null())
+        .group_by("patient_id")
+        .agg(pl.col("left_because").sort_by(pl.col("left_because") != DIED).first())  # died before disenrolled
+    )
 
 
 def birthday(birth: pl.Expr, years: int) -> pl.Expr:

@@ -36,10 +36,11 @@ SUFFIX = ".ndjson"
 PROFILE = "fhir_bulk"
 RESOURCES = {
     "scans": ("Observation", "Patient"),
-    "meds": ("MedicationRequest", "MedicationDispense", "MedicationAdministration"),
+    "meds": ("MedicationRequest", "MedicationDispense", "MedicationAdministration", "MedicationStatement"),
     "fractures": ("Condition",),
 }
 GROUPING = "DiagnosticReport"  # read to group Observations into exams, never as rows
+MEDICATION = "Medication"  # read to resolve medicationReference, never as rows
 LOINC = "http://loinc.org"
 ATC = "http://www.whocc.no/atc"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -69,11 +70,22 @@ SCHEMA = {
     "whenHandedOver": pl.Utf8,
     "daysSupply": _QUANTITY,
     "dispenseRequest": pl.Struct({"expectedSupplyDuration": _QUANTITY}),
-    "dosage": pl.Struct({"dose": _QUANTITY}),
+    "dosage": pl.Utf8,  # JSON text: an object in MedicationAdministration, a list in MedicationStatement
     "dosageInstruction": pl.List(pl.Struct({"doseAndRate": pl.List(pl.Struct({"doseQuantity": _QUANTITY}))})),
     "onsetDateTime": pl.Utf8,
     "onsetPeriod": pl.Struct({"start": pl.Utf8}),
     "verificationStatus": _CONCEPT,
+    "intent": pl.Utf8,
+    "encounter": _REFERENCE,
+    "component": pl.List(pl.Struct({"code": _CONCEPT, "valueQuantity": _QUANTITY, "valueString": pl.Utf8})),
+    "deceasedDateTime": pl.Utf8,
+    "deceasedBoolean": pl.Boolean,
+    "identifier": pl.List(pl.Struct({"system": pl.Utf8, "value": pl.Utf8, "type": _CONCEPT})),
+    "medicationReference": _REFERENCE,
+    "performedDateTime": pl.Utf8,
+    "performedPeriod": pl.Struct({"start": pl.Utf8}),
+    "contained": pl.List(pl.Utf8),  # each contained resource as JSON text (any type: read where used)
+    "dateAsserted": pl.Utf8,
 }
 
 
@@ -112,7 +124,7 @@ def resource_type(path: Path) -> str | None:
 
 def files_for(folder: Path, kind: str) -> tuple[list[Path], list[str]]:
     """(the folder's NDJSON files an input reads, what no input reads: other files and resource types)."""
-    read = {t for types in RESOURCES.values() for t in types} | {GROUPING}
+    read = {t for types in RESOURCES.values() for t in types} | {GROUPING, MEDICATION}
     wanted, other = [], []
     for path in sorted(folder.iterdir()):
         found = resource_type(path) if path.is_file() and path.name.endswith(SUFFIX) else None
@@ -263,11 +275,24 @@ def _report_of(path: Path) -> pl.LazyFrame:
 
 
 def _patients(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[str, int]]:
+    """Patients as patient rows: sex and birth date (for each of her exams), whether she died (``deceased``:
+    ``deceasedBoolean``, or any ``deceasedDateTime``) and when (the date as written, the export's local date),
+    and her medical record number (the ``identifier`` whose type is ``MR``, v2-0203)."""
+    died_on = _date(pl.col("deceasedDateTime"))
+    deceased = pl.col("deceasedBoolean").fill_null(False) | pl.col("deceasedDateTime").is_not_null()
+    element = pl.element().struct.field
+    record_type = element("type").struct.field("coding").list.eval(pl.element().struct.field("code"))
+    mrn = pl.col("identifier").list.eval(
+        pl.element().filter(record_type.list.contains(_settings()["record_number_type"])).struct.field("value")
+    )
     rows = resources.filter(pl.col("resourceType") == "Patient").select(
         pl.col(SOURCE_ROW),
         pl.col("id").alias("patient_id"),
         pl.col("gender").alias("sex"),
         pl.col("birthDate").alias("birth_date"),
+        pl.when(deceased).then(pl.lit("true")).otherwise(pl.lit("false")).alias("deceased"),
+        died_on.alias("death_date"),
+        mrn.list.drop_nulls().list.first().alias("mrn"),
     )
     return rows, {}
 

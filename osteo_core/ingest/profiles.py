@@ -12,7 +12,7 @@ from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
 from schemas.population import POPULATION_FIELDS, ROSTER_DERIVED
-from schemas.scans import MENOPAUSAL_WORDS, SCANS_COLUMNS, SEX_WORDS
+from schemas.scans import MENOPAUSAL_WORDS, PATIENT_FACTS, SCANS_COLUMNS, SEX_WORDS
 from schemas.tables import GAPS_SCHEMA, SOURCE_FILE, SOURCE_ROW, catalog_column_descriptions
 
 _KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population"}
@@ -37,6 +37,8 @@ class Profile:
         key = header_key(header)
         if self.long is not None and key in self.long.headers:
             return self.long.headers[key]
+        if self.long is not None and key in PATIENT_FACTS:  # a patient row's death and record number
+            return key
         if key in self.headers:
             return self.headers[key]
         return key if key in SCANS_COLUMNS else None

@@ -17,7 +17,7 @@ from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.screening import screen
 from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
-from osteo_core.gaps.population import enrolment_stretches, roster_patients
+from osteo_core.gaps.population import enrolment_stretches, recorded_deaths, roster_patients, with_recorded_deaths
 from osteo_core.ingest.assemble import assemble
 from osteo_core.ingest.profiles import Profile
 from osteo_core.ingest.readers import concat_text
@@ -75,6 +75,10 @@ def screen_partition(
         given (its patients, the ``screening_due`` gap, the quality measures of ``measurement_year``, by default the
     as-of year, and the count of patients it does not list)."""
     assembled = None
+    # the deaths a long export's patient rows record (a FHIR Patient's deceased[x]), with or without a roster; a
+    # wide export's columns of those names are unmapped, never read
+    files = (scans if isinstance(scans, list) else [scans]) if profile.long is not None else []
+    deaths = recorded_deaths(files, profile.date_formats).collect()
     if profile.long is not None:
         assembled = assemble(scans if isinstance(scans, list) else [scans], profile)
         scans = assembled.exams.lazy()
@@ -97,7 +101,8 @@ def screen_partition(
     # hip columns no exam of this partition gives are left out of the gaps' plan (a one-hip registry's is
     # then the plan it always was); the exams table keeps them all
     unused_hips = [c for c in SIDED_COLUMNS if c in exams.columns and exams.get_column(c).null_count() == exams.height]
-    roster_people = roster_patients(population_result.valid.lazy(), as_of, profile.routing).collect()
+    roster_people = roster_patients(population_result.valid.lazy(), as_of, profile.routing)
+    roster_people = with_recorded_deaths(roster_people, deaths.lazy(), as_of).collect()
     gaps = care_gaps(
         screening,
         exams.drop(unused_hips).lazy(),
@@ -107,6 +112,7 @@ def screen_partition(
         reference.care_gap_parameters(),
         device_lsc,
         roster_people.lazy() if population is not None else None,
+        deaths.lazy(),
     )
     members = (
         all_members(
@@ -143,6 +149,7 @@ def screen_partition(
         "care_gaps": gap_rows,
         "treatment_intervals": intervals,
         "population": roster_people,
+        "deaths": deaths,  # not published: the gap lifecycle reads it (died, for closed_gaps)
         "measure_members": measure_rows,
     }
     counts = {

@@ -8,6 +8,7 @@ errors a second try can cure (``stages.worth_retrying``).
 
 import datetime as dt
 import functools
+import logging
 from dataclasses import asdict, replace  # no "from __future__ import annotations": a served deployment's
 
 # parameters are validated against the flow's annotations, which must be classes, not strings
@@ -25,9 +26,9 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from flows.artifacts import publish_artifacts  # noqa: E402
 from flows.ephemeral import temporary_server  # noqa: E402
 from flows.progress import Progress  # noqa: E402
-from osteo_core.errors import InputError  # noqa: E402
+from osteo_core.errors import InputError, OsteoError  # noqa: E402
 from osteo_core.pipeline import stages  # noqa: E402
-from osteo_core.pipeline.request import ScreenRequest, check_arguments  # noqa: E402
+from osteo_core.pipeline.request import ScreenRequest  # noqa: E402
 
 RETRY_DELAY_SECONDS = 5
 
@@ -73,8 +74,21 @@ def _run_as_tasks(progress: Progress, stage: stages.Stage, request: ScreenReques
     return results
 
 
+def today_in(timezone: str) -> dt.date:
+    """Today's date in ``timezone`` (an IANA name); on this machine's clock when blank."""
+    if not timezone:
+        return dt.date.today()
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return dt.datetime.now(ZoneInfo(timezone)).date()
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError("timezone", f"'{timezone}' is not an IANA time zone name (e.g. America/New_York)") from None
+
+
 def run_name() -> str:
-    """``screen 2026-11-24 standard``: the as-of date (today for a scheduled run) and the rule set."""
+    """``screen 2026-11-24 standard``: the as-of date (today in the schedule's time zone for a scheduled run)
+    and the rule set."""
     from pathlib import Path
 
     from prefect.runtime import flow_run
@@ -82,23 +96,52 @@ def run_name() -> str:
     request = flow_run.parameters.get("request", {})
     fields = request if isinstance(request, dict) else asdict(request)
     rules = Path(fields.get("rules") or "standard").stem
-    return f"screen {fields.get('as_of') or dt.date.today().isoformat()} {rules}"
+    try:
+        as_of = fields.get("as_of") or today_in(flow_run.parameters.get("timezone") or "").isoformat()
+    except InputError:  # the run itself fails, saying so
+        as_of = "(no date)"
+    return f"screen {as_of} {rules}"
 
 
 @flow(name="screen-dxa-registry", flow_run_name=run_name, log_prints=False)
-def screen_dxa_registry(request: ScreenRequest) -> dict[str, Any]:
+def screen_dxa_registry(request: ScreenRequest, timezone: str = "") -> dict[str, Any]:
     """Ingest, validate, classify, find gaps and publish one screen. Returns the manifest (counts only).
 
-    A blank ``as_of`` means the day the run starts (scheduled screens).
+    A blank ``as_of`` means the day the run starts in ``timezone`` (an IANA name; the schedule's, for a
+    scheduled screen; blank: this machine's). A screen that is refused or whose input is unusable (an
+    ``OsteoError``: exit 2 or 3 for ``osteo screen``) ends in Prefect's Failed state with that error's one-line
+    message, which names the file or says what is missing and never holds a cell of an input; the error itself
+    is the state's result, so a caller of the flow gets it raised as it was.
     """
     from prefect import get_run_logger
+    from prefect.states import Failed
 
-    if not request.as_of:
-        request = replace(request, as_of=dt.date.today().isoformat())
+    install_filter()  # also in the process a served or worker run starts in
+    logger = get_run_logger()
     execute = functools.partial(_run_as_tasks, Progress.current())
-    manifest = stages.run_stages(request, execute, get_run_logger())
+    try:
+        if not request.as_of:
+            request = replace(request, as_of=today_in(timezone).isoformat())
+        manifest = stages.run_stages(request, execute, logger)
+    except OsteoError as err:
+        message = one_line(err)
+        logger.log(logging.ERROR if _deployed() else logging.INFO, "not published: %s", message)
+        return Failed(message=message, data=err)
     publish_artifacts(manifest)
     return manifest
+
+
+def one_line(err: OsteoError) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _deployed() -> bool:
+    """A deployment's run (scheduled, triggered): its failure is said at ERROR, in the run's log and on the
+    served process's or worker's terminal. ``osteo screen`` says it itself, in one line."""
+    from prefect.runtime import deployment
+
+    return deployment.id is not None
 
 
 def run_flow(request: ScreenRequest, dask_address: str | None = None, workers: int = 1) -> dict[str, Any]:
@@ -130,17 +173,3 @@ def flush_run_log() -> None:
     from prefect.logging.handlers import APILogHandler
 
     APILogHandler().flush()
-
-
-def serve(request: ScreenRequest, cron: str, name: str) -> None:
-    """Register a deployment of the flow with a cron schedule on the server in ``PREFECT_API_URL`` and
-    serve it (blocks until stopped). With a blank ``as_of`` (the CLI's default for ``serve``) each run
-    screens as of the day it starts."""
-    import os
-
-    if not os.environ.get("PREFECT_API_URL"):
-        raise InputError("PREFECT_API_URL", "set it to a running Prefect server (see README: Scheduled screens)")
-    check_arguments(request)
-    install_filter()
-    parameters = {"request": asdict(request)}
-    screen_dxa_registry.serve(name=name, cron=cron, parameters=parameters, print_starting_message=True)

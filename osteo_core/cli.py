@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from osteo_core.errors import OsteoError, output_errors
+from osteo_core.errors import INPUT_NAMES, OsteoError, output_errors
 from osteo_core.outputs.render import FORMATS, TERMINAL_ROWS
 from osteo_core.settings import settings
 
@@ -63,6 +63,13 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         help="largest fall in valid exams against the last published run that still publishes, as a share "
         "(default: %(default)s, i.e. refuse fewer than half; 1 accepts any fall)",
     )
+    p.add_argument(
+        "--accept-input-change",
+        action="store_true",
+        help="publish even without a kind of input the last published run had (--meds, --fractures,"
+        " --population); without it such a run is refused (exit 3), since its gaps would open or close for the"
+        " missing export",
+    )
     p.add_argument("--sheet", metavar="NAME", help="XLSX inputs: read this sheet (default: the first)")
     p.add_argument("--lsc", metavar="FILE", help="per-device least significant change: device_id, site, lsc")
     p.add_argument(
@@ -86,15 +93,20 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "Read the scans export (and optionally medications and fractures), validate every row, classify each "
         "exam, apply the rule set, find the care gaps and publish the tables into --out in one atomic step. "
         "Exit 0 published, 2 unusable input (one line naming the file), 3 refused (too many rows quarantined, "
-        "or far fewer exams than last time), 1 the engine failed (e.g. Prefect's server did not start).",
+        "far fewer exams than last time, or no export of a kind the last published run had), 1 the engine "
+        "failed (e.g. Prefect's server did not start).",
         "osteo screen --scans exports/scans/ --meds exports/meds.csv --fractures exports/fractures.csv "
         "--out /data/osteo\n  osteo screen --scans data/samples/densitometer_us_sample.csv --profile densitometer_us",
     ),
     "serve": (
         "serve the screen on a schedule from a Prefect server",
-        "Register the screen as a Prefect deployment with a cron schedule and serve it until stopped. Needs "
-        "PREFECT_API_URL pointing at a running Prefect server. Takes every option of 'osteo screen'.",
-        'osteo serve --cron "0 6 * * 1" --name weekly --scans /data/exports/scans/ --out /data/osteo',
+        "Register the screen as a Prefect deployment with a cron schedule in a time zone and serve it until "
+        "stopped (SIGTERM or Ctrl-C: exit 0). Needs PREFECT_API_URL pointing at a running Prefect server. Takes "
+        "every option of 'osteo screen'; paths are made absolute and checked now. Prints the next three run times. "
+        "Each run screens as of its own day in that time zone (unless --as-of); a run refused or with a missing "
+        "input ends Failed in Prefect with its one-line reason.",
+        'osteo serve --cron "0 6 * * 1" --timezone America/New_York --name weekly --scans /data/exports/scans/ '
+        "--out /data/osteo",
     ),
     "sql": (
         "query the published tables with read-only SQL",
@@ -182,7 +194,7 @@ def _out_arg(p: argparse.ArgumentParser, what: str = "the published screen to re
 
 def _listing_args(p: argparse.ArgumentParser, pipe_csv: bool = True) -> None:
     """``pipe_csv``: without --format, a table on a terminal and CSV to a pipe or file (else always a table)."""
-    from osteo_core.outputs.render import default_format
+    from osteo_core.outputs.render import default_format, row_limit
 
     p.add_argument(
         "--format",
@@ -194,9 +206,10 @@ def _listing_args(p: argparse.ArgumentParser, pipe_csv: bool = True) -> None:
     )
     p.add_argument(
         "--limit",
-        type=int,
+        type=row_limit,
         metavar="N",
-        help=f"at most N rows (default: {TERMINAL_ROWS} in a table on a terminal, else all)",
+        help=f"at most N rows, 0 or more (0: only the column names; default: {TERMINAL_ROWS} in a table on a "
+        "terminal, else all)",
     )
 
 
@@ -290,7 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     _screen_args(_command(sub, "screen"))
     serve = _command(sub, "serve")
     _screen_args(serve)
-    serve.add_argument("--cron", required=True, metavar="EXPR", help='schedule, e.g. "0 6 * * 1" (Mondays 06:00)')
+    serve.add_argument(
+        "--cron", required=True, metavar="EXPR", help='schedule, e.g. "0 6 * * 1" (Mondays 06:00 in --timezone)'
+    )
+    serve.add_argument(
+        "--timezone",
+        metavar="IANA_NAME",
+        help="time zone of the schedule and of each run's as-of date, e.g. America/New_York (default: this machine's)",
+    )
     serve.add_argument("--name", default="osteo-screen", help="deployment name (default: %(default)s)")
     serve.set_defaults(as_of="")  # each scheduled run screens as of its own day, unless --as-of is given
     sql = _command(sub, "sql")
@@ -347,6 +367,7 @@ def _request(args: argparse.Namespace):
         keep_runs=settings().keep_runs,
         lsc=getattr(args, "lsc", None),
         partitions=getattr(args, "partitions", 0),
+        accept_input_change=getattr(args, "accept_input_change", False),
     )
 
 
@@ -382,9 +403,6 @@ def cmd_screen(args: argparse.Namespace) -> int:
     return 0
 
 
-INPUT_NAMES = {"scans": "scans", "meds": "medications", "fractures": "fractures", "population": "population roster"}
-
-
 def input_change_warnings(manifest: dict) -> list[str]:
     """A run given other kinds of input than the last published one says so (its gaps are not comparable)."""
     changed = manifest.get("inputs_changed")
@@ -393,12 +411,12 @@ def input_change_warnings(manifest: dict) -> list[str]:
     lines = []
     for kind in changed["missing"]:
         lines.append(
-            f"osteo: warning: no {INPUT_NAMES[kind]} export this time, but the last published run"
+            f"osteo: warning: no {INPUT_NAMES.get(kind, kind)} export this time, but the last published run"
             f" ({changed['previous_run_id']}) had one: gaps that depend on it are not comparable across the two runs"
         )
     for kind in changed["new"]:
         lines.append(
-            f"osteo: warning: a {INPUT_NAMES[kind]} export this time, but not in the last published run"
+            f"osteo: warning: a {INPUT_NAMES.get(kind, kind)} export this time, but not in the last published run"
             f" ({changed['previous_run_id']}): gaps that depend on it are not comparable across the two runs"
         )
     return lines
@@ -460,9 +478,16 @@ def measure_lines(manifest: dict) -> list[str]:
 
 def input_notes(manifest: dict) -> list[str]:
     """What was read differently from a plain file: blank lines skipped, columns nobody maps, workbook
-    sheets not read, files a folder scan passed over (names of files and columns only, never values)."""
+    sheets not read, files a folder scan passed over, a FHIR export's resources counted and not read (names of
+    files, columns and reasons only, never values)."""
     notes = []
-    for kind, label in (("meds", "medication"), ("fractures", "fracture"), ("population", "population roster")):
+    kinds = (
+        ("meds", "medication"),
+        ("fractures", "fracture"),
+        ("population", "population roster"),
+        ("dxa_procedures", "DXA procedure"),
+    )
+    for kind, label in kinds:
         rows = manifest.get("rows_by_input", {}).get(kind, {})
         if rows.get("rows_in"):
             share = rows["quarantined"] / rows["rows_in"]
@@ -479,9 +504,10 @@ def input_notes(manifest: dict) -> list[str]:
     blank = {kind: n for kind, n in manifest.get("blank_lines", {}).items() if n}
     if blank:
         notes.append("blank lines skipped: " + ", ".join(f"{kind} {n:,}" for kind, n in blank.items()))
+    notes += fhir_notes(manifest)
     for entry in manifest.get("inputs", []):
         name = Path(entry["path"]).name
-        if entry["rows"] == 0:
+        if entry["rows"] == 0 and entry.get("format") != "ndjson":  # NDJSON: none read is said by fhir_notes
             notes.append(f"no data rows in {name} ({entry['input']}): check the export is complete")
         if entry.get("unmapped_columns"):
             notes.append(
@@ -497,10 +523,26 @@ def input_notes(manifest: dict) -> list[str]:
     return notes
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.screen import serve
+def fhir_notes(manifest: dict) -> list[str]:
+    """A FHIR export's Conditions (``N fractures among M conditions``: a Condition file without a fracture is
+    normal) and, per file, the resources counted and not read, by reason (counts only)."""
+    notes = []
+    conditions = [e for e in manifest.get("inputs", []) if e.get("resource_type") == "Condition"]
+    fractures = manifest.get("rows_by_input", {}).get("fractures", {}).get("fracture_events")
+    if conditions and fractures is not None:
+        total = sum(e["rows"] + sum(e.get("not_read", {}).values()) for e in conditions)
+        notes.append(f"FHIR Conditions: {fractures:,} fractures among {total:,} conditions")
+    for entry in manifest.get("inputs", []):
+        if entry.get("not_read"):
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in entry["not_read"].items())
+            notes.append(f"not read in {Path(entry['path']).name} ({entry['resource_type']}): {reasons}")
+    return notes
 
-    serve(_request(args), args.cron, args.name)
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve
+
+    serve(_request(args), args.cron, args.name, args.timezone)  # returns on SIGTERM or SIGINT: a clean stop
     return 0
 
 
@@ -525,6 +567,28 @@ DEMO_MARKER_TEXT = (
 )
 
 
+DEMO_INPUTS = ("scans.csv", "medications.csv", "fractures.csv", "population.csv")  # what osteo demo writes
+
+
+def _earlier_demo(out: Path) -> bool:
+    """A folder ``osteo demo`` made before it left its marker: its published run read exactly the demo's four
+    input files in ``OUT/input/`` and nothing else, and the folder holds nothing but what a demo leaves."""
+    from osteo_core.publish import folder as publish
+
+    try:
+        manifest = publish.published_manifest(out)
+        read = {Path(entry["path"]).resolve() for entry in (manifest or {}).get("inputs", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    demo_inputs = {(out / "input" / name).resolve() for name in DEMO_INPUTS}
+    left = {"input", "runs", publish.CURRENT, publish.CATALOG, publish.LOCK, "history.jsonl", "report.html"}
+    made = {p.name for p in out.iterdir()} <= left | {f"{t}.parquet" for t in publish.TABLES} | {
+        publish.MANIFEST, "outreach.jsonl", "outreach.sqlite", "outreach.sqlite-wal", "outreach.sqlite-shm",
+        ".outreach.lock", "outreach.jsonl.migrated",
+    }  # fmt: skip
+    return bool(read) and read == demo_inputs and made
+
+
 def _fresh_demo_folder(out: Path) -> None:
     """Make ``out`` a demo folder with nothing in it but its marker: a new or empty folder is marked; a folder
     an earlier demo made (its marker) is emptied, so the demo (as of today) never follows a later screen
@@ -536,7 +600,7 @@ def _fresh_demo_folder(out: Path) -> None:
 
     if (out.exists() or out.is_symlink()) and not out.is_dir():
         raise InputError(str(out), "--out exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file() and not _earlier_demo(out):
         raise InputError(
             str(out),
             f"--out is not empty and was not made by osteo demo (no {DEMO_MARKER} file): the demo starts its"
@@ -637,10 +701,14 @@ def _cmd_mark(args: argparse.Namespace) -> int:
             raise OsteoError("worklist mark: PATIENT_ID, GAP and --status are required (or --file CSV)")
         until = worklist.parse_date(args.until, "--until")
         gaps = [args.gap]
-        if args.gap == EVERY_GAP:  # one batch: every gap open for her in the published run, or nothing
-            gaps = worklist.open_gaps_of(out, args.patient_id)
+        if args.gap == EVERY_GAP:  # one batch: every gap open for her and not hidden, or nothing
+            gaps, hidden = worklist.open_gaps_of(out, args.patient_id)
             if not gaps:
-                raise OsteoError("worklist mark: no open gap for this patient in the published run (osteo worklist)")
+                why = " that a mark does not hide (mark a hidden gap by its name)" if hidden else ""
+                raise OsteoError(f"worklist mark: no open gap{why} for this patient in the published run")
+            if hidden:
+                left = f"osteo: {hidden} hidden gap(s) of this patient left as marked (mark them by name)"
+                print(left, file=sys.stderr)
         marks = [
             {
                 "patient_id": args.patient_id,

@@ -1,4 +1,4 @@
-"""Reference data under ``data/reference/``: drugs, fracture codes and care-gap parameters."""
+"""Reference data under ``data/reference/``: drugs, fracture codes, DXA codes and care-gap parameters."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ DRUGS = "reference/drugs.toml"
 FRACTURE_CODES = "reference/fracture_codes.toml"
 CARE_GAPS = "reference/care_gaps.toml"
 DXA_LOINC = "reference/dxa_loinc.toml"
+DXA_PROCEDURES = "reference/dxa_procedures.toml"
 
 
 def versions() -> dict[str, str]:
     """name → version of every reference file, for the manifest."""
     return {
         shipped_toml(path)["reference"]["name"]: shipped_toml(path)["reference"]["version"]
-        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC, OUTREACH)
+        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC, DXA_PROCEDURES, OUTREACH)
     }
 
 
@@ -41,15 +42,85 @@ def drug_lookup() -> pl.DataFrame:
             "iv_dose_mg": float(drug["iv_dose_mg"]) if "iv_dose_mg" in drug else None,
             "iv_coverage_days": drug.get("iv_coverage_days"),
             "oncology_dose_mg": float(drug["oncology_dose_mg"]) if "oncology_dose_mg" in drug else None,
+            "oncology_doses_mg": _oncology_doses(drug),
         }
         words = [drug["generic"], *drug["synonyms"], *drug["brands"], *drug["atc"]]
         rows += [{"key": w.lower(), "oncology_brand": False, **common} for w in words]
         rows += [{"key": w.lower(), "oncology_brand": True, **common} for w in drug.get("oncology_brands", [])]
-    frame = pl.DataFrame(rows)
+    frame = pl.DataFrame(rows, schema_overrides={"oncology_doses_mg": pl.List(pl.Float64)})
     duplicated = frame.filter(pl.col("key").is_duplicated()).get_column("key").to_list()
     if duplicated:
         raise ValueError(f"{DRUGS}: words listed for two drugs: {duplicated}")
     return frame
+
+
+def _oncology_doses(drug: dict[str, Any]) -> list[float]:
+    """The doses that make a row of this drug an oncology product: the contract's ``oncology_dose_mg`` and the
+    same product's strength as RxNorm's name computes it (``oncology_strengths_mg``)."""
+    doses = [drug["oncology_dose_mg"]] if "oncology_dose_mg" in drug else []
+    return [float(d) for d in doses + drug.get("oncology_strengths_mg", [])]
+
+
+RXNORM_TTYS = ("IN", "BN", "SCD", "SBD")
+
+
+@cache
+def rxnorm_codes() -> pl.DataFrame:
+    """The RxNorm concepts of the drugs (``drugs.toml`` ``[[rxnorm]]``): code → the drug word it stands for,
+    its generic, its strength in mg (null for an ingredient or brand name) and whether it is an oncology
+    product. Checked when loaded: a known word, a known term type, no code twice, and an ``oncology`` flag that
+    agrees with the word (an oncology brand) or the strength (an oncology dose of its drug)."""
+    lookup = drug_lookup()
+    words = {r["key"]: r for r in lookup.iter_rows(named=True)}
+    rows, problems = [], []
+    for row in shipped_toml(DRUGS).get("rxnorm", []):
+        word = words.get(row["drug"].lower())
+        strength = float(row["strength_mg"]) if "strength_mg" in row else None
+        oncology = bool(word) and (word["oncology_brand"] or strength in (word["oncology_doses_mg"] or []))
+        if word is None or row["tty"] not in RXNORM_TTYS or oncology != row["oncology"]:
+            problems.append(row["code"])
+            continue
+        rows.append(
+            {
+                "code": str(row["code"]),
+                "tty": row["tty"],
+                "name": row["name"],
+                "drug": row["drug"],
+                "generic": word["generic"],
+                "strength_mg": strength,
+                "oncology": row["oncology"],
+                "checked": row["checked"],
+            }
+        )
+    schema = {
+        "code": pl.Utf8,
+        "tty": pl.Utf8,
+        "name": pl.Utf8,
+        "drug": pl.Utf8,
+        "generic": pl.Utf8,
+        "strength_mg": pl.Float64,
+        "oncology": pl.Boolean,
+        "checked": pl.Utf8,
+    }
+    frame = pl.DataFrame(rows, schema=schema)
+    problems += frame.filter(pl.col("code").is_duplicated()).get_column("code").unique().to_list()
+    if problems:
+        raise ValueError(f"{DRUGS}: bad [[rxnorm]] rows for codes {sorted(problems)}")
+    return frame
+
+
+@cache
+def fhir_medication_settings() -> dict[str, Any]:
+    """``drugs.toml`` ``[fhir]``: the RxNorm system and, per medication resource type, its FHIR R4 status (and
+    intent) value set and the codes read. A code read must be one of the value set's."""
+    settings = shipped_toml(DRUGS)["fhir"]
+    for kind, spec in settings.items():
+        if not isinstance(spec, dict):
+            continue
+        for known, read in (("statuses", "read_statuses"), ("intents", "read_intents")):
+            if not set(spec.get(read, [])) <= set(spec.get(known, [])):
+                raise ValueError(f"{DRUGS}: [fhir.{kind}] {read} not all in {known}")
+    return settings
 
 
 @cache
@@ -119,3 +190,33 @@ def dxa_words() -> dict[str, dict[str, tuple[str, ...]]]:
 def dxa_units() -> dict[str, tuple[str, ...]]:
     """measure (t, z, bmd) → the units accepted for it, lower case."""
     return {measure: tuple(u.lower() for u in units) for measure, units in shipped_toml(DXA_LOINC)["units"].items()}
+
+
+@cache
+def snomed_conditions() -> pl.DataFrame:
+    """The SNOMED CT concepts a FHIR Condition is read by (``fracture_codes.toml`` ``[[fhir.snomed]]``): code →
+    ``site`` (a fracture's site; blank for a diagnosis alone) and ``icd10`` (the ICD-10-CM category of an
+    osteoporosis diagnosis; blank for a fracture alone). Every row names a site of ``[sites]`` or a category, and
+    cites sources listed in ``[fhir.sources]``."""
+    codes = fracture_codes()
+    fhir = codes["fhir"]
+    schema = {"code": pl.Utf8, "site": pl.Utf8, "icd10": pl.Utf8, "source": pl.Utf8}
+    frame = pl.DataFrame(
+        [
+            {"code": r["code"], "site": r.get("site"), "icd10": r.get("icd10"), "source": r["source"]}
+            for r in fhir["snomed"]
+        ],
+        schema=schema,
+    )
+    cited = pl.col("source").str.split(" ").list.eval(pl.element().is_in(list(fhir["sources"]))).list.all()
+    problems = frame.filter(
+        pl.col("code").is_duplicated()
+        | (pl.col("site").is_null() & pl.col("icd10").is_null())
+        | ~(pl.col("site").is_null() | pl.col("site").is_in(list(codes["sites"])))
+        | ~cited
+    )
+    if not problems.is_empty():
+        raise ValueError(
+            f"{FRACTURE_CODES}: bad [[fhir.snomed]] rows for codes {problems.get_column('code').to_list()}"
+        )
+    return frame.drop("source")

@@ -1,5 +1,5 @@
-"""The optional medications and fractures exports' fields (docs/inputs.md, medications and fractures). Plain data:
-``schemas.input_checks`` builds the Pandera schemas from it."""
+"""The optional medications and fractures exports' fields, and the DXA procedures a FHIR export gives
+(docs/inputs.md). Plain data: ``schemas.input_checks`` builds the Pandera schemas from it."""
 
 from __future__ import annotations
 
@@ -25,4 +25,12 @@ FRACTURES_FIELDS: tuple[Field, ...] = (
 )
 FRACTURES_REQUIRED_HEADERS = ("patient_id", "fracture_date")
 FRACTURE_SITE_SOURCES = ("site", "icd10")
+
+# A DXA done without a result: read from a FHIR Bulk Data export's Procedure files (no CLI option)
+DXA_PROCEDURES_FIELDS: tuple[Field, ...] = (
+    Field("patient_id", "text", "Patient identifier", required=True),
+    Field("procedure_date", "date", "Date the DXA was performed", required=True),
+    Field("code", "text", "The procedure's DXA code as exported (CPT or SNOMED CT)"),
+)
+DXA_PROCEDURES_REQUIRED_HEADERS = ("patient_id", "procedure_date")
 EVENT_WORDS: Words = {"fracture_site": {site: site for site in FRACTURE_SITES}}

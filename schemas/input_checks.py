@@ -19,7 +19,7 @@ import pandera.polars as pa
 import polars as pl
 
 from schemas.checks import column_check, frame_check, not_after, ordered, range_check, text_schema
-from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.events import DXA_PROCEDURES_FIELDS, EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.population import POPULATION_FIELDS
 from schemas.readers import DTYPES, Words
 from schemas.scans import MEASURES, SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT, sided
@@ -134,6 +134,26 @@ def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:
             for f in FRACTURES_FIELDS
         },
         name="fractures_typed",
+        strict=False,
+    )
+
+
+def raw_dxa_procedures_schema(
+    date_formats: list[str], decimal: str = ".", types: Types | None = None
+) -> pa.DataFrameSchema:
+    return text_schema(
+        "dxa_procedures_raw", DXA_PROCEDURES_FIELDS, date_formats, EVENT_WORDS, [], decimal=decimal, types=types
+    )
+
+
+def typed_dxa_procedures_schema(as_of: dt.date) -> pa.DataFrameSchema:
+    checks = {"procedure_date": [not_after("not_after_as_of", as_of)]}
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
+            for f in DXA_PROCEDURES_FIELDS
+        },
+        name="dxa_procedures_typed",
         strict=False,
     )
 

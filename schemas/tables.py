@@ -28,7 +28,7 @@ TABLES = (  # OUT/<table>.parquet
 )
 RUN_WIDE_TABLES = ("measure_summary",)  # made once at publish from the merged tables, not per partition
 # valid events, and the roster's patients (when a roster is given): in the run folder and the catalog only
-EVENT_TABLES = ("medications", "fractures", "population")
+EVENT_TABLES = ("medications", "fractures", "population", "dxa_procedures")
 CATALOG_TABLES = (*TABLES, *EVENT_TABLES)
 # not part of any run: OUT/outreach.sqlite, the log of outreach marks (osteo worklist mark; a SQLite database, one
 # transaction a batch), read live by osteo sql and osteo worklist, never written into a run folder or osteo.duckdb
@@ -181,8 +181,8 @@ _CLOSED_DESCRIPTIONS = {
     "closed_on": "As-of date of this run",
     "closed_because": "input_missing / left_population / treatment_started / dxa_done / window_passed /"
     " no_longer_eligible",
-    "closed_detail": "For left_population: died (not alive on the as-of date) or disenrolled (alive, not enrolled);"
-    " else blank",
+    "closed_detail": "For left_population: died (not alive on the as-of date), disenrolled (alive, not enrolled) or"
+    " left_roster (a screening_due gap of a patient the roster no longer lists); else blank",
 }
 _OUTREACH_DESCRIPTIONS = {
     "mark": "1, 2, 3 … in the order the marks were recorded (the latest mark of a gap is its status)",
@@ -246,6 +246,7 @@ TABLE_DESCRIPTIONS = {
     "medications": "Valid medication events with drug, class, oncology flag and coverage",
     "fractures": "Valid fracture events with site, fragility and new-fracture flags",
     "population": "One row per patient of the population roster: alive and enrolled on the as-of date, routing",
+    "dxa_procedures": "Valid completed DXA procedures of a FHIR export (a DXA done, with or without a result)",
     "worklist": "One row per open care gap with the roster's routing columns (no clinical text beyond the gap); "
     "osteo sql adds the latest outreach status (live)",
     "outreach": "The outreach log (OUT/outreach.sqlite, live): one row per mark, in the order recorded",
@@ -300,12 +301,19 @@ EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "fractures": _SOURCE_DESCRIPTIONS
     | {
         "fracture_date": "Date of the fracture",
-        "site": "Site as exported",
-        "icd10": "ICD-10(-CM) code as exported",
+        "site": "Site as exported (a FHIR Condition coded in SNOMED CT: the site its concept maps to)",
+        "icd10": "ICD-10(-CM) code as exported (a FHIR Condition coded in SNOMED CT as an osteoporosis diagnosis: "
+        "the ICD-10-CM category its concept belongs to, fracture_codes.toml)",
         "birth_date": "Date of birth, as exported",
-        "fracture_site": "Site used: the exported site, else the one its ICD-10 code maps to",
+        "fracture_site": "Site used: the exported site, else the one its ICD-10 code maps to (no_fracture: an "
+        "osteoporosis diagnosis without a fracture)",
         "fragility": "A fragility fracture (not fingers, toes, face or skull)",
         "new_fracture": "A new fracture (not a later encounter or sequela code)",
+    },
+    "dxa_procedures": _SOURCE_DESCRIPTIONS
+    | {
+        "procedure_date": "Date the DXA was performed",
+        "code": "The procedure's DXA code as exported (a CPT or SNOMED CT code of dxa_procedures.toml)",
     },
     "population": {
         "patient_id": "Patient identifier",
@@ -318,9 +326,15 @@ EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 WORKLIST_ROSTER_DESCRIPTIONS = {  # the worklist view's column before the roster's routing columns
-    "in_roster": "The population roster lists the patient (blank: the run had no roster); a patient it does not "
-    "list keeps her gaps, one it lists as dead or not enrolled has none",
+    "in_roster": "The population roster lists the patient, validly or in rows held back in quarantine (blank: the"
+    " run had no roster); a patient it does not list keeps her gaps, one it lists as dead or not enrolled has none",
 }
+# osteo worklist's per-patient list (outputs.worklist.by_patient): its own columns, which no roster column may be
+WORKLIST_PATIENT_COLUMNS = (
+    "patient_id", "priority", "gap", "since", "detail", "exam_id", "gap_outreach_status", "gaps", "in_roster",
+    "open_gaps", "days_on_list",
+    "outreach_status", "outreach_mark", "outreach_marked_at", "outreach_by", "outreach_note", "hidden",
+)  # fmt: skip
 ROUTING_DESCRIPTION = "Routing column passed through from the roster (profile [population] routing)"
 
 

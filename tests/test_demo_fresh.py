@@ -38,7 +38,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return found
 
 
-def test_a_demo_folder_after_a_later_screen_and_a_mark_is_started_afresh(tmp_path, capsys):
+def test_a_demo_folder_after_a_later_screen_and_a_mark_is_started_afresh(tmp_path, capsys, prefect_engine):
     demo = tmp_path / "osteo-demo"
     demo.mkdir()  # an empty folder is taken, as a new one is
     assert main(["demo", "--patients", PATIENTS, "--out", str(demo)]) == 0
@@ -68,7 +68,7 @@ def test_a_demo_folder_after_a_later_screen_and_a_mark_is_started_afresh(tmp_pat
     assert sorted(p.name for p in inputs.iterdir()) == made
 
 
-def test_a_folder_the_demo_did_not_make_is_refused_and_left_as_it_was(tmp_path, capsys):
+def test_a_folder_the_demo_did_not_make_is_refused_and_left_as_it_was(tmp_path, capsys, prefect_engine):
     out = tmp_path / "out"
     scans = write_scans_csv(tmp_path / "scans.csv", [exam()])
     run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=(TODAY - dt.timedelta(days=7)).isoformat()))
@@ -83,7 +83,7 @@ def test_a_folder_the_demo_did_not_make_is_refused_and_left_as_it_was(tmp_path, 
     assert _digest(out) == before  # no input/ folder, no run, no marker: nothing written, nothing removed
 
 
-def test_a_file_named_as_out_is_refused_in_one_line(tmp_path, capsys):
+def test_a_file_named_as_out_is_refused_in_one_line(tmp_path, capsys, prefect_engine):
     """Before: a traceback (the demo made its input folder inside the file's path)."""
     (tmp_path / "file").write_text("x")
     capsys.readouterr()
@@ -91,3 +91,23 @@ def test_a_file_named_as_out_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--out exists and is not a folder" in err and len(err.strip().splitlines()) == 1, err
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_demo_folder_made_before_the_marker_is_recognised_and_one_with_a_users_file_is_not(
+    tmp_path, capsys, prefect_engine
+):
+    """A checkout's ``osteo-demo/`` from the version before the marker: its run read exactly the demo's four
+    inputs in ``OUT/input/``. ``make demo`` must keep working there; the same folder with a file of the user's
+    in it is refused and left as it is."""
+    demo = tmp_path / "osteo-demo"
+    assert main(["demo", "--patients", PATIENTS, "--out", str(demo)]) == 0
+    (demo / DEMO_MARKER).unlink()  # as an earlier version left it
+    assert main(["demo", "--patients", PATIENTS, "--out", str(demo)]) == 0
+    assert (demo / DEMO_MARKER).is_file()
+    (demo / DEMO_MARKER).unlink()
+    (demo / "my-notes.txt").write_text("mine")
+    before = _digest(demo)
+    capsys.readouterr()
+    assert main(["demo", "--patients", PATIENTS, "--out", str(demo)]) == 2
+    assert "was not made by osteo demo" in capsys.readouterr().err
+    assert _digest(demo) == before

@@ -18,9 +18,7 @@ def classify_meds(meds: pl.LazyFrame) -> pl.LazyFrame:
     lookup = reference.drug_lookup().lazy()
     matched = meds.with_columns(reference.drug_key(pl.col("drug")).alias("key")).join(lookup, on="key", how="left")
     dose = pl.col("dose_mg")
-    oncology = pl.col("oncology_brand").fill_null(False) | (
-        pl.col("oncology_dose_mg").is_not_null() & (dose == pl.col("oncology_dose_mg")).fill_null(False)
-    )
+    oncology = pl.col("oncology_brand").fill_null(False) | dose.is_in(pl.col("oncology_doses_mg")).fill_null(False)
     default_days = (
         pl.when(pl.col("iv_dose_mg").is_not_null() & (dose == pl.col("iv_dose_mg")).fill_null(False))
         .then(pl.col("iv_coverage_days"))
@@ -35,7 +33,9 @@ def classify_meds(meds: pl.LazyFrame) -> pl.LazyFrame:
             (pl.col("generic").is_not_null() & pl.col("oncology").not_()).alias("osteoporosis_treatment"),
             (pl.col("event_date") + pl.duration(days=pl.col("coverage_days"))).alias("coverage_end"),
         )
-        .drop("key", "oncology_brand", "iv_dose_mg", "iv_coverage_days", "oncology_dose_mg", "route")
+        .drop(
+            "key", "oncology_brand", "iv_dose_mg", "iv_coverage_days", "oncology_dose_mg", "oncology_doses_mg", "route"
+        )
     )
 
 
@@ -60,6 +60,15 @@ def classify_fractures(fractures: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("fracture_site").is_in(fragile).alias("fragility"),
         later_encounter.not_().alias("new_fracture"),
     )
+
+
+def is_fracture() -> pl.Expr:
+    """A fractures row that is a fracture: a site word, or a fracture code (``fracture_codes.toml`` ``[fhir]
+    fracture_prefixes``: the S-chapter fracture categories, M80, M48.5). Not any code: M81 is an osteoporosis
+    diagnosis without a fracture, which the quality measures read as such."""
+    code = pl.col("icd10")
+    prefixes = reference.fracture_codes()["fhir"]["fracture_prefixes"]
+    return (code.is_null() | pl.any_horizontal([code.str.starts_with(p) for p in prefixes])).fill_null(False)
 
 
 def unrecognised_drugs(meds: pl.DataFrame) -> dict[str, Any]:

@@ -352,12 +352,14 @@ def care_gaps(
     device_lsc: pl.LazyFrame | None = None,
     roster: pl.LazyFrame | None = None,
     deaths: pl.LazyFrame | None = None,
+    dxa_procedures: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """All gaps, highest priority first, then the oldest ``since``. ``roster`` (``gaps.population``'s
     patients, when a population roster was given) adds ``screening_due`` and takes every gap of a patient who is
     dead or not enrolled on the as-of date off the list (``population.off_the_list``): no gap type opens for
     them. Patients the roster does not list keep their gaps. ``deaths`` (``population.recorded_deaths``): the
-    deaths an export records, with or without a roster: no gap opens for a patient dead on the as-of date."""
+    deaths an export records, with or without a roster: no gap opens for a patient dead on the as-of date.
+    ``dxa_procedures``: completed DXA procedures, a DXA on record for ``screening_due``."""
     latest = latest_exams(screening, as_of)
     found = [
         denosumab_lapse(meds, as_of, params),
@@ -367,7 +369,7 @@ def care_gaps(
         overdue_dxa(latest, as_of, params),
     ]
     if roster is not None:
-        found.append(_gap(screening_due(roster, exams, as_of, params), "screening_due", params))
+        found.append(_gap(screening_due(roster, exams, as_of, params, dxa_procedures), "screening_due", params))
     # first_seen and status are left blank: publishing fills them against the last published run
     lifecycle = [pl.lit(None, dtype=GAPS_SCHEMA[c]).alias(c) for c in GAPS_SCHEMA if c not in FOUND_GAPS_SCHEMA]
     listed = pl.concat(found).join(off_the_list(roster, deaths, as_of), on="patient_id", how="anti")

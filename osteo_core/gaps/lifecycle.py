@@ -7,7 +7,8 @@ Closing reasons are read from this run's data, in this order (``data/reference/c
     input_missing       the input that shows the gap was given to the base run and not to this one, or the
                         patient of an exam-based gap has no valid exam now
     left_population     a roster is given and lists the patient, who is dead or not enrolled on the as-of date,
-                        or an export records the patient's death (``closed_detail``: died / disenrolled); a
+                        or an export records the patient's death (``closed_detail``: died / disenrolled), or a
+                        screening_due gap of a patient the roster no longer lists (left_roster); otherwise a
                         patient the roster does not list keeps their gaps
     treatment_started   an osteoporosis-drug event the gap's own rule counts (on or after its since, or its
                         look-back before the exam or the fracture)
@@ -23,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from osteo_core.gaps.population import off_the_list
+from osteo_core.gaps.population import LEFT_ROSTER, off_the_list
 from schemas.tables import CLOSED_SCHEMA, GAPS_SCHEMA
 
 NEW, PERSISTING = "new", "persisting"
@@ -70,6 +71,15 @@ def closed_gaps(
     # a roster patient dead or not enrolled on the as-of date (died / disenrolled); one the roster does not list
     # keeps the gaps it has, so a gap of theirs closes for another reason
     closed = closed.join(off_the_list(population, deaths, as_of), on="patient_id", how="left", maintain_order="left")
+    roster_gaps = [gap for gap, kind in rules["needs_input"].items() if kind == "population"]
+    if population is not None:  # a gap only the roster opens (screening_due) of a patient it no longer lists
+        listed = population.select("patient_id", pl.lit(True).alias("_listed"))
+        closed = closed.join(listed, on="patient_id", how="left", maintain_order="left").with_columns(
+            pl.when(pl.col("gap").is_in(roster_gaps) & pl.col("_listed").is_null() & pl.col("left_because").is_null())
+            .then(pl.lit(LEFT_ROSTER))
+            .otherwise(pl.col("left_because"))
+            .alias("left_because")
+        )
     left = pl.col("left_because").is_not_null()
     gap = pl.col("gap")
     lookback = params["post_fracture_untreated"]["lookback_years"]

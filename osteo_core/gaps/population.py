@@ -79,6 +79,7 @@ def roster_patients(roster: pl.LazyFrame, as_of: dt.date, routing: tuple[str, ..
 
 
 DIED, DISENROLLED = "died", "disenrolled"  # why a patient is off every list (closed_gaps.closed_detail)
+LEFT_ROSTER = "left_roster"  # closed_detail of a roster-only gap (screening_due) of a patient the roster dropped
 DEATHS_SCHEMA = {"patient_id": pl.Utf8, "death_date": pl.Date}  # death_date blank: died, the date unknown
 
 
@@ -149,10 +150,17 @@ def birthday(birth: pl.Expr, years: int) -> pl.Expr:
     return pl.when(shifted.dt.day() != birth.dt.day()).then(shifted + _DAY).otherwise(shifted)
 
 
-def screening_due(patients: pl.LazyFrame, exams: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]) -> pl.LazyFrame:
+def screening_due(
+    patients: pl.LazyFrame,
+    exams: pl.LazyFrame,
+    as_of: dt.date,
+    params: dict[str, Any],
+    dxa_procedures: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
     """Roster patients alive and enrolled on the as-of date, of the screened sex and at least the screening
-    age on it (and men from their own age, when ``include_men``), with no valid exam on record. ``since`` is
-    the later of the birthday of that age and the start of the enrolment covering the as-of date."""
+    age on it (and men from their own age, when ``include_men``), with no DXA on record: no valid exam and no
+    completed DXA procedure (``dxa_procedures``, a DXA done even without a result) on or before the as-of date.
+    ``since`` is the later of the birthday of that age and the start of the enrolment covering the as-of date."""
     p = params["screening_due"]
     women = pl.col("sex") == p["sex"]
     due_birthday = pl.when(women).then(birthday(pl.col("birth_date"), p["min_age_years"]))
@@ -161,7 +169,11 @@ def screening_due(patients: pl.LazyFrame, exams: pl.LazyFrame, as_of: dt.date, p
             birthday(pl.col("birth_date"), p["men_min_age_years"])
         )
     due_birthday = due_birthday.otherwise(None)  # the day the patient reached the screening age
-    scanned = exams.filter(pl.col("exam_date") <= as_of).select("patient_id").unique()
+    scanned = exams.filter(pl.col("exam_date") <= as_of).select("patient_id")
+    if dxa_procedures is not None:
+        done = dxa_procedures.filter(pl.col("procedure_date") <= as_of).select("patient_id")
+        scanned = pl.concat([scanned, done])
+    scanned = scanned.unique()
     age = parsing.completed_years(pl.col("birth_date"), pl.lit(as_of))
     return (
         patients.filter(pl.col("alive") & pl.col("enrolled") & (due_birthday <= as_of))

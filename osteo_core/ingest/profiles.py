@@ -13,9 +13,9 @@ from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
 from schemas.population import POPULATION_FIELDS, ROSTER_DERIVED
 from schemas.scans import MENOPAUSAL_WORDS, PATIENT_FACTS, SCANS_COLUMNS, SEX_WORDS
-from schemas.tables import GAPS_SCHEMA, SOURCE_FILE, SOURCE_ROW, catalog_column_descriptions
+from schemas.tables import GAPS_SCHEMA, SOURCE_FILE, SOURCE_ROW, WORKLIST_PATIENT_COLUMNS, catalog_column_descriptions
 
-_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population"}
+_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population", "fhir"}  # fhir: ingest.fhir
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
 
 
@@ -29,7 +29,9 @@ class Profile:
     description: str = ""
     decimal: str = "."  # "," for exports written with a decimal comma (88,5)
     long: LongLayout | None = None  # one row per measurement (``[long]``); None for one row per exam
-    routing: tuple[str, ...] = ()  # roster columns passed through to the worklist (``[population] routing``)
+    # roster columns passed through to the worklist (``[population] routing``); None when the profile names
+    # none: then every column of the roster that is not one of its fields is a routing column (``roster_routing``)
+    routing: tuple[str, ...] | None = None
 
     def canonical_name(self, header: str) -> str | None:
         """The canonical column a scans header maps to, or ``None`` when neither the profile nor the
@@ -44,24 +46,51 @@ class Profile:
         return key if key in SCANS_COLUMNS else None
 
 
-def _routing(section: dict, where: str) -> tuple[str, ...]:
+def _routing(section: dict, where: str) -> tuple[str, ...] | None:
     """``[population] routing``: roster columns (by header) a caller needs to route a gap, such as the
-    clinic or the primary-care provider; kept as text, never read as clinical data."""
+    clinic or the primary-care provider; kept as text, never read as clinical data. None when not given."""
     unknown = set(section) - {"routing"}
     if unknown:
         raise InputError(where, f"unknown [population] setting(s): {', '.join(sorted(unknown))} (known: routing)")
-    names = section.get("routing", [])
+    if "routing" not in section:
+        return None
+    names = section["routing"]
     if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
         raise InputError(where, "[population] routing must be a list of column names")
     keys = tuple(header_key(n) for n in names)
+    for key in keys:
+        if not routing_name_ok(key):
+            raise InputError(where, f"[population] routing column '{key}' must be a plain name not used by the screen")
+    return tuple(dict.fromkeys(keys))
+
+
+def routing_name_ok(key: str) -> bool:
+    """Whether a roster column may be a routing column: a plain name that is none of the roster's fields, the
+    worklist's columns (per gap and per patient) or ``osteo worklist``'s options (a ``--NAME`` filter)."""
     taken = {f.name for f in POPULATION_FIELDS} | set(ROSTER_DERIVED) | {SOURCE_FILE, SOURCE_ROW}
     taken |= set(GAPS_SCHEMA)  # the worklist's care_gaps columns …
     taken |= set(catalog_column_descriptions("worklist"))  # … its own (days_open, outreach_status, hidden …)
-    taken |= {"out", "all", "format", "limit"}  # osteo worklist's own options: a --ROUTING filter must not clash
-    for key in keys:
-        if not key.isidentifier() or key.startswith("_") or key in taken:
-            raise InputError(where, f"[population] routing column '{key}' must be a plain name not used by the screen")
-    return tuple(dict.fromkeys(keys))
+    taken |= set(WORKLIST_PATIENT_COLUMNS)  # … the per-patient list's (gaps, days_on_list …)
+    taken |= {"out", "all", "format", "limit", "by_gap"}  # osteo worklist's own options
+    return key.isidentifier() and not key.startswith("_") and key not in taken
+
+
+def roster_routing(profile: Profile, columns: list[str], where: str) -> tuple[str, ...]:
+    """The routing columns of a roster with these (canonical) columns: the profile's, else every column that is
+    not one of the roster's fields. A column that cannot be one (it clashes with a worklist column or option) is
+    refused, naming it (``InputError``, exit 2)."""
+    if profile.routing is not None:
+        return profile.routing
+    fields = {f.name for f in POPULATION_FIELDS} | {SOURCE_FILE, SOURCE_ROW}
+    extra = [c for c in columns if c not in fields and not c.startswith("_")]
+    for name in extra:
+        if not routing_name_ok(name):
+            raise InputError(
+                where,
+                f"roster column '{name}' would be a routing column but clashes with a worklist column or option:"
+                " rename it, or name the routing columns in the profile ([population] routing)",
+            )
+    return tuple(dict.fromkeys(extra))
 
 
 def shipped_profiles() -> list[str]:

@@ -18,7 +18,7 @@ import datetime as dt
 
 import polars as pl
 
-from osteo_core import reference
+from osteo_core.decide.events import is_fracture
 from osteo_core.measures.specs import MeasureSpec, load_measures, value_sets
 from schemas import parsing
 from schemas.tables import MEMBERS_SCHEMA, SUMMARY_SCHEMA
@@ -40,14 +40,22 @@ OPEN = "_window_open"  # in the denominator, not excluded, not met, and the wind
 _EVENTS = {"patient_id": pl.Utf8, "date": pl.Date, "until": pl.Date, "label": pl.Utf8}
 
 
-def events(exams: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+def events(
+    exams: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame, dxa_procedures: pl.LazyFrame | None = None
+) -> dict[str, pl.LazyFrame]:
     """Each value set's rows as (patient_id, date, until, label): ``until`` is the first day after the event
-    (for a medication, the first day its supply no longer covers), ``label`` what to show as evidence."""
+    (for a medication, the first day its supply no longer covers), ``label`` what to show as evidence. A bone
+    density test is a valid exam, or a completed DXA procedure (``dxa_procedures``: a DXA done, with or
+    without a result)."""
     sets = value_sets()
     day_after = pl.col("date") + _DAY
-    tests = exams.select("patient_id", pl.col("exam_date").alias("date")).with_columns(
-        day_after.alias("until"), pl.lit("DXA exam").alias("label")
-    )
+    tests = exams.select("patient_id", pl.col("exam_date").alias("date"), pl.lit("DXA exam").alias("label"))
+    if dxa_procedures is not None:
+        done = dxa_procedures.select(
+            "patient_id", pl.col("procedure_date").alias("date"), pl.lit("DXA procedure").alias("label")
+        )
+        tests = pl.concat([tests, done])
+    tests = tests.with_columns(day_after.alias("until"))
     drugs = meds.filter(
         pl.col("osteoporosis_treatment") & pl.col("generic").is_in(sets["osteoporosis_medication"]["generics"])
     ).select(
@@ -60,9 +68,7 @@ def events(exams: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame) -> 
     prefixes = sets["osteoporosis_diagnosis"]["icd10_prefixes"]
     diagnosed = fractures.filter(pl.any_horizontal([code.str.starts_with(p) for p in prefixes]).fill_null(False))
     # a fracture: a site word from the export, or a fracture code (not any code: M81 is osteoporosis without one)
-    fracture_codes = reference.fracture_codes()["fhir"]["fracture_prefixes"]
-    is_fracture = code.is_null() | pl.any_horizontal([code.str.starts_with(p) for p in fracture_codes])
-    new_fragility = fractures.filter(pl.col("fragility") & pl.col("new_fracture") & is_fracture.fill_null(False))
+    new_fragility = fractures.filter(pl.col("fragility") & pl.col("new_fracture") & is_fracture())
 
     def from_fractures(rows: pl.LazyFrame, label: pl.Expr) -> pl.LazyFrame:
         return rows.select("patient_id", pl.col("fracture_date").alias("date"), label.alias("label")).with_columns(
@@ -235,9 +241,11 @@ def all_members(
     fractures: pl.LazyFrame,
     measurement_year: int,
     as_of: dt.date,
+    dxa_procedures: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """Every shipped measure's rows, measure after measure."""
-    found = events(exams, meds, fractures)
+    """Every shipped measure's rows, measure after measure (``dxa_procedures``: completed DXA procedures, bone
+    density tests as the exams are)."""
+    found = events(exams, meds, fractures, dxa_procedures)
     return pl.concat(
         [measure_members(spec, people, stretches, found, measurement_year, as_of) for spec in load_measures()]
     )

@@ -11,6 +11,11 @@ digits), and an optional exponent, nothing else (``PLAIN_NUMBER``: ``-9.9``, ``+
 a spreadsheet reads them as formulas (or errors), so they get the quote. Numeric, date and boolean columns
 are never changed; only text (and categorical) columns and the header are. JSON and Parquet keep every cell
 as stored, and ``osteo sql --raw`` writes CSV as stored, for pipelines.
+
+A column name gets the quote by the same rule, always (``safe_names``). Should the quoted name then be another
+column's name (``select 'a' "=x", 'b' "'=x"``: both would read ``'=x``), the quoted one also gets the first free
+suffix ``_1``, ``_2`` … (``'=x_1``), as DuckDB names a repeated column; the other keeps its name, which the query
+wrote as it is.
 """
 
 from __future__ import annotations
@@ -60,10 +65,28 @@ def safe_frame(frame: pl.DataFrame) -> pl.DataFrame:
         for name in _text_columns(frame)
     ]
     safe = frame.with_columns(pl.col(name).cast(pl.Utf8) for name in _text_columns(frame)).with_columns(cells)
-    names = [neutralise(name) for name in safe.columns]
-    if names != safe.columns and len(set(names)) == len(names):
+    names = safe_names(safe.columns)
+    if names != safe.columns:
         safe = safe.rename(dict(zip(safe.columns, names, strict=True)))
     return safe
+
+
+def safe_names(names: list[str]) -> list[str]:
+    """``names`` passed through ``neutralise``, still all different: a quoted name that is another column's
+    name gets the first free suffix ``_1``, ``_2`` … (it starts with the quote, so stays safe)."""
+    safe = [neutralise(name) for name in names]
+    taken = {name for name, new in zip(names, safe, strict=True) if name == new}  # kept as the query wrote them
+    unique = []
+    for name, new in zip(names, safe, strict=True):
+        if name != new:
+            candidate, number = new, 0
+            while candidate in taken:
+                number += 1
+                candidate = f"{new}_{number}"
+            new = candidate
+            taken.add(new)
+        unique.append(new)
+    return unique
 
 
 def write_csv(frame: pl.DataFrame, raw: bool = False) -> str:

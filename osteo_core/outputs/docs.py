@@ -162,6 +162,7 @@ def inputs_page() -> str:
         "",
         _oncology_sentence(drugs),
         "",
+        *_fhir_medications_section(drugs),
         "## Fractures export (`--fractures`, optional): one row per fracture event",
         "",
         *_fields_table(FRACTURES_FIELDS, {}),
@@ -178,6 +179,7 @@ def inputs_page() -> str:
             [[f"`{p}`", s, "yes" if codes["sites"].get(s, False) else "no"] for p, s in codes["prefixes"].items()],
         ),
         "",
+        *_fhir_conditions_section(codes),
         "## Population roster (`--population`, optional): one row per patient and coverage span",
         "",
         *_fields_table(POPULATION_FIELDS, {}),
@@ -289,13 +291,121 @@ def _long_section() -> list[str]:
     ]
 
 
+def _fhir_conditions_section(codes: dict[str, Any]) -> list[str]:
+    """How a FHIR export's Conditions feed the fractures input and its Procedures the DXA procedures (issue 29),
+    from ``fracture_codes.toml`` ``[fhir]`` and ``dxa_procedures.toml``."""
+    fhir = codes["fhir"]
+    verification = fhir["verification"]
+    procedures = shipped_toml("reference/dxa_procedures.toml")
+    not_read = ", ".join(f"`{c}`" for c in verification["not_read"])
+    return [
+        "### From a FHIR Bulk Data export: Conditions and Procedures",
+        "",
+        "Without `--fractures`, the export's `Condition` files are the fractures input. A Condition is read when",
+        "its `verificationStatus` is "
+        + ", ".join(f"`{s}`" for s in verification["read"])
+        + " or absent; "
+        + not_read
+        + " (provisional and differential are kinds of unconfirmed) are counted by status, not read (any",
+        "other status as not recognised). It is read when coded",
+        "- in ICD-10 under "
+        + " or ".join(f"`{s}`" for s in fhir["icd10_systems"])
+        + " with a fracture code ("
+        + ", ".join(f"`{c}`" for c in fhir["fracture_prefixes"])
+        + ") or an osteoporosis diagnosis code (the",
+        "  measures' `osteoporosis_diagnosis`, docs/measures.md): the code as written, mapped as above;",
+        f"- else in SNOMED CT (`{fhir['snomed_system']}`) with a concept of the table below: its site, and for an",
+        "  osteoporosis diagnosis the ICD-10-CM category it belongs to (written in `icd10`). A concept at a site",
+        "  that is not a fragility site (fingers, toes, skull or face) is counted, not read.",
+        "",
+        "Every other Condition is counted per file in the manifest (`inputs[].not_read`) and the summary: not a",
+        "fracture or osteoporosis code; a fracture code not mapped (its code text or display contains "
+        + " or ".join(f"`{w}`" for w in fhir["fracture_words"])
+        + "); a fracture of fingers, toes, skull or face. A",
+        "Condition file without a fracture is normal: the summary says `FHIR Conditions: 0 fractures among N",
+        "conditions`.",
+        "",
+        *_table(
+            ["SNOMED CT", "name", "site", "ICD-10-CM category", "source"],
+            [[f"`{r['code']}`", r["name"], r.get("site", ""), r.get("icd10", ""), r["source"]] for r in fhir["snomed"]],
+        ),
+        "",
+        "Sources: " + "; ".join(f"`{key}`: {text}" for key, text in fhir["sources"].items()) + ".",
+        "",
+        "The export's `Procedure` files are the DXA procedures input: a Procedure with status "
+        + ", ".join(f"`{s}`" for s in procedures["fhir"]["statuses_read"])
+        + " and one of these codes is a DXA done, with or without a result: it is a DXA on record for",
+        "`screening_due` (docs/care_gaps.md) and a bone density test for the quality measures. Other codes and",
+        "statuses are counted, not read; the valid rows are the `dxa_procedures` table.",
+        "",
+        *_table(
+            ["system", "code", "name", "source"],
+            [[f"`{c['system']}`", f"`{c['code']}`", c["name"], c["source"]] for c in procedures["code"]],
+        ),
+        "",
+    ]
+
+
 def _oncology_sentence(drugs: dict[str, Any]) -> str:
     brands = [b for d in drugs["drugs"] for b in d.get("oncology_brands", [])]
-    doses = [f"{d['generic']} {d['oncology_dose_mg']:g} mg" for d in drugs["drugs"] if "oncology_dose_mg" in d]
+    strengths = {
+        d["generic"]: [d["oncology_dose_mg"], *d.get("oncology_strengths_mg", [])]
+        for d in drugs["drugs"]
+        if "oncology_dose_mg" in d
+    }
+    doses = [f"{generic} {' or '.join(f'{mg:g}' for mg in mgs)} mg" for generic, mgs in strengths.items()]
     return (
         f"Oncology products never count as osteoporosis treatment: {', '.join(brands)} by brand, and"
-        f" {' or '.join(doses)} by `dose_mg`."
+        f" {', '.join(doses)} by `dose_mg` (a second strength is the same product as RxNorm's name computes it)."
     )
+
+
+def _fhir_medications_section(drugs: dict[str, Any]) -> list[str]:
+    """docs/inputs.md: how a FHIR export's medication resources become medication rows (``drugs.toml``
+    ``[fhir]`` and ``[[rxnorm]]``)."""
+    types = {t: spec for t, spec in drugs["fhir"].items() if isinstance(spec, dict)}
+
+    def codes(values: list[str]) -> str:
+        return ", ".join(f"`{v}`" for v in values)
+
+    rows = [
+        [f"`{t}`", codes(spec["read_statuses"]), codes(spec["read_intents"]) if "read_intents" in spec else ""]
+        for t, spec in types.items()
+    ]
+    rxnorm = [
+        [
+            f"`{r['code']}`",
+            r["tty"],
+            r["name"],
+            r["drug"],
+            f"{r['strength_mg']:g}" if "strength_mg" in r else "",
+            "yes" if r["oncology"] else "",
+            r["checked"],
+        ]
+        for r in drugs.get("rxnorm", [])
+    ]
+    return [
+        "### Medications in a FHIR export",
+        "",
+        "With the `fhir_bulk` profile and no `--meds`, the export's " + codes(list(types)) + " resources are the",
+        "medications. Only those whose status (and a request's intent) says the drug was ordered, handed over,",
+        "given or taken are read; every other one is counted, not read, by resource type and status or intent",
+        "(`not_read` in the manifest's `inputs`, and the screen's summary), a status outside FHIR R4's value set",
+        "without being named:",
+        "",
+        *_table(["resource", "statuses read", "intents read"], rows),
+        "",
+        "The medication is `medicationCodeableConcept`, else the `Medication` its `medicationReference` names",
+        "(contained in the resource, or in the export's `Medication` files, which are read only for this); a",
+        "reference to none is counted. The drug is the one its RxNorm code stands for (below), else its ATC code,",
+        "else the drug word (an oncology brand first) its name or text contains. `dose_mg` is the RxNorm code's",
+        "strength, else the total strength of its RxNorm name (volume × concentration: `1.7 ML denosumab",
+        "70 MG/ML Injection` is 119 mg), else its `doseQuantity` in mg. RxNorm codes read",
+        f"(system `{drugs['fhir']['rxnorm_system']}`; `data/reference/drugs.toml` says how each was checked):",
+        "",
+        *_table(["code", "type", "RxNorm name", "drug", "mg", "oncology", "checked against"], rxnorm),
+        "",
+    ]
 
 
 def _dtype(dtype: pl.DataType) -> str:
@@ -599,8 +709,9 @@ def _screening_due_text(due: dict) -> str:
     )
     return (
         f"only with a population roster (`--population`): a patient of sex `{due['sex']}` aged"
-        f" {due['min_age_years']} or more on the as-of date{men}, alive and enrolled on that date, with no valid"
-        f" DXA exam on record; `since` is the birthday of that age or the start of the unbroken enrolment"
+        f" {due['min_age_years']} or more on the as-of date{men}, alive and enrolled on that date, with no DXA on"
+        " record (no valid exam, and no completed DXA procedure of a FHIR export: `dxa_procedures`); `since` is the"
+        " birthday of that age or the start of the unbroken enrolment"
         " covering the as-of date, whichever is later"
     )
 
@@ -652,8 +763,9 @@ def _lifecycle_section(rules: dict) -> list[str]:
     why = {
         "input_missing": f"the input that shows the gap ({needs}) was given last time and not now, or the"
         " patient of an exam-based gap has no valid exam now",
-        "left_population": "the roster lists the patient, who is dead or not enrolled on the as-of date "
-        "(`closed_detail`: `died` / `disenrolled`)",
+        "left_population": "the roster lists the patient, who is dead or not enrolled on the as-of date, or an "
+        "export records her death (`closed_detail`: `died` / `disenrolled`); or a `screening_due` gap of a patient "
+        "the roster no longer lists (`left_roster`)",
         "treatment_started": "an osteoporosis-drug event the gap's own rule counts ("
         + ", ".join(f"`{g}`" for g in rules["treatment_closes"])
         + ")",
@@ -782,7 +894,8 @@ def measures_page() -> str:
         "fracture": "a site word, or a code starting "
         + ", ".join(f"`{c}`" for c in reference.fracture_codes()["fhir"]["fracture_prefixes"])
         + "; and the fragility and new-fracture flags of the fractures table (docs/inputs.md)",
-        "bone_density_test": "any valid exam of the screening table",
+        "bone_density_test": "any valid exam of the screening table, or a completed DXA procedure (the "
+        "`dxa_procedures` table)",
     }
     rows = [[f"`{name}`", sets[name]["description"], codes[name]] for name in codes]
     lines += ["## Value sets", "", *_table(["value set", "what counts", "codes"], rows), ""]

@@ -5,6 +5,14 @@ Formats: ``table`` (below), at most ``limit`` rows (50 by default on a terminal,
 ``json`` give every row unless ``--limit`` is given; ``parquet`` is binary and refuses a terminal. Without
 ``--format``, ``gaps``, ``worklist`` and ``sql`` write a table to a terminal and CSV to a pipe or a file
 (``default_format``). JSON, Parquet and CSV keep every character of every cell; only the table cuts.
+``--limit`` is 0 or more (``row_limit``); ``--limit 0`` writes no row, only the column names (the header of a
+table or a CSV, ``[]`` in JSON, an empty Parquet file with the columns): a way to see what a query returns.
+
+Binary cells (DuckDB's ``BLOB``, at any depth in a list or a record) are written as lowercase hexadecimal text
+in CSV, JSON and the table (``x'1fff'`` → ``1fff``); Parquet keeps the bytes. A column the writers cannot hold
+(an Arrow extension type, a Python object, a map holding binary) or a date or time outside the years 1 to 9999
+(DuckDB's ``'infinity'``) stops the command with one line naming the column (``OsteoError``, exit 2), before
+anything is written.
 
 The table is drawn by hand (fixed-width columns two spaces apart, a header and a rule under it), one line
 per row, never wrapped and never wider than ``terminal_width()``. When the columns do not all fit:
@@ -21,21 +29,29 @@ per row, never wrapped and never wider than ``terminal_width()``. When the colum
    their order) and a line under the table names them (a wider terminal, fewer columns or ``--format csv``
    show them). A lone column wider than the screen is cut to it.
 
-Control characters in a cell or a name (C0 such as ESC, DEL, C1, and Unicode's bidirectional and line
-separators) are shown escaped (``\\x1b``, ``\\n``, ``\\u202e``), never sent raw to the terminal. Wide
-characters (e.g. CJK) count as two columns.
+An identifier column (``is_identifier``: a name ending in ``_id``, or one of ``ID_COLUMNS`` such as ``mrn``) is
+never long text, whatever the length of its cells: step 2 does not shrink it, so an id of 40 characters is shown
+whole and, if it does not fit beside the others, columns are left out from the right (step 4). The one exception
+is an identifier wider than the whole screen as the only column left, which is cut to the screen.
+
+Control and invisible formatting characters in a cell or a name (C0 such as ESC, DEL, C1, Unicode's
+bidirectional marks and line separators, zero-width characters: ``terminal_text``) are shown escaped
+(``\\x1b``, ``\\n``, ``\\u202e``, ``\\u200b``), never sent raw to the terminal. Wide characters (e.g. CJK) count
+as two columns.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
-import re
 import sys
 import textwrap
 import unicodedata
 from typing import IO, TYPE_CHECKING
 
 from osteo_core.errors import OsteoError
+from osteo_core.terminal_text import CONTROL as _CONTROL  # noqa: F401 (render._CONTROL: the set escaped)
+from osteo_core.terminal_text import escape_controls
 
 if TYPE_CHECKING:  # the CLI imports this module for --help: no Polars until a table is printed
     import polars as pl
@@ -48,9 +64,24 @@ KEEP_WHOLE = 24  # cells up to this long (ids, dates, codes) are never cut; long
 LONG_FLOOR = 12  # a long text column is not cut narrower than this before columns are left out
 HEADER_FLOOR = 4  # a column name is not cut shorter than this (nor than the column's cells)
 ELLIPSIS = "…"
+ID_COLUMNS = frozenset({"id", "mrn", "npi", "accession", "identifier"})  # identifiers besides the names in _id
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+def is_identifier(name: str) -> bool:
+    """A column of identifiers (never cut in a table): a name ending in ``_id``, or one of ``ID_COLUMNS``."""
+    lowered = name.lower()
+    return lowered.endswith("_id") or lowered in ID_COLUMNS
+
+
+def row_limit(text: str) -> int:
+    """``--limit N``: a whole number, 0 or more (0: the column names only); else one line and exit 2."""
+    try:
+        limit = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}") from None
+    if limit < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {limit} (0 writes the column names only)")
+    return limit
 
 
 def terminal_width() -> int:
@@ -75,18 +106,6 @@ def _is_terminal(stream: IO) -> bool:
 def default_format(stream: IO | None = None) -> str:
     """A listing without ``--format``: a table on a terminal, CSV to a pipe or a file."""
     return "table" if _is_terminal(stream or sys.stdout) else "csv"
-
-
-def _escape_one(match: re.Match) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with every control character written as an escape (``\\x1b``), for a terminal."""
-    return _CONTROL.sub(_escape_one, text)
 
 
 def _cell(value) -> str:
@@ -210,7 +229,10 @@ def draw(frame: pl.DataFrame, width: int) -> tuple[list[str], list[str]]:
     names, cells, numeric, text = _columns(frame)
     name_widths = [display_width(n) for n in names]
     cell_widths = [max((display_width(c) for c in column), default=0) for column in cells]
-    is_long = [is_text and w > KEEP_WHOLE for is_text, w in zip(text, cell_widths, strict=True)]
+    is_long = [
+        is_text and w > KEEP_WHOLE and not is_identifier(name)
+        for is_text, w, name in zip(text, cell_widths, frame.columns, strict=True)
+    ]
     least = [_least_name_width(name, names) for name in names]
     shown = len(names)
     widths = layout(name_widths, cell_widths, is_long, width, least)
@@ -245,6 +267,110 @@ def _flat(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+_DATE_DAYS = (-719_162, 2_932_896)  # 0001-01-01 and 9999-12-31, in days from 1970-01-01
+_DATETIME_SECONDS = (-62_135_596_800, 253_402_300_799)  # the same, in seconds
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _holds_binary(dtype) -> bool:
+    import polars as pl
+
+    if dtype == pl.Binary:
+        return True
+    if isinstance(dtype, pl.List | pl.Array):
+        return _holds_binary(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds_binary(field.dtype) for field in dtype.fields)
+    return False
+
+
+def _unwritable(dtype) -> bool:
+    """A type CSV, JSON or the table cannot hold (Polars stops, or panics, on it): an Arrow extension (DuckDB's
+    BIGNUM, VARIANT, GEOMETRY), a Python object, an unknown type, or a map holding binary."""
+    import polars as pl
+
+    if dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Binary:
+        return False
+    if any(dtype == kind for kind in (pl.Boolean, pl.Utf8, pl.Categorical, pl.Enum, pl.Null)):
+        return False
+    if isinstance(dtype, pl.List | pl.Array):
+        return _unwritable(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_unwritable(field.dtype) for field in dtype.fields)
+    if isinstance(dtype, pl.Map):  # written as a record; one holding binary makes the JSON writer panic
+        return any(_unwritable(part) or _holds_binary(part) for part in (dtype.key, dtype.value))
+    return True
+
+
+def _hexed(expr, dtype):
+    """``expr`` with every binary value in it as lowercase hexadecimal text (lists, arrays and records too)."""
+    import polars as pl
+
+    if dtype == pl.Binary:
+        return expr.bin.encode("hex")
+    if isinstance(dtype, pl.Array):
+        expr, dtype = expr.arr.to_list(), pl.List(dtype.inner)
+    if isinstance(dtype, pl.List):
+        return expr.list.eval(_hexed(pl.element(), dtype.inner))
+    if isinstance(dtype, pl.Struct):
+        fields = [_hexed(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields]
+        return pl.when(expr.is_not_null()).then(pl.struct(fields))
+    return expr
+
+
+def _out_of_range(series: pl.Series) -> bool:
+    """Whether a date or time in ``series`` (at any depth) is outside the years 1 to 9999, which Python and the
+    CSV and JSON writers cannot show (DuckDB's ``'infinity'``). Read from the stored integers, never converted."""
+    import polars as pl
+
+    dtype = series.dtype
+    if isinstance(dtype, pl.Array):
+        return _out_of_range(series.arr.to_list())
+    if isinstance(dtype, pl.List):
+        return _out_of_range(series.explode())
+    if isinstance(dtype, pl.Struct):
+        return any(_out_of_range(series.struct.field(f.name)) for f in dtype.fields)
+    if dtype == pl.Date:
+        low, high = _DATE_DAYS
+    elif isinstance(dtype, pl.Datetime):
+        low, high = (bound * _PER_SECOND[dtype.time_unit or "us"] for bound in _DATETIME_SECONDS)
+        low, high = max(low, -(2**63)), min(high, 2**63 - 1)  # nanoseconds: every stored value is in range
+    else:
+        return False
+    stored = series.to_physical()
+    return bool(((stored < low) | (stored > high)).any())
+
+
+def _column_label(frame: pl.DataFrame, position: int) -> str:
+    return f'column {position + 1} "{escape_controls(frame.columns[position])}"'
+
+
+def writable(frame: pl.DataFrame, fmt: str) -> pl.DataFrame:
+    """``frame`` ready for ``fmt`` (CSV, JSON, table; Parquet takes it as it is): binary cells as hexadecimal
+    text, durations as ISO 8601 text in CSV (``P3DT5S``, as JSON writes them). A column the writer cannot hold (its
+    type, or a date outside the years 1 to 9999) is one ``OsteoError`` naming it, before anything is written,
+    rather than a Polars error or a Rust panic on the way out."""
+    import polars as pl
+
+    if fmt == "parquet":
+        return frame
+    for position, (name, dtype) in enumerate(frame.schema.items()):
+        if _unwritable(dtype):
+            raise OsteoError(
+                f"--format {fmt} cannot write {_column_label(frame, position)} of type {escape_controls(str(dtype))}:"
+                " convert it in the query (e.g. ::VARCHAR) or use --format parquet"
+            )
+        if (dtype.is_temporal() or dtype.is_nested()) and _out_of_range(frame.get_column(name)):
+            raise OsteoError(
+                f"--format {fmt} cannot write {_column_label(frame, position)}: it holds a date outside the years"
+                " 1 to 9999 (such as 'infinity'); convert it in the query (e.g. ::VARCHAR) or use --format parquet"
+            )
+    changed = [_hexed(pl.col(name), dtype).alias(name) for name, dtype in frame.schema.items() if _holds_binary(dtype)]
+    if fmt == "csv":
+        changed += [pl.col(name).dt.to_string("iso") for name, dtype in frame.schema.items() if dtype == pl.Duration]
+    return frame.with_columns(changed) if changed else frame
+
+
 def write_frame(
     frame: pl.DataFrame,
     fmt: str = "table",
@@ -253,10 +379,25 @@ def write_frame(
     noun: str = "row",
     raw: bool = False,
 ) -> None:
-    """Write ``frame`` to ``stream`` (stdout) in ``fmt``. ``limit`` None: 50 table rows on a terminal, else all.
-    ``raw``: CSV cells exactly as stored (no quote before a formula-like cell); other formats are always so."""
-    stream = stream or sys.stdout
+    """Write ``frame`` to ``stream`` (stdout) in ``fmt``. ``limit`` None: 50 table rows on a terminal, else all;
+    else 0 or more. ``raw``: CSV cells exactly as stored (no quote before a formula-like cell); other formats are
+    always so. A result the writer cannot hold is one ``OsteoError`` (``writable``), never a traceback."""
+    import polars as pl
+
+    try:
+        _write(frame, fmt, limit, stream or sys.stdout, noun, raw)
+    except pl.exceptions.PolarsError:  # what writable does not foresee; Polars' text may quote a cell: not shown
+        types = ", ".join(sorted({escape_controls(str(dtype)) for dtype in frame.dtypes}))
+        raise OsteoError(
+            f"--format {fmt} cannot write this result (column types: {types}): convert the columns in the query"
+            " (e.g. ::VARCHAR) or use another --format"
+        ) from None
+
+
+def _write(frame: pl.DataFrame, fmt: str, limit: int | None, stream: IO, noun: str, raw: bool) -> None:
     terminal = _is_terminal(stream)
+    if limit is not None and limit < 0:  # head(-1) would drop the last row
+        raise OsteoError(f"--limit must be 0 or more, not {limit}")
     if fmt == "parquet":
         if terminal:
             raise OsteoError("--format parquet writes binary: redirect it to a file (… > result.parquet)")
@@ -266,7 +407,7 @@ def write_frame(
         return
     if limit is None and fmt == "table" and terminal:
         limit = TERMINAL_ROWS
-    shown = frame if limit is None else frame.head(limit)
+    shown = writable(frame if limit is None else frame.head(limit), fmt)
     if fmt == "csv":
         from osteo_core.outputs.csv_safety import write_csv
 

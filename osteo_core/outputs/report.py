@@ -144,7 +144,13 @@ def quarantine_reasons(out: Path, run: Path | None = None) -> go.Figure:
 
 
 CLOSING_REASONS = tuple(shipped_toml("reference/care_gaps.toml")["lifecycle"]["closing_reasons"])
-INPUT_LABELS = {"scans": "scans", "meds": "medications", "fractures": "fractures", "population": "population roster"}
+INPUT_LABELS = {
+    "scans": "scans",
+    "meds": "medications",
+    "fractures": "fractures",
+    "population": "population roster",
+    "dxa_procedures": "DXA procedures",
+}
 
 
 def _history_label(entry: dict) -> str | None:

@@ -25,6 +25,7 @@ from osteo_core.outputs.render import write_frame
 from osteo_core.publish import folder as publish
 from osteo_core.publish import outreach
 from osteo_core.publish.catalog import query
+from schemas.tables import WORKLIST_PATIENT_COLUMNS
 
 NO_MARK = "none"  # --status none: gaps nobody has marked yet
 OLD_RUN = "the published run predates worklists (no first_seen in care_gaps): run the screen again to use them"
@@ -46,11 +47,11 @@ def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.da
     """(column, what is wrong) for a mark that cannot be recorded, else None. ``today`` is the later of the
     calendar day and the published run's as-of date: an ``--until`` not after it would hide nothing, one more
     than ``[until] max_days`` after it (``data/reference/outreach.toml``) would hide the gap too long."""
-    known = outreach.statuses()
+    known = outreach.statuses()  # a wrong value is never repeated: it may be a cell of the user's file
     if mark["status"] not in known:
-        return "status", f"unknown status '{mark['status']}' (known: {', '.join(known)})"
+        return "status", f"not a known status (known: {', '.join(known)})"
     if mark["gap"] not in GAP_TYPES:
-        return "gap", f"unknown gap type '{mark['gap']}' (known: {', '.join(GAP_TYPES)})"
+        return "gap", f"not a known gap type (known: {', '.join(GAP_TYPES)})"
     if (mark["patient_id"], mark["gap"]) not in open_gaps:
         return (
             "gap",
@@ -62,7 +63,7 @@ def _problem(mark: dict[str, Any], open_gaps: set[tuple[str, str]], today: dt.da
         if mark["until"] <= today:
             return (
                 "until",
-                f"{mark['until'].isoformat()} is not after today or the run's as-of date ({today.isoformat()})",
+                f"not after today or the run's as-of date ({today.isoformat()}): it would hide nothing",
             )
         longest = outreach.max_hide_days()
         if mark["until"] > today + dt.timedelta(days=longest):
@@ -95,7 +96,8 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
             problems.append((number, *found))
     if problems:
         number, column, text = problems[0]
-        more = f" (and {len(problems) - 1} more row(s); nothing was recorded)" if len(problems) > 1 else ""
+        others = "row(s)" if where != MARK else "gap(s) of the patient"
+        more = f" (and {len(problems) - 1} more {others}; nothing was recorded)" if len(problems) > 1 else ""
         place = f"{where} data row {number}, column {column}" if where != MARK else ARGUMENTS[column]
         raise InputError(place, text + (more or " (nothing was recorded)"))
     hide = outreach.hide_days()
@@ -131,7 +133,7 @@ def parse_date(text: str | None, where: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(text).strip())
     except ValueError:
-        raise InputError(where, f"'{text}' is not a date (YYYY-MM-DD)") from None
+        raise InputError(where, "not a date (YYYY-MM-DD)") from None
 
 
 def read_marks_csv(path: Path, by: str | None) -> list[dict[str, Any]]:
@@ -223,15 +225,19 @@ LIST_DESCENDING = (False, True, False, False)
 
 def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:
     """One row per patient with a gap in view: her most urgent gap in view (priority, gap, since, detail,
-    exam_id), every open gap she has (``gaps``, most urgent first, and how many), ``days_on_list`` (since the
-    earliest ``first_seen`` of them), ``in_roster``, her routing columns, and the latest outreach mark across
-    all her open gaps. ``hidden``: every open gap of hers is hidden. Ordered as ``LIST_ORDER``."""
+    exam_id; ``gap_outreach_status``: that gap's own latest mark), every open gap she has (``gaps``, most urgent
+    first, and how many), ``days_on_list`` (since the earliest ``first_seen`` of them), ``in_roster``, her routing
+    columns, and the latest outreach mark across all her open gaps. ``hidden``: every open gap of hers is hidden.
+    Ordered as ``LIST_ORDER``."""
     routing = routing_columns(everything)
     headline = (
         in_view.sort("patient_id", "priority", "since", "gap")
         .group_by("patient_id", maintain_order=True)
         .first()
-        .select("patient_id", "priority", "gap", "since", "detail", "exam_id", "in_roster", *routing)
+        .select(
+            "patient_id", "priority", "gap", "since", "detail", "exam_id", "in_roster", *routing,
+            pl.col("outreach_status").alias("gap_outreach_status"),
+        )  # fmt: skip
     )
     ordered = everything.join(headline.select("patient_id"), on="patient_id", how="semi").sort(
         "patient_id", "priority", "gap"
@@ -246,16 +252,14 @@ def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         headline.join(summary, on="patient_id", how="left", maintain_order="left")
-        .select(*PATIENT_COLUMNS[:8], *routing, *PATIENT_COLUMNS[8:])
+        .select(*PATIENT_COLUMNS[:_ROUTING_AT], *routing, *PATIENT_COLUMNS[_ROUTING_AT:])
         .sort(*LIST_ORDER[:3], descending=LIST_DESCENDING[:3])
     )
 
 
 OUTREACH_COLUMNS = ("outreach_status", "outreach_mark", "outreach_marked_at", "outreach_by", "outreach_note")
-PATIENT_COLUMNS = (  # the per-patient list's columns; the roster's routing columns go after in_roster
-    "patient_id", "priority", "gap", "since", "detail", "exam_id", "gaps", "in_roster",
-    "open_gaps", "days_on_list", *OUTREACH_COLUMNS, "hidden",
-)  # fmt: skip
+PATIENT_COLUMNS = WORKLIST_PATIENT_COLUMNS  # the per-patient list's columns; the routing columns go after in_roster
+_ROUTING_AT = PATIENT_COLUMNS.index("in_roster") + 1
 
 
 def routing_columns(frame: pl.DataFrame) -> list[str]:
@@ -267,11 +271,12 @@ def routing_columns(frame: pl.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in own]
 
 
-def open_gaps_of(out: Path, patient_id: str) -> list[str]:
-    """The gaps open for one patient in the published run, most urgent first (``mark PATIENT all``)."""
-    run, _ = _published(out)
-    gaps = pl.read_parquet(run / "care_gaps.parquet", columns=["patient_id", "gap", "priority"])
-    return gaps.filter(pl.col("patient_id") == patient_id).sort("priority").get_column("gap").to_list()
+def open_gaps_of(out: Path, patient_id: str) -> tuple[list[str], int]:
+    """The gaps open for one patient in the published run that a mark does not hide, most urgent first, and how
+    many hidden ones were left out (``mark PATIENT all``: it never undoes a refusal; mark a hidden gap by name)."""
+    everything = query(out, "SELECT patient_id, gap, priority, hidden FROM worklist")
+    hers = everything.filter(pl.col("patient_id") == patient_id).sort("priority")
+    return hers.filter(~pl.col("hidden")).get_column("gap").to_list(), hers.filter(pl.col("hidden")).height
 
 
 def print_worklist(
@@ -300,7 +305,8 @@ def print_worklist(
     write_frame(frame, fmt, limit, noun=noun)
     if hidden:
         hiding = " or ".join(outreach.hide_days())
-        what = "gap(s)" if by_gap else "patient(s) with every gap"
+        every = "patient(s) with every gap on this list" if gap else "patient(s) with every gap"
+        what = "gap(s)" if by_gap else every
         print(f"osteo: {hidden:,} {what} hidden ({hiding}, until their date): --all shows them", file=sys.stderr)
     return 0
 
@@ -313,15 +319,18 @@ GAP_TABLE_COLUMNS = (
 def patient_table(people: pl.DataFrame, routing: list[str]) -> pl.DataFrame:
     """The per-patient list as a terminal table shows it: who, where to route her, her most urgent gap and why
     first, so that 80 columns show them (the renderer leaves out columns from the right when the terminal is
-    narrow, and says which); then the outreach status, days on the list, how many other gaps she has (``+N``;
-    their names are in CSV and JSON) and since. Short headings keep it narrow."""
+    narrow, and says which); then the outreach status of that gap (the row is about it: the latest mark across
+    her gaps is in CSV and JSON), days on the list, how many other gaps she has (``+N``; their names are in CSV
+    and JSON) and since. Short headings keep it narrow; a run without a roster has no routing columns to show."""
     others = pl.col("open_gaps") - 1
+    if people.get_column("in_roster").null_count() == people.height:  # no roster: its routing columns are empty
+        routing = []
     return people.select(
         "patient_id",
         *routing,
         "gap",
         "detail",
-        pl.col("outreach_status").alias("outreach"),
+        pl.col("gap_outreach_status").alias("outreach"),
         pl.col("days_on_list").alias("days"),
         pl.when(others > 0).then(pl.format("+{}", others)).otherwise(pl.lit("")).alias("also"),
         "since",

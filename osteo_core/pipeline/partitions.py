@@ -12,20 +12,28 @@ from typing import Any
 import polars as pl
 
 from osteo_core import reference
-from osteo_core.decide.events import classify_fractures, classify_meds, unrecognised_drugs
+from osteo_core.decide.events import classify_fractures, classify_meds, is_fracture, unrecognised_drugs
 from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.screening import screen
 from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
-from osteo_core.gaps.population import enrolment_stretches, recorded_deaths, roster_patients, with_recorded_deaths
+from osteo_core.gaps.population import (
+    DEATHS_SCHEMA,
+    enrolment_stretches,
+    recorded_deaths,
+    roster_patients,
+    with_recorded_deaths,
+)
 from osteo_core.ingest.assemble import assemble
 from osteo_core.ingest.profiles import Profile
 from osteo_core.ingest.readers import concat_text
 from osteo_core.measures.members import all_members, no_members, split
 from osteo_core.resources import shipped_toml
-from osteo_core.validate.events import validate_fractures, validate_meds
+from osteo_core.validate.events import validate_dxa_procedures, validate_fractures, validate_meds
 from osteo_core.validate.population import validate_population
 from osteo_core.validate.scans import validate_scans
+from schemas import parsing
+from schemas.events import DXA_PROCEDURES_FIELDS
 from schemas.population import POPULATION_FIELDS
 from schemas.scans import SIDED_COLUMNS
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
@@ -67,13 +75,16 @@ def screen_partition(
     device_lsc: pl.LazyFrame | None = None,
     population: pl.LazyFrame | None = None,
     measurement_year: int | None = None,
+    routing: tuple[str, ...] | None = None,
+    dxa_procedures: pl.LazyFrame | None = None,
 ) -> PartitionResult:
     """Validate, classify, decide and find gaps for the rows of one patient partition (text inputs).
 
         ``scans`` is one frame, or for a long profile the frames of each file in the order given (their rows
         are assembled into exams first, ``ingest.assemble``). ``population``: the roster's rows, when one was
         given (its patients, the ``screening_due`` gap, the quality measures of ``measurement_year``, by default the
-    as-of year, and the count of patients it does not list)."""
+    as-of year, and the count of patients it does not list). ``dxa_procedures``: completed DXA procedures (a FHIR
+    export's Procedures), a DXA done for ``screening_due`` and the measures even without a result."""
     assembled = None
     # the deaths a long export's patient rows record (a FHIR Patient's deceased[x]), with or without a roster; a
     # wide export's columns of those names are unmapped, never read
@@ -89,9 +100,21 @@ def screen_partition(
     bounds = shipped_toml("validation/medications.toml")
     med_result = validate_meds(meds, profile.date_formats, as_of, bounds, profile.decimal)
     fracture_result = validate_fractures(fractures, profile.date_formats, as_of, profile.decimal)
+    no_procedures = {f.name: pl.Utf8 for f in DXA_PROCEDURES_FIELDS} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
+    procedure_rows = dxa_procedures if dxa_procedures is not None else pl.LazyFrame(schema=no_procedures)
+    procedure_result = validate_dxa_procedures(procedure_rows, profile.date_formats, as_of, profile.decimal)
+    procedures = procedure_result.valid
     no_roster = {f.name: pl.Utf8 for f in POPULATION_FIELDS} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
     roster = population if population is not None else pl.LazyFrame(schema=no_roster)
-    population_result = validate_population(roster, profile, as_of)
+    # the roster's routing columns (``profiles.roster_routing``, over the whole roster): the profile's, else its
+    # columns that are no field; each partition has all of them, blank where its rows have none
+    routing = routing if routing is not None else (profile.routing or ())
+    names = roster.collect_schema().names()
+    roster = roster.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c) for c in routing if c not in names)
+    population_result = validate_population(roster, profile, as_of, routing)
+    if population is not None:  # a roster patient held back in quarantine whose death date reads has died all the same
+        deaths = pl.concat([deaths, quarantined_roster_deaths(roster, population_result.quarantine, profile)])
+        deaths = deaths.group_by("patient_id").agg(pl.col("death_date").min()).sort("patient_id")
     exams = scan_result.valid.sort(EXAM_ORDER)  # the order every later step reads them in
     medications = classify_meds(med_result.valid.lazy()).collect()
     fracture_events = classify_fractures(fracture_result.valid.lazy()).collect()
@@ -101,7 +124,7 @@ def screen_partition(
     # hip columns no exam of this partition gives are left out of the gaps' plan (a one-hip registry's is
     # then the plan it always was); the exams table keeps them all
     unused_hips = [c for c in SIDED_COLUMNS if c in exams.columns and exams.get_column(c).null_count() == exams.height]
-    roster_people = roster_patients(population_result.valid.lazy(), as_of, profile.routing)
+    roster_people = roster_patients(population_result.valid.lazy(), as_of, routing)
     roster_people = with_recorded_deaths(roster_people, deaths.lazy(), as_of).collect()
     gaps = care_gaps(
         screening,
@@ -113,6 +136,7 @@ def screen_partition(
         device_lsc,
         roster_people.lazy() if population is not None else None,
         deaths.lazy(),
+        dxa_procedures=procedures.lazy(),
     )
     members = (
         all_members(
@@ -123,6 +147,7 @@ def screen_partition(
             fracture_events.lazy(),
             measurement_year or as_of.year,
             as_of,
+            dxa_procedures=procedures.lazy(),
         )
         if population is not None
         else no_members().lazy()
@@ -151,11 +176,13 @@ def screen_partition(
         "population": roster_people,
         "deaths": deaths,  # not published: the gap lifecycle reads it (died, for closed_gaps)
         "measure_members": measure_rows,
+        "dxa_procedures": procedures,
     }
     counts = {
         "scans": _counts(scan_result) | (assembled.counts if assembled is not None else {}),
         "meds": _counts(med_result),
-        "fractures": _counts(fracture_result),
+        "fractures": _counts(fracture_result) | {"fracture_events": fracture_events.filter(is_fracture()).height},
+        "dxa_procedures": _counts(procedure_result),
         "population": _counts(population_result)
         | {
             "not_in_population": not_in([exams, medications, fracture_events], roster_people)
@@ -175,6 +202,24 @@ def screen_partition(
     return PartitionResult(tables, counts)
 
 
+def quarantined_roster_deaths(roster: pl.LazyFrame, quarantine: pl.DataFrame, profile: Profile) -> pl.DataFrame:
+    """The death dates (as they read) on the roster rows of patients held back in quarantine: a patient is
+    never called because her row was unreadable elsewhere (a bad sex, a span out of order)."""
+    held = quarantine.filter(pl.col("input") == "population").select("patient_id").drop_nulls().unique()
+    if held.is_empty() or "death_date" not in roster.collect_schema().names():  # the column is optional
+        return pl.DataFrame(schema=DEATHS_SCHEMA)
+    return (
+        roster.select(
+            pl.col("patient_id").cast(pl.Utf8).str.strip_chars(),
+            parsing.date(pl.col("death_date").cast(pl.Utf8), profile.date_formats).alias("death_date"),
+        )
+        .join(held.lazy(), on="patient_id", how="semi")
+        .filter(pl.col("death_date").is_not_null())
+        .collect()
+        .cast(DEATHS_SCHEMA)
+    )
+
+
 def not_in(inputs: list[pl.DataFrame], roster: pl.DataFrame) -> int:
     """Patients with a valid row in the scans, medications or fractures whom the roster does not list
     (they are screened all the same)."""
@@ -185,9 +230,9 @@ def not_in(inputs: list[pl.DataFrame], roster: pl.DataFrame) -> int:
 def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum the counts of all partitions (drug names: summed per name, the 10 most common kept)."""
     merged: dict[str, Any] = {}
-    for kind in ("scans", "meds", "fractures", "population"):
-        keys = dict.fromkeys(k for p in parts for k in p[kind])  # rows_in, valid, …; a long export's too
-        merged[kind] = {k: sum(p[kind].get(k, 0) for p in parts) for k in keys}
+    for kind in ("scans", "meds", "fractures", "population", "dxa_procedures"):
+        keys = dict.fromkeys(k for p in parts for k in p.get(kind, {}))  # rows_in, valid, …; a long export's too
+        merged[kind] = {k: sum(p.get(kind, {}).get(k, 0) for p in parts) for k in keys}
     for key in ("who_categories", "eligibility", "care_gaps", "measure_open_windows"):
         totals: dict[str, int] = {}
         for p in parts:

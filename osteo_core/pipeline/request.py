@@ -19,10 +19,12 @@ from osteo_core.errors import InputError, OutputError
 from osteo_core.gaps.lsc import load_device_lsc
 from osteo_core.ingest import fhir
 from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
-from osteo_core.ingest.profiles import Profile, load_profile, shipped_profiles
+from osteo_core.ingest.profiles import Profile, load_profile, roster_routing, shipped_profiles
 from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
 from osteo_core.publish import folder as publish
 from schemas.events import (
+    DXA_PROCEDURES_FIELDS,
+    DXA_PROCEDURES_REQUIRED_HEADERS,
     FRACTURE_SITE_SOURCES,
     FRACTURES_FIELDS,
     FRACTURES_REQUIRED_HEADERS,
@@ -32,8 +34,14 @@ from schemas.events import (
 from schemas.population import POPULATION_FIELDS, POPULATION_REQUIRED_HEADERS
 from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS
 
-INPUTS = ("scans", "meds", "fractures", "population")
-FIELDS = {"scans": SCANS_FIELDS, "meds": MEDS_FIELDS, "fractures": FRACTURES_FIELDS, "population": POPULATION_FIELDS}
+INPUTS = ("scans", "meds", "fractures", "population", "dxa_procedures")  # dxa_procedures: a FHIR export's only
+FIELDS = {
+    "scans": SCANS_FIELDS,
+    "meds": MEDS_FIELDS,
+    "fractures": FRACTURES_FIELDS,
+    "population": POPULATION_FIELDS,
+    "dxa_procedures": DXA_PROCEDURES_FIELDS,
+}
 ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
 MAX_AUTO_PARTITIONS = 256
 EARLIEST_MEASUREMENT_YEAR = 1900  # a year of the Gregorian calendar Python's dates hold with a year to spare
@@ -94,6 +102,12 @@ class ScreenRequest:
     partitions: int = 0  # patient partitions; 0 = one per 500,000 scan (or roster) rows
     population: str | None = None  # optional roster: everyone the health system is responsible for
     measurement_year: int | None = None  # quality measures' year (with a roster); None: the as-of year
+    accept_input_change: bool = False  # publish even without a kind of input the last published run had
+
+    @property
+    def inputs_given(self) -> list[str]:
+        """The kinds of input this run is given (``INPUTS`` order): what the manifest's ``inputs_given`` says."""
+        return [kind for kind in INPUTS if self.paths_of(kind)]
 
     @property
     def partition_count(self) -> int:
@@ -115,6 +129,7 @@ class ScreenRequest:
             "meds": [self.meds] if self.meds else [],
             "fractures": [self.fractures] if self.fractures else [],
             "population": [self.population] if self.population else [],
+            "dxa_procedures": [],  # no option: a FHIR Bulk Data export's Procedure files
         }
         folder = self.bulk_export
         if not given[kind] and folder and kind in fhir.RESOURCES and fhir.files_for(Path(folder), kind)[0]:
@@ -160,6 +175,7 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
     if out.exists() and not out.is_dir():
         raise InputError(str(out), "--out exists and is not a folder")
     check_run_order(request)
+    check_not_ahead(request)
     if request.lsc:
         load_device_lsc(request.lsc)
     long_columns: dict[Path, list[str]] = {}
@@ -169,12 +185,30 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
             if headers:
                 require = functools.partial(require_columns, kind, path, profile=profile)
                 names, _ = canonical_columns(path, headers, canonical_namer(kind, profile), require)
+                if kind == "population":
+                    roster_routing(profile, names, str(path))  # a column that cannot route: exit 2, naming it
                 if kind == "scans" and profile.long is not None:
                     long_columns[path] = names
     if long_columns and len(long_columns) == len(files["scans"].files):
         require_long_input(long_columns, profile)
     _check_writable(out)
     return profile, rules, files
+
+
+MAX_DAYS_AHEAD = 31  # not clinical: how far past today a screen may be dated (a week ahead, as the README's demo)
+
+
+def check_not_ahead(request: ScreenRequest) -> None:
+    """Refuse an as-of date more than ``MAX_DAYS_AHEAD`` days after today (exit 2): a typo (2062 for 2026) would
+    publish a run that every later screen into the folder is refused after (``check_run_order``), and whose
+    worklist would let a mark hide a gap for decades."""
+    as_of, today = as_of_date(request), dt.date.today()
+    if as_of > today + dt.timedelta(days=MAX_DAYS_AHEAD):
+        raise InputError(
+            "--as-of",
+            f"{as_of.isoformat()} is more than {MAX_DAYS_AHEAD} days after today ({today.isoformat()}): a typo?"
+            " A screen is as of today or a past day",
+        )
 
 
 def check_run_order(request: ScreenRequest) -> None:
@@ -219,6 +253,8 @@ def _check_writable(out: Path) -> None:
 def canonical_namer(kind: str, profile: Profile):
     if kind == "scans":
         return profile.canonical_name
+    if kind == "population" and profile.routing is None:  # every column is the roster's: a field or routing
+        return header_key
     known = {f.name for f in FIELDS[kind]} | (set(profile.routing) if kind == "population" else set())
     return lambda header: header_key(header) if header_key(header) in known else None
 
@@ -231,6 +267,7 @@ def require_columns(kind: str, path: Path, names: list[str], headers: list[str],
         "meds": (MEDS_REQUIRED_HEADERS, ()),
         "fractures": (FRACTURES_REQUIRED_HEADERS, FRACTURE_SITE_SOURCES),
         "population": (POPULATION_REQUIRED_HEADERS, ()),
+        "dxa_procedures": (DXA_PROCEDURES_REQUIRED_HEADERS, ()),
     }[kind]
     if kind == "scans" and profile.long is not None:
         required, one_of = _long_file_requires(names, profile.long), ()

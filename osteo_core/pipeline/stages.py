@@ -11,6 +11,7 @@ frames, so a partition can run in another process or on a Dask worker.
     publish           the published tables merged, manifest, catalog, one atomic switch of ``current``
 
 ``open_run`` (``pipeline.lifecycle``) holds the output folder's lock around them and removes a failed run.
+Before ingest, a run that lacks a kind of input the published run had is refused (``refuse_missing_inputs``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,17 @@ import polars as pl
 
 from osteo_core import __version__, reference
 from osteo_core.decide.rules import load_rules
-from osteo_core.errors import InputError, RejectRateExceeded, RunRefused, ShrinkExceeded, disk_problem, output_errors
+from osteo_core.errors import (
+    InputError,
+    InputsMissing,
+    RejectRateExceeded,
+    RunRefused,
+    ShrinkExceeded,
+    disk_problem,
+    output_errors,
+)
 from osteo_core.gaps.lsc import load_device_lsc
-from osteo_core.ingest.profiles import load_profile
+from osteo_core.ingest.profiles import load_profile, roster_routing
 from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of
 from osteo_core.measures.members import no_summary, summary
 from osteo_core.measures.specs import calendar_period
@@ -50,7 +59,7 @@ from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
 from osteo_core.settings import settings
 from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_under_several_patients
-from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.events import DXA_PROCEDURES_FIELDS, FRACTURES_FIELDS, MEDS_FIELDS
 from schemas.population import POPULATION_FIELDS
 from schemas.published import PUBLISHED_SCHEMAS
 from schemas.scans import SCANS_FIELDS
@@ -69,7 +78,8 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
     column's own type: ``readers.raw_layer``), canonical headers,
     source columns, split by patient partition in one streaming pass. The same pass writes the scans'
     (exam id, patient id) pairs split by exam-id bucket, for the run-wide conflict check. Blank lines are
-    counted, not kept; an input whose files hold no data row at all stops the run (exit 2)."""
+    counted, not kept; an input whose files hold no data row at all stops the run (exit 2), unless they are
+    FHIR NDJSON files (no header; none of their resources being read is normal)."""
     profile = load_profile(request.profile_name)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
@@ -112,7 +122,10 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
             entry["other_sheets"] = export.other_sheets
         inputs.append(entry)
         log.info("read %s file %d of %d: %d rows", kind, number + 1, len(files), rows)
-    if files and not any(entry["rows"] for entry in inputs):
+    # a FHIR NDJSON file has no header, and none of its resources being read is normal (a Condition file without
+    # a fracture): said in the summary (0 fractures among N conditions), never a refusal
+    tabular = not all(entry["format"] == "ndjson" for entry in inputs)
+    if files and tabular and not any(entry["rows"] for entry in inputs):
         where = files[0] if len(files) == 1 else str(Path(files[0]).parent)
         raise InputError(where, f"no rows: the {kind} export has a header but no data")
     shutil.rmtree(paths.work, ignore_errors=True)
@@ -125,6 +138,18 @@ def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl
     if not files:
         return pl.LazyFrame(schema={f.name: pl.Utf8 for f in fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64})
     return concat_text([pl.scan_parquet(p) for p in files])
+
+
+def _raw_columns(paths: RunPaths, kind: str) -> list[str]:
+    """Every column of an input's raw layer, over all its files and partitions (one file's schema each: a
+    partition the roster's rows did not reach still gets every routing column)."""
+    folders = sorted(p for p in (paths.raw / kind).glob("*") if p.is_dir()) if (paths.raw / kind).is_dir() else []
+    names: dict[str, None] = {}
+    for folder in folders:
+        first = next(iter(sorted(folder.glob("*/*.parquet"))), None)
+        if first is not None:
+            names.update(dict.fromkeys(pl.read_parquet_schema(first)))
+    return list(names)
 
 
 def _raw_files(paths: RunPaths, kind: str, partition: int | None = None) -> list[Path]:
@@ -175,7 +200,9 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         conflicting_exam_ids=pl.read_parquet(paths.conflicts).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
         population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.population else None,
+        routing=roster_routing(profile, _raw_columns(paths, "population"), "--population"),
         measurement_year=measurement_year(request),
+        dxa_procedures=_raw(paths, "dxa_procedures", DXA_PROCEDURES_FIELDS, partition),
     )
     with output_errors(paths.folder):
         paths.part(partition).mkdir(parents=True, exist_ok=True)
@@ -220,7 +247,7 @@ def publish_run(
 
 def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
     counts = merge_counts(partition_counts)
-    given = [kind for kind in INPUTS if request.paths_of(kind)]
+    given = request.inputs_given
     lifecycle = apply_lifecycle(
         paths, len(partition_counts), as_of_date(request), given, roster=bool(request.population)
     )
@@ -252,6 +279,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         "reject_rate": round(reject_rate, 6),
         "max_reject_rate": request.max_reject_rate,
         "max_shrink": request.max_shrink,
+        "accept_input_change": request.accept_input_change,
         "tables": {
             t: pl.scan_parquet(paths.folder / f"{t}.parquet").select(pl.len()).collect().item()
             for t in TABLES
@@ -315,15 +343,55 @@ TOP_CHECKS = 10
 
 def inputs_changed(given: list[str], previous: dict[str, Any] | None) -> dict[str, Any] | None:
     """Inputs given now but not to the last published run, or the other way round (``missing``, ``new``,
-    and that run's id): counts that depend on them cannot be compared across the two runs."""
+    and that run's id): counts that depend on them cannot be compared across the two runs. A kind that run
+    records and this version does not know (a newer version's) is missing too: this run cannot give it."""
     if previous is None:
         return None
     before = previous.get("inputs_given") or sorted({entry["input"] for entry in previous.get("inputs", [])})
     missing = [kind for kind in INPUTS if kind in before and kind not in given]
+    missing += [kind for kind in before if kind not in INPUTS and kind not in given]
     new = [kind for kind in INPUTS if kind in given and kind not in before]
     if not (missing or new):
         return None
     return {"missing": missing, "new": new, "previous_run_id": previous.get("run_id")}
+
+
+def refuse_missing_inputs(request: ScreenRequest, run_id: str) -> None:
+    """Refuse a run that lacks a kind of input the published run had (exit 3), unless
+    ``--accept-input-change``: a week whose medications export failed upstream would otherwise publish every
+    treated patient as untreated. Needs only the request and the published manifest, so it runs before any
+    input is read, under the output folder's lock (held until publish: the run compared with is the one this
+    run would replace). Like the other refusals the run's folder is kept, with a manifest (``status``
+    ``rejected``, ``refused_because`` ``inputs_missing``, ``inputs_changed``) naming the missing kinds."""
+    if request.accept_input_change:
+        return
+    given = request.inputs_given
+    changed = inputs_changed(given, publish.published_manifest(Path(request.out)))
+    if not changed or not changed["missing"]:
+        return
+    paths = RunPaths(Path(request.out), run_id)
+    refusal = InputsMissing(changed["missing"], changed["previous_run_id"], str(paths.folder))
+    rules = load_rules(request.rules)
+    manifest = {
+        "run_id": run_id,
+        "tool_version": __version__,
+        "as_of": request.as_of,
+        "rule_set": {"name": rules.name, "version": rules.version, "source": rules.source_path},
+        "profile": load_profile(request.profile_name).name,
+        "inputs": [],  # none read: refused before ingest
+        "inputs_given": given,
+        "inputs_changed": changed,
+        "max_reject_rate": request.max_reject_rate,
+        "max_shrink": request.max_shrink,
+        "accept_input_change": False,
+        "status": "rejected",
+        "refused_because": refusal.reason,
+    }
+    with output_errors(paths.folder):
+        if paths.raw.is_dir() and not any(paths.raw.iterdir()):
+            paths.raw.rmdir()  # made for the ingest that will not run
+        publish.write_manifest(paths.folder, manifest)
+    raise refusal
 
 
 def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
@@ -491,6 +559,7 @@ def run_stages(
     stage's report (counts only) goes to ``logger`` at INFO."""
     with open_run(request) as prepared:
         state = RunState(**prepared)
+        refuse_missing_inputs(request, state.run_id)
         for stage in STAGES:
             stage.keep(state, execute(stage, request, state))
             logger.info("%s: %s", stage.name, stage.report(state))

@@ -10,6 +10,7 @@ configuration. No SQL text is inspected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ import pyarrow.dataset as pa_ds
 from osteo_core.errors import InputError, OsteoError
 from osteo_core.publish import folder as publish
 from osteo_core.publish import outreach
+from osteo_core.terminal_text import escape_controls
 
 # Set when the database starts: after this no extension is installed, loaded or autoloaded, no secret is written,
 # no Python variable is scanned, and nothing spills to a temporary directory.
@@ -106,16 +108,92 @@ def _register_outreach(con: duckdb.DuckDBPyConnection, out: Path, run: Path) -> 
         pass  # a table or column it needs is not in this run (one published before gaps had first_seen)
 
 
+# DuckDB types a result cannot be handed over in: Polars cannot import INTERVAL or UNION (at any depth: a list of
+# intervals panics), and a BIT arrives as its internal bytes, which read as another value.
+_UNREADABLE_TYPES = ("interval", "union", "bit")
+_SQL_NAME = re.compile(r'"((?:[^"]|"")*)"|([A-Za-z_][A-Za-z0-9_$]*)')
+
+
+def _unreadable(kind) -> bool:
+    """Whether DuckDB type ``kind`` (a ``DuckDBPyType``) is, or holds at any depth, one of ``_UNREADABLE_TYPES``."""
+    if kind.id in _UNREADABLE_TYPES:
+        return True
+    if kind.id in ("list", "array", "struct", "map"):  # an array's children also hold its size, a number
+        try:
+            children = kind.children
+        except AttributeError:  # DuckDB 2.0's Python API fails on some nested types (an ENUM field): read the name
+            return _UNREADABLE_NAME.search(str(kind)) is not None
+        return any(hasattr(child, "id") and _unreadable(child) for _, child in children)
+    return False
+
+
+_UNREADABLE_NAME = re.compile(r"\b(?:INTERVAL|UNION|BIT)\b")
+
+
+def _apostrophe(text: str, at: int) -> bool:
+    """The quote at ``at`` sits inside a word (``can't``): the message's own, not the edge of a quoted value."""
+    return 0 < at < len(text) - 1 and text[at - 1].isalnum() and text[at + 1].isalnum()
+
+
+def _without_echo(message: str, sql: str) -> str:
+    """``message`` without the SQL DuckDB echoes at its end (``LINE 1: select …`` and a line of carets), whose
+    own quotes would widen what is hidden; kept whole when that tail does not echo ``sql``."""
+    head, marker, echo = message.rpartition("\n\nLINE ")
+    shown = echo.partition(": ")[2].partition("\n")[0].strip()
+    return head if marker and shown and shown in sql else message
+
+
+def without_cells(message: str, sql: str) -> str:
+    """The first line of DuckDB's error ``message`` for ``sql``, with no cell of an input in it and its control
+    characters escaped (``terminal_text.escape_controls``).
+
+    DuckDB quotes the value it could not use (``Could not convert string 'x' to INT32``, ``date field value out of
+    range: "x"``), raw: the value may hold quotes and line breaks. So the whole message (less the SQL echoed at its
+    end) is read: every single-quoted part, from the first quote to the last (an apostrophe inside a word, as in
+    ``can't``, is not an edge; a lone quote hides to the end), becomes one ``'…'``. A double-quoted part stays when
+    it is a name the query itself writes (``Referenced column "nope" not found``: identifiers, and ``a.b`` of
+    them); the first that is not is hidden up to the last double quote (or to the end), as ``"…"``. Then the first
+    line is kept. A value DuckDB writes without quotes (``error(x)``'s text, a number in an overflow) is not seen.
+    """
+    text = _without_echo(message.strip(), sql)
+    edges = [at for at, char in enumerate(text) if char == "'" and not _apostrophe(text, at)]
+    if edges:
+        text = text[: edges[0]] + "'…'" + (text[edges[-1] + 1 :] if len(edges) > 1 else "")
+    names = {(quoted.replace('""', '"') if quoted else bare).lower() for quoted, bare in _SQL_NAME.findall(sql)}
+    edges = [at for at, char in enumerate(text) if char == '"']
+    for number, opening in enumerate(edges[::2]):
+        closing = edges[2 * number + 1] if 2 * number + 1 < len(edges) else None
+        inside = text[opening + 1 : closing].lower() if closing is not None else None
+        if inside is None or not all(part in names for part in inside.split(".")):
+            text = text[:opening] + '"…"' + (text[edges[-1] + 1 :] if edges[-1] != opening else "")
+            break
+    return escape_controls(next(iter(text.strip().splitlines()), ""))
+
+
 def query(out: Path, sql: str, run: Path | None = None) -> pl.DataFrame:
     """Run ``sql`` over the published tables (``connect_read_only``; ``run``: that run folder rather than the
-    one ``current`` points at now); a DuckDB error is one ``OsteoError``."""
+    one ``current`` points at now); a DuckDB error is one ``OsteoError`` (its first line: ``without_cells``), and
+    so is a result column of a type that cannot be handed over (``_UNREADABLE_TYPES``)."""
     con = connect_read_only(out, run)
     try:
         relation = con.sql(sql)  # run once: a statement without a result (e.g. SET) gives None
-        return relation.pl() if relation is not None else pl.DataFrame()
+        if relation is None:
+            return pl.DataFrame()
+        for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True)):
+            if _unreadable(kind):
+                raise OsteoError(
+                    f'SQL error: column {position + 1} "{escape_controls(name)}" is {escape_controls(str(kind))},'
+                    " which osteo sql cannot write: convert it in the query (e.g. ::VARCHAR)"
+                )
+        return relation.pl()
     except duckdb.Error as err:  # its first line says what and why; the rest is hints and the SQL echoed back
-        first_line = next(iter(str(err).strip().splitlines()), type(err).__name__)
-        raise OsteoError(f"SQL error: {first_line}") from None
+        raise OsteoError(f"SQL error: {without_cells(str(err), sql) or type(err).__name__}") from None
+    except pl.exceptions.PolarsError:  # a type Polars cannot take that the check above does not know
+        types = ", ".join(escape_controls(str(kind)) for kind in relation.types)
+        raise OsteoError(
+            f"SQL error: the result cannot be read (column types: {types}): convert the columns in the query"
+            " (e.g. ::VARCHAR)"
+        ) from None
     finally:
         con.close()
 

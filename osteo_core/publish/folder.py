@@ -37,9 +37,11 @@ VIEWS = {  # views over the catalog's tables
     "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
     "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
     # each open gap with the roster's routing columns (none without a roster): who to call, from where
-    # in_roster: blank when the run had no roster (an empty population table)
+    # in_roster: the roster lists her (valid, or held back in quarantine); blank when the run had no roster
     "worklist": "SELECT g.*, "
-    "CASE WHEN EXISTS (SELECT 1 FROM population) THEN p.patient_id IS NOT NULL END AS in_roster, "
+    "CASE WHEN EXISTS (SELECT 1 FROM population) OR EXISTS (SELECT 1 FROM quarantine WHERE input = 'population') "
+    "THEN p.patient_id IS NOT NULL "
+    "OR g.patient_id IN (SELECT patient_id FROM quarantine WHERE input = 'population') END AS in_roster, "
     "p.* EXCLUDE (patient_id, sex, birth_date, death_date, enrolled_since, alive, enrolled) "
     "FROM care_gaps g LEFT JOIN population p ON p.patient_id = g.patient_id",
 }  # test hook: SIGKILL this process at a named publishing step

@@ -18,8 +18,15 @@ from osteo_core.validate.rows import (
     typed_columns,
     with_row_numbers,
 )
-from schemas.events import EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
-from schemas.input_checks import raw_fractures_schema, raw_meds_schema, typed_fractures_schema, typed_meds_schema
+from schemas.events import DXA_PROCEDURES_FIELDS, EVENT_WORDS, FRACTURES_FIELDS, MEDS_FIELDS
+from schemas.input_checks import (
+    raw_dxa_procedures_schema,
+    raw_fractures_schema,
+    raw_meds_schema,
+    typed_dxa_procedures_schema,
+    typed_fractures_schema,
+    typed_meds_schema,
+)
 from schemas.parsing import blank_to_null
 
 # Text compared without case when telling identical event rows apart ("Prolia" is "PROLIA").
@@ -86,4 +93,20 @@ def validate_fractures(raw: pl.LazyFrame, date_formats: list[str], as_of: dt.dat
         functools.partial(raw_fractures_schema, date_formats, decimal),
         typed_fractures_schema(as_of),
         "fractures",
+    )
+
+
+def validate_dxa_procedures(
+    raw: pl.LazyFrame, date_formats: list[str], as_of: dt.date, decimal: str = "."
+) -> Validated:
+    """Completed DXA procedures (a FHIR export's Procedures): patient and date required, the date not after the
+    as-of date."""
+    return validate_rows(
+        raw,
+        DXA_PROCEDURES_FIELDS,
+        date_formats,
+        decimal,
+        functools.partial(raw_dxa_procedures_schema, date_formats, decimal),
+        typed_dxa_procedures_schema(as_of),
+        "dxa_procedures",
     )

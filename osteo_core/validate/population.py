@@ -23,7 +23,10 @@ from schemas.tables import QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 HELD_BACK = "other_row_of_patient_quarantined"
 
 
-def validate_population(raw: pl.LazyFrame, profile: Profile, as_of: dt.date) -> Validated:
+def validate_population(
+    raw: pl.LazyFrame, profile: Profile, as_of: dt.date, routing: tuple[str, ...] | None = None
+) -> Validated:
+    """The roster's rows validated; ``routing`` (default: the profile's) columns are passed through as text."""
     result = validate_rows(
         raw,
         POPULATION_FIELDS,
@@ -33,7 +36,7 @@ def validate_population(raw: pl.LazyFrame, profile: Profile, as_of: dt.date) -> 
         typed_population_schema(as_of),
         "population",
         words=profile.words,
-        passed=profile.routing,
+        passed=routing if routing is not None else (profile.routing or ()),
     )
     patients = result.quarantine.select("patient_id").drop_nulls().unique()
     held = result.valid.join(patients, on="patient_id", how="semi")

@@ -90,3 +90,21 @@ def test_terminal_shows_warnings_while_the_run_log_gets_info_and_telemetry_is_of
 def test_a_setting_turns_prefect_telemetry_back_on(tmp_path):
     seen = _prefect_logging_in_a_fresh_process({"PREFECT_HOME": str(tmp_path), "OSTEO_PREFECT_TELEMETRY": "true"})
     assert seen["do_not_track"] is None
+
+
+def test_a_screen_that_cannot_run_ends_failed_with_its_one_line_message(tmp_path, prefect_engine):
+    """Issue 28 §3, §6: a run whose input is gone (or that is refused) ends in Prefect's Failed state with the
+    one line ``osteo screen`` prints, the error itself as its result. Before: 'Flow run encountered an
+    exception: InputError: …'."""
+    from dataclasses import asdict
+
+    from flows.screen import screen_dxa_registry
+    from osteo_core.errors import InputError
+
+    scans = write_scans_csv(tmp_path / "scans.csv", [exam(patient_id=SECRET)])
+    gone = tmp_path / "medications.csv"
+    request = ScreenRequest(scans=[str(scans)], meds=str(gone), out=str(tmp_path / "out"), as_of="2026-01-01")
+    state = screen_dxa_registry(request=asdict(request), return_state=True)
+    assert state.is_failed() and state.message == f"{gone}: file not found"
+    assert isinstance(state.result(raise_on_failure=False), InputError)
+    assert not (tmp_path / "out").exists()

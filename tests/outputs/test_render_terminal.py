@@ -100,6 +100,16 @@ def test_too_many_columns_leave_out_the_rightmost_and_say_which(monkeypatch):
         ("two\nlines\r", "two\\nlines\\r"),
         ("tab\there", "tab\\there"),
         ("\u202eright-to-left", "\\u202eright-to-left"),
+        # bidirectional marks and zero-width characters: invisible, they reorder or disguise what is shown
+        ("left\u200eto", "left\\u200eto"),
+        ("right\u200fto", "right\\u200fto"),
+        ("arabic\u061cmark", "arabic\\u061cmark"),
+        ("zero\u200bwidth", "zero\\u200bwidth"),
+        ("non\u200cjoiner", "non\\u200cjoiner"),
+        ("joiner\u200d", "joiner\\u200d"),
+        ("word\u2060joiner", "word\\u2060joiner"),
+        ("byte\ufefforder", "byte\\ufefforder"),
+        ("tag\U000e0041", "tag\\U000e0041"),  # a tag character: hidden text after an emoji
     ],
 )
 def test_control_characters_are_shown_escaped(monkeypatch, cell, shown):
@@ -115,6 +125,85 @@ def test_control_characters_are_shown_escaped(monkeypatch, cell, shown):
     piped = io.StringIO()
     write_frame(frame, "json", stream=piped)
     assert json.loads(piped.getvalue()) == frame.to_dicts()
+
+
+LONG_ID = "urn-uuid-7f3e2a10-9b1c-4d2e-8f00-0000112"  # 40 characters, over KEEP_WHOLE
+
+
+def test_a_long_id_is_never_cut(monkeypatch):
+    """Before: an id over 24 characters was 'long text' and shrank: ``urn-uuid-7f3…``, another id to a reader."""
+    frame = _gaps(2).with_columns(pl.Series("patient_id", [LONG_ID, LONG_ID.replace("0112", "0113")]))
+    lines = _table(frame, monkeypatch, 120)
+    assert max(render.display_width(line) for line in lines) <= 120 and lines[0].split() == frame.columns
+    assert [line.split()[2] for line in lines[2:4]] == frame["patient_id"].to_list()  # whole, both told apart
+    assert lines[2].endswith("…")  # the detail shrinks instead
+
+
+@pytest.mark.parametrize("name", ["mrn", "MRN", "exam_id", "pcp_id", "id", "npi"])
+def test_an_id_that_does_not_fit_leaves_columns_out_rather_than_being_cut(monkeypatch, name):
+    """Ids too long to fit beside the other columns: those at the right are left out and named; no id is cut."""
+    ids = [LONG_ID, LONG_ID[::-1]]
+    frame = pl.DataFrame({"gap": ["post_fracture_untreated"] * 2, name: ids, "other_id": ids, "note": [DETAIL] * 2})
+    lines = _table(frame, monkeypatch, 80)
+    assert max(render.display_width(line) for line in lines) <= 80
+    assert [line.split()[:2] for line in lines[2:4]] == [["post_fracture_untreated", i] for i in ids]
+    assert "…" not in "".join(lines[:4])
+    assert " ".join(lines[4:-1]) == "not shown, too wide for 80 columns: other_id, note (--format csv has all)"
+
+
+def test_text_that_is_not_an_id_still_shrinks(monkeypatch):
+    frame = pl.DataFrame({"idea": [LONG_ID * 3], "paid": [LONG_ID * 3]})  # names near an id's, not ids
+    assert not any(map(render.is_identifier, frame.columns))
+    lines = _table(frame, monkeypatch, 80)
+    assert len(lines[2].split()) == 2 and lines[2].count("…") == 2
+
+
+def test_binary_cells_are_hexadecimal_in_every_text_format(monkeypatch):
+    """Before: a table showed Python's ``b'x\\x00'``; CSV stopped with a Polars error and JSON with a Rust panic."""
+    frame = pl.DataFrame(
+        {"blob": [b"x\x00\xff", None], "blobs": [[b"\x1b"], []], "record": [{"b": b"\x01"}, None]},
+        schema={"blob": pl.Binary, "blobs": pl.List(pl.Binary), "record": pl.Struct({"b": pl.Binary})},
+    )
+    piped = io.StringIO()
+    write_frame(frame, "csv", stream=piped)
+    assert piped.getvalue().splitlines() == ["blob,blobs,record", '7800ff,"[""1b""]","{""b"": ""01""}"', ",[],"]
+    piped = io.StringIO()
+    write_frame(frame, "json", stream=piped)
+    assert json.loads(piped.getvalue()) == [
+        {"blob": "7800ff", "blobs": ["1b"], "record": {"b": "01"}},
+        {"blob": None, "blobs": [], "record": None},
+    ]
+    lines = _table(frame, monkeypatch, 80)
+    assert lines[2].split()[:2] == ["7800ff", "1b"] and "\\x" not in "".join(lines)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        pl.Series("when", [2_147_483_647, None], dtype=pl.Int32).cast(pl.Date),  # DuckDB's DATE 'infinity'
+        pl.Series("at", [2**62], dtype=pl.Int64).cast(pl.Datetime("us")),  # year 146,140
+        pl.Series("days", [[2_000_000_000]], dtype=pl.List(pl.Int32)).cast(pl.List(pl.Date)),
+        pl.Series("thing", [object()], dtype=pl.Object),
+    ],
+    ids=["infinity", "far_future", "in_a_list", "object"],
+)
+def test_a_column_the_writers_cannot_hold_is_one_error_naming_it(capfd, fmt, column):
+    """Before: Polars panicked (a Rust backtrace on stderr) or raised its own error, a traceback from ``osteo``."""
+    from osteo_core.errors import OsteoError
+
+    frame = pl.DataFrame([pl.Series("n", range(column.len())), column])
+    with pytest.raises(OsteoError, match=f'^--format {fmt} cannot write column 2 "{column.name}"') as raised:
+        write_frame(frame, fmt, stream=io.StringIO())
+    assert "\n" not in str(raised.value) and "panicked" not in capfd.readouterr().err
+
+
+def test_a_negative_limit_is_refused():
+    """Before: ``frame.head(-1)``, every row but the last."""
+    from osteo_core.errors import OsteoError
+
+    with pytest.raises(OsteoError, match="--limit must be 0 or more"):
+        write_frame(pl.DataFrame({"a": [1, 2]}), "csv", limit=-1, stream=io.StringIO())
 
 
 def test_a_table_to_a_pipe_without_columns_is_120_wide(monkeypatch):

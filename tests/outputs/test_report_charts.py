@@ -46,7 +46,8 @@ def test_a_single_run_history_is_one_category_not_a_millisecond_axis(out):
 def test_a_run_with_changed_inputs_is_marked_on_the_history(tmp_path):
     paths = write_synthetic(tmp_path, 80, seed=22)
     screen_synthetic(paths, tmp_path / "out", "2026-01-01")
-    run_screen(ScreenRequest(scans=[str(paths["scans"])], out=str(tmp_path / "out"), as_of="2026-01-01"))
+    without = {"scans": [str(paths["scans"])], "out": str(tmp_path / "out"), "as_of": "2026-01-01"}
+    run_screen(ScreenRequest(**without, accept_input_change=True))  # without it: refused (issue 28 §5)
     figure = report.gaps_over_time(tmp_path / "out", {})
     assert {tuple(trace.x) for trace in figure.data} == {("2026-01-01", "2026-01-01 (#2)")}
     notes = [a.text for a in figure.layout.annotations]

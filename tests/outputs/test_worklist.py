@@ -109,10 +109,10 @@ def test_without_by_the_login_name_is_recorded(out):
     [
         (("NOBODY", UNTREATED, "--status", "contacted"), "GAP: no open untreated_high_risk gap for this patient"),
         (("ANN", "overdue_dxa", "--status", "contacted"), "GAP: no open overdue_dxa gap for this patient"),
-        (("ANN", "no_such_gap", "--status", "contacted"), "GAP: unknown gap type 'no_such_gap'"),
+        (("ANN", "no_such_gap", "--status", "contacted"), "GAP: not a known gap type (known: "),
         (("ANN", UNTREATED, "--status", "contacted", "--until", "2099-01-01"), "--until: only declined and"),
-        (("ANN", UNTREATED, "--status", "declined", "--until", TODAY.isoformat()), "is not after today"),
-        (("ANN", UNTREATED, "--status", "declined", "--until", "next week"), "--until: 'next week' is not a date"),
+        (("ANN", UNTREATED, "--status", "declined", "--until", TODAY.isoformat()), "not after today or the run's"),
+        (("ANN", UNTREATED, "--status", "declined", "--until", "next week"), "--until: not a date (YYYY-MM-DD)"),
         (("ANN", UNTREATED), "PATIENT_ID, GAP and --status are required"),
     ],
 )
@@ -187,7 +187,7 @@ def test_until_and_its_default_count_from_the_run_when_its_as_of_date_is_after_t
     assert (
         _mark(out, "ANN", UNTREATED, "--status", "declined", "--until", (later - dt.timedelta(days=5)).isoformat()) == 2
     )
-    assert f"is not after today or the run's as-of date ({later.isoformat()})" in capsys.readouterr().err
+    assert f"not after today or the run's as-of date ({later.isoformat()})" in capsys.readouterr().err
     assert _mark(out, "ANN", UNTREATED, "--status", "declined") == 0
     days = shipped_toml("reference/outreach.toml")["hide"]["declined"]
     assert outreach.read_log(out).marks.get_column("hide_until").to_list() == [later + dt.timedelta(days=days)]
@@ -232,7 +232,8 @@ def test_the_worklist_prints_in_the_same_formats_as_the_gap_list(out, capsys):
     assert "3 open gap(s)" in capsys.readouterr().out
     assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0  # the default: one row per patient
     header = capsys.readouterr().out.splitlines()[0].split(",")
-    assert header == ["patient_id", "priority", "gap", "since", "detail", "exam_id", "gaps", "in_roster", "pcp_id",
+    assert header == ["patient_id", "priority", "gap", "since", "detail", "exam_id", "gap_outreach_status", "gaps",
+                      "in_roster", "pcp_id",
                       "clinic", "open_gaps", "days_on_list", "outreach_status", "outreach_mark", "outreach_marked_at",
                       "outreach_by", "outreach_note", "hidden"]  # fmt: skip
     assert main(["worklist", "--out", str(out), "--format", "table"]) == 0
@@ -264,7 +265,7 @@ def test_a_csv_with_one_bad_row_records_nothing_and_names_the_row(out, tmp_path,
     capsys.readouterr()
     assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"{marks} data row 2, column status: unknown status 'phoned'" in err
+    assert f"{marks} data row 2, column status: not a known status (known: " in err and "phoned" not in err
     assert "(and 1 more row(s); nothing was recorded)" in err
     assert not (out / outreach.STORE).exists()
     marks.write_text("patient_id,status\nANN,contacted\n")
@@ -561,8 +562,9 @@ def test_the_worklist_shows_each_episodes_latest_mark_and_hides_as_a_plain_readi
         ],
         schema=OUTREACH_SCHEMA,
     )
+    quarantine = pl.DataFrame(schema={"input": pl.Utf8, "patient_id": pl.Utf8})  # no roster row held back
     con = duckdb.connect()
-    for name, frame in (("care_gaps", gaps), ("population", population), ("outreach", log)):
+    for name, frame in (("care_gaps", gaps), ("population", population), ("outreach", log), ("quarantine", quarantine)):
         con.register(name, frame.to_arrow())
     rows = con.sql(
         f"SELECT patient_id, gap, outreach_status, hidden FROM ({live_worklist_sql(LIVE_AS_OF.isoformat())})"

@@ -180,3 +180,20 @@ def test_by_patient_is_a_plain_reading_of_her_gaps(everything, show_hidden):
         assert person["outreach_status"] == (marked["outreach_status"][-1] if marked.height else None)
         assert person["hidden"] == hers.get_column("hidden").all()
         assert person["clinic"] == person["patient_id"].lower()
+
+
+def test_mark_all_never_undoes_a_refusal_and_each_row_says_its_own_gaps_status(out, capsys):
+    """Her declined untreated gap is hidden and her overdue DXA is not: ``mark ANN all`` marks the overdue DXA
+    only (a contacted mark on the declined gap would show it again) and says one hidden gap was left; her row,
+    headed by the overdue DXA, gives that gap's own status beside the latest across her gaps."""
+    assert _mark(out, "ANN", UNTREATED, "declined") == 0
+    capsys.readouterr()
+    assert main(["worklist", "mark", "ANN", "all", "--status", "contacted", "--out", str(out)]) == 0
+    assert "1 hidden gap(s) of this patient left as marked" in capsys.readouterr().err
+    marks = sql_json(capsys, out, "SELECT gap, status FROM outreach ORDER BY mark")
+    assert [(m["gap"], m["status"]) for m in marks] == [(UNTREATED, "declined"), (OVERDUE, "contacted")]
+    ann = {p["patient_id"]: p for p in _people(capsys, out)}["ANN"]
+    assert (ann["gap"], ann["gap_outreach_status"], ann["outreach_status"]) == (OVERDUE, "contacted", "contacted")
+    assert _mark(out, "ANN", OVERDUE, "declined") == 0
+    assert main(["worklist", "mark", "ANN", "all", "--status", "contacted", "--out", str(out)]) == 2
+    assert "no open gap that a mark does not hide" in capsys.readouterr().err

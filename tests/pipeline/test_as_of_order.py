@@ -69,7 +69,9 @@ def _marks(capsys, out: Path) -> list[dict]:
     )
 
 
-def test_an_earlier_as_of_is_refused_and_a_declined_mark_applies_for_as_long_as_its_gap_stays_open(tmp_path, capsys):
+def test_an_earlier_as_of_is_refused_and_a_declined_mark_applies_for_as_long_as_its_gap_stays_open(
+    tmp_path, capsys, prefect_engine
+):
     scans, out = _inputs(tmp_path), tmp_path / "out"
     run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=AS_OF.isoformat()))
     assert main(["worklist", "mark", "ANN", UNTREATED, "--status", "declined", "--out", str(out)]) == 0

@@ -67,6 +67,23 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=30)
 
 
+def _dies_with_this_process(ignore_sigint: bool = False):
+    """``preexec_fn``: the child is killed when this test process dies, even by SIGKILL or a timeout's exit,
+    so no server or served screen outlives the session (``flows.ephemeral``'s own guard); optionally it starts
+    with SIGINT ignored, as a shell's ``&`` starts a command."""
+    from flows import ephemeral
+
+    parent, bound = os.getpid(), ephemeral._PRCTL is not None and threading.current_thread() is threading.main_thread()
+
+    def prepare() -> None:
+        if bound:
+            ephemeral._die_with_parent(parent)
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return prepare
+
+
 def _clean_env(home: Path) -> dict[str, str]:
     """This machine's environment without any Prefect or osteo setting (the test session sets some), so that
     only what the README says is in force."""
@@ -196,7 +213,13 @@ def server(tmp_path_factory):
     log = home / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            command, env=_clean_env(home) | env, stdout=sink, stderr=subprocess.STDOUT, cwd=home, start_new_session=True
+            command,
+            env=_clean_env(home) | env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+            start_new_session=True,
+            preexec_fn=_dies_with_this_process(),
         )
     api = f"http://127.0.0.1:{port}/api"
     try:
@@ -220,12 +243,18 @@ def _assert_no_error_logged(server: Server) -> None:
 class Process:
     """A process with its stdout and stderr in files (no pipe to fill), in its own process group."""
 
-    def __init__(self, command: list[str], *, env: dict[str, str], cwd: Path, logs: Path, **popen):
+    def __init__(self, command: list[str], *, env: dict[str, str], cwd: Path, logs: Path, ignore_sigint=False):
         logs.mkdir(parents=True, exist_ok=True)
         self.command, self.out, self.err = command, logs / "stdout", logs / "stderr"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
-                command, env=env, cwd=cwd, stdout=out, stderr=err, start_new_session=True, **popen
+                command,
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_dies_with_this_process(ignore_sigint),
             )
 
     def stdout(self) -> str:
@@ -500,8 +529,8 @@ def test_the_readme_systemd_service_prints_its_next_runs_and_stops_cleanly(serve
     )
     env = dict(value.split("=", 1) for value in unit["Environment"])
     assert set(env) == {"PREFECT_API_URL"}, env
-    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if stop_signal == signal.SIGINT else None
-    served = Process(command, env=server.env, cwd=work, logs=tmp_path / "serve-logs", preexec_fn=ignore_sigint)
+    ignore_sigint = stop_signal == signal.SIGINT
+    served = Process(command, env=server.env, cwd=work, logs=tmp_path / "serve-logs", ignore_sigint=ignore_sigint)
     try:
         printed = served.wait_for(SERVING)
         os.kill(served.proc.pid, stop_signal)

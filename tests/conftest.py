@@ -186,3 +186,29 @@ def sql_json(capsys, out: Path, query: str) -> list[dict[str, Any]]:
     capsys.readouterr()
     assert main(["sql", "--out", str(out), "--format", "json", query]) == 0
     return json.loads(capsys.readouterr().out)
+
+
+def write_ndjson_export(folder: Path, **resources: list[dict]) -> Path:
+    """A FHIR Bulk Data export folder: one ``<ResourceType>.ndjson`` per keyword, one resource per line."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, items in resources.items():
+        (folder / f"{kind}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    return folder
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder``: files by content, links by target, folders by name (nothing changed = equal)."""
+    import hashlib
+
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = "-> " + str(path.readlink())
+        elif path.is_file():
+            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            found[name] = "folder"
+    return found

@@ -9,11 +9,9 @@ default one too), kept the earlier runs, marks and history, and had no mark of i
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-from pathlib import Path
 
-from conftest import exam, sql_json, write_scans_csv
+from conftest import exam, folder_digest, sql_json, write_scans_csv
 
 from osteo_core.cli import main
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
@@ -22,20 +20,6 @@ from osteo_core.publish import folder as publish
 TODAY = dt.date.today()
 PATIENTS = "60"
 DEMO_MARKER = ".osteo-demo"  # the file that says the demo made its folder
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    """Every entry under ``folder``: files by content, links by target, folders by name."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        name = str(path.relative_to(folder))
-        if path.is_symlink():
-            found[name] = "-> " + str(path.readlink())
-        elif path.is_file():
-            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            found[name] = "folder"
-    return found
 
 
 def test_a_demo_folder_after_a_later_screen_and_a_mark_is_started_afresh(tmp_path, capsys, prefect_engine):
@@ -73,14 +57,14 @@ def test_a_folder_the_demo_did_not_make_is_refused_and_left_as_it_was(tmp_path, 
     scans = write_scans_csv(tmp_path / "scans.csv", [exam()])
     run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=(TODAY - dt.timedelta(days=7)).isoformat()))
     (out / "notes.txt").write_text("the team's own file\n")
-    before = _digest(out)
+    before = folder_digest(out)
     capsys.readouterr()
     assert main(["demo", "--patients", PATIENTS, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     assert str(out) in lines[0] and "not made by osteo demo" in lines[0]
-    assert _digest(out) == before  # no input/ folder, no run, no marker: nothing written, nothing removed
+    assert folder_digest(out) == before  # no input/ folder, no run, no marker: nothing written, nothing removed
 
 
 def test_a_file_named_as_out_is_refused_in_one_line(tmp_path, capsys, prefect_engine):
@@ -106,8 +90,8 @@ def test_a_demo_folder_made_before_the_marker_is_recognised_and_one_with_a_users
     assert (demo / DEMO_MARKER).is_file()
     (demo / DEMO_MARKER).unlink()
     (demo / "my-notes.txt").write_text("mine")
-    before = _digest(demo)
+    before = folder_digest(demo)
     capsys.readouterr()
     assert main(["demo", "--patients", PATIENTS, "--out", str(demo)]) == 2
     assert "was not made by osteo demo" in capsys.readouterr().err
-    assert _digest(demo) == before
+    assert folder_digest(demo) == before

@@ -1,11 +1,11 @@
 """Issue 13 item 3: a FHIR R4 Bulk Data export folder is screened end to end (scans, medications, fractures),
 and what it holds that is not a DXA result, or not a clear one, is counted or quarantined, never misread."""
 
-import json
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import write_ndjson_export
 
 from osteo_core.demo.long_shapes import sample_events
 from osteo_core.errors import InputError
@@ -30,13 +30,6 @@ def _observation(number: int, code: str, value, unit: str = "1", text: str | Non
         "valueQuantity": {"value": value, "code": unit},
         **more,
     }
-
-
-def _export(folder: Path, **resources: list[dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, items in resources.items():
-        (folder / f"{kind}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
-    return folder
 
 
 def _screen(folder: Path, out: Path, **options):
@@ -81,7 +74,7 @@ def test_the_sample_export_screens_as_its_wide_equivalent_with_its_own_meds_and_
 def test_hip_observations_need_a_body_site_or_text_naming_the_region_and_two_unsided_hips_conflict(tmp_path):
     """US Core codes hips by side only (Hip-L T-score): not read as neck or total hip. The FHIR R4 example's
     "Left Femur" bodySite does not say either. Two hips' values without a side are two values, not one."""
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[PATIENT],
         Observation=[
@@ -104,7 +97,7 @@ def test_observations_group_by_report_else_by_patient_and_date_and_others_are_co
         "subject": {"reference": "Patient/P1"},
         "result": [{"reference": "Observation/o1"}, {"reference": "Observation/o2"}],
     }
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[PATIENT],
         DiagnosticReport=[report],
@@ -138,7 +131,7 @@ def test_medications_are_read_by_atc_code_or_the_drug_named_in_their_rxnorm_name
         }
 
     rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[PATIENT],
         Observation=[_observation(1, "38267-1", -2.6)],
@@ -192,7 +185,7 @@ def test_medications_are_read_by_atc_code_or_the_drug_named_in_their_rxnorm_name
     ],
 )
 def test_an_export_that_cannot_be_read_as_bulk_data_is_refused_naming_it(tmp_path, resources, options, message):
-    folder = _export(tmp_path / "export", **resources)
+    folder = write_ndjson_export(tmp_path / "export", **resources)
     with pytest.raises(InputError) as err:
         _screen(folder, tmp_path / "out", **options)
     assert message in str(err.value)

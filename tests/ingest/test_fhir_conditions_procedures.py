@@ -8,11 +8,11 @@ measures. The real Synthea export (tests/data/synthea_sample, CC0) screens with 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 from pathlib import Path
 
 import polars as pl
+from conftest import write_ndjson_export
 
 from osteo_core import reference
 from osteo_core.cli import input_notes, main
@@ -71,13 +71,6 @@ def _procedure(pid: str, system: str, code: str, status: str = "completed", day:
     }
 
 
-def _export(folder: Path, **resources: list[dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, items in resources.items():
-        (folder / f"{kind}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
-    return folder
-
-
 def _screen(folder: Path, out: Path, **options) -> dict:
     request = ScreenRequest(scans=[str(folder)], out=str(out), as_of=AS_OF, max_reject_rate=1.0, **options)
     return run_screen(request)
@@ -108,7 +101,7 @@ def test_only_a_confirmed_fracture_condition_or_one_without_a_status_opens_a_pos
         "REFUTED": "refuted",
         "ERROR": "entered-in-error",
     }
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[_patient(pid) for pid in [SCANNED, *statuses]],
         Observation=[_exam()],
@@ -136,7 +129,7 @@ def test_snomed_forearm_and_osteoporotic_fractures_are_fragility_fractures_and_o
         "CARPAL": ("9468002", "Closed fracture of carpal bone (disorder)"),  # a fracture, not mapped
         "HYPERTENSION": ("59621000", "Essential hypertension (disorder)"),
     }
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[_patient(pid) for pid in [SCANNED, *conditions]],
         Observation=[_exam()],
@@ -158,7 +151,7 @@ def test_snomed_forearm_and_osteoporotic_fractures_are_fragility_fractures_and_o
 
 def test_icd10_is_read_under_the_who_system_uri_as_under_icd10_cm(tmp_path):
     """Before: only http://hl7.org/fhir/sid/icd-10-cm was read; the same code under .../icd-10 was not."""
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[_patient(pid) for pid in (SCANNED, "WHO", "CM")],
         Observation=[_exam()],
@@ -178,7 +171,7 @@ def _synthea_without_fractures(folder: Path) -> Path:
     lines = (SYNTHEA / "Condition.000.ndjson").read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if "racture" not in line and "Osteoporosis" not in line]
     (folder / "Condition.000.ndjson").write_text("\n".join(kept) + "\n", encoding="utf-8")
-    _export(folder, Observation=[_exam("a5cb8ce9-cec6-6b23-0990-cbaf753578a4", "2019-03-01")])
+    write_ndjson_export(folder, Observation=[_exam("a5cb8ce9-cec6-6b23-0990-cbaf753578a4", "2019-03-01")])
     return folder
 
 
@@ -211,7 +204,7 @@ def test_a_completed_dxa_procedure_is_a_dxa_on_record_for_screening_due_and_the_
         {"patient_id": list(women), "sex": ["F"] * len(women), "birth_date": ["1950-06-15"] * len(women)}
     )
     roster.write_csv(tmp_path / "roster.csv")
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[_patient(pid) for pid in [SCANNED, *women]],
         Observation=[_exam()],
@@ -246,7 +239,7 @@ def test_a_completed_dxa_procedure_is_a_dxa_on_record_for_screening_due_and_the_
 def test_an_osteoporosis_code_in_a_fractures_export_is_a_diagnosis_never_a_fracture(tmp_path):
     """M81 (osteoporosis without current pathological fracture) is kept for the measures, and no longer read
     as a fracture at site 'other' (it opened a post-fracture gap)."""
-    folder = _export(tmp_path / "export", Patient=[_patient(SCANNED)], Observation=[_exam()])
+    folder = write_ndjson_export(tmp_path / "export", Patient=[_patient(SCANNED)], Observation=[_exam()])
     pl.DataFrame(
         {
             "patient_id": [SCANNED, SCANNED],
@@ -268,7 +261,7 @@ def test_the_real_synthea_export_screens_with_its_snomed_fractures_and_osteoporo
     folder = tmp_path / "export"
     shutil.copytree(SYNTHEA, folder, ignore=shutil.ignore_patterns("*.md"))
     woman = "a5cb8ce9-cec6-6b23-0990-cbaf753578a4"
-    _export(folder, Observation=[_exam(woman, "2019-03-01", spine_t=-2.8)])
+    write_ndjson_export(folder, Observation=[_exam(woman, "2019-03-01", spine_t=-2.8)])
     manifest = _screen(folder, tmp_path / "out")
     assert manifest["status"] == "published"
     fractures = _fractures(tmp_path / "out").filter(pl.col("patient_id") == woman).sort("fracture_date", "icd10")

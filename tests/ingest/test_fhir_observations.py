@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import write_ndjson_export
 
 from osteo_core.cli import main
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
@@ -33,13 +34,6 @@ def _observation(oid: str, code: str, value, unit: str, when: str, **more) -> di
     }
 
 
-def _export(folder: Path, **resources: list[dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, items in resources.items():
-        (folder / f"{kind}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
-    return folder
-
-
 def _screen(folder: Path, out: Path) -> tuple[dict, pl.DataFrame]:
     request = ScreenRequest(scans=[str(folder)], out=str(out), as_of=AS_OF, max_reject_rate=1.0)
     manifest = run_screen(request)
@@ -54,7 +48,7 @@ def _not_read(manifest: dict, name: str) -> dict:
 def test_a_report_entered_in_error_withdraws_its_final_observations(tmp_path):
     report = {"resourceType": "DiagnosticReport", "id": "R1", "status": "entered-in-error",
               "result": [{"reference": "Observation/o1"}]}  # fmt: skip
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[PATIENT],
         Observation=[_observation("o1", SPINE_T, -3.4, "{T-score}", "2024-03-01")],
@@ -68,7 +62,7 @@ def test_a_report_entered_in_error_withdraws_its_final_observations(tmp_path):
 def test_one_visit_across_midnight_utc_is_one_exam_dated_by_the_local_day(tmp_path):
     """The spine T-score written at 23:30 New York time and the spine BMD written in UTC the same moment later
     (04:30Z the next day) are one exam of 2024-03-01; they were two, the later one without a score."""
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[PATIENT],
         Observation=[
@@ -85,7 +79,7 @@ def test_one_visit_across_midnight_utc_is_one_exam_dated_by_the_local_day(tmp_pa
 
 def test_observations_of_one_encounter_are_one_exam(tmp_path):
     visit = {"encounter": {"reference": "Encounter/E9"}}
-    folder = _export(
+    folder = write_ndjson_export(
         tmp_path / "export",
         Patient=[PATIENT],
         Observation=[
@@ -101,7 +95,7 @@ def test_observations_of_one_encounter_are_one_exam(tmp_path):
 def test_a_malformed_line_is_named_by_its_number(tmp_path, capsys, line, prefect_engine):
     observations = [json.dumps(_observation(f"o{i}", SPINE_T, -1.0, "{T-score}", "2024-03-01")) for i in range(4)]
     observations[line - 1] = '{"resourceType": "Observation", "id": "SECRET-ID",'
-    folder = _export(tmp_path / "export", Patient=[PATIENT])
+    folder = write_ndjson_export(tmp_path / "export", Patient=[PATIENT])
     (folder / "Observation.ndjson").write_text("\n".join(observations) + "\n")
     code = main(["screen", "--scans", str(folder), "--out", str(tmp_path / "out"), "--as-of", AS_OF])
     err = capsys.readouterr().err
@@ -120,6 +114,6 @@ def test_values_in_component_are_read(tmp_path):
     single.pop("valueQuantity")
     panel = _observation("o2", "38269-7", None, "1", "2024-03-01", component=[part(SPINE_Z, -1.1, "{Z-score}")])
     panel.pop("valueQuantity")
-    folder = _export(tmp_path / "export", Patient=[PATIENT], Observation=[single, panel])
+    folder = write_ndjson_export(tmp_path / "export", Patient=[PATIENT], Observation=[single, panel])
     _, screening = _screen(folder, tmp_path / "out")
     assert screening.select("lowest_t_score", "who_category", "lowest_z_score").rows() == [(-2.9, "osteoporosis", -1.1)]

@@ -9,12 +9,11 @@ stayed lost in the next weekly run, with no warning."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from conftest import exam, sql_json, write_scans_csv
+from conftest import exam, folder_digest, sql_json, write_scans_csv
 
 from osteo_core.cli import main
 from osteo_core.errors import InputError
@@ -39,20 +38,6 @@ def _inputs(folder: Path) -> Path:
 def _screen_cli(scans: Path, out: Path, as_of: dt.date) -> int:
     """``osteo screen`` as a user types it: the CLI's checks, then the real Prefect flow."""
     return main(["screen", "--scans", str(scans), "--out", str(out), "--as-of", as_of.isoformat()])
-
-
-def _folder_digest(out: Path) -> dict[str, str]:
-    """Every entry under the output folder: files by content, links by target, folders by name."""
-    digest = {}
-    for path in sorted(out.rglob("*")):
-        name = str(path.relative_to(out))
-        if path.is_symlink():
-            digest[name] = "-> " + str(path.readlink())
-        elif path.is_file():
-            digest[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            digest[name] = "folder"
-    return digest
 
 
 def _declined(capsys, out: Path) -> list[str]:
@@ -80,7 +65,7 @@ def test_an_earlier_as_of_is_refused_and_a_declined_mark_applies_for_as_long_as_
         "patient_id": "ANN", "first_seen": AS_OF.isoformat(), "status": "new", "outreach_status": "declined",
         "hidden": True,
     }  # fmt: skip
-    before = _folder_digest(out)
+    before = folder_digest(out)
 
     # the README's "replay a day", into the same folder: refused before any work, naming the two dates
     capsys.readouterr()
@@ -90,7 +75,7 @@ def test_an_earlier_as_of_is_refused_and_a_declined_mark_applies_for_as_long_as_
     assert len(lines) == 1 and "Traceback" not in err, err
     assert EARLIER.isoformat() in lines[0] and AS_OF.isoformat() in lines[0] and "another --out" in lines[0]
     assert "ANN" not in err and "BOB" not in err
-    assert _folder_digest(out) == before  # no run folder, no history line, the published run untouched
+    assert folder_digest(out) == before  # no run folder, no history line, the published run untouched
     assert _declined(capsys, out) == ["ANN"]
 
     # the same day again is a re-run of it, and allowed: same contents, the mark still on its gap

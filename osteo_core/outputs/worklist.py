@@ -235,7 +235,14 @@ def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:
         .group_by("patient_id", maintain_order=True)
         .first()
         .select(
-            "patient_id", "priority", "gap", "since", "detail", "exam_id", "in_roster", *routing,
+            "patient_id",
+            "priority",
+            "gap",
+            "since",
+            "detail",
+            "exam_id",
+            "in_roster",
+            *routing,
             pl.col("outreach_status").alias("gap_outreach_status"),
         )  # fmt: skip
     )

@@ -4,7 +4,7 @@ words accepted for coded fields. Plain data: ``schemas.input_checks`` builds the
 from __future__ import annotations
 
 from schemas.fields import Field, fields_of_kind
-from schemas.tables import HIP_SITES, SIDES, SITES
+from schemas.tables import HIP_SITES, SIDES, SITES, UNSPECIFIED_SITE
 
 MEASURES = (("t", "T-score", "t_score"), ("z", "Z-score", "z_score"), ("bmd", "BMD g/cm²", "bmd"))
 
@@ -15,9 +15,13 @@ def sided(side: str, site: str, kind: str) -> str:
 
 
 SIDED_COLUMNS = tuple(sided(side, site, kind) for site in HIP_SITES for kind, _, _ in MEASURES for side in SIDES)
+# a T-score whose site the export does not state: read only when the profile says so ([scores] unsited_t)
+UNSPECIFIED_T = f"{UNSPECIFIED_SITE}_t"
 # any T- or Z-score, unsided or of one hip: an exam needs at least one
-SCORE_COLUMNS = tuple(f"{site}_{kind}" for site in SITES for kind in ("t", "z")) + tuple(
-    sided(side, site, kind) for site in HIP_SITES for kind in ("t", "z") for side in SIDES
+SCORE_COLUMNS = (
+    tuple(f"{site}_{kind}" for site in SITES for kind in ("t", "z"))
+    + tuple(sided(side, site, kind) for site in HIP_SITES for kind in ("t", "z") for side in SIDES)
+    + (UNSPECIFIED_T,)
 )
 UNSIDED_SCORE_COLUMNS = tuple(c for c in SCORE_COLUMNS if c not in SIDED_COLUMNS)
 
@@ -42,6 +46,13 @@ SCANS_FIELDS: tuple[Field, ...] = (
         for site in HIP_SITES
         for kind, label, rk in MEASURES
         for side in SIDES
+    ),
+    Field(
+        UNSPECIFIED_T,
+        "number",
+        'T-score of a site the export does not state (read only with a profile\'s [scores] unsited_t = "use";'
+        " the WHO category's lowest T-score, never BMD change)",
+        range_key="t_score",
     ),
     Field("spine_levels", "spine_levels", "Evaluable lumbar vertebrae, e.g. L1-L4 or L1,L3"),
     Field("frax_mof", "number", "10-year FRAX major osteoporotic fracture probability, %", range_key="frax"),

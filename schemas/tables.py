@@ -15,6 +15,8 @@ SITES = tuple(SITE_LABELS)  # measurement sites of a DXA exam
 LSC_SITES = ("spine", "total_hip", "femoral_neck")  # sites compared between serial exams (BMD loss)
 HIP_SITES = ("total_hip", "femoral_neck")  # measured on either hip: an export may give each side
 SIDES = ("left", "right")  # ties between the sides go to the first
+# the site of a T-score the export does not place (a profile's [scores] unsited_t = "use"): WHO category only
+UNSPECIFIED_SITE = "unspecified"
 
 TABLES = (  # OUT/<table>.parquet
     "screening",
@@ -122,7 +124,11 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
     "age_years": (pl.Int64, "Age at the exam, completed years"),
     "diagnostic_basis": (pl.Utf8, "t_score or z_score (docs/rules.md §1)"),
     "lowest_t_score": (pl.Float64, "Lowest usable T-score, rounded to one decimal"),
-    "lowest_t_site": (pl.Utf8, "Site of the lowest T-score"),
+    "lowest_t_site": (
+        pl.Utf8,
+        "Site of the lowest T-score: spine, total_hip, femoral_neck, radius33, or unspecified (a T-score the export"
+        " does not place, read only with a profile's [scores] unsited_t = \"use\")",
+    ),
     "lowest_t_side": (pl.Utf8, "left / right: the hip that gave the lowest T-score (exports of both hips); else null"),
     "who_category": (pl.Utf8, "normal / osteopenia / osteoporosis / severe_osteoporosis (basis t_score)"),
     "lowest_z_score": (pl.Float64, "Lowest usable Z-score, rounded to one decimal"),

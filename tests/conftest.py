@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 from osteo_core.decide.rules import load_rules  # noqa: E402
 from osteo_core.ingest.profiles import load_profile  # noqa: E402
 from osteo_core.resources import shipped_toml  # noqa: E402
-from schemas.scans import SCANS_COLUMNS  # noqa: E402
+from schemas.scans import SCANS_COLUMNS, UNSPECIFIED_T  # noqa: E402
 
 AS_OF = dt.date(2026, 1, 1)
 
@@ -50,7 +50,9 @@ def exam(**changes: Any) -> dict[str, str | None]:
 
 def scans_frame(rows: list[dict[str, str | None]], source_file: str = "scans.csv") -> pl.DataFrame:
     """Text frame as the ingest stage produces it (all canonical columns, source columns)."""
-    columns = list(SCANS_COLUMNS) + sorted({k for r in rows for k in r} - set(SCANS_COLUMNS))
+    given = {k for r in rows for k in r}
+    # an unsited T-score column is read only by a profile that says so: written only when a row gives it
+    columns = [c for c in SCANS_COLUMNS if c != UNSPECIFIED_T or c in given] + sorted(given - set(SCANS_COLUMNS))
     frame = pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema={c: pl.Utf8 for c in columns})
     return frame.with_columns(
         pl.lit(source_file).alias("source_file"), pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("source_row")

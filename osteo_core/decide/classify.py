@@ -9,8 +9,8 @@ import polars as pl
 
 from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.sides import side_column
-from schemas.scans import SPINE_LEVEL_COUNT
-from schemas.tables import HIP_SITES
+from schemas.scans import SPINE_LEVEL_COUNT, UNSPECIFIED_T
+from schemas.tables import HIP_SITES, UNSPECIFIED_SITE
 
 _NUDGE = 1e-9  # rounds the decimal as written: -1.95 is stored as -1.9499999…; nudge away from zero first
 
@@ -43,15 +43,19 @@ def _usable(site: str, rules: RuleSet) -> pl.Expr:
 
 
 def lowest_score(kind: str, rules: RuleSet) -> tuple[pl.Expr, pl.Expr]:
-    """(lowest rounded score, its site) over the rule set's diagnostic sites that are usable.
+    """(lowest rounded score, its site) over the rule set's diagnostic sites that are usable, and for T-scores
+    a T-score whose site the export does not state (``unspecified_t``, filled only when the profile says
+    ``[scores] unsited_t = "use"``), site ``unspecified``.
 
-    Ties go to the first site in the rule set's ``diagnostic`` list.
+    Ties go to the first site in the rule set's ``diagnostic`` list; a stated site wins over ``unspecified``.
     """
     decimals = rules["sites"]["score_decimals"]
     order = rules["sites"]["diagnostic"]
     scores = {
         site: pl.when(_usable(site, rules)).then(round_score(pl.col(f"{site}_{kind}"), decimals)) for site in order
     }
+    if kind == "t":
+        scores[UNSPECIFIED_SITE] = round_score(pl.col(UNSPECIFIED_T), decimals)
     lowest = pl.min_horizontal(list(scores.values()))
     site = pl.coalesce([pl.when(score == lowest).then(pl.lit(site)) for site, score in scores.items()])
     return lowest, site

@@ -12,7 +12,8 @@ Closing reasons are read from this run's data, in this order (``data/reference/c
                         patient the roster does not list keeps their gaps
     treatment_started   an osteoporosis-drug event the gap's own rule counts (on or after its since, or its
                         look-back before the exam or the fracture)
-    dxa_done            an exam after the base run's as-of date (DXA gaps)
+    dxa_done            an exam or a DXA procedure after the base run's as-of date (DXA gaps; a procedure: a
+                        completed DXA of a FHIR export, with or without a result, ``dxa_procedures``)
     window_passed       a post-fracture gap whose fracture is now older than the look-back
     no_longer_eligible  anything else: the decision changed (a new exam, the rules, an age)
 """
@@ -53,6 +54,7 @@ def closed_gaps(
     patients: pl.LazyFrame,
     population: pl.LazyFrame | None,
     deaths: pl.LazyFrame | None = None,
+    dxa_procedures: pl.LazyFrame | None = None,
     *,
     as_of: dt.date,
     base_as_of: dt.date,
@@ -60,7 +62,9 @@ def closed_gaps(
     base_inputs_given: list[str],
     params: dict[str, Any],
 ) -> pl.LazyFrame:
-    """The base's gaps not open now (``CLOSED_SCHEMA``), each with the first reason that applies."""
+    """The base's gaps not open now (``CLOSED_SCHEMA``), each with the first reason that applies.
+    ``dxa_procedures``: this run's completed DXA procedures (``patient_id``, ``procedure_date``), a DXA done as
+    an exam is."""
     rules = params["lifecycle"]
     missing_inputs = [kind for kind in base_inputs_given if kind not in inputs_given]
     gone_gaps = [gap for gap, kind in rules["needs_input"].items() if kind in missing_inputs]
@@ -68,6 +72,12 @@ def closed_gaps(
     closed = base.join(gaps.select("patient_id", "gap"), on=["patient_id", "gap"], how="anti")
     people = patients.select("patient_id", "latest_exam_date", "last_treatment_date")
     closed = closed.join(people, on="patient_id", how="left", maintain_order="left")
+    # the latest DXA done: an exam, or a completed DXA procedure (one row per patient, so no gap repeats)
+    latest_dxa = pl.col("latest_exam_date")
+    if dxa_procedures is not None:
+        done = dxa_procedures.group_by("patient_id").agg(pl.col("procedure_date").max().alias("_latest_procedure"))
+        closed = closed.join(done, on="patient_id", how="left", maintain_order="left")
+        latest_dxa = pl.max_horizontal(latest_dxa, "_latest_procedure")
     # a roster patient dead or not enrolled on the as-of date (died / disenrolled); one the roster does not list
     # keeps the gaps it has, so a gap of theirs closes for another reason
     closed = closed.join(off_the_list(population, deaths, as_of), on="patient_id", how="left", maintain_order="left")
@@ -97,7 +107,7 @@ def closed_gaps(
         .then(pl.lit("left_population"))
         .when(gap.is_in(rules["treatment_closes"]) & (pl.col("last_treatment_date") >= counts_from).fill_null(False))
         .then(pl.lit("treatment_started"))
-        .when(gap.is_in(rules["dxa_closes"]) & (pl.col("latest_exam_date") > base_as_of).fill_null(False))
+        .when(gap.is_in(rules["dxa_closes"]) & (latest_dxa > base_as_of).fill_null(False))
         .then(pl.lit("dxa_done"))
         .when((gap == "post_fracture_untreated") & (pl.col("since") < pl.lit(as_of).dt.offset_by(f"-{lookback}y")))
         .then(pl.lit("window_passed"))

@@ -39,7 +39,7 @@ from osteo_core.ingest.profiles import Profile
 from schemas import parsing
 from schemas.readers import reader
 from schemas.scans import SCANS_FIELDS
-from schemas.tables import HIP_SITES, SOURCE_FILE, SOURCE_ROW
+from schemas.tables import HIP_SITES, SOURCE_FILE, SOURCE_ROW, UNSPECIFIED_SITE
 
 EXAM = "_exam"  # an assembled exam's number within the partition
 FILE_NUMBER = "_file"  # the input file's position (files are read in the order given)
@@ -79,7 +79,9 @@ def assemble(files: list[pl.LazyFrame], profile: Profile) -> Assembled:
     exam_rows = [r for r, has_key in zip(rows, keyed, strict=True) if has_key]
     patient_rows = [r for r, has_key in zip(rows, keyed, strict=True) if not has_key]
     exams = _exams(exam_rows, key)
-    measurements = [_measurements(r, layout) for r in exam_rows if MEASUREMENT in r.collect_schema().names()]
+    measurements = [
+        _measurements(r, layout, profile.unsited_t) for r in exam_rows if MEASUREMENT in r.collect_schema().names()
+    ]
     readings = pl.concat([m.collect() for m in measurements]) if measurements else None
     cells = [c for c in (_field_cells(r, key) for r in exam_rows) if c is not None]
     if readings is not None:
@@ -182,7 +184,14 @@ def _words_match(text: pl.Expr, table: dict[str, tuple[str, ...]]) -> pl.Expr:
     return pl.when(found.list.len() == 1).then(found.list.first())
 
 
-def _measurements(rows: pl.LazyFrame, layout: LongLayout) -> pl.LazyFrame:
+def _words_count(text: pl.Expr, table: dict[str, tuple[str, ...]]) -> pl.Expr:
+    """How many entries of ``table`` have a word in ``text``."""
+    return pl.sum_horizontal(
+        pl.any_horizontal(text.str.contains(w, literal=True) for w in ws).cast(pl.Int32) for ws in table.values()
+    )
+
+
+def _measurements(rows: pl.LazyFrame, layout: LongLayout, unsited_t: bool = False) -> pl.LazyFrame:
     """What a file's measurement rows say: one reading per non-blank value (its column, and ``known_unit``
     when its unit is not accepted), and one problem per row whose measurement cannot be read (its check).
     A row the profile marks ``-`` (a region not screened) gives nothing; ``_not_screened`` counts it."""
@@ -201,7 +210,7 @@ def _measurements(rows: pl.LazyFrame, layout: LongLayout) -> pl.LazyFrame:
         unit.alias("_unit"),
     ).join(named.lazy(), on="_key", how="left")
     if layout.loinc:
-        resolved = _loinc(resolved)
+        resolved = _loinc(resolved, unsited_t)
     else:
         resolved = resolved.with_columns(
             pl.lit(None, pl.Utf8).alias("_loinc_column"), pl.lit("known_measurement").alias("_loinc_check")
@@ -255,9 +264,13 @@ def _measurements(rows: pl.LazyFrame, layout: LongLayout) -> pl.LazyFrame:
     return pl.concat([problems, *readings, marked])
 
 
-def _loinc(resolved: pl.LazyFrame) -> pl.LazyFrame:
+def _loinc(resolved: pl.LazyFrame, unsited_t: bool = False) -> pl.LazyFrame:
     """``_loinc_column`` (the canonical column a DXA LOINC code names, with its site and side read from the
-    text where the code does not say them) or ``_loinc_check`` (why it cannot be read)."""
+    text where the code does not say them) or ``_loinc_check`` (why it cannot be read).
+
+    ``unsited_t`` (a profile's ``[scores] unsited_t = "use"``): a T-score of a misused code (38265-5 as "any
+    DXA T-score") whose text names no site at all is ``unspecified_t``; text naming several sites stays
+    ``site_stated``, as does every BMD and Z-score without a site."""
     grid = reference.dxa_loinc().select(
         pl.col("code").str.to_lowercase().alias("_key"),
         pl.col("site").alias("_site"),
@@ -274,6 +287,10 @@ def _loinc(resolved: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(_words_match(text, words["hip_site"]))
     )
     site = pl.when(pl.col("_site").is_not_null() & ~pl.col("_misused")).then(pl.col("_site")).otherwise(text_site)
+    if unsited_t:
+        no_site_word = _words_count(text, words["site"]) == 0
+        unsited = pl.col("_misused") & (pl.col("_measure") == "t") & no_site_word
+        site = pl.when(unsited.fill_null(False)).then(pl.lit(UNSPECIFIED_SITE)).otherwise(site)
     text_side = _words_match(text, words["side"])
     side = pl.coalesce(pl.col("_side"), text_side)
     sided = pl.col("_site_read").is_in(list(HIP_SITES)) & pl.col("_side_read").is_not_null()

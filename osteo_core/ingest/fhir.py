@@ -1,18 +1,23 @@
 """FHIR R4 Bulk Data exports (a folder of NDJSON files, one resource type per file) → flat text rows.
 
-``osteo screen --scans export/`` reads such a folder with the shipped ``fhir_bulk`` profile, a long profile:
+``osteo screen --scans export/`` reads such a folder with a FHIR profile (one with a ``[fhir]`` section: the
+shipped ``fhir_bulk``, or ``fhir_bulk_unsited_t`` that also uses an unsited T-score), a long profile:
 
 - ``Observation`` files give measurement rows: patient, exam, date, the DXA code (a LOINC code of the
   shipped grid, or a code the profile lists), a text (the code's text and displays, the bodySite's text,
   codes and displays: what names femoral neck or total hip, and the side, where the code does not), the
-  value as written and its unit. Observations are grouped into exams by the DiagnosticReport listing them
-  (its id is the exam id), else by patient and effective date (``patient@date``). An Observation that is
-  not a DXA result (another code, and not in a report with DXA results) is counted, not read; one whose
-  status is not a final result is counted too.
-- ``Patient`` files give each patient's sex and birth date (per-patient rows).
-- ``MedicationRequest``/``MedicationDispense``/``MedicationAdministration`` files feed the medications
-  input and ``Condition`` files (ICD-10-CM fracture codes) the fractures input, when ``--meds`` and
-  ``--fractures`` are not given.
+  value as written and its unit (a value in ``component`` is a row of its own). Only final results are read,
+  and none a void DiagnosticReport lists. Observations are grouped into exams by the DiagnosticReport listing
+  them (its id is the exam id), else their encounter, else patient and local date (``patient@date``, in the
+  profile's time zone). An Observation that is not a DXA result is counted, not read.
+- ``Patient`` files give each patient's sex and birth date (per-patient rows), her death
+  (``deceased[x]``) and medical record number (identifier of type MR).
+- ``MedicationRequest``/``MedicationDispense``/``MedicationAdministration``/``MedicationStatement`` files feed
+  the medications input (RxNorm, ATC or the drug's name; statuses and intents read from
+  ``data/reference/drugs.toml``), ``Condition`` files (SNOMED CT or ICD-10 fracture and osteoporosis codes,
+  ``data/reference/fracture_codes.toml``) the fractures input, and ``Procedure`` files (DXA procedure codes,
+  ``data/reference/dxa_procedures.toml``) the DXA procedures, when ``--meds`` and ``--fractures`` are not given.
+  What is not read is counted by reason (the manifest's ``not_read``).
 
 Every row keeps its file and line number. All reading is Polars (``scan_ndjson`` with the fields used),
 never a Python loop over resources.
@@ -20,6 +25,7 @@ never a Python loop over resources.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -44,7 +50,6 @@ GROUPING = "DiagnosticReport"  # read to group Observations into exams, never as
 MEDICATION = "Medication"  # read to resolve medicationReference, never as rows
 LOINC = "http://loinc.org"
 ATC = "http://www.whocc.no/atc"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 
 _CODING = pl.List(pl.Struct({"system": pl.Utf8, "code": pl.Utf8, "display": pl.Utf8}))
 _CONCEPT = pl.Struct({"coding": _CODING, "text": pl.Utf8})
@@ -155,8 +160,9 @@ def _first_bad_line(path: Path) -> str:
     return "cannot be read as NDJSON (one FHIR resource per line)"
 
 
-def read_bulk_file(path: Path) -> FhirRows:
-    """A Bulk Data file as flat text rows for the input its resource type feeds."""
+def read_bulk_file(path: Path, settings: FhirSettings | None = None) -> FhirRows:
+    """A Bulk Data file as flat text rows for the input its resource type feeds, read with a FHIR profile's
+    ``settings`` (by default the shipped ``fhir_bulk``'s)."""
     found = resource_type(path)
     resources = pl.scan_ndjson(path, schema=SCHEMA).with_row_index(SOURCE_ROW, offset=1)
     resources = resources.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
@@ -166,8 +172,9 @@ def read_bulk_file(path: Path) -> FhirRows:
         raise InputError(str(path), _first_bad_line(path)) from None
     if len(types) > 1:
         raise InputError(str(path), f"holds several resource types ({', '.join(sorted(types))}); expected one per file")
+    chosen = settings or default_settings()
     readers = {
-        "Observation": _observations,
+        "Observation": functools.partial(_observations, settings=chosen),
         "Patient": _patients,
         "Condition": _conditions,
         "Procedure": _procedures,
@@ -189,28 +196,51 @@ def _local(reference_expr: pl.Expr, prefix: str) -> pl.Expr:
     return pl.when(reference_expr.str.starts_with(prefix + "/")).then(reference_expr.str.strip_prefix(prefix + "/"))
 
 
-def time_zone() -> str:
-    """The export's time zone (``[fhir] time_zone`` of the ``fhir_bulk`` profile, an IANA name): a dateTime
-    written with an offset is read as the date it was there, never as its UTC date."""
+@dataclass(frozen=True)
+class FhirSettings:
+    """What a FHIR profile (one with a ``[fhir]`` section) tells the reader: the export's time zone (an IANA
+    name: a dateTime written with an offset is read as the date it was there, never as its UTC date) and the
+    codes its ``[long.measurements]`` lists besides the DXA LOINC grid (FRAX, risk factors …)."""
+
+    time_zone: str
+    codes: tuple[str, ...] = ()
+
+
+FHIR_SETTINGS = {"time_zone"}
+
+
+def fhir_settings(raw: dict, where: str) -> FhirSettings:
+    """The ``[fhir]`` section of a profile's parsed TOML (``raw``), checked (``InputError`` naming ``where``)."""
     import zoneinfo
 
-    name = shipped_toml(f"profiles/{PROFILE}.toml").get("fhir", {}).get("time_zone")
+    section = raw.get("fhir", {})
+    unknown = set(section) - FHIR_SETTINGS
+    if unknown:
+        raise InputError(where, f"unknown [fhir] setting(s): {', '.join(sorted(unknown))} (known: time_zone)")
+    name = section.get("time_zone")
     try:
         zoneinfo.ZoneInfo(str(name))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"profiles/{PROFILE}.toml", "[fhir] time_zone must be an IANA time zone name") from None
-    return str(name)
+        raise InputError(where, "[fhir] time_zone must be an IANA time zone name") from None
+    listed = raw.get("long", {}).get("measurements", {})
+    return FhirSettings(str(name), tuple(k.strip().upper() for k in listed))
 
 
-def _local_date(expr: pl.Expr) -> pl.Expr:
-    """The date of a FHIR date or dateTime in the export's time zone (``time_zone``): a dateTime with an offset
+def default_settings() -> FhirSettings:
+    """The shipped ``fhir_bulk`` profile's settings: for NDJSON files read without a FHIR profile (``--meds
+    requests.ndjson`` beside a CSV scans export)."""
+    return fhir_settings(shipped_toml(f"profiles/{PROFILE}.toml"), f"profiles/{PROFILE}.toml")
+
+
+def _local_date(expr: pl.Expr, time_zone: str) -> pl.Expr:
+    """The date of a FHIR date or dateTime in the export's time zone: a dateTime with an offset
     (``2024-03-02T04:30:00Z``, ``2024-03-01T23:30:00-05:00``) is converted to it; a date, or a time without an
     offset, is read as written."""
     text = expr.str.strip_chars()
     instant = text.str.replace(r"Z$", "+00:00").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC")
     return (
         pl.when(instant.is_not_null())
-        .then(instant.dt.convert_time_zone(time_zone()).dt.strftime("%Y-%m-%d"))
+        .then(instant.dt.convert_time_zone(time_zone).dt.strftime("%Y-%m-%d"))
         .otherwise(_date(text))
     )
 
@@ -249,11 +279,9 @@ def _counted(frame: pl.LazyFrame, reasons: dict[str, pl.Expr]) -> dict[str, int]
     return {name: int(n or 0) for name, n in row.items() if n}
 
 
-def _observations(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[str, int]]:
+def _observations(resources: pl.LazyFrame, path: Path, settings: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
     """DXA Observations as measurement rows; other Observations counted."""
-    # the codes the fhir_bulk profile lists besides LOINC (read from its file: profiles import the readers)
-    listed = shipped_toml(f"profiles/{PROFILE}.toml")["long"].get("measurements", {})
-    known = [*reference.dxa_loinc().get_column("code").to_list(), *(k.strip().upper() for k in listed)]
+    known = [*reference.dxa_loinc().get_column("code").to_list(), *settings.codes]
     codings = _codes("code")
     loinc = _codes_of_system("code", LOINC)
     anywhere = codings.list.eval(pl.element().struct.field("code")).list.drop_nulls()
@@ -297,7 +325,8 @@ def _observations(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, di
             "in a report entered in error or cancelled": in_exam & final & void,
         },
     )
-    date = _local_date(pl.coalesce("effectiveDateTime", pl.col("effectivePeriod").struct.field("start")))
+    effective = pl.coalesce("effectiveDateTime", pl.col("effectivePeriod").struct.field("start"))
+    date = _local_date(effective, settings.time_zone)
     visit = _local(pl.col("encounter").struct.field("reference"), "Encounter")
     # one visit, one exam: the report listing the Observation, else its encounter, else the patient's local day;
     # the exam's date is the local date of its first Observation

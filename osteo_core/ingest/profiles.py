@@ -7,15 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osteo_core.errors import InputError
+from osteo_core.ingest.fhir import FhirSettings, fhir_settings
 from osteo_core.ingest.long_layout import LongLayout, long_layout
 from osteo_core.ingest.readers import header_key
 from osteo_core.resources import data_dir, load_toml
 from schemas.parsing import DECIMAL_MARKS
 from schemas.population import POPULATION_FIELDS, ROSTER_DERIVED
-from schemas.scans import MENOPAUSAL_WORDS, PATIENT_FACTS, SCANS_COLUMNS, SEX_WORDS
+from schemas.scans import MENOPAUSAL_WORDS, PATIENT_FACTS, SCANS_COLUMNS, SEX_WORDS, UNSPECIFIED_T
 from schemas.tables import GAPS_SCHEMA, SOURCE_FILE, SOURCE_ROW, WORKLIST_PATIENT_COLUMNS, catalog_column_descriptions
 
-_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population", "fhir"}  # fhir: ingest.fhir
+_KNOWN_SECTIONS = {"profile", "formats", "headers", "values", "long", "population", "fhir", "scores"}
+UNSITED_T_CHOICES = ("quarantine", "use")  # [scores] unsited_t: what a T-score whose site is not stated becomes
 _VALUE_KINDS = {"sex": SEX_WORDS, "menopausal": MENOPAUSAL_WORDS}
 
 
@@ -32,6 +34,10 @@ class Profile:
     # roster columns passed through to the worklist (``[population] routing``); None when the profile names
     # none: then every column of the roster that is not one of its fields is a routing column (``roster_routing``)
     routing: tuple[str, ...] | None = None
+    fhir: FhirSettings | None = None  # a FHIR profile's settings (``[fhir]``): it reads FHIR Bulk Data exports
+    # ``[scores] unsited_t = "use"``: a T-score whose site the export does not state is read as ``unspecified_t``
+    # (the WHO category's lowest T-score, site ``unspecified``; never BMD change); by default it is quarantined
+    unsited_t: bool = False
 
     def canonical_name(self, header: str) -> str | None:
         """The canonical column a scans header maps to, or ``None`` when neither the profile nor the
@@ -43,6 +49,8 @@ class Profile:
             return key
         if key in self.headers:
             return self.headers[key]
+        if key == UNSPECIFIED_T and not self.unsited_t:
+            return None  # an unsited T-score column is read only when the profile says so
         return key if key in SCANS_COLUMNS else None
 
 
@@ -72,6 +80,7 @@ def routing_name_ok(key: str) -> bool:
     taken |= set(catalog_column_descriptions("worklist"))  # … its own (days_open, outreach_status, hidden …)
     taken |= set(WORKLIST_PATIENT_COLUMNS)  # … the per-patient list's (gaps, days_on_list …)
     taken |= {"out", "all", "format", "limit", "by_gap"}  # osteo worklist's own options
+    taken -= {"mrn"}  # a roster's mrn is the worklist's mrn where the export gives none (publish.folder.VIEWS)
     return key.isidentifier() and not key.startswith("_") and key not in taken
 
 
@@ -97,8 +106,12 @@ def shipped_profiles() -> list[str]:
     return sorted(p.stem for p in (data_dir() / "profiles").glob("*.toml"))
 
 
-def load_profile(name_or_path: str) -> Profile:
-    """A shipped profile by name (``data/profiles/NAME.toml``) or a user's TOML file by path."""
+def fhir_profiles() -> list[str]:
+    """The shipped profiles that read FHIR Bulk Data exports (a ``[fhir]`` section, their own or their base's)."""
+    return [name for name in shipped_profiles() if load_profile(name).fhir is not None]
+
+
+def _profile_file(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         path = data_dir() / "profiles" / f"{name_or_path}.toml"
@@ -106,10 +119,59 @@ def load_profile(name_or_path: str) -> Profile:
             raise InputError(name_or_path, f"unknown profile (shipped: {', '.join(shipped_profiles())})")
     if not path.is_file():
         raise InputError(str(path), "profile file not found")
+    return path
+
+
+def _read_profile_toml(path: Path) -> dict:
     try:
-        raw = load_toml(path)
+        return load_toml(path)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(str(path), f"profile is not valid TOML ({exc})") from None
+
+
+def _merged(base: dict, own: dict) -> dict:
+    """``own`` over ``base``, table by table (a key ``own`` gives wins; a table is merged, never replaced)."""
+    merged = dict(base)
+    for key, value in own.items():
+        both_tables = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both_tables else value
+    return merged
+
+
+def _with_base(raw: dict, path: Path) -> dict:
+    """A profile that says ``[profile] extends = "NAME"`` (a shipped profile): that profile's settings, its own
+    over them. One level: the base may not extend another."""
+    base_name = raw.get("profile", {}).get("extends")
+    if base_name is None:
+        return raw
+    shipped = data_dir() / "profiles" / f"{base_name}.toml"
+    if not isinstance(base_name, str) or not shipped.is_file():
+        raise InputError(str(path), f"[profile] extends must name a shipped profile ({', '.join(shipped_profiles())})")
+    base = _read_profile_toml(shipped)
+    if "extends" in base.get("profile", {}):
+        raise InputError(str(path), f"[profile] extends '{base_name}', which extends another profile")
+    own_about = {k: v for k, v in raw.get("profile", {}).items() if k != "extends"}
+    settings = _merged(
+        {k: v for k, v in base.items() if k != "profile"}, {k: v for k, v in raw.items() if k != "profile"}
+    )
+    return {**settings, "profile": own_about}
+
+
+def _unsited_t(raw: dict, where: str) -> bool:
+    section = raw.get("scores", {})
+    unknown = set(section) - {"unsited_t"}
+    if unknown:
+        raise InputError(where, f"unknown [scores] setting(s): {', '.join(sorted(unknown))} (known: unsited_t)")
+    choice = section.get("unsited_t", UNSITED_T_CHOICES[0])
+    if choice not in UNSITED_T_CHOICES:
+        raise InputError(where, f"[scores] unsited_t must be one of {', '.join(UNSITED_T_CHOICES)}")
+    return choice == "use"
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A shipped profile by name (``data/profiles/NAME.toml``) or a user's TOML file by path."""
+    path = _profile_file(name_or_path)
+    raw = _with_base(_read_profile_toml(path), path)
     unknown = set(raw) - _KNOWN_SECTIONS
     if unknown:
         raise InputError(str(path), f"unknown profile section(s): {', '.join(sorted(unknown))}")
@@ -139,7 +201,15 @@ def load_profile(name_or_path: str) -> Profile:
         taken = sorted(set(long.headers) & set(headers))
         if taken:
             raise InputError(str(path), f"[long] and [headers] both map '{taken[0]}'")
+    unsited_t = _unsited_t(raw, str(path))
+    named = [*headers.values(), *(long.measurements.values() if long else ())]
+    if not unsited_t and any(name == UNSPECIFIED_T or f"{name}_t" == UNSPECIFIED_T for name in named):
+        raise InputError(str(path), f"'{UNSPECIFIED_T}' is read only with [scores] unsited_t = \"use\"")
+    if "fhir" in raw and long is None:
+        raise InputError(str(path), "[fhir] is for FHIR Bulk Data exports, read as long exports: [long] is needed")
     return Profile(
+        fhir=fhir_settings(raw, str(path)) if "fhir" in raw else None,
+        unsited_t=unsited_t,
         routing=_routing(raw.get("population", {}), str(path)),
         name=about.get("name", path.stem),
         source=str(path),

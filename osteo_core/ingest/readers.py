@@ -317,9 +317,11 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawExport:
     return RawExport(frame, headers, "xlsx", sheet=chosen, other_sheets=[n for n in names if n != chosen])
 
 
-def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
+def read_raw(
+    path: Path, workdir: Path, sheet: str | None = None, fhir_settings: fhir.FhirSettings | None = None
+) -> RawExport:
     """One export file as columns (text; Parquet in its own types), whatever its format; ``InputError``
-    naming the file if unreadable."""
+    naming the file if unreadable. ``fhir_settings``: the FHIR profile's, for NDJSON (by default ``fhir_bulk``'s)."""
     try:
         fmt = file_format(path)
     except OSError as exc:
@@ -330,7 +332,7 @@ def read_raw(path: Path, workdir: Path, sheet: str | None = None) -> RawExport:
         elif fmt == "parquet":
             raw = _read_parquet(path)
         elif fmt == "ndjson":
-            rows = fhir.read_bulk_file(path)
+            rows = fhir.read_bulk_file(path, fhir_settings)
             raw = RawExport(rows.frame, rows.headers, "ndjson", resource_type=rows.resource_type)
             raw.not_read = rows.not_read
         else:
@@ -371,6 +373,7 @@ def read_export(
     sheet: str | None = None,
     require: Callable[[list[str]], None] | None = None,
     kinds: Mapping[str, str] | None = None,
+    fhir_settings: fhir.FhirSettings | None = None,
 ) -> Export:
     """One export file as its raw layer (``raw_layer``) + ``source_file`` / ``source_row``, headers made
     canonical. ``kinds`` maps a canonical column to its field's kind (a typed column of a native type of its
@@ -381,7 +384,7 @@ def read_export(
     normalising case, spaces, dashes and quotes (``profiles.header_key``). Raises ``InputError`` naming
     the file when two headers are the same, or two map to one column.
     """
-    raw = read_raw(path, workdir, sheet)
+    raw = read_raw(path, workdir, sheet, fhir_settings)
     targets, unmapped = canonical_columns(path, raw.headers, canonical_name, require)
     names = raw.frame.collect_schema().names()
     numbered = SOURCE_ROW in names  # FHIR NDJSON: numbered by line before resources are set aside

@@ -22,7 +22,8 @@ import polars as pl
 from osteo_core import reference
 from osteo_core.decide.conditions import CONDITIONS
 from osteo_core.decide.rules import RuleSet, load_rules, shipped_rule_sets
-from osteo_core.ingest.profiles import load_profile, shipped_profiles
+from osteo_core.ingest import fhir
+from osteo_core.ingest.profiles import fhir_profiles, load_profile, shipped_profiles
 from osteo_core.resources import shipped_toml
 from schemas import readers
 from schemas.events import FRACTURES_FIELDS, MEDS_FIELDS
@@ -135,6 +136,7 @@ def inputs_page() -> str:
         "  and listed per file in the manifest (`unmapped_columns`).",
         "",
         *_long_section(),
+        *_fhir_observations_section(),
         "## Medications export (`--meds`, optional): one row per dispensing or administration",
         "",
         *_fields_table(MEDS_FIELDS, meds_bounds["ranges"]),
@@ -287,6 +289,95 @@ def _long_section() -> list[str]:
         "Units accepted (any case; a blank unit is accepted): "
         + "; ".join(f"{m}: " + ", ".join(f"`{u}`" for u in us) for m, us in units.items())
         + ".",
+        "",
+    ]
+
+
+def _fhir_observations_section() -> list[str]:
+    """docs/inputs.md: how a FHIR Bulk Data export feeds the scans (``dxa_loinc.toml`` ``[fhir]``, the FHIR
+    profiles' ``[fhir]`` and ``[scores]``)."""
+    settings = shipped_toml("reference/dxa_loinc.toml")["fhir"]
+
+    def codes(values: list[str]) -> str:
+        return ", ".join(f"`{v}`" for v in values)
+
+    return [
+        "### From a FHIR Bulk Data export: Patients and Observations",
+        "",
+        "A folder of NDJSON files given as `--scans` is a FHIR R4 Bulk Data export, read with a FHIR profile (one",
+        f"with a `[fhir]` section; shipped: {codes(fhir_profiles())}; `fhir_bulk` unless `--profile` names",
+        "another). One resource type per file, told by its first resource; the export's medication, Condition and",
+        "Procedure files feed the medications, fractures and DXA procedures when `--meds` and `--fractures` are",
+        "not given. Read:",
+        "",
+        *_table(
+            ["resource", "read as", "counted as not read (`not_read` in the manifest's `inputs`, and the summary)"],
+            [
+                [
+                    "`Patient`",
+                    "sex (`gender`), `birthDate`; death from `deceasedDateTime`, or `deceasedBoolean` true (dead on"
+                    " the as-of date); the MRN: the `identifier` whose type codes"
+                    f" `{settings['record_number_type']}` (HL7 v2 table 0203), shown beside `patient_id`",
+                    "-",
+                ],
+                [
+                    "`Observation`",
+                    "a DXA result: a code of the LOINC grid above (system `http://loinc.org`) or one the profile"
+                    " lists; its value in `valueQuantity` (or each `component`); status "
+                    + codes(settings["observation_statuses"]),
+                    "not a DXA result; status not final; in a report entered in error or cancelled",
+                ],
+                [
+                    "`DiagnosticReport`",
+                    "never rows: groups the Observations it lists into one exam; one whose status is "
+                    + codes(settings["report_statuses_not_read"])
+                    + " withdraws them",
+                    "-",
+                ],
+                ["`Condition`", "fractures and osteoporosis: SNOMED CT or ICD-10 (below)", "see below"],
+                ["`Procedure`", "a DXA done (below)", "not a DXA procedure code; status not completed"],
+                [
+                    "`MedicationRequest`, `MedicationDispense`, `MedicationAdministration`, `MedicationStatement`",
+                    "medication rows: RxNorm, ATC or the drug's name (below)",
+                    "see below",
+                ],
+            ],
+        ),
+        "",
+        "- One visit is one exam: Observations are grouped by the DiagnosticReport listing them, else their",
+        "  `encounter`, else patient and local date. A dateTime with an offset (`2024-03-02T04:30:00Z`) is read",
+        "  as the date it was in the profile's `[fhir] time_zone` (`fhir_bulk`:"
+        f" `{fhir.default_settings().time_zone}`), never as its UTC",
+        "  date; the exam's date is the local date of its first Observation.",
+        "- A T-score whose site neither its code nor its text states (38265-5 without `bodySite`, as Synthea and",
+        "  many EHRs write the report's lowest T-score) is quarantined (`site_stated`) by default. A profile with",
+        '  `[scores] unsited_t = "use"` (shipped: `fhir_bulk_unsited_t`) reads it as `unspecified_t`: it gives',
+        "  the WHO category and eligibility with `lowest_t_site = 'unspecified'` (a stated site wins a tie), and",
+        "  never a BMD change. A text naming two sites stays quarantined; so does a Hip or Femur code that does not",
+        "  say femoral neck or total hip.",
+        "- NDJSON has no header: a file none of whose resources is read is normal (`0 fractures among N",
+        "  conditions`). A line that is not one JSON object stops the run naming the file and line (exit 2).",
+        "",
+        "#### Profile settings beyond headers",
+        "",
+        *_table(
+            ["setting", "meaning"],
+            [
+                [
+                    '`[profile] extends = "NAME"`',
+                    "start from a shipped profile's settings; this file's own win, table by table",
+                ],
+                [
+                    "`[fhir] time_zone`",
+                    "the export's IANA time zone: the date a dateTime with an offset is read as (a FHIR profile)",
+                ],
+                [
+                    "`[scores] unsited_t`",
+                    '`"quarantine"` (default) or `"use"`: what a T-score whose site is not stated becomes; with'
+                    ' `"use"` a wide export\'s `unspecified_t` column is read too',
+                ],
+            ],
+        ),
         "",
     ]
 
@@ -769,7 +860,7 @@ def _lifecycle_section(rules: dict) -> list[str]:
         "treatment_started": "an osteoporosis-drug event the gap's own rule counts ("
         + ", ".join(f"`{g}`" for g in rules["treatment_closes"])
         + ")",
-        "dxa_done": "an exam after the last published run's as-of date ("
+        "dxa_done": "an exam or a DXA procedure after the last published run's as-of date ("
         + ", ".join(f"`{g}`" for g in rules["dxa_closes"])
         + ")",
         "window_passed": "a post-fracture gap whose fracture is now older than its look-back",

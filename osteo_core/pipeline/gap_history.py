@@ -110,6 +110,7 @@ def apply_lifecycle(
                 pl.scan_parquet(paths.part_file("patients", partition)),
                 pl.scan_parquet(paths.part_file("population", partition)) if roster else None,  # in every partition
                 pl.scan_parquet(paths.part_file("deaths", partition)),
+                pl.scan_parquet(paths.part_file("dxa_procedures", partition)),  # a DXA done, for dxa_done
                 as_of=as_of,
                 base_as_of=base["as_of"],
                 inputs_given=inputs_given,

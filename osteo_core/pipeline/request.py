@@ -19,7 +19,7 @@ from osteo_core.errors import InputError, OutputError
 from osteo_core.gaps.lsc import load_device_lsc
 from osteo_core.ingest import fhir
 from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
-from osteo_core.ingest.profiles import Profile, load_profile, roster_routing, shipped_profiles
+from osteo_core.ingest.profiles import Profile, fhir_profiles, load_profile, roster_routing, shipped_profiles
 from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
 from osteo_core.publish import folder as publish
 from schemas.events import (
@@ -120,7 +120,8 @@ class ScreenRequest:
 
     @property
     def profile_name(self) -> str:
-        """The profile that reads the scans: a Bulk Data export is read with ``fhir_bulk``."""
+        """The profile that reads the scans: a Bulk Data export is read with ``fhir_bulk`` unless another FHIR
+        profile is named."""
         return fhir.PROFILE if self.bulk_export and self.profile == "generic" else self.profile
 
     def paths_of(self, kind: str) -> list[str]:
@@ -166,8 +167,12 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
             raise InputError(option, f"{value} is not between 0 and 1")
     profile = load_profile(request.profile_name)
     rules = load_rules(request.rules)
-    if request.bulk_export and profile.name != fhir.PROFILE:
-        raise InputError(request.bulk_export, f"a FHIR Bulk Data export is read with profile '{fhir.PROFILE}'")
+    if request.bulk_export and profile.fhir is None:
+        raise InputError(
+            request.bulk_export,
+            "a FHIR Bulk Data export is read with a FHIR profile (one with a [fhir] section: "
+            f"{', '.join(fhir_profiles())})",
+        )
     files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
     if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files["scans"].files):
         raise InputError(request.bulk_export, "FHIR Bulk Data export holds no Patient file (sex and birth date)")

@@ -88,7 +88,9 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
         with output_errors(paths.folder):
             require = functools.partial(require_columns, kind, path, profile=profile)
             kinds = None if kind == "scans" and profile.long else {f.name: f.kind for f in FIELDS[kind]}
-            export = read_export(path, paths.work, canonical_namer(kind, profile), request.sheet, require, kinds)
+            export = read_export(
+                path, paths.work, canonical_namer(kind, profile), request.sheet, require, kinds, profile.fhir
+            )
             target = paths.raw / kind / f"{number:03d}"
             blank = blank_row(export.columns, anchor="patient_id", schema=export.frame.collect_schema())
             queries = [

@@ -120,8 +120,12 @@ def _patients(rows):
     )
 
 
-def _closed(base, patients, population=None, given=("scans", "meds", "fractures"), base_given=None):
+def _closed(base, patients, population=None, given=("scans", "meds", "fractures"), base_given=None, procedures=None):
     empty = pl.LazyFrame(schema={"patient_id": pl.Utf8, "gap": pl.Utf8})
+    done = {}
+    if procedures is not None:
+        schema = {"patient_id": pl.Utf8, "procedure_date": pl.Date}
+        done["dxa_procedures"] = pl.LazyFrame(procedures, schema=schema, orient="row")
     return {
         (r["patient_id"], r["gap"]): r["closed_because"]
         for r in closed_gaps(
@@ -129,6 +133,7 @@ def _closed(base, patients, population=None, given=("scans", "meds", "fractures"
             empty,
             _patients(patients),
             population,
+            **done,
             as_of=D("2026-06-01"),
             base_as_of=D("2026-05-01"),
             inputs_given=list(given),
@@ -173,6 +178,33 @@ def test_each_closing_reason_from_the_data():
         ("NO_EXAM_NOW", "overdue_dxa"): "input_missing",
         ("LEFT", "screening_due"): "left_population",
         ("SCANNED", "screening_due"): "dxa_done",
+    }
+
+
+def test_a_dxa_procedure_after_the_base_as_of_date_is_a_dxa_done_as_an_exam_is():
+    """Issue 29 §3: a completed DXA procedure (no result) after the base run's as-of date (2026-05-01) closes a
+    DXA gap as dxa_done; before, it closed as no_longer_eligible. On that date is not after it, as for an exam
+    (latest_exam_date > base_as_of); a gap dxa_closes does not list is not closed by a DXA."""
+    seen = D("2026-01-01")
+    base = [
+        ("AFTER", "screening_due", D("2025-01-01"), seen),
+        ("ON_BASE_DAY", "screening_due", D("2025-01-01"), seen),
+        ("OLDER_AND_NEWER", "screening_due", D("2025-01-01"), seen),
+        ("UNTREATED", "untreated_high_risk", D("2026-01-10"), seen),
+    ]
+    patients = [("UNTREATED", D("2026-01-10"), None)]
+    procedures = [
+        ("AFTER", D("2026-05-02")),
+        ("ON_BASE_DAY", D("2026-05-01")),
+        ("OLDER_AND_NEWER", D("2024-03-01")),  # the latest of a patient's procedures counts
+        ("OLDER_AND_NEWER", D("2026-05-20")),
+        ("UNTREATED", D("2026-05-20")),
+    ]
+    assert _closed(base, patients, procedures=procedures) == {
+        ("AFTER", "screening_due"): "dxa_done",
+        ("ON_BASE_DAY", "screening_due"): "no_longer_eligible",
+        ("OLDER_AND_NEWER", "screening_due"): "dxa_done",
+        ("UNTREATED", "untreated_high_risk"): "no_longer_eligible",
     }
 
 

@@ -180,7 +180,7 @@ def test_medications_are_read_by_atc_code_or_the_drug_named_in_their_rxnorm_name
         (
             {"Patient": [PATIENT], "Observation": [_observation(1, "38267-1", -2.6)]},
             {"profile": "densitometer_us"},
-            "a FHIR Bulk Data export is read with profile 'fhir_bulk'",
+            "read with a FHIR profile (one with a [fhir] section: fhir_bulk, fhir_bulk_unsited_t)",
         ),
     ],
 )

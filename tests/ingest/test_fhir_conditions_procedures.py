@@ -283,3 +283,42 @@ def test_every_snomed_concept_synthea_writes_is_mapped_with_a_cited_source():
     diagnoses = {"443165006", "64859006"}
     assert written | diagnoses <= set(mapped.get_column("code").to_list())
     assert mapped.filter(pl.col("code").is_in(list(diagnoses))).get_column("icd10").null_count() == 0
+
+
+def test_a_dxa_procedure_after_the_last_runs_as_of_date_closes_screening_due_as_dxa_done(
+    tmp_path, capsys, prefect_engine
+):
+    """Issue 29 §3, across runs (two screens through the command): a completed DXA Procedure dated after the
+    base run's as-of date closes that run's screening_due gap as dxa_done, as an exam after it does. Before: it
+    closed as no_longer_eligible. One dated on the base's as-of date is not after it (no_longer_eligible, as for
+    an exam), and one not completed is not read: the gap stays open."""
+    women = ("DONE", "ON_BASE_DAY", "NOT_DONE")
+    roster = pl.DataFrame(
+        {"patient_id": list(women), "sex": ["F"] * len(women), "birth_date": ["1950-06-15"] * len(women)}
+    )
+    roster.write_csv(tmp_path / "roster.csv")
+    people = [_patient(pid) for pid in [SCANNED, *women]]
+    first = write_ndjson_export(tmp_path / "week1", Patient=people, Observation=[_exam()])
+    second = write_ndjson_export(
+        tmp_path / "week2",
+        Patient=people,
+        Observation=[_exam()],
+        Procedure=[
+            _procedure("DONE", CPT, "77080", day="2026-11-28"),
+            _procedure("ON_BASE_DAY", CPT, "77080", day=AS_OF),
+            _procedure("NOT_DONE", CPT, "77080", status="not-done", day="2026-11-28"),
+        ],
+    )
+    out = tmp_path / "out"
+    for folder, as_of in ((first, AS_OF), (second, "2026-12-02")):
+        argv = ["screen", "--scans", str(folder), "--population", str(tmp_path / "roster.csv"), "--out", str(out)]
+        code = main([*argv, "--as-of", as_of])
+        assert code == 0, capsys.readouterr().out
+        if folder == first:
+            assert _gaps(out, "screening_due") == sorted(women)  # no DXA on record for any of them
+    closed = pl.read_parquet(out / "closed_gaps.parquet").sort("patient_id")
+    assert closed.select("patient_id", "gap", "closed_because", "closed_on").rows() == [
+        ("DONE", "screening_due", "dxa_done", dt.date(2026, 12, 2)),
+        ("ON_BASE_DAY", "screening_due", "no_longer_eligible", dt.date(2026, 12, 2)),
+    ]
+    assert _gaps(out, "screening_due") == ["NOT_DONE"]

@@ -20,9 +20,12 @@ class InputError(OsteoError):
     """Unusable input or arguments: missing/unreadable file, absent required column, unknown rule set."""
 
     def __init__(self, source: str, problem: str):
+        from osteo_core.terminal_text import escape_controls
+
         self.source = source
         self.problem = problem
-        super().__init__(f"{source}: {problem}")
+        # one line, whatever a file name holds: a newline, ESC or other control character is written as an escape
+        super().__init__(escape_controls(f"{source}: {problem}"))
 
 
 class OutputError(InputError):

@@ -173,6 +173,7 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
             "a FHIR Bulk Data export is read with a FHIR profile (one with a [fhir] section: "
             f"{', '.join(fhir_profiles())})",
         )
+    check_out_apart(request)
     files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
     if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files["scans"].files):
         raise InputError(request.bulk_export, "FHIR Bulk Data export holds no Patient file (sex and birth date)")
@@ -198,6 +199,33 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         require_long_input(long_columns, profile)
     _check_writable(out)
     return profile, rules, files
+
+
+def check_out_apart(request: ScreenRequest) -> None:
+    """Refuse (exit 2, naming both) an ``--out`` that is, or is inside, a folder given as an input (reading the
+    folder would read the published tables as exports), and an input folder inside ``--out`` (a run would write
+    where it reads). A single input file kept inside the output folder (as ``osteo demo`` keeps its inputs) is
+    allowed: it is read as itself, never as part of a folder."""
+    out = Path(request.out).resolve()
+    for kind in INPUTS:
+        option = f"--{kind}" if kind in ("meds", "fractures", "population") else "--scans"  # procedures: the export
+        for given in request.paths_of(kind):
+            folder = Path(given)
+            if not folder.is_dir():
+                continue
+            inside = folder.resolve()
+            if out == inside or inside in out.parents:
+                raise InputError(
+                    "--out",
+                    f"{request.out} is {'the' if out == inside else 'inside the'} {option} folder {given}: the next"
+                    " screen would read the published tables as input; write the outputs elsewhere",
+                )
+            if out in inside.parents:
+                raise InputError(
+                    "--out",
+                    f"the {option} folder {given} is inside {request.out}: a screen writes there; keep inputs"
+                    " outside the output folder (a single input file inside it is allowed)",
+                )
 
 
 MAX_DAYS_AHEAD = 31  # not clinical: how far past today a screen may be dated (a week ahead, as the README's demo)

@@ -79,6 +79,7 @@ OUTREACH_SCHEMA = {
 }
 PATIENTS_SCHEMA = {
     "patient_id": pl.Utf8,
+    "mrn": pl.Utf8,
     "latest_exam_id": pl.Utf8,
     "latest_exam_date": pl.Date,
     "who_category": pl.Utf8,
@@ -127,7 +128,7 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
     "lowest_t_site": (
         pl.Utf8,
         "Site of the lowest T-score: spine, total_hip, femoral_neck, radius33, or unspecified (a T-score the export"
-        " does not place, read only with a profile's [scores] unsited_t = \"use\")",
+        ' does not place, read only with a profile\'s [scores] unsited_t = "use")',
     ),
     "lowest_t_side": (pl.Utf8, "left / right: the hip that gave the lowest T-score (exports of both hips); else null"),
     "who_category": (pl.Utf8, "normal / osteopenia / osteoporosis / severe_osteoporosis (basis t_score)"),
@@ -157,8 +158,13 @@ _QUARANTINE_DESCRIPTIONS = {
     "exam_id": "Exam identifier, when readable",
 }
 
+MRN_DESCRIPTION = (
+    "Medical record number the export gives (a FHIR Patient's identifier of type MR; several different: the"
+    " first read); null when it gives none (a CSV export)"
+)
 _PATIENTS_DESCRIPTIONS = {
     "patient_id": "Patient identifier",
+    "mrn": MRN_DESCRIPTION,
     "latest_exam_id": "Latest exam on or before the as-of date (ties: highest exam_id); null if no scan",
     "latest_exam_date": "Date of that exam",
     "who_category": "WHO category of the latest exam",
@@ -331,14 +337,19 @@ EVENT_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "enrolled": "Enrolled on the as-of date",
     },
 }
+# the worklist view's column right after patient_id (the care_gaps columns follow it)
+WORKLIST_MRN_DESCRIPTIONS = {
+    "mrn": "Right after patient_id: her medical record number, the patients table's (the export's), else a roster"
+    " column named mrn; null when neither gives one",
+}
 WORKLIST_ROSTER_DESCRIPTIONS = {  # the worklist view's column before the roster's routing columns
     "in_roster": "The population roster lists the patient, validly or in rows held back in quarantine (blank: the"
     " run had no roster); a patient it does not list keeps her gaps, one it lists as dead or not enrolled has none",
 }
 # osteo worklist's per-patient list (outputs.worklist.by_patient): its own columns, which no roster column may be
 WORKLIST_PATIENT_COLUMNS = (
-    "patient_id", "priority", "gap", "since", "detail", "exam_id", "gap_outreach_status", "gaps", "in_roster",
-    "open_gaps", "days_on_list",
+    "patient_id", "mrn", "priority", "gap", "since", "detail", "exam_id", "gap_outreach_status", "gaps",
+    "in_roster", "open_gaps", "days_on_list",
     "outreach_status", "outreach_mark", "outreach_marked_at", "outreach_by", "outreach_note", "hidden",
 )  # fmt: skip
 ROUTING_DESCRIPTION = "Routing column passed through from the roster (profile [population] routing)"
@@ -350,6 +361,13 @@ def catalog_column_descriptions(name: str) -> dict[str, str]:
         return COLUMN_DESCRIPTIONS[name]
     if name == "untreated_high_risk":  # the care_gaps columns, then the screening columns
         return COLUMN_DESCRIPTIONS["screening"] | COLUMN_DESCRIPTIONS["care_gaps"]
-    if name == "worklist":  # the care_gaps columns, the roster's routing columns (undescribed here), outreach
-        return COLUMN_DESCRIPTIONS["care_gaps"] | WORKLIST_ROSTER_DESCRIPTIONS | _WORKLIST_OUTREACH_DESCRIPTIONS
+    if name == "worklist":  # patient_id, mrn, the other care_gaps columns, the roster's routing columns, outreach
+        gaps = COLUMN_DESCRIPTIONS["care_gaps"]
+        return (
+            {"patient_id": gaps["patient_id"]}
+            | WORKLIST_MRN_DESCRIPTIONS
+            | gaps
+            | WORKLIST_ROSTER_DESCRIPTIONS
+            | _WORKLIST_OUTREACH_DESCRIPTIONS
+        )
     return EVENT_COLUMN_DESCRIPTIONS.get(name, {})

@@ -13,7 +13,7 @@ import polars as pl
 
 from osteo_core.decide.sides import with_sided_columns
 from osteo_core.gaps.coverage import patient_treatment, treatment_events
-from osteo_core.gaps.population import off_the_list, screening_due
+from osteo_core.gaps.population import MRNS_SCHEMA, off_the_list, screening_due
 from schemas import parsing
 from schemas.scans import sided
 from schemas.tables import FOUND_GAPS_SCHEMA, GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
@@ -43,8 +43,15 @@ def latest_exams(screening: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     return on_or_before.join(chosen.select(_POSITION), on=_POSITION, how="semi").drop(_POSITION)
 
 
-def patients(screening: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
-    """One row per patient seen in any export (scans, osteoporosis treatment, fractures)."""
+def patients(
+    screening: pl.LazyFrame,
+    meds: pl.LazyFrame,
+    fractures: pl.LazyFrame,
+    as_of: dt.date,
+    mrns: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """One row per patient seen in any export (scans, osteoporosis treatment, fractures), with her medical record
+    number where the export gives one (``mrns``: one row per patient, ``population.recorded_mrns``; else null)."""
     latest = latest_exams(screening, as_of).select(
         "patient_id",
         pl.col("exam_id").alias("latest_exam_id"),
@@ -64,6 +71,7 @@ def patients(screening: pl.LazyFrame, meds: pl.LazyFrame, fractures: pl.LazyFram
     return (
         everyone.join(latest, on="patient_id", how="left")
         .join(patient_treatment(meds, as_of), on="patient_id", how="left")
+        .join(mrns if mrns is not None else pl.LazyFrame(schema=MRNS_SCHEMA), on="patient_id", how="left")
         .with_columns(pl.col("on_treatment").fill_null(False))
         .select(list(PATIENTS_SCHEMA))
         .cast(PATIENTS_SCHEMA)

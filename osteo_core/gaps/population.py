@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from schemas import parsing
+from schemas.tables import SOURCE_ROW
 
 _DAY = pl.duration(days=1)
 OPEN_END = dt.date(9999, 12, 30)  # an open-ended span's end: later than any real date, with a day to spare
@@ -97,6 +98,38 @@ def recorded_deaths(frames: list[pl.LazyFrame], formats: tuple[str, ...]) -> pl.
     if not found:
         return pl.LazyFrame(schema=DEATHS_SCHEMA)
     return pl.concat(found).group_by("patient_id").agg(pl.col("death_date").min()).cast(DEATHS_SCHEMA)
+
+
+MRNS_SCHEMA = {"patient_id": pl.Utf8, "mrn": pl.Utf8}
+
+
+def recorded_mrns(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """The medical record numbers a scans export records beside the patient id (a FHIR Patient's identifier of
+    type MR: the patient rows' ``mrn``, ``schemas.scans.PATIENT_FACTS``): one row per patient with one, trimmed.
+
+    A patient whose rows give several different numbers (two Patient resources of one id) gets the first read:
+    that of the first file given, then of its first row (``source_row``), never an error. Exports without the
+    column (a CSV export, a wide profile) give none."""
+    found = [
+        frame.select(
+            pl.col("patient_id").cast(pl.Utf8).str.strip_chars(),
+            pl.col("mrn").cast(pl.Utf8).str.strip_chars(),
+            pl.lit(number).alias("_file"),
+            (pl.col(SOURCE_ROW) if SOURCE_ROW in names else pl.lit(None)).cast(pl.Int64).alias("_row"),
+        )
+        for number, frame in enumerate(frames)
+        if "mrn" in (names := frame.collect_schema().names())
+    ]
+    if not found:
+        return pl.LazyFrame(schema=MRNS_SCHEMA)
+    return (
+        pl.concat(found)
+        .filter(pl.col("patient_id").is_not_null() & (pl.col("patient_id") != "") & (pl.col("mrn") != ""))
+        .sort("_file", "_row", nulls_last=True, maintain_order=True)
+        .group_by("patient_id", maintain_order=True)
+        .agg(pl.col("mrn").first())
+        .cast(MRNS_SCHEMA)
+    )
 
 
 def _dead_on(deaths: pl.LazyFrame, as_of: dt.date) -> pl.Expr:

@@ -3,7 +3,7 @@
 * patient ids → keyed HMAC-SHA256 pseudonyms (key from an environment variable; refuses without one),
   computed inside DuckDB, so the same key gives the same pseudonyms in every run;
 * every date → year and month (``YYYY-MM``), also inside the gap ``detail`` text;
-* ages above 89 → 90; exam ids and device ids removed.
+* ages above 89 → 90; exam ids, device ids and medical record numbers (``patients.mrn``) removed.
 The rules live in ``data/reference/research_extract.toml``.
 
 ``--dest`` is written only when it is new, an empty folder or a previous extract (recognised by the marker
@@ -31,7 +31,10 @@ from osteo_core.resources import shipped_toml
 _BLOCK = 64  # SHA-256 block size, for HMAC's key padding
 TABLES = {
     "screening": {"drop": ["exam_id"], "dates": ["exam_date", "next_dxa_due"], "age": "age_years"},
-    "patients": {"drop": ["latest_exam_id"], "dates": ["latest_exam_date", "next_dxa_due", "last_treatment_date"]},
+    "patients": {
+        "drop": ["latest_exam_id", "mrn"],
+        "dates": ["latest_exam_date", "next_dxa_due", "last_treatment_date"],
+    },
     "care_gaps": {"drop": ["exam_id"], "dates": ["since", "first_seen"], "text_dates": ["detail"]},
 }
 

@@ -182,9 +182,9 @@ def load_worklist(
     routing: dict[str, str] | None = None,
     include_hidden: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The gaps in view (``gap``, ``status`` and routing filters; without ``include_hidden`` or a ``status``,
-    not the gaps a declined / not_appropriate mark hides) and every open gap of the run, each with its latest
-    outreach mark (the live ``worklist`` view); and the gaps the filters kept but a mark hides."""
+    """The gaps in view (``gap``, ``status`` and routing filters, ``mrn`` too; without ``include_hidden`` or a
+    ``status``, not the gaps a declined / not_appropriate mark hides) and every open gap of the run, each with its
+    latest outreach mark (the live ``worklist`` view); and the gaps the filters kept but a mark hides."""
     if gap is not None and gap not in GAP_TYPES:
         raise InputError("--gap", f"unknown gap type '{gap}' (known: {', '.join(GAP_TYPES)})")
     known = outreach.statuses()
@@ -197,12 +197,13 @@ def load_worklist(
     routing = routing or {}
     columns = routing_columns(frame)
     for name, value in routing.items():
-        if name not in columns:
+        if name not in columns and name != "mrn":  # --mrn: a filter too (a roster's mrn was a routing column)
             shown = ", ".join(f"--{c.replace('_', '-')}" for c in columns) or "none: the run had no roster"
             raise InputError(f"--{name.replace('_', '-')}", f"not a routing column of this roster ({shown})")
         matched = frame.filter(pl.col(name).cast(pl.Utf8) == value)
         if matched.is_empty() and not frame.is_empty():
-            print(f"osteo: no open gap in this run has {name} '{value}'", file=sys.stderr)
+            what = "this mrn" if name == "mrn" else f"{name} '{value}'"  # a record number is never echoed
+            print(f"osteo: no open gap in this run has {what}", file=sys.stderr)
         frame = matched
     if gap:
         frame = frame.filter(pl.col("gap") == gap)
@@ -224,11 +225,11 @@ LIST_DESCENDING = (False, True, False, False)
 
 
 def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:
-    """One row per patient with a gap in view: her most urgent gap in view (priority, gap, since, detail,
-    exam_id; ``gap_outreach_status``: that gap's own latest mark), every open gap she has (``gaps``, most urgent
-    first, and how many), ``days_on_list`` (since the earliest ``first_seen`` of them), ``in_roster``, her routing
-    columns, and the latest outreach mark across all her open gaps. ``hidden``: every open gap of hers is hidden.
-    Ordered as ``LIST_ORDER``."""
+    """One row per patient with a gap in view: her medical record number (``mrn``, beside ``patient_id``), her
+    most urgent gap in view (priority, gap, since, detail, exam_id; ``gap_outreach_status``: that gap's own latest
+    mark), every open gap she has (``gaps``, most urgent first, and how many), ``days_on_list`` (since the earliest
+    ``first_seen`` of them), ``in_roster``, her routing columns, and the latest outreach mark across all her open
+    gaps. ``hidden``: every open gap of hers is hidden. Ordered as ``LIST_ORDER``."""
     routing = routing_columns(everything)
     headline = (
         in_view.sort("patient_id", "priority", "since", "gap")
@@ -236,6 +237,7 @@ def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:
         .first()
         .select(
             "patient_id",
+            "mrn",
             "priority",
             "gap",
             "since",
@@ -300,8 +302,9 @@ def print_worklist(
     if by_gap:
         frame, noun, hidden = in_view, "open gap", hidden_gaps.height
         if fmt == "table":
+            shown = [c for c in GAP_TABLE_COLUMNS if c != "mrn" or has_mrn(everything)]
             frame = frame.with_columns(pl.col("outreach_marked_at").dt.date().alias("marked_on")).select(
-                *GAP_TABLE_COLUMNS, *routing_columns(everything)
+                *shown, *routing_columns(everything)
             )
     else:
         frame, noun = by_patient(in_view, everything), "patient"
@@ -318,9 +321,14 @@ def print_worklist(
     return 0
 
 
-GAP_TABLE_COLUMNS = (
-    "priority", "gap", "patient_id", "since", "first_seen", "status", "days_open", "outreach_status", "marked_on"
+GAP_TABLE_COLUMNS = (  # mrn only when the run gives one (has_mrn)
+    "priority", "gap", "patient_id", "mrn", "since", "first_seen", "status", "days_open", "outreach_status", "marked_on"
 )  # fmt: skip
+
+
+def has_mrn(frame: pl.DataFrame) -> bool:
+    """Whether any row of the worklist has a medical record number: a table leaves out an empty ``mrn``."""
+    return frame.get_column("mrn").null_count() < frame.height
 
 
 def patient_table(people: pl.DataFrame, routing: list[str]) -> pl.DataFrame:
@@ -328,12 +336,14 @@ def patient_table(people: pl.DataFrame, routing: list[str]) -> pl.DataFrame:
     first, so that 80 columns show them (the renderer leaves out columns from the right when the terminal is
     narrow, and says which); then the outreach status of that gap (the row is about it: the latest mark across
     her gaps is in CSV and JSON), days on the list, how many other gaps she has (``+N``; their names are in CSV
-    and JSON) and since. Short headings keep it narrow; a run without a roster has no routing columns to show."""
+    and JSON) and since. Short headings keep it narrow; a run without a roster has no routing columns to show, one
+    without a medical record number (a CSV export, no roster column mrn) no ``mrn``."""
     others = pl.col("open_gaps") - 1
     if people.get_column("in_roster").null_count() == people.height:  # no roster: its routing columns are empty
         routing = []
     return people.select(
         "patient_id",
+        *(["mrn"] if has_mrn(people) else []),
         *routing,
         "gap",
         "detail",

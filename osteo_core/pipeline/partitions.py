@@ -21,6 +21,7 @@ from osteo_core.gaps.population import (
     DEATHS_SCHEMA,
     enrolment_stretches,
     recorded_deaths,
+    recorded_mrns,
     roster_patients,
     with_recorded_deaths,
 )
@@ -90,6 +91,7 @@ def screen_partition(
     # wide export's columns of those names are unmapped, never read
     files = (scans if isinstance(scans, list) else [scans]) if profile.long is not None else []
     deaths = recorded_deaths(files, profile.date_formats).collect()
+    mrns = recorded_mrns(files)  # and the medical record numbers they give (the patients table's mrn)
     if profile.long is not None:
         assembled = assemble(scans if isinstance(scans, list) else [scans], profile)
         scans = assembled.exams.lazy()
@@ -155,7 +157,7 @@ def screen_partition(
     gap_rows, people, intervals, member_rows = pl.collect_all(
         [
             gaps,
-            patients(screening, medications.lazy(), fracture_events.lazy(), as_of),
+            patients(screening, medications.lazy(), fracture_events.lazy(), as_of, mrns),
             treatment_intervals(medications.lazy(), as_of),
             members,
         ]

@@ -208,7 +208,10 @@ def table_listing() -> pl.DataFrame:
         if table == "worklist":
             from schemas.tables import catalog_column_descriptions
 
-            after = "the care_gaps columns, then these (the roster's routing columns right after in_roster):"
+            after = (
+                "patient_id, mrn, the other care_gaps columns, then in_roster and the rest of these (the roster's"
+                " routing columns right after in_roster):"
+            )
             rows.append((table, "…", None, after))
             live = {c: d for c, d in catalog_column_descriptions(table).items() if c not in DTYPES["care_gaps"]}
             rows += [(table, c, None, text) for c, text in live.items()]

@@ -33,17 +33,23 @@ CURRENT = "current"
 CATALOG = "osteo.duckdb"
 MANIFEST = "manifest.json"
 CRASH_ENV = "OSTEO_CRASH_AT"
+# appended to a table's SELECT *: its rows, with a column mrn (null) if the table has none (no row is added)
+_OR_NULL_MRN = "UNION ALL BY NAME SELECT NULL::VARCHAR AS mrn WHERE false"
 VIEWS = {  # views over the catalog's tables
     "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
     "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
     # each open gap with the roster's routing columns (none without a roster): who to call, from where
+    # mrn beside patient_id: the patients table's (the export's), else a roster column named mrn (then not a
+    # routing column); a run published before patients had mrn, or a roster without one, gives null (_OR_NULL_MRN)
     # in_roster: the roster lists her (valid, or held back in quarantine); blank when the run had no roster
-    "worklist": "SELECT g.*, "
+    "worklist": "SELECT g.patient_id, coalesce(pt.mrn, p.mrn) AS mrn, g.* EXCLUDE (patient_id), "
     "CASE WHEN EXISTS (SELECT 1 FROM population) OR EXISTS (SELECT 1 FROM quarantine WHERE input = 'population') "
     "THEN p.patient_id IS NOT NULL "
     "OR g.patient_id IN (SELECT patient_id FROM quarantine WHERE input = 'population') END AS in_roster, "
-    "p.* EXCLUDE (patient_id, sex, birth_date, death_date, enrolled_since, alive, enrolled) "
-    "FROM care_gaps g LEFT JOIN population p ON p.patient_id = g.patient_id",
+    "p.* EXCLUDE (patient_id, sex, birth_date, death_date, enrolled_since, alive, enrolled, mrn) "
+    f"FROM care_gaps g LEFT JOIN (SELECT * FROM population {_OR_NULL_MRN}) p ON p.patient_id = g.patient_id "
+    f"LEFT JOIN (SELECT patient_id, mrn FROM (SELECT * FROM patients {_OR_NULL_MRN})) pt "
+    "ON pt.patient_id = g.patient_id",
 }  # test hook: SIGKILL this process at a named publishing step
 
 

@@ -224,16 +224,16 @@ def test_the_worklist_prints_in_the_same_formats_as_the_gap_list(out, capsys):
     capsys.readouterr()
     assert main(["worklist", "--out", str(out), "--format", "csv", "--by-gap"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split(",")
-    assert header[:9] == ["patient_id", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status",
-                          "in_roster"]  # fmt: skip
-    assert header[9:] == ["pcp_id", "clinic", "days_open", "outreach_status", "outreach_mark", "outreach_marked_at",
+    assert header[:10] == ["patient_id", "mrn", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status",
+                           "in_roster"]  # fmt: skip
+    assert header[10:] == ["pcp_id", "clinic", "days_open", "outreach_status", "outreach_mark", "outreach_marked_at",
                           "outreach_by", "outreach_note", "hide_until", "hidden"]  # fmt: skip
     assert main(["worklist", "--out", str(out), "--format", "table", "--by-gap"]) == 0
     assert "3 open gap(s)" in capsys.readouterr().out
     assert main(["worklist", "--out", str(out), "--format", "csv"]) == 0  # the default: one row per patient
     header = capsys.readouterr().out.splitlines()[0].split(",")
-    assert header == ["patient_id", "priority", "gap", "since", "detail", "exam_id", "gap_outreach_status", "gaps",
-                      "in_roster", "pcp_id",
+    assert header == ["patient_id", "mrn", "priority", "gap", "since", "detail", "exam_id", "gap_outreach_status",
+                      "gaps", "in_roster", "pcp_id",
                       "clinic", "open_gaps", "days_on_list", "outreach_status", "outreach_mark", "outreach_marked_at",
                       "outreach_by", "outreach_note", "hidden"]  # fmt: skip
     assert main(["worklist", "--out", str(out), "--format", "table"]) == 0
@@ -512,7 +512,7 @@ def test_the_worklist_shows_each_episodes_latest_mark_and_hides_as_a_plain_readi
     import duckdb
 
     from osteo_core.publish.catalog import live_worklist_sql
-    from schemas.tables import GAPS_SCHEMA, OUTREACH_SCHEMA
+    from schemas.tables import GAPS_SCHEMA, OUTREACH_SCHEMA, PATIENTS_SCHEMA
 
     episodes, marks = case
     gaps = pl.DataFrame(
@@ -563,8 +563,10 @@ def test_the_worklist_shows_each_episodes_latest_mark_and_hides_as_a_plain_readi
         schema=OUTREACH_SCHEMA,
     )
     quarantine = pl.DataFrame(schema={"input": pl.Utf8, "patient_id": pl.Utf8})  # no roster row held back
+    patients = pl.DataFrame(schema=PATIENTS_SCHEMA)  # the view reads each patient's mrn from it
     con = duckdb.connect()
-    for name, frame in (("care_gaps", gaps), ("population", population), ("outreach", log), ("quarantine", quarantine)):
+    tables = {"care_gaps": gaps, "population": population, "outreach": log, "quarantine": quarantine}
+    for name, frame in (tables | {"patients": patients}).items():
         con.register(name, frame.to_arrow())
     rows = con.sql(
         f"SELECT patient_id, gap, outreach_status, hidden FROM ({live_worklist_sql(LIVE_AS_OF.isoformat())})"

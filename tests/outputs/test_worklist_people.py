@@ -129,7 +129,7 @@ def _open_gaps(draw) -> pl.DataFrame:
         marked = draw(st.booleans())
         rows.append(
             {
-                "patient_id": patient, "gap": gap,
+                "patient_id": patient, "mrn": f"mrn-{patient}" if patient != "D" else None, "gap": gap,
                 "since": dt.date(2020, 1, 1) + dt.timedelta(days=draw(st.integers(0, 99))),
                 "exam_id": None, "priority": GAP_NAMES.index(gap) + 1, "detail": f"d{number}",
                 "first_seen": dt.date(2026, 1, 1), "status": "new", "in_roster": True, "clinic": patient.lower(),
@@ -142,12 +142,12 @@ def _open_gaps(draw) -> pl.DataFrame:
         )  # fmt: skip
     schema = {"since": pl.Date, "first_seen": pl.Date, "exam_id": pl.Utf8, "outreach_status": pl.Utf8,
               "outreach_mark": pl.Int64, "outreach_marked_at": pl.Datetime("us", "UTC"), "outreach_by": pl.Utf8,
-              "outreach_note": pl.Utf8, "hide_until": pl.Date, "in_roster": pl.Boolean}  # fmt: skip
-    columns = ["patient_id", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status", "in_roster",
-               "clinic", "days_open", "outreach_status", "outreach_mark", "outreach_marked_at", "outreach_by",
-               "outreach_note", "hide_until", "hidden"]  # fmt: skip
+              "outreach_note": pl.Utf8, "hide_until": pl.Date, "in_roster": pl.Boolean, "mrn": pl.Utf8}  # fmt: skip
+    columns = ["patient_id", "mrn", "gap", "since", "exam_id", "priority", "detail", "first_seen", "status",
+               "in_roster", "clinic", "days_open", "outreach_status", "outreach_mark", "outreach_marked_at",
+               "outreach_by", "outreach_note", "hide_until", "hidden"]  # fmt: skip
     return pl.DataFrame(rows, schema_overrides=schema).select(columns) if rows else pl.DataFrame(
-        schema={c: schema.get(c, pl.Utf8 if c in ("patient_id", "gap", "detail", "status", "clinic") else
+        schema={c: schema.get(c, pl.Utf8 if c in ("patient_id", "mrn", "gap", "detail", "status", "clinic") else
                             pl.Boolean if c == "hidden" else pl.Int64) for c in columns}
     )  # fmt: skip
 
@@ -180,6 +180,8 @@ def test_by_patient_is_a_plain_reading_of_her_gaps(everything, show_hidden):
         assert person["outreach_status"] == (marked["outreach_status"][-1] if marked.height else None)
         assert person["hidden"] == hers.get_column("hidden").all()
         assert person["clinic"] == person["patient_id"].lower()
+        assert person["mrn"] == hers["mrn"][0]  # her record number, beside her id
+    assert people.columns[:2] == ["patient_id", "mrn"]
 
 
 def test_mark_all_never_undoes_a_refusal_and_each_row_says_its_own_gaps_status(out, capsys):

@@ -1,41 +1,55 @@
 """Prefect artifacts of a run: a markdown summary and a table of counts. Counts only, never patient
-identifiers, so nothing identifying reaches Prefect's database."""
+identifiers, so nothing identifying reaches Prefect's database. Every name shown (a file, a profile or rule set a
+user wrote, a category) is escaped (``md``): Prefect's UI renders the Markdown, and a name is text, never markup."""
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from osteo_core.terminal_text import escape_controls
+
 NO_CATEGORY = "no T-score category"  # exams screened on Z-scores, or with no usable T-score
+# Markdown's punctuation, and an underscore not between two letters or digits (inside a word it is text already:
+# untreated_high_risk renders as written, _name_ would be emphasis)
+_MARKDOWN = re.compile(r"([\\`*{}\[\]()#+!|~>-]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md(name: object) -> str:
+    """``name`` as Markdown text that renders as itself: control characters escaped, HTML's ``< > & "``
+    written as entities, and Markdown's punctuation backslash-escaped (``<script>`` shows, never runs)."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(escape_controls(str(name)), quote=True))
 
 
 def _label(name: str) -> str:
-    return NO_CATEGORY if name in ("None", "null", "") else name
+    return md(NO_CATEGORY if name in ("None", "null", "") else name)
 
 
 def summary_markdown(manifest: dict[str, Any]) -> str:
     rows = manifest["rows"]
-    rule_set = f"{manifest['rule_set']['name']}@{manifest['rule_set']['version']}"
+    rule_set = f"{md(manifest['rule_set']['name'])}@{md(manifest['rule_set']['version'])}"
     lines = [
-        f"# Screen {manifest['run_id']}",
+        f"# Screen {md(manifest['run_id'])}",
         "",
-        f"As of **{manifest['as_of']}**, rule set **{rule_set}**, profile `{manifest['profile']}`, "
-        f"{manifest['partitions']} partition(s), status **{manifest['status']}**.",
+        f"As of **{md(manifest['as_of'])}**, rule set **{rule_set}**, profile {md(manifest['profile'])}, "
+        f"{manifest['partitions']} partition(s), status **{md(manifest['status'])}**.",
         "",
         "## Inputs",
         "",
         "| input | file | rows |",
         "|---|---|---|",
-        *(f"| {i['input']} | `{Path(i['path']).name}` | {i['rows']:,} |" for i in manifest["inputs"]),
+        *(f"| {md(i['input'])} | {md(Path(i['path']).name)} | {i['rows']:,} |" for i in manifest["inputs"]),
         "",
         "## Rows",
         "",
         "| input | in | valid | quarantined | duplicate |",
         "|---|---|---|---|---|",
         *(
-            f"| {kind} | {c['rows_in']:,} | {c['valid']:,} | {c['quarantined']:,} | {c['duplicate']:,} |"
+            f"| {md(kind)} | {c['rows_in']:,} | {c['valid']:,} | {c['quarantined']:,} | {c['duplicate']:,} |"
             for kind, c in manifest["rows_by_input"].items()
         ),
         "",
@@ -62,7 +76,7 @@ def measure_markdown(manifest: dict[str, Any]) -> list[str]:
     if not entry:
         return []
     lines = [
-        f"## Quality measures, measurement year {entry['measurement_year']}",
+        f"## Quality measures, measurement year {md(entry['measurement_year'])}",
         "",
         "| measure | version | denominator | exclusions | numerator | rate | windows still open |",
         "|---|---|---|---|---|---|---|",
@@ -70,8 +84,8 @@ def measure_markdown(manifest: dict[str, Any]) -> list[str]:
     for r in entry["results"]:
         rate = f"{r['rate']:.1%}" if r["rate"] is not None else "n/a"
         lines.append(
-            f"| {r['measure']} | {r['version']} | {r['denominator']:,} | {r['exclusions']:,} | {r['numerator']:,} "
-            f"| {rate} | {r['open_windows']:,} |"
+            f"| {md(r['measure'])} | {md(r['version'])} | {r['denominator']:,} | {r['exclusions']:,} "
+            f"| {r['numerator']:,} | {rate} | {r['open_windows']:,} |"
         )
     return [*lines, ""]
 
@@ -93,15 +107,16 @@ MEASURE_COUNTS = ("denominator", "exclusions", "numerator", "open_windows")  # t
 
 
 def publish_artifacts(manifest: dict[str, Any]) -> None:
-    about = f"as of {manifest['as_of']}, rule set {manifest['rule_set']['name']}@{manifest['rule_set']['version']}"
+    rule_set = f"{md(manifest['rule_set']['name'])}@{md(manifest['rule_set']['version'])}"
+    about = f"as of {md(manifest['as_of'])}, rule set {rule_set}"
     create_markdown_artifact(
         summary_markdown(manifest),
         key="screen-summary",
-        description=f"osteo-screen run {manifest['run_id']} ({about}): inputs, row accounting, categories, gaps,"
+        description=f"osteo-screen run {md(manifest['run_id'])} ({about}): inputs, row accounting, categories, gaps,"
         " measures",
     )
     create_table_artifact(
         count_rows(manifest),
         key="screen-counts",
-        description=f"osteo-screen run {manifest['run_id']} ({about}): row, category, gap and measure counts",
+        description=f"osteo-screen run {md(manifest['run_id'])} ({about}): row, category, gap and measure counts",
     )

@@ -35,6 +35,7 @@ import polars as pl
 
 from osteo_core import reference
 from osteo_core.errors import InputError
+from osteo_core.literal_paths import escaped
 from osteo_core.resources import shipped_toml
 from schemas.tables import SOURCE_ROW
 
@@ -164,7 +165,7 @@ def read_bulk_file(path: Path, settings: FhirSettings | None = None) -> FhirRows
     """A Bulk Data file as flat text rows for the input its resource type feeds, read with a FHIR profile's
     ``settings`` (by default the shipped ``fhir_bulk``'s)."""
     found = resource_type(path)
-    resources = pl.scan_ndjson(path, schema=SCHEMA).with_row_index(SOURCE_ROW, offset=1)
+    resources = pl.scan_ndjson(escaped(path), schema=SCHEMA).with_row_index(SOURCE_ROW, offset=1)
     resources = resources.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
     try:  # reads every line once: a line that is not JSON is found here, before any row is read
         types = resources.select(pl.col("resourceType").unique()).collect().to_series().drop_nulls().to_list()
@@ -396,7 +397,7 @@ def _report_of(path: Path) -> pl.LazyFrame:
         return empty
     void = pl.col("status").is_in(_settings()["report_statuses_not_read"]).fill_null(False)
     listed = (
-        pl.scan_ndjson(reports, schema=SCHEMA)
+        pl.scan_ndjson([escaped(p) for p in reports], schema=SCHEMA)
         .filter(pl.col("resourceType") == GROUPING)
         .select(pl.col("id").alias("_report"), pl.col("result"), void.alias("_report_void"))
         .explode("result")
@@ -702,7 +703,7 @@ def _folder_medications(path: Path) -> pl.LazyFrame:
         return empty
     schema = {"resourceType": pl.Utf8, "id": pl.Utf8, "code": _CONCEPT}
     return (
-        pl.scan_ndjson(files, schema=schema)
+        pl.scan_ndjson([escaped(p) for p in files], schema=schema)
         .filter(pl.col("resourceType") == MEDICATION)
         .select(pl.col("id").alias("_folder_id"), pl.col("code").alias("_folder_code"))
         .unique("_folder_id", keep="first", maintain_order=True)

@@ -249,6 +249,7 @@ def _read_csv(path: Path, workdir: Path, compressed: bool) -> RawExport:
     )
     frame = pl.scan_csv(
         readable,
+        glob=False,  # the file named, never a pattern: scans[1].csv is not scans1.csv
         separator=separator,
         infer_schema=False,
         encoding="utf8",
@@ -268,7 +269,7 @@ def _read_parquet(path: Path) -> RawExport:
         raise InputError(
             str(path), f"column(s) {', '.join(repr(n) for n in nested)} hold lists or records; export flat columns"
         )
-    frame = pl.scan_parquet(path)
+    frame = pl.scan_parquet(path, glob=False)
     _refuse_unwritable_dates(path, frame)
     return RawExport(frame, list(schema.names), "parquet")  # typed: ``raw_layer`` decides
 
@@ -340,14 +341,14 @@ def read_raw(
         raw.frame.collect_schema()
     except InputError:
         raise
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(str(path), f"cannot be read as {fmt.upper()} text ({_first_line(exc)})") from None
     except OSError as exc:
         if exc.errno in _WRITE_ERRNOS:
             raise  # writing the work copy failed: the output disk's problem, reported as such by the caller
-        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
-    except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file for the user
-        raise InputError(str(path), f"cannot be read as {fmt.upper()} ({_first_line(exc)})") from None
+        if exc.errno is not None:
+            raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+        raise unreadable(path, fmt) from None  # gzip's "not a gzipped file (b'..')" quotes the file's bytes
+    except Exception:  # noqa: BLE001 - any reader failure is an unreadable file for the user
+        raise unreadable(path, fmt) from None
     return raw
 
 
@@ -534,9 +535,44 @@ def blank_row(
     return pl.when(blank(anchor)).then(every).otherwise(False).alias("_blank")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+def unreadable(path: Path, fmt: str) -> InputError:
+    """Why a file cannot be read, naming the line (and, where known, how it is broken), never its content: a
+    reader's own message may quote a cell, a row or a line of the file (a patient id, a birth date), so it is
+    never passed on."""
+    if fmt in ("csv", "csv.gz"):
+        return InputError(str(path), f"cannot be read as CSV ({csv_problem(path, fmt == 'csv.gz')})")
+    if fmt == "ndjson":
+        return InputError(str(path), fhir._first_bad_line(path))
+    what = {"parquet": "a Parquet file", "xlsx": "an XLSX workbook"}.get(fmt, fmt)
+    return InputError(str(path), f"cannot be read as {what} (damaged, or not {what})")
+
+
+def csv_problem(path: Path, compressed: bool = False) -> str:
+    """Where a CSV stops being one: the line (1 = the header) and what is wrong there, found by Python's strict CSV
+    reader; never a cell."""
+    try:
+        encoding = sniff_encoding(path, compressed)
+        with _open_bytes(path, compressed) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
+            separator = sniff_separator(fh.readline().lstrip("\ufeff").rstrip("\r\n"))
+        with _open_bytes(path, compressed) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
+            reader = csv.reader(fh, delimiter=separator, strict=True)
+            start = 1
+            try:
+                width = len(next(reader))
+                start = reader.line_num + 1
+                for row in reader:
+                    if row and len(row) != width:
+                        return f"line {start}: {len(row)} cells where the header has {width}"
+                    start = reader.line_num + 1
+            except csv.Error as exc:
+                if "end of data" in str(exc) or "EOF" in str(exc):
+                    return f"line {start}: a quote opened there is never closed (a stray quote?)"
+                return (
+                    f"line {reader.line_num}: a quote inside a cell that is not quoted, or text after a closing quote"
+                )
+    except (OSError, UnicodeDecodeError, EOFError, StopIteration):
+        return "the file is damaged or not text in a known encoding"
+    return "no line could be named: the CSV reader stopped"
 
 
 def concat_text(frames: Sequence[pl.LazyFrame]) -> pl.LazyFrame:

@@ -40,7 +40,7 @@ from osteo_core.errors import (
 )
 from osteo_core.gaps.lsc import load_device_lsc
 from osteo_core.ingest.profiles import load_profile, roster_routing
-from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of
+from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of, unreadable
 from osteo_core.measures.members import no_summary, summary
 from osteo_core.measures.specs import calendar_period
 from osteo_core.pipeline.gap_history import apply_lifecycle
@@ -108,7 +108,7 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
             except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
                 if disk_problem(exc):
                     raise
-                raise InputError(str(path), f"cannot be read ({str(exc).strip().splitlines()[0][:200]})") from None
+                raise unreadable(path, export.file_format) from None  # its own words may quote a cell: never
         lines, blank_lines = tally.row(0)
         rows = lines - blank_lines
         entry = {"input": kind, "path": str(path), "sha256": sha256_of(path), "rows": rows, "blank_lines": blank_lines}

@@ -167,7 +167,7 @@ def test_unusable_files_name_the_file(tmp_path, make, problem):
 def test_corrupt_parquet_is_an_input_error_naming_the_file(tmp_path):
     path = tmp_path / "scans.parquet"
     path.write_bytes(b"not a parquet file at all")
-    with pytest.raises(InputError, match="cannot be read as PARQUET") as err:
+    with pytest.raises(InputError, match="cannot be read as a Parquet file") as err:
         _screen(tmp_path, path)
     assert err.value.source == str(path)
 

@@ -93,3 +93,26 @@ def test_failed_screens_leave_no_patient_id_or_birth_date_in_any_message_log_sta
     assert _found_in(home, secrets) == []
     manifests = [json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "o2").rglob("manifest.json")]
     assert manifests and not [s for s in secrets if s in json.dumps(manifests)]
+
+
+def test_the_summary_artifact_shows_every_name_as_text_never_as_markup(tmp_path):
+    """Before: a profile or rule set named ``<script>…</script>`` arrived in the Markdown as is."""
+    from flows.artifacts import summary_markdown
+    from osteo_core.pipeline.stages import ScreenRequest, run_screen
+
+    hostile = "<script>alert(1)</script>"
+    profile = tmp_path / "vendor.toml"
+    profile.write_text(f'[profile]\nname = "{hostile}"\n', encoding="utf-8")
+    rules = tmp_path / "rules.toml"
+    standard = (Path(__file__).resolve().parents[2] / "data" / "rules" / "standard.toml").read_text(encoding="utf-8")
+    rules.write_text(standard.replace('name = "standard"', f'name = "{hostile} | [x](javascript:y)"', 1), "utf-8")
+    scans = write_scans_csv(tmp_path / "scans `[1]`.csv", _patients(3))
+    request = ScreenRequest(
+        scans=[str(scans)], out=str(tmp_path / "out"), as_of=AS_OF, profile=str(profile), rules=str(rules)
+    )
+    manifest = run_screen(request)
+    assert manifest["profile"] == hostile and manifest["rule_set"]["name"].startswith(hostile)
+    text = summary_markdown(manifest)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "](javascript" not in text and "\\[x\\]\\(javascript:y\\)" in text
+    assert "scans \\`\\[1\\]\\`.csv" in text  # a file name is text too

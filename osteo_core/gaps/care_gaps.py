@@ -342,8 +342,22 @@ def _device_lsc_columns(device_lsc: pl.LazyFrame | None) -> pl.LazyFrame:
     )
 
 
-def overdue_dxa(latest: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]) -> pl.LazyFrame:
-    overdue = latest.filter(pl.col("next_dxa_due") < as_of).with_columns(
+def overdue_dxa(
+    latest: pl.LazyFrame, as_of: dt.date, params: dict[str, Any], dxa_procedures: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The latest exam's next DXA date has passed, and no DXA was done since: a completed DXA procedure after that
+    exam (``dxa_procedures``, a FHIR export's Procedure without a result) is a DXA done, so the patient is not
+    called to book one."""
+    overdue = latest.filter(pl.col("next_dxa_due") < as_of)
+    if dxa_procedures is not None:
+        since_exam = (
+            overdue.select("patient_id", "exam_date")
+            .join(dxa_procedures.filter(pl.col("procedure_date") <= as_of), on="patient_id")
+            .filter(pl.col("procedure_date") > pl.col("exam_date"))
+            .select("patient_id")
+        )
+        overdue = overdue.join(since_exam, on="patient_id", how="anti")
+    overdue = overdue.with_columns(
         pl.col("next_dxa_due").alias("since"),
         pl.format("next DXA was due {} (exam of {})", "next_dxa_due", "exam_date").alias("detail"),
     )
@@ -367,14 +381,15 @@ def care_gaps(
     dead or not enrolled on the as-of date off the list (``population.off_the_list``): no gap type opens for
     them. Patients the roster does not list keep their gaps. ``deaths`` (``population.recorded_deaths``): the
     deaths an export records, with or without a roster: no gap opens for a patient dead on the as-of date.
-    ``dxa_procedures``: completed DXA procedures, a DXA on record for ``screening_due``."""
+    ``dxa_procedures``: completed DXA procedures, a DXA on record for ``screening_due`` and, after the latest exam,
+    a DXA done for ``overdue_dxa``."""
     latest = latest_exams(screening, as_of)
     found = [
         denosumab_lapse(meds, as_of, params),
         untreated_high_risk(latest, meds, as_of, params),
         post_fracture_untreated(fractures, exams, meds, as_of, params),
         significant_bmd_loss(exams, params, device_lsc),
-        overdue_dxa(latest, as_of, params),
+        overdue_dxa(latest, as_of, params, dxa_procedures),
     ]
     if roster is not None:
         found.append(_gap(screening_due(roster, exams, as_of, params, dxa_procedures), "screening_due", params))

@@ -826,7 +826,8 @@ def care_gaps_page() -> str:
         + f"; the spine only with at least {loss['min_spine_vertebrae']} vertebrae). Exports of both hips compare"
         " both hips' mean when both exams give both hips, else the same hip (left first); an exam with both hips"
         " is not compared with one that gives a single unsided hip value",
-        "overdue_dxa": "the latest exam's `next_dxa_due` is before the as-of date",
+        "overdue_dxa": "the latest exam's `next_dxa_due` is before the as-of date, and no completed DXA procedure"
+        " (a FHIR export's Procedure, `dxa_procedures`) is dated after that exam",
         "screening_due": _screening_due_text(gaps["screening_due"]),
     }
     rows = [

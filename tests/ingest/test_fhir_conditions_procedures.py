@@ -322,3 +322,20 @@ def test_a_dxa_procedure_after_the_last_runs_as_of_date_closes_screening_due_as_
         ("ON_BASE_DAY", "screening_due", "no_longer_eligible", dt.date(2026, 12, 2)),
     ]
     assert _gaps(out, "screening_due") == ["NOT_DONE"]
+
+
+def test_a_dxa_procedure_after_the_latest_exam_is_a_dxa_done_for_overdue_dxa(tmp_path):
+    """Before: a patient whose DXA was done (a completed Procedure, its result not in the export) after her last
+    exam stayed overdue_dxa: a call to book a DXA she has had. A procedure before the exam, or on a day after the
+    as-of date, is no DXA done since."""
+    people = {"DONE_SINCE": "2025-06-01", "DONE_BEFORE": "2019-05-01", "NOT_DONE": None}
+    exams = [dict(_exam(pid, day="2020-03-01", spine_t=-1.2), id=f"o-{pid}") for pid in people]
+    procedures = [
+        dict(_procedure(pid, CPT, "77080", day=day), id=f"p-{pid}") for pid, day in people.items() if day is not None
+    ]
+    folder = write_ndjson_export(
+        tmp_path / "export", Patient=[_patient(pid) for pid in people], Observation=exams, Procedure=procedures
+    )
+    manifest = _screen(folder, tmp_path / "out")
+    assert manifest["status"] == "published"
+    assert _gaps(tmp_path / "out", "overdue_dxa") == ["DONE_BEFORE", "NOT_DONE"]

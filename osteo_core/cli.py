@@ -111,7 +111,9 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
     "sql": (
         "query the published tables with read-only SQL",
         "Run one read-only DuckDB query over the published run in --out (tables: osteo sql --tables). "
-        "Nothing can be written or read by path.",
+        "Nothing can be written or read by path. A query runs within a time limit (--timeout), a memory limit "
+        "(--memory-limit) and OSTEO_SQL_THREADS threads (default: one per core); past a limit it stops with exit 2, "
+        "saying which.",
         'osteo sql --out osteo-demo "SELECT who_category, count(*) FROM screening GROUP BY ALL"\n'
         '  osteo sql --out osteo-demo --format csv "SELECT * FROM quarantine" > quarantine.csv\n'
         "  osteo sql --tables",
@@ -253,6 +255,30 @@ def _worklist_args(worklist: argparse.ArgumentParser) -> None:
     _out_arg(mark, "the published screen whose gaps are marked; the log is OUT/outreach.sqlite")
 
 
+def _sql_timeout(text: str) -> float:
+    """``osteo sql --timeout``: seconds above 0 (argparse names the option in its one-line error otherwise)."""
+    import math
+    import threading
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= threading.TIMEOUT_MAX:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"give a number of seconds above 0, e.g. 600 (not {text!r})")
+    return seconds
+
+
+def _sql_memory(text: str) -> tuple[int, str]:
+    """``osteo sql --memory-limit``: (bytes, the size as written), read as DuckDB reads a size (``2GB``)."""
+    from osteo_core.publish.catalog import parse_size
+
+    try:
+        return parse_size(text), text.strip()
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} (not {text!r})") from None
+
+
 EVERY_GAP = "all"  # worklist mark PATIENT all: every open gap of the patient (no gap type is named so)
 VALUED_OPTIONS = ("--out", "--gap", "--status", "--format", "--limit")  # the listing's options that take a value
 
@@ -324,6 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(for pipelines, not spreadsheets); json and parquet are always as stored",
     )
     sql.add_argument("--tables", action="store_true", help="list the tables and columns with descriptions")
+    sql.add_argument(
+        "--timeout",
+        type=_sql_timeout,
+        metavar="SECONDS",
+        help="stop the query when it has run this long (exit 2); default: 120",
+    )
+    sql.add_argument(
+        "--memory-limit",
+        type=_sql_memory,
+        metavar="SIZE",
+        help="the most memory the query may use, e.g. 2GB or 500MB (nothing spills to disk; past it: exit 2); "
+        "default: a quarter of this machine's memory, at most 8 GiB",
+    )
     gaps = _command(sub, "gaps")
     _out_arg(gaps)
     gaps.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
@@ -547,15 +586,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from osteo_core.outputs.render import write_frame
-    from osteo_core.publish.catalog import query, table_listing
+    from osteo_core.publish.catalog import SqlLimitExceeded, SqlLimits, query, table_listing
 
     if args.tables:
         write_frame(table_listing(), args.format, args.limit, raw=args.raw)
         return 0
     if not args.query:
         raise OsteoError("osteo sql: a query is required (or --tables)")
-    write_frame(query(Path(args.out), args.query), args.format, args.limit, raw=args.raw)
+    limits = SqlLimits()
+    if args.timeout is not None:
+        limits = replace(limits, timeout=args.timeout)
+    if args.memory_limit is not None:
+        limits = replace(limits, memory=args.memory_limit[0], memory_text=args.memory_limit[1])
+    try:
+        result = query(Path(args.out), args.query, limits=limits)
+    except SqlLimitExceeded as err:  # one line: which limit, and the option that raises it
+        print(f"osteo sql: {err}", file=sys.stderr)
+        return err.exit_code
+    write_frame(result, args.format, args.limit, raw=args.raw)
     return 0
 
 

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     # osteo.duckdb: "copy" holds the tables themselves (works wherever the folder goes; costs a copy of the rows),
     # "views" only views over this run folder's Parquet files by absolute path (tiny; breaks if the folder moves)
     catalog: Literal["copy", "views"] = "copy"
+    sql_threads: int = 0  # DuckDB threads of osteo sql and the notebook's connection; 0 = one per core
     prefect_telemetry: bool = False  # Prefect's anonymous usage data; off unless OSTEO_PREFECT_TELEMETRY=true
 
 

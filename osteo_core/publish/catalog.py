@@ -5,12 +5,17 @@ the published Parquet files, read any file the user can, ``ATTACH``, install ext
 ``allowed_paths`` does not stop writes to the allowed files. So ``connect_read_only`` builds an in-memory database
 whose tables are the run's Parquet files handed over as Arrow datasets (read by Arrow, not by DuckDB's file
 system), then shuts DuckDB's own doors: no external access, no local file system, no extension loading, and a locked
-configuration. No SQL text is inspected.
+configuration. No SQL text is inspected. Its limits (``SqlLimits``: time per query, memory, threads) are set before the
+lock, so a query cannot raise them, and no setting it can read holds a path of this machine.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -20,10 +25,13 @@ import pyarrow.dataset as pa_ds
 from osteo_core.errors import InputError, OsteoError
 from osteo_core.publish import folder as publish
 from osteo_core.publish import outreach
+from osteo_core.settings import settings
 from osteo_core.terminal_text import escape_controls
 
 # Set when the database starts: after this no extension is installed, loaded or autoloaded, no secret is written,
-# no Python variable is scanned, and nothing spills to a temporary directory.
+# no Python variable is scanned, and nothing spills to a temporary directory. (External access is turned off in
+# ``_LOCKDOWN``: off from the start, DuckDB lists the database's own paths, under the working directory, in
+# ``allowed_paths``, which a query can read and nothing can change.)
 _STARTUP_CONFIG: dict[str, str | bool] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -33,30 +41,140 @@ _STARTUP_CONFIG: dict[str, str | bool] = {
     "allow_persistent_secrets": False,
     "python_enable_replacements": False,
     "temp_directory": "",
-    "enable_external_access": False,
 }
-# Set once the tables are registered, then the configuration is locked (``lock_configuration`` last).
+# Set once the tables are registered, then the configuration is locked (``lock_configuration`` last). The secrets
+# folder is emptied (its default is under the home directory; persistent secrets are off anyway).
 _LOCKDOWN = (
+    "SET secret_directory = ''",
+    "SET enable_external_access = false",
     "SET disabled_filesystems = 'LocalFileSystem'",
     "SET lock_configuration = true",
 )
 
+SQL_TIMEOUT = 120.0  # seconds one query of osteo sql (or of the notebook's connection) may run
+MEMORY_CAP = 8 * 2**30  # the default memory limit: a quarter of the machine's memory, at most this
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]i?b|b|bytes?)\s*", re.IGNORECASE)
+_UNITS = {"b": 1, "byte": 1, "bytes": 1} | {
+    f"{prefix}{infix}b": base**power
+    for power, prefix in enumerate("kmgt", start=1)
+    for infix, base in (("", 1000), ("i", 1024))
+}  # as DuckDB reads them: KB, MB, GB, TB are powers of 1000, KiB, MiB, GiB, TiB of 1024
+LARGEST_SIZE = 4096 * 1024**4  # bytes (4096 TiB): a larger number is no limit at all
 
-def connect_read_only(out: Path, run: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection that can read the published tables and views and nothing else.
+
+def machine_memory() -> int:
+    """This machine's physical memory, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_memory_limit() -> int:
+    """A quarter of the machine's memory, at most ``MEMORY_CAP`` (DuckDB's own default is 80 %)."""
+    return min(machine_memory() // 4, MEMORY_CAP)
+
+
+def configured_threads() -> int:
+    """``OSTEO_SQL_THREADS``, or (0, the default) one per core this process may run on."""
+    configured = settings().sql_threads
+    if configured > 0:
+        return configured
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size written as DuckDB reads it (``2GB``, ``500MB``, ``1.5GiB``, ``4096B``); a ``ValueError``
+    saying what is wrong otherwise (no unit, 0, or more than ``LARGEST_SIZE``)."""
+    found = _SIZE.fullmatch(text)
+    if not found:
+        raise ValueError("give a number and a unit, e.g. 2GB or 500MB (KB, MB, GB, TB; KiB, MiB, GiB, TiB; B)")
+    size = math.floor(float(found[1]) * _UNITS[found[2].lower()])
+    if size < 1:
+        raise ValueError("give a size above 0, e.g. 2GB or 500MB")
+    if size > LARGEST_SIZE:
+        raise ValueError("give at most 4096TiB")
+    return size
+
+
+def size_text(size: int) -> str:
+    """``size`` bytes as DuckDB writes a memory limit (``current_setting('memory_limit')``): ``4.0 GiB``,
+    ``61.0 MiB``, one decimal cut, not rounded."""
+    for unit, power in (("TiB", 4), ("GiB", 3), ("MiB", 2), ("KiB", 1)):
+        if size >= 1024**power:
+            return f"{size * 10 // 1024**power / 10:.1f} {unit}"
+    return f"{size} bytes"
+
+
+@dataclass(frozen=True)
+class SqlLimits:
+    """What one read-only connection may use, set before its configuration is locked.
+
+    ``timeout``: seconds one query may run (DuckDB's ``max_execution_time``; ``query`` also interrupts the query
+    itself when it is up), ``None`` for no limit. ``memory``: bytes (``memory_limit``; nothing spills to disk, so a
+    query needing more fails). ``threads``: DuckDB's threads. ``memory_text``: the memory limit as the user wrote
+    it, for messages (default: ``size_text``)."""
+
+    timeout: float | None = SQL_TIMEOUT
+    memory: int = field(default_factory=default_memory_limit)
+    threads: int = field(default_factory=configured_threads)
+    memory_text: str = ""
+
+    def config(self) -> dict[str, str | int]:
+        """The DuckDB settings these limits are."""
+        config: dict[str, str | int] = {"memory_limit": f"{self.memory}B", "threads": self.threads}
+        if self.timeout is not None:
+            config["max_execution_time"] = max(1, math.ceil(self.timeout * 1000))  # milliseconds
+        return config
+
+    def shown_memory(self) -> str:
+        return self.memory_text or size_text(self.memory)
+
+
+class SqlLimitExceeded(OsteoError):
+    """A query of ``osteo sql`` ran past its time or memory limit (exit 2): one line saying which and how to
+    raise it."""
+
+
+def _past_time(limits: SqlLimits) -> SqlLimitExceeded:
+    return SqlLimitExceeded(
+        f"the query ran past the time limit of {limits.timeout:g} s (raise it with --timeout SECONDS)"
+    )
+
+
+def _past_memory(limits: SqlLimits) -> SqlLimitExceeded:
+    twice = 2 * limits.memory  # suggested: double, in the units a user writes
+    example = f"{math.ceil(twice / 10**9)}GB" if twice >= 10**9 else f"{math.ceil(twice / 10**6)}MB"
+    return SqlLimitExceeded(
+        f"the query ran past the memory limit of {limits.shown_memory()} (raise it with --memory-limit, e.g. {example})"
+    )
+
+
+def connect_read_only(out: Path, run: Path | None = None, limits: SqlLimits | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection that can read the published tables and views and nothing else, within ``limits``
+    (default: ``SqlLimits()``, those of ``osteo sql``: 120 s per query, a quarter of the machine's memory up to
+    8 GiB, the configured threads).
 
     ``current`` is resolved once, so the connection keeps reading the run it opened even if a new screen is
     published meanwhile. Each ``<table>.parquet`` of that run is registered under the table's name (Arrow reads the
     file), ``publish.VIEWS`` are created over them, then DuckDB's external access and local file system are turned
     off and the configuration is locked: COPY, EXPORT, reading or globbing files, ATTACH of a file, INSTALL/LOAD and
-    SET/RESET all fail. What a session creates in its own memory (a temporary table, say) dies with it.
+    SET/RESET (of a limit, too) all fail. What a session creates in its own memory (a temporary table, say) dies
+    with it. A query past the time limit fails as ``duckdb.InterruptException``, past the memory limit as
+    ``duckdb.OutOfMemoryException``.
     """
+    return _connect(out, run, SqlLimits() if limits is None else limits)
+
+
+def _connect(out: Path, run: Path | None, limits: SqlLimits | None) -> duckdb.DuckDBPyConnection:
+    """``connect_read_only``; ``limits`` ``None``: DuckDB's own (the product's own queries: gaps, worklist,
+    measures, report)."""
     if run is None:  # the caller may have resolved it already, to read the manifest of the same run
         link = out / publish.CURRENT
         run = link.resolve() if link.is_symlink() else None
     if run is None or not run.is_dir():
         raise InputError(str(out), "no published screen here (run osteo screen first)")
-    con = duckdb.connect(":memory:", config=_STARTUP_CONFIG)
+    con = duckdb.connect(":memory:", config=_STARTUP_CONFIG | (limits.config() if limits else {}))
     try:
         for table in publish.CATALOG_TABLES:
             files = publish.table_files(run, table)
@@ -170,11 +288,44 @@ def without_cells(message: str, sql: str) -> str:
     return escape_controls(next(iter(text.strip().splitlines()), ""))
 
 
-def query(out: Path, sql: str, run: Path | None = None) -> pl.DataFrame:
+class _Deadline:
+    """Interrupts what ``con`` runs once ``seconds`` have passed (a timer thread calling ``con.interrupt()``);
+    ``stop`` before the connection is closed."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float):
+        self.con = con
+        self.passed = threading.Event()
+        self.timer = threading.Timer(seconds, self._interrupt)
+        self.timer.daemon = True  # never keeps the process alive
+        self.timer.start()
+
+    def _interrupt(self) -> None:
+        self.passed.set()
+        try:
+            self.con.interrupt()
+        except duckdb.Error:  # nothing left to interrupt
+            pass
+
+    def stop(self) -> None:
+        self.timer.cancel()
+        self.timer.join()  # an interrupt under way ends before the connection is closed
+
+
+def query(out: Path, sql: str, run: Path | None = None, limits: SqlLimits | None = None) -> pl.DataFrame:
     """Run ``sql`` over the published tables (``connect_read_only``; ``run``: that run folder rather than the
     one ``current`` points at now); a DuckDB error is one ``OsteoError`` (its first line: ``without_cells``), and
-    so is a result column of a type that cannot be handed over (``_UNREADABLE_TYPES``)."""
-    con = connect_read_only(out, run)
+    so is a result column of a type that cannot be handed over (``_UNREADABLE_TYPES``).
+
+    ``limits`` (``osteo sql``): the query runs within them, and past one fails as ``SqlLimitExceeded``; when its
+    time is up it is interrupted (``_Deadline``, besides DuckDB's ``max_execution_time``). Without, DuckDB's own
+    (the product's own queries)."""
+    try:
+        con = _connect(out, run, limits)
+    except duckdb.OutOfMemoryException:
+        if limits is None:
+            raise
+        raise _past_memory(limits) from None  # a limit too small even to open the tables in
+    deadline = _Deadline(con, limits.timeout) if limits and limits.timeout is not None else None
     try:
         relation = con.sql(sql)  # run once: a statement without a result (e.g. SET) gives None
         if relation is None:
@@ -187,7 +338,16 @@ def query(out: Path, sql: str, run: Path | None = None) -> pl.DataFrame:
                 )
         return relation.pl()
     except duckdb.Error as err:  # its first line says what and why; the rest is hints and the SQL echoed back
+        if limits and isinstance(err, duckdb.InterruptException):  # by the deadline, or by max_execution_time
+            if (deadline and deadline.passed.is_set()) or "maximum execution time" in str(err):
+                raise _past_time(limits) from None
+        if limits and isinstance(err, duckdb.OutOfMemoryException):
+            raise _past_memory(limits) from None
         raise OsteoError(f"SQL error: {without_cells(str(err), sql) or type(err).__name__}") from None
+    except RuntimeError as err:  # how DuckDB's Python API reports a query stopped by Ctrl-C (SIGINT)
+        if str(err) == "Query interrupted":
+            raise KeyboardInterrupt from None  # osteo: interrupted (exit 130), not a traceback
+        raise
     except pl.exceptions.PolarsError:  # a type Polars cannot take that the check above does not know
         types = ", ".join(escape_controls(str(kind)) for kind in relation.types)
         raise OsteoError(
@@ -195,6 +355,8 @@ def query(out: Path, sql: str, run: Path | None = None) -> pl.DataFrame:
             " (e.g. ::VARCHAR)"
         ) from None
     finally:
+        if deadline:
+            deadline.stop()
         con.close()
 
 

@@ -238,7 +238,10 @@ def _worklist_args(worklist: argparse.ArgumentParser) -> None:
         "--by-gap", action="store_true", help="one row per open gap (default: one row per patient, her most urgent gap)"
     )
     _listing_args(worklist)
-    worklist.epilog += "\n\nrouting filters: --COLUMN VALUE for each routing column of the roster (e.g. --clinic)"
+    worklist.epilog += (
+        "\n\nrouting filters: --COLUMN VALUE for each routing column of the roster (e.g. --clinic);"
+        " --mrn VALUE: the patient with this medical record number"
+    )
     mark = _command(actions, "mark")
     mark.add_argument("patient_id", nargs="?", metavar="PATIENT_ID", help="the patient, as in care_gaps")
     mark.add_argument(

@@ -181,7 +181,7 @@ def dxa_loinc() -> pl.DataFrame:
 
 @cache
 def dxa_words() -> dict[str, dict[str, tuple[str, ...]]]:
-    """``site``, ``hip_site`` and ``side`` → value → the lower-case words in a text that name it."""
+    """``site``, ``hip_site``, ``side`` and ``not_unsited`` → value → the lower-case words in a text that name it."""
     words = shipped_toml(DXA_LOINC)["words"]
     return {kind: {value: tuple(w.lower() for w in ws) for value, ws in table.items()} for kind, table in words.items()}
 

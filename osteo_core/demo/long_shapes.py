@@ -307,7 +307,7 @@ def write_samples(wide_csv: Path, profile: str, target: Path) -> None:
     """
     from osteo_core.ingest.profiles import load_profile
 
-    text = pl.read_csv(wide_csv, infer_schema=False)
+    text = pl.read_csv(wide_csv, infer_schema=False, glob=False)
     named = load_profile(profile)
     mapped = {h: named.canonical_name(h) for h in text.columns if named.canonical_name(h)}
     wide = text.select(pl.col(h).alias(c) for h, c in mapped.items())

@@ -50,8 +50,10 @@ def patients(
     as_of: dt.date,
     mrns: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """One row per patient seen in any export (scans, osteoporosis treatment, fractures), with her medical record
-    number where the export gives one (``mrns``: one row per patient, ``population.recorded_mrns``; else null)."""
+    """One row per patient seen in any export (scans, osteoporosis treatment, fractures, and a patient record with
+    her medical record number: a FHIR Patient, ``mrns``, one row per patient, ``population.recorded_mrns``), with
+    that number where the export gives one (else null): the worklist shows it beside every gap of hers, a
+    ``screening_due`` gap of a patient with no exam included."""
     latest = latest_exams(screening, as_of).select(
         "patient_id",
         pl.col("exam_id").alias("latest_exam_id"),
@@ -66,12 +68,17 @@ def patients(
             screening.select("patient_id"),
             treatment_events(meds, as_of).select("patient_id"),
             fractures.select("patient_id"),
+            *([mrns.select("patient_id")] if mrns is not None else []),
         ]
     ).unique()
     return (
         everyone.join(latest, on="patient_id", how="left")
         .join(patient_treatment(meds, as_of), on="patient_id", how="left")
-        .join(mrns if mrns is not None else pl.LazyFrame(schema=MRNS_SCHEMA), on="patient_id", how="left")
+        .join(
+            mrns.select(list(MRNS_SCHEMA)) if mrns is not None else pl.LazyFrame(schema=MRNS_SCHEMA),
+            on="patient_id",
+            how="left",
+        )
         .with_columns(pl.col("on_treatment").fill_null(False))
         .select(list(PATIENTS_SCHEMA))
         .cast(PATIENTS_SCHEMA)

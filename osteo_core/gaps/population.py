@@ -101,6 +101,7 @@ def recorded_deaths(frames: list[pl.LazyFrame], formats: tuple[str, ...]) -> pl.
 
 
 MRNS_SCHEMA = {"patient_id": pl.Utf8, "mrn": pl.Utf8}
+SEVERAL_MRNS = "several_mrns"  # recorded_mrns: the patient's rows gave different numbers (counted in the manifest)
 
 
 def recorded_mrns(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
@@ -108,8 +109,8 @@ def recorded_mrns(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
     type MR: the patient rows' ``mrn``, ``schemas.scans.PATIENT_FACTS``): one row per patient with one, trimmed.
 
     A patient whose rows give several different numbers (two Patient resources of one id) gets the first read:
-    that of the first file given, then of its first row (``source_row``), never an error. Exports without the
-    column (a CSV export, a wide profile) give none."""
+    that of the first file given, then of its first row (``source_row``), never an error; ``several_mrns`` marks
+    her (the manifest counts such patients). Exports without the column (a CSV export, a wide profile) give none."""
     found = [
         frame.select(
             pl.col("patient_id").cast(pl.Utf8).str.strip_chars(),
@@ -121,14 +122,14 @@ def recorded_mrns(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
         if "mrn" in (names := frame.collect_schema().names())
     ]
     if not found:
-        return pl.LazyFrame(schema=MRNS_SCHEMA)
+        return pl.LazyFrame(schema=MRNS_SCHEMA | {SEVERAL_MRNS: pl.Boolean})
     return (
         pl.concat(found)
         .filter(pl.col("patient_id").is_not_null() & (pl.col("patient_id") != "") & (pl.col("mrn") != ""))
         .sort("_file", "_row", nulls_last=True, maintain_order=True)
         .group_by("patient_id", maintain_order=True)
-        .agg(pl.col("mrn").first())
-        .cast(MRNS_SCHEMA)
+        .agg(pl.col("mrn").first(), (pl.col("mrn").n_unique() > 1).alias(SEVERAL_MRNS))
+        .cast(MRNS_SCHEMA | {SEVERAL_MRNS: pl.Boolean})
     )
 
 

@@ -269,8 +269,9 @@ def _loinc(resolved: pl.LazyFrame, unsited_t: bool = False) -> pl.LazyFrame:
     text where the code does not say them) or ``_loinc_check`` (why it cannot be read).
 
     ``unsited_t`` (a profile's ``[scores] unsited_t = "use"``): a T-score of a misused code (38265-5 as "any
-    DXA T-score") whose text names no site at all is ``unspecified_t``; text naming several sites stays
-    ``site_stated``, as does every BMD and Z-score without a site."""
+    DXA T-score") whose text names no site, side or other region at all (``[words]`` of ``dxa_loinc.toml``) is
+    ``unspecified_t``; any other text without exactly one site stays ``site_stated``, as does every BMD and
+    Z-score without a site."""
     grid = reference.dxa_loinc().select(
         pl.col("code").str.to_lowercase().alias("_key"),
         pl.col("site").alias("_site"),
@@ -288,7 +289,8 @@ def _loinc(resolved: pl.LazyFrame, unsited_t: bool = False) -> pl.LazyFrame:
     )
     site = pl.when(pl.col("_site").is_not_null() & ~pl.col("_misused")).then(pl.col("_site")).otherwise(text_site)
     if unsited_t:
-        no_site_word = _words_count(text, words["site"]) == 0
+        # no word naming a site, a hip region, a side or another region (total body, a Z-score …): nothing says where
+        no_site_word = pl.sum_horizontal(_words_count(text, table) for table in words.values()) == 0
         unsited = pl.col("_misused") & (pl.col("_measure") == "t") & no_site_word
         site = pl.when(unsited.fill_null(False)).then(pl.lit(UNSPECIFIED_SITE)).otherwise(site)
     text_side = _words_match(text, words["side"])

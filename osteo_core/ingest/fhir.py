@@ -25,7 +25,6 @@ never a Python loop over resources.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -173,9 +172,8 @@ def read_bulk_file(path: Path, settings: FhirSettings | None = None) -> FhirRows
         raise InputError(str(path), _first_bad_line(path)) from None
     if len(types) > 1:
         raise InputError(str(path), f"holds several resource types ({', '.join(sorted(types))}); expected one per file")
-    chosen = settings or default_settings()
     readers = {
-        "Observation": functools.partial(_observations, settings=chosen),
+        "Observation": _observations,
         "Patient": _patients,
         "Condition": _conditions,
         "Procedure": _procedures,
@@ -183,7 +181,9 @@ def read_bulk_file(path: Path, settings: FhirSettings | None = None) -> FhirRows
     }
     if found not in readers:
         raise InputError(str(path), f"resource type {found!r} is not read by the screen")
-    frame, not_read = readers[found](resources, path)
+    # every dateTime with an offset is read as its date in the profile's time zone: an Observation, a death, a
+    # fracture, a procedure and a medication event of one instant fall on one day
+    frame, not_read = readers[found](resources, path, settings or default_settings())
     headers = [c for c in frame.collect_schema().names() if c != SOURCE_ROW]
     return FhirRows(frame, headers, found, not_read)
 
@@ -280,9 +280,9 @@ def _counted(frame: pl.LazyFrame, reasons: dict[str, pl.Expr]) -> dict[str, int]
     return {name: int(n or 0) for name, n in row.items() if n}
 
 
-def _observations(resources: pl.LazyFrame, path: Path, settings: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
+def _observations(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
     """DXA Observations as measurement rows; other Observations counted."""
-    known = [*reference.dxa_loinc().get_column("code").to_list(), *settings.codes]
+    known = [*reference.dxa_loinc().get_column("code").to_list(), *reading.codes]
     codings = _codes("code")
     loinc = _codes_of_system("code", LOINC)
     anywhere = codings.list.eval(pl.element().struct.field("code")).list.drop_nulls()
@@ -327,7 +327,7 @@ def _observations(resources: pl.LazyFrame, path: Path, settings: FhirSettings) -
         },
     )
     effective = pl.coalesce("effectiveDateTime", pl.col("effectivePeriod").struct.field("start"))
-    date = _local_date(effective, settings.time_zone)
+    date = _local_date(effective, reading.time_zone)
     visit = _local(pl.col("encounter").struct.field("reference"), "Encounter")
     # one visit, one exam: the report listing the Observation, else its encounter, else the patient's local day;
     # the exam's date is the local date of its first Observation
@@ -411,11 +411,11 @@ def _report_of(path: Path) -> pl.LazyFrame:
     return listed.unique("_observation", keep="first", maintain_order=True)
 
 
-def _patients(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[str, int]]:
+def _patients(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
     """Patients as patient rows: sex and birth date (for each of her exams), whether she died (``deceased``:
     ``deceasedBoolean``, or any ``deceasedDateTime``) and when (the date as written, the export's local date),
     and her medical record number (the ``identifier`` whose type is ``MR``, v2-0203)."""
-    died_on = _date(pl.col("deceasedDateTime"))
+    died_on = _local_date(pl.col("deceasedDateTime"), reading.time_zone)
     deceased = pl.col("deceasedBoolean").fill_null(False) | pl.col("deceasedDateTime").is_not_null()
     element = pl.element().struct.field
     record_type = element("type").struct.field("coding").list.eval(pl.element().struct.field("code"))
@@ -434,7 +434,7 @@ def _patients(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[s
     return rows, {}
 
 
-def _conditions(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[str, int]]:
+def _conditions(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
     """Conditions as fracture rows (``fracture_codes.toml`` ``[fhir]``): an ICD-10 code under either system URI
     that is a fracture or an osteoporosis diagnosis code, kept as written; else a SNOMED CT concept of
     ``[[fhir.snomed]]``, as its site and, for an osteoporosis diagnosis, its ICD-10-CM category. A Condition is
@@ -482,17 +482,18 @@ def _conditions(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict
     reasons["verification status not recognised"] = candidate & ~confirmed & ~status.is_in(known).fill_null(False)
     conditions = resources.filter(pl.col("resourceType") == "Condition")
     not_read = _counted(conditions, reasons)
+    onset = pl.coalesce("onsetDateTime", pl.col("onsetPeriod").struct.field("start"))
     rows = conditions.filter(candidate & confirmed).select(
         pl.col(SOURCE_ROW),
         _patient_of(),
-        _date(pl.coalesce("onsetDateTime", pl.col("onsetPeriod").struct.field("start"))).alias("fracture_date"),
+        _local_date(onset, reading.time_zone).alias("fracture_date"),
         site.alias("site"),
         pl.coalesce(icd, category).alias("icd10"),
     )
     return rows, not_read
 
 
-def _procedures(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[str, int]]:
+def _procedures(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
     """Procedures coded as a DXA bone density study (``dxa_procedures.toml``: CPT, SNOMED CT) and completed, as
     DXA procedure rows (patient, date performed, the code): a DXA done, with or without a result. Procedures
     of another code, and DXA procedures of another status, are counted, not read."""
@@ -505,18 +506,17 @@ def _procedures(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict
     completed = pl.col("status").is_in(settings["fhir"]["statuses_read"]).fill_null(False)
     procedures = resources.filter(pl.col("resourceType") == "Procedure")
     not_read = _counted(procedures, {"not a DXA procedure code": ~is_dxa, "status not completed": is_dxa & ~completed})
+    performed = pl.coalesce("performedDateTime", pl.col("performedPeriod").struct.field("start"))
     rows = procedures.filter(is_dxa & completed).select(
         pl.col(SOURCE_ROW),
         _patient_of(),
-        _date(pl.coalesce("performedDateTime", pl.col("performedPeriod").struct.field("start"))).alias(
-            "procedure_date"
-        ),
+        _local_date(performed, reading.time_zone).alias("procedure_date"),
         found.str.split("|").list.last().alias("code"),
     )
     return rows, not_read
 
 
-def _medications(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dict[str, int]]:
+def _medications(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> tuple[pl.LazyFrame, dict[str, int]]:
     """Medication resources as medication rows: only those whose status (and a request's intent) says the drug
     was ordered, handed over, given or taken (``drugs.toml`` ``[fhir]``); the others are counted by resource
     type and status or intent, never read.
@@ -569,7 +569,7 @@ def _medications(resources: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, dic
             written,
             _codes(concept).list.first().struct.field("code"),
         ).alias("drug"),
-        _date(date).alias("event_date"),
+        _local_date(date, reading.time_zone).alias("event_date"),
         supply.alias("days_supply"),
         dose_mg.alias("dose_mg"),
     )

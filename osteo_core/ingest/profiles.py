@@ -144,8 +144,10 @@ def _with_base(raw: dict, path: Path) -> dict:
     base_name = raw.get("profile", {}).get("extends")
     if base_name is None:
         return raw
+    if base_name not in shipped_profiles():  # a name, never a path
+        raise InputError(str(path), f"[profile] extends must name a shipped profile ({', '.join(shipped_profiles())})")
     shipped = data_dir() / "profiles" / f"{base_name}.toml"
-    if not isinstance(base_name, str) or not shipped.is_file():
+    if not shipped.is_file():
         raise InputError(str(path), f"[profile] extends must name a shipped profile ({', '.join(shipped_profiles())})")
     base = _read_profile_toml(shipped)
     if "extends" in base.get("profile", {}):

@@ -347,9 +347,41 @@ def read_raw(
         if exc.errno is not None:
             raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
         raise unreadable(path, fmt) from None  # gzip's "not a gzipped file (b'..')" quotes the file's bytes
+    except (AttributeError, TypeError, NameError, KeyError, AssertionError):
+        raise  # a fault of this program, never reported as the user's file
     except Exception:  # noqa: BLE001 - any reader failure is an unreadable file for the user
         raise unreadable(path, fmt) from None
     return raw
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    """A small table the user names beside the exports (an ``--lsc`` file, a CSV of marks), read as an export is
+    (``read_raw``: exactly the file named, never a pattern; the encoding and a BOM, the delimiter sniffed; a Parquet
+    or XLSX file too) and collected: one column per header (stripped; one without a name is ``column_N``), every
+    cell as text. A non-UTF-8 file's UTF-8 copy lives in a temporary folder, gone on return. ``InputError`` naming
+    the file (and, for a CSV that breaks, the line), never a cell; a header written twice is refused as an
+    export's is."""
+    import tempfile
+
+    try:
+        fmt = file_format(path)
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    if fmt == "ndjson":
+        raise InputError(str(path), "an NDJSON file, not a table: give a CSV, Parquet or XLSX file")
+    with tempfile.TemporaryDirectory(prefix="osteo-read-") as work:
+        raw = read_raw(path, Path(work))
+        headers = [h.replace("\ufeff", "").strip() for h in raw.headers]
+        refuse_repeated_headers(path, headers)
+        names = raw.frame.collect_schema().names()
+        if len(names) != len(headers):
+            raise InputError(str(path), f"the header row has {len(headers)} columns but the data {len(names)}")
+        columns = [header or f"column_{number}" for number, header in enumerate(headers, start=1)]
+        frame = raw_layer(raw.frame.rename(dict(zip(names, columns, strict=True))), {})
+        try:
+            return frame.collect()
+        except Exception:  # noqa: BLE001 - a reader's own words may quote a cell: never passed on
+            raise unreadable(path, raw.file_format) from None
 
 
 @dataclass

@@ -18,8 +18,8 @@ from osteo_core.decide.rules import load_rules
 from osteo_core.decide.screening import decide
 from osteo_core.errors import InputError
 from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, table_files
-from schemas.scans import BOOLEAN_COLUMNS, sided
-from schemas.tables import HIP_SITES, SIDES, SITE_LABELS
+from schemas.scans import BOOLEAN_COLUMNS, UNSPECIFIED_T, sided
+from schemas.tables import HIP_SITES, SIDES, SITE_LABELS, UNSPECIFIED_SITE
 
 
 def _show(value: Any) -> str:
@@ -37,7 +37,7 @@ def explain(out: Path, exam_id: str) -> str:
     exam_files = table_files(run, EXAMS)
     if not exam_files:
         raise InputError(str(out), "no published screen here (run osteo screen first)")
-    exams = pl.scan_parquet(exam_files).filter(pl.col("exam_id") == exam_id)
+    exams = pl.scan_parquet(exam_files, glob=False).filter(pl.col("exam_id") == exam_id)
     if exams.select(pl.len()).collect().item() == 0:
         raise InputError(
             exam_id, f"no valid exam with this id in {out} (quarantined exams are in the quarantine table)"
@@ -53,7 +53,7 @@ def explain(out: Path, exam_id: str) -> str:
         )
     ]
     fracture_files = table_files(run, FRACTURES)
-    fractures = pl.scan_parquet(fracture_files) if fracture_files else None
+    fractures = pl.scan_parquet(fracture_files, glob=False) if fracture_files else None
     row = decide(exams, rules, fractures).with_columns(checks).collect().row(0, named=True)
     return "\n".join(_lines(row, rules, reasons))
 
@@ -78,9 +78,15 @@ def _lines(row: dict[str, Any], rules, reasons: list[dict[str, Any]]) -> list[st
                 f"{SITE_LABELS[s]} left {_show(left)} right {_show(right)}" for s, (left, right) in hips.items()
             )
             lines.append(f"    both hips given ({each}): the lower hip stands for the exam")
+    if row.get(UNSPECIFIED_T) is not None:  # a profile's [scores] unsited_t = "use": no site stated
+        lines.append(
+            f"  T-score at no stated site {_show(row[UNSPECIFIED_T])} (the profile uses it for the WHO category as"
+            f" site {UNSPECIFIED_SITE}; a stated site wins a tie; never a BMD change)"
+        )
     lines.append(
         f"  spine levels {_show(row['spine_levels'])}; diagnostic sites {', '.join(sites['diagnostic'])}"
-        f" (spine needs >= {sites['min_spine_vertebrae']} vertebrae)"
+        + (f", and {UNSPECIFIED_SITE} (the profile's unsited T-score)" if row.get(UNSPECIFIED_T) is not None else "")
+        + f" (spine needs >= {sites['min_spine_vertebrae']} vertebrae)"
     )
     lines.append(
         f"  FRAX MOF {_show(row['frax_mof'])} %, hip {_show(row['frax_hip'])} %; glucocorticoids "

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from osteo_core.errors import InputError
+from osteo_core.literal_paths import duckdb_parquet
 from osteo_core.publish.folder import CURRENT, MANIFEST, read_manifest
 from osteo_core.resources import shipped_toml
 
@@ -128,19 +129,21 @@ def export_research(out: Path, dest: Path) -> dict[str, int]:
 
 def _write_extract(run: Path, folder: Path, params: dict[str, Any], opad: bytes, ipad: bytes) -> dict[str, int]:
     """The de-identified tables and ``extract.json`` (with the marker and file list that make it ours)."""
+    import pyarrow.parquet as pq
+
     con = duckdb.connect()
     written = {}
     try:
         for table in TABLES:
-            source = str((run / f"{table}.parquet").resolve()).replace("'", "''")
-            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()]
-            target = str(folder / f"{table}.parquet").replace("'", "''")
+            # read as exactly that file: under an --out named ``out[1]`` the path is no pattern (literal_paths)
+            source = duckdb_parquet(con, [(run / f"{table}.parquet").resolve()], f"_source_{table}")
+            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+            target = str(folder / f"{table}.parquet").replace("'", "''")  # written: a path DuckDB never expands
             con.execute(
-                f"COPY (SELECT {_select(table, columns, params)} FROM read_parquet('{source}')) "
-                f"TO '{target}' (FORMAT parquet)",
+                f"COPY (SELECT {_select(table, columns, params)} FROM {source}) TO '{target}' (FORMAT parquet)",
                 {"opad": opad, "ipad": ipad},
             )
-            written[table] = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchall()[0][0]
+            written[table] = pq.read_metadata(folder / f"{table}.parquet").num_rows  # the file written, by its path
     finally:
         con.close()
     manifest = read_manifest(run)

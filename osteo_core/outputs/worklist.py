@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from osteo_core.errors import InputError
-from osteo_core.ingest.readers import read_headers, refuse_repeated_headers
+from osteo_core.ingest.readers import read_table
 from osteo_core.outputs.gap_list import GAP_TYPES
 from osteo_core.outputs.render import write_frame
 from osteo_core.publish import folder as publish
@@ -81,10 +82,10 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
     failed check, a full disk or a kill); their mark numbers.
     ``marks``: patient_id, gap, status, note, by, until (a date or None); ``where`` names them in errors."""
     run, manifest = _published(out)
-    gaps_file = run / "care_gaps.parquet"
-    if "first_seen" not in pl.read_parquet_schema(gaps_file):
+    gaps_file = run / "care_gaps.parquet"  # read as exactly that file (an --out named out[1] is no pattern)
+    if "first_seen" not in pq.read_schema(gaps_file).names:
         raise InputError(str(out), OLD_RUN)
-    gaps = pl.read_parquet(gaps_file, columns=["patient_id", "gap", "first_seen"])  # only what a mark needs
+    gaps = pl.read_parquet(gaps_file, columns=["patient_id", "gap", "first_seen"], glob=False)  # what a mark needs
     episodes = {(p, g): seen for p, g, seen in gaps.iter_rows()}
     now = dt.datetime.now(dt.UTC)
     # the user's calendar day, or the run's as-of date if later: hiding is judged on runs' as-of dates
@@ -137,14 +138,12 @@ def parse_date(text: str | None, where: str) -> dt.date | None:
 
 
 def read_marks_csv(path: Path, by: str | None) -> list[dict[str, Any]]:
-    """A CSV of marks (``patient_id, gap, status`` and optionally ``note, by, until``), every cell as text."""
+    """A CSV of marks (``patient_id, gap, status`` and optionally ``note, by, until``), every cell as text, read as
+    the screen reads an export (``readers.read_table``: exactly the file named; encoding, BOM and delimiter
+    sniffed; the same messages, which name a line and never a cell)."""
     if not path.is_file():
         raise InputError(str(path), "no such file")
-    refuse_repeated_headers(path, read_headers(path))  # the same message a screen's export gets
-    try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except (pl.exceptions.PolarsError, UnicodeDecodeError):  # its message quotes the file's rows: not shown
-        raise InputError(str(path), "not a readable CSV (check the delimiter, the quoting and the encoding)") from None
+    frame = read_table(path)
     missing = [c for c in MARK_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)} (needs {', '.join(MARK_COLUMNS)})")

@@ -42,7 +42,7 @@ def find_base(out: Path, as_of: dt.date) -> dict[str, Any] | None:
     manifest = publish.read_manifest(run)
     published_as_of = dt.date.fromisoformat(manifest["as_of"])
     if published_as_of < as_of:
-        gaps = pl.scan_parquet(run / "care_gaps.parquet")
+        gaps = pl.scan_parquet(run / "care_gaps.parquet", glob=False)
         if "first_seen" not in gaps.collect_schema():  # published before gaps carried it: seen that day
             gaps = gaps.with_columns(pl.lit(published_as_of).alias("first_seen"))
         return {
@@ -59,7 +59,7 @@ def find_base(out: Path, as_of: dt.date) -> dict[str, Any] | None:
                 "run_id": earlier["base_run_id"],
                 "as_of": base_as_of,
                 "inputs_given": earlier["base_inputs_given"],
-                "gaps": pl.scan_parquet(run / BASE_GAPS).cast(BASE_COLUMNS),
+                "gaps": pl.scan_parquet(run / BASE_GAPS, glob=False).cast(BASE_COLUMNS),
             }
     return None
 
@@ -98,7 +98,7 @@ def apply_lifecycle(
     for partition in range(partitions):
         gaps_path = paths.part_file("care_gaps", partition)
         base_gaps = _base_of(split, partition, base)
-        gaps = with_lifecycle(pl.scan_parquet(gaps_path), base_gaps, as_of).collect()
+        gaps = with_lifecycle(pl.scan_parquet(gaps_path, glob=False), base_gaps, as_of).collect()
         PUBLISHED_SCHEMAS["care_gaps"].validate(gaps)
         _write(gaps, gaps_path)
         if base is None:
@@ -107,10 +107,12 @@ def apply_lifecycle(
             closed = closed_gaps(
                 base_gaps,
                 gaps.lazy(),
-                pl.scan_parquet(paths.part_file("patients", partition)),
-                pl.scan_parquet(paths.part_file("population", partition)) if roster else None,  # in every partition
-                pl.scan_parquet(paths.part_file("deaths", partition)),
-                pl.scan_parquet(paths.part_file("dxa_procedures", partition)),  # a DXA done, for dxa_done
+                pl.scan_parquet(paths.part_file("patients", partition), glob=False),
+                pl.scan_parquet(paths.part_file("population", partition), glob=False)
+                if roster
+                else None,  # in every partition
+                pl.scan_parquet(paths.part_file("deaths", partition), glob=False),
+                pl.scan_parquet(paths.part_file("dxa_procedures", partition), glob=False),  # a DXA done, for dxa_done
                 as_of=as_of,
                 base_as_of=base["as_of"],
                 inputs_given=inputs_given,
@@ -137,4 +139,4 @@ def _base_of(split: Path, partition: int, base: dict[str, Any] | None) -> pl.Laz
     if base is None:
         return None
     files = sorted((split / f"{PARTITION}={partition}").glob("*.parquet"))
-    return pl.scan_parquet(files).cast(BASE_COLUMNS) if files else pl.LazyFrame(schema=BASE_COLUMNS)
+    return pl.scan_parquet(files, glob=False).cast(BASE_COLUMNS) if files else pl.LazyFrame(schema=BASE_COLUMNS)

@@ -19,6 +19,7 @@ from osteo_core.gaps.care_gaps import EXAM_ORDER, care_gaps, patients
 from osteo_core.gaps.coverage import treatment_intervals
 from osteo_core.gaps.population import (
     DEATHS_SCHEMA,
+    SEVERAL_MRNS,
     enrolment_stretches,
     recorded_deaths,
     recorded_mrns,
@@ -91,7 +92,7 @@ def screen_partition(
     # wide export's columns of those names are unmapped, never read
     files = (scans if isinstance(scans, list) else [scans]) if profile.long is not None else []
     deaths = recorded_deaths(files, profile.date_formats).collect()
-    mrns = recorded_mrns(files)  # and the medical record numbers they give (the patients table's mrn)
+    mrns = recorded_mrns(files).collect()  # and the medical record numbers they give (the patients table's mrn)
     if profile.long is not None:
         assembled = assemble(scans if isinstance(scans, list) else [scans], profile)
         scans = assembled.exams.lazy()
@@ -157,7 +158,7 @@ def screen_partition(
     gap_rows, people, intervals, member_rows = pl.collect_all(
         [
             gaps,
-            patients(screening, medications.lazy(), fracture_events.lazy(), as_of, mrns),
+            patients(screening, medications.lazy(), fracture_events.lazy(), as_of, mrns.lazy()),
             treatment_intervals(medications.lazy(), as_of),
             members,
         ]
@@ -181,7 +182,9 @@ def screen_partition(
         "dxa_procedures": procedures,
     }
     counts = {
-        "scans": _counts(scan_result) | (assembled.counts if assembled is not None else {}),
+        "scans": _counts(scan_result)
+        | (assembled.counts if assembled is not None else {})
+        | ({"patients_with_several_mrns": int(mrns.get_column(SEVERAL_MRNS).sum())} if mrns.height else {}),
         "meds": _counts(med_result),
         "fractures": _counts(fracture_result) | {"fracture_events": fracture_events.filter(is_fracture()).height},
         "dxa_procedures": _counts(procedure_result),

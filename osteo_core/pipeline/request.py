@@ -32,7 +32,7 @@ from schemas.events import (
     MEDS_REQUIRED_HEADERS,
 )
 from schemas.population import POPULATION_FIELDS, POPULATION_REQUIRED_HEADERS
-from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS
+from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS, UNSPECIFIED_T
 
 INPUTS = ("scans", "meds", "fractures", "population", "dxa_procedures")  # dxa_procedures: a FHIR export's only
 FIELDS = {
@@ -53,7 +53,7 @@ def estimated_rows(path: Path) -> int:
     fmt = file_format(path)
     if fmt == "parquet":
         try:
-            return pl.scan_parquet(path).select(pl.len()).collect().item()
+            return pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()
         except Exception:  # noqa: BLE001 - unreadable: ingest reports it, naming the file (exit 2)
             return 0
     if fmt == "xlsx":
@@ -302,6 +302,13 @@ def require_columns(kind: str, path: Path, names: list[str], headers: list[str],
         "population": (POPULATION_REQUIRED_HEADERS, ()),
         "dxa_procedures": (DXA_PROCEDURES_REQUIRED_HEADERS, ()),
     }[kind]
+    if kind == "scans" and not profile.unsited_t and UNSPECIFIED_T in (header_key(h) for h in headers):
+        raise InputError(
+            str(path),
+            f"column '{UNSPECIFIED_T}' (a T-score whose site is not stated) is read only with a profile saying"
+            f" [scores] unsited_t = \"use\" (profile '{profile.name}' does not): drop or rename the column, or"
+            " choose such a profile",
+        )
     if kind == "scans" and profile.long is not None:
         required, one_of = _long_file_requires(names, profile.long), ()
     missing = [c for c in required if c not in names]

@@ -139,18 +139,21 @@ def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl
     files = _raw_files(paths, kind, partition)
     if not files:
         return pl.LazyFrame(schema={f.name: pl.Utf8 for f in fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64})
-    return concat_text([pl.scan_parquet(p) for p in files])
+    return concat_text([pl.scan_parquet(p, glob=False) for p in files])
 
 
 def _raw_columns(paths: RunPaths, kind: str) -> list[str]:
     """Every column of an input's raw layer, over all its files and partitions (one file's schema each: a
-    partition the roster's rows did not reach still gets every routing column)."""
+    partition the roster's rows did not reach still gets every routing column). The file's schema is read by
+    pyarrow: ``pl.read_parquet_schema`` would take the path, under a ``--out`` named ``out[1]``, as a pattern."""
+    import pyarrow.parquet as pq
+
     folders = sorted(p for p in (paths.raw / kind).glob("*") if p.is_dir()) if (paths.raw / kind).is_dir() else []
     names: dict[str, None] = {}
     for folder in folders:
         first = next(iter(sorted(folder.glob("*/*.parquet"))), None)
         if first is not None:
-            names.update(dict.fromkeys(pl.read_parquet_schema(first)))
+            names.update(dict.fromkeys(pq.read_schema(first).names))
     return list(names)
 
 
@@ -165,7 +168,7 @@ def _raw_by_file(paths: RunPaths, kind: str, partition: int) -> list[pl.LazyFram
     by_file: dict[str, list[Path]] = {}
     for path in _raw_files(paths, kind, partition):
         by_file.setdefault(path.relative_to(paths.raw / kind).parts[0], []).append(path)
-    return [pl.scan_parquet(by_file[number]) for number in sorted(by_file)]
+    return [pl.scan_parquet(by_file[number], glob=False) for number in sorted(by_file)]
 
 
 def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1) -> int:
@@ -180,7 +183,7 @@ def find_exam_conflicts(request: ScreenRequest, run_id: str, partitions: int = 1
         for bucket in range(conflict_buckets(partitions)):
             files = sorted(paths.exam_ids.glob(f"*/{EXAM_ID_BUCKET}={bucket}/*.parquet"))
             if files:
-                found.append(exam_ids_under_several_patients(pl.scan_parquet(files)))
+                found.append(exam_ids_under_several_patients(pl.scan_parquet(files, glob=False)))
         conflicts = pl.concat(found).sort("exam_id")
         paths.work.mkdir(exist_ok=True)
         conflicts.write_parquet(paths.conflicts)
@@ -199,7 +202,7 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         profile=profile,
         rules=load_rules(request.rules),
         as_of=as_of_date(request),
-        conflicting_exam_ids=pl.read_parquet(paths.conflicts).get_column("exam_id"),
+        conflicting_exam_ids=pl.read_parquet(paths.conflicts, glob=False).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
         population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.population else None,
         routing=roster_routing(profile, _raw_columns(paths, "population"), "--population"),
@@ -225,8 +228,9 @@ def _merge_tables(paths: RunPaths, partitions: int, measured: bool) -> pl.DataFr
         if table in RUN_WIDE_TABLES:
             continue
         parts = [paths.part_file(table, p) for p in range(partitions)]
-        pl.concat([pl.scan_parquet(part) for part in parts]).sink_parquet(paths.folder / f"{table}.parquet")
-    rates = summary(pl.scan_parquet(paths.folder / "measure_members.parquet")) if measured else no_summary()
+        pl.concat([pl.scan_parquet(part, glob=False) for part in parts]).sink_parquet(paths.folder / f"{table}.parquet")
+    members = paths.folder / "measure_members.parquet"
+    rates = summary(pl.scan_parquet(members, glob=False)) if measured else no_summary()
     PUBLISHED_SCHEMAS["measure_summary"].validate(rates)
     rates.write_parquet(paths.folder / "measure_summary.parquet")
     return rates
@@ -283,7 +287,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         "max_shrink": request.max_shrink,
         "accept_input_change": request.accept_input_change,
         "tables": {
-            t: pl.scan_parquet(paths.folder / f"{t}.parquet").select(pl.len()).collect().item()
+            t: pl.scan_parquet(paths.folder / f"{t}.parquet", glob=False).select(pl.len()).collect().item()
             for t in TABLES
             if (paths.folder / f"{t}.parquet").exists()
         },
@@ -399,7 +403,7 @@ def refuse_missing_inputs(request: ScreenRequest, run_id: str) -> None:
 def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
     """The most frequent quarantine reasons as ``input column: check — N rows`` (counts, never values)."""
     counts = (
-        pl.scan_parquet(quarantine)
+        pl.scan_parquet(quarantine, glob=False)
         .group_by("input", "column", "check")
         .agg(pl.struct(SOURCE_FILE, "source_row").n_unique().alias("rows"))
         .sort(["rows", "input", "column", "check"], descending=[True, False, False, False], nulls_last=True)

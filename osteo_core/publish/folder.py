@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from osteo_core.literal_paths import duckdb_database, duckdb_parquet, duckdb_read_parquet
 from schemas.tables import CATALOG_TABLES, EVENT_TABLES, TABLES  # noqa: F401 - re-exported for callers
 
 RUNS = "runs"
@@ -194,34 +195,44 @@ def write_catalog(
     so the file names no path: moving, copying or re-mounting the output folder keeps every view working (DuckDB
     resolves a path in a view against the client's working directory, and a table function cannot compute one).
     Without it (``OSTEO_CATALOG=views``, for registries where the copy's time counts) the views read this run
-    folder's Parquet files by absolute path: a tiny file that works only where the folder is.
+    folder's Parquet files by absolute path: a tiny file that works only where the folder is (a path DuckDB cannot
+    name, a backslash beside ``[``, ``*`` or ``?``, gets the copy instead: ``literal_paths``).
     Tables, views and columns carry their descriptions (``COMMENT ON``), visible in ``duckdb_columns()``.
     """
     path = folder / CATALOG
     if path.exists():
         path.unlink()
-    con = duckdb.connect(str(path), config=_CATALOG_WRITE_CONFIG | {"temp_directory": str(folder / ".catalog.tmp")})
+    with duckdb_database(path) as built:  # DuckDB cannot write a database under a folder named ``out?``
+        _write_catalog(built, folder, tables, extra_views or {}, copy)
+    return path
+
+
+def _write_catalog(path: Path, folder: Path, tables: list[str], extra_views: dict[str, str], copy: bool) -> None:
+    """``write_catalog``'s work: the database written at ``path`` (the catalog's place, or a temporary one)."""
+    temporary = path.parent / ".catalog.tmp"
+    con = duckdb.connect(str(path), config=_CATALOG_WRITE_CONFIG | {"temp_directory": str(temporary)})
     try:
-        if copy:
-            con.execute(f"CREATE SCHEMA {CATALOG_SCHEMA}")
         for table in tables:
             files = table_files(folder, table)
             if not files:
                 continue  # not in this run
-            listed = ", ".join(f"'{_sql_text(str(f.resolve()))}'" for f in files)
-            rows = f"SELECT * FROM read_parquet([{listed}])"
-            if copy:
+            # each file read as exactly that file, never as a pattern: under an --out named ``out[1]`` a plain
+            # path would read ``out1``'s files (literal_paths)
+            files = [f.resolve() for f in files]
+            named = duckdb_read_parquet(files)  # None: DuckDB cannot name them, so no view can; Arrow reads them
+            rows = f"SELECT * FROM {named or duckdb_parquet(con, files, f'_files_{table}')}"
+            if copy or named is None:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {CATALOG_SCHEMA}")
                 con.execute(f"CREATE TABLE {CATALOG_SCHEMA}.{table} AS {rows}")
                 rows = f"SELECT * FROM {CATALOG_SCHEMA}.{table}"
             con.execute(f"CREATE VIEW {table} AS {rows}")
-        for name, sql in (extra_views or {}).items():
+        for name, sql in extra_views.items():
             con.execute(f"CREATE VIEW {name} AS {sql}")
         _comment_catalog(con)
         con.execute("CHECKPOINT")
     finally:
         con.close()
-        shutil.rmtree(folder / ".catalog.tmp", ignore_errors=True)
-    return path
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _comment_catalog(con: duckdb.DuckDBPyConnection) -> None:

@@ -16,6 +16,7 @@ from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 AS_OF = "2026-11-25"
 PATIENT = {"resourceType": "Patient", "id": "P1", "gender": "female", "birthDate": "1950-06-15"}
+CPT = "http://www.ama-assn.org/go/cpt"
 UNSITED = ("38265-5", "DXA [T-score] Bone density")  # Synthea's code and display: no site
 
 
@@ -100,10 +101,14 @@ def test_an_unsited_t_score_never_gives_a_bmd_change(tmp_path):
 
 
 def test_a_wide_export_reads_an_unspecified_t_column_only_with_a_profile_that_says_so(tmp_path):
+    """Before: under generic an ``unspecified_t`` column was listed as unmapped, yet kept under its own name and read
+    as the canonical column: the exam screened on it (osteoporosis) with no opt-in. Now it is refused, naming it."""
     row = exam(femoral_neck_t="", unspecified_t="-2.8")
     scans = write_scans_csv(tmp_path / "scans.csv", [row])
-    generic = run_screen(ScreenRequest(scans=[str(scans)], out=str(tmp_path / "g"), as_of=AS_OF, max_reject_rate=1.0))
-    assert generic["inputs"][0]["unmapped_columns"] == ["unspecified_t"]  # not read: the profile did not opt in
+    with pytest.raises(InputError) as err:
+        run_screen(ScreenRequest(scans=[str(scans)], out=str(tmp_path / "g"), as_of=AS_OF, max_reject_rate=1.0))
+    assert str(scans) in str(err.value) and "column 'unspecified_t'" in str(err.value)
+    assert "profile 'generic' does not" in str(err.value) and "-2.8" not in str(err.value)
     profile = tmp_path / "wide_unsited.toml"
     profile.write_text('[profile]\nname = "wide_unsited"\n[scores]\nunsited_t = "use"\n', encoding="utf-8")
     chosen = ScreenRequest(
@@ -112,6 +117,64 @@ def test_a_wide_export_reads_an_unspecified_t_column_only_with_a_profile_that_sa
     run_screen(chosen)
     screening = pl.read_parquet(tmp_path / "u" / "screening.parquet")
     assert screening.select("lowest_t_score", "lowest_t_site").rows() == [(-2.8, "unspecified")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DXA T-score left hip",  # a hip, not which region of it
+        "DXA [T-score] Bone density | Hip",
+        "femur T-score",
+        "Total body T-score",  # not a diagnostic site
+        "DXA [Z-score] Bone density",  # a Z-score under a T-score code
+        "DXA [T-score] Bone density | left",  # a side: of what?
+        "DXA [T-score] Bone density | 7771000",  # SNOMED left
+    ],
+)
+def test_a_text_that_says_anything_of_where_keeps_an_unsited_t_score_quarantined(tmp_path, text):
+    """Before (review): no site word was read as "unsited", so a hip, a femur, the total body, a Z-score display or
+    a side alone became an ``unspecified`` T-score. Only a text that says nothing of where is unsited."""
+    _, _, quarantine, _ = _screen(tmp_path, [_observation(1, -2.7, text=text)])
+    assert quarantine.filter(pl.col("column") == "measurement").get_column("check").to_list() == ["site_stated"]
+
+
+def test_a_profile_extends_a_shipped_profile_by_name_never_a_path(tmp_path):
+    """Before (review): ``extends = "../../pyproject"`` read another file."""
+    path = tmp_path / "mine.toml"
+    for base in ("../../pyproject", str(tmp_path / "other"), "fhir_bulk.toml"):
+        path.write_text(f'[profile]\nextends = "{base}"\n', encoding="utf-8")
+        with pytest.raises(InputError, match="extends must name a shipped profile"):
+            load_profile(str(path))
+
+
+def test_every_date_of_one_instant_falls_on_one_local_day_in_the_profiles_time_zone(tmp_path):
+    """Before (review): only Observations were read in the profile's time zone; a death, a fracture and a procedure
+    at the same instant were cut from the date as written (the UTC day)."""
+    instant = "2026-11-26T02:00:00Z"  # 25 November in New York
+    patient = PATIENT | {"deceasedDateTime": instant}
+    condition = {
+        "resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/P1"}, "onsetDateTime": instant,
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "65966004"}]},
+    }  # fmt: skip
+    procedure = {
+        "resourceType": "Procedure", "id": "p1", "status": "completed", "subject": {"reference": "Patient/P1"},
+        "performedDateTime": instant, "code": {"coding": [{"system": CPT, "code": "77080"}]},
+    }  # fmt: skip
+    folder = write_ndjson_export(
+        tmp_path / "export",
+        Patient=[patient],
+        Observation=[_observation(1, -2.7, code="38267-1", text=None, day="2024-03-01")],
+        Condition=[condition],
+        Procedure=[procedure],
+    )
+    out = tmp_path / "out"
+    run_screen(ScreenRequest(scans=[str(folder)], out=str(out), as_of=AS_OF, max_reject_rate=1.0))
+    run = out / "current"
+    fracture_dates = pl.read_parquet(sorted(run.glob("fractures/*.parquet"))).get_column("fracture_date")
+    procedure_dates = pl.read_parquet(sorted(run.glob("dxa_procedures/*.parquet"))).get_column("procedure_date")
+    assert [str(d) for d in fracture_dates] == [str(d) for d in procedure_dates] == ["2026-11-25"]
+    # dead on the as-of date in New York: no gap lists her (before: the UTC day, 26 November, after the as-of date)
+    assert pl.read_parquet(out / "care_gaps.parquet").filter(pl.col("patient_id") == "P1").is_empty()
 
 
 @pytest.mark.parametrize(
@@ -147,3 +210,16 @@ def test_a_users_fhir_profile_extends_a_shipped_one_and_its_time_zone_is_the_one
     _, utc, _, _ = _screen(tmp_path, [late], profile=str(path), name="utc")
     assert [str(d) for d in new_york.get_column("exam_date")] == ["2024-03-01"]
     assert [str(d) for d in utc.get_column("exam_date")] == ["2024-03-02"]
+
+
+def test_explain_shows_the_unsited_t_score_it_used(tmp_path, capsys):
+    """Before (review): the inputs listed no unsited score, yet the classification said "-2 at unspecified"."""
+    from osteo_core.cli import main
+
+    _, screening, _, out = _screen(tmp_path, [_observation(1, -2.7)])
+    exam_id = screening.get_column("exam_id").item()
+    capsys.readouterr()
+    assert main(["explain", exam_id, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "T-score at no stated site -2.7" in text and "and unspecified (the profile's unsited T-score)" in text
+    assert "lowest T-score -2.7 at unspecified" in text

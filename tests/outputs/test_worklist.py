@@ -482,7 +482,11 @@ def test_an_unreadable_marks_file_is_named_without_its_contents(out, tmp_path, c
     capsys.readouterr()
     assert main(["worklist", "mark", "--file", str(marks), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"osteo: {marks}: not a readable CSV (check the delimiter, the quoting and the encoding)"
+    # the screen's own message for a CSV that breaks (issue 30): the line, never a cell
+    assert err.strip() == (
+        f"osteo: {marks}: cannot be read as CSV (line 3: a quote inside a cell that is not quoted, or text after a"
+        " closing quote)"
+    )
 
 
 GAP_KEYS = [("ANN", UNTREATED), ("ANN", "overdue_dxa"), ("BOB", UNTREATED)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import exam, sql_json, write_scans_csv
+from conftest import exam, sql_json, write_ndjson_export, write_scans_csv
 
 from osteo_core.cli import main
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
@@ -193,3 +193,40 @@ def test_a_roster_column_named_mrn_is_the_mrn_where_the_export_gives_none(tmp_pa
     someone = rows[-1]
     picked = _csv_rows(capsys, "--out", str(out), "--mrn", someone["mrn"])
     assert [r["patient_id"] for r in picked] == [someone["patient_id"]]
+
+
+def test_conflicting_mrns_are_counted_in_the_manifest(fhir_out):
+    """Each patient but one has a second Patient resource with another MRN: kept first, and counted, never silent."""
+    manifest = json.loads((fhir_out / "manifest.json").read_text(encoding="utf-8"))
+    patients = pl.read_parquet(fhir_out / "patients.parquet").filter(pl.col("mrn").is_not_null())
+    assert manifest["rows_by_input"]["scans"]["patients_with_several_mrns"] == patients.height > 0
+
+
+def test_a_patient_with_no_exam_has_her_mrn_on_her_screening_due_gap(tmp_path, capsys):
+    """Before: the patients table held patients with an exam, a drug or a fracture only, so a screening_due gap
+    (no exam) showed no MRN from the export, and a roster's mrn column won over it."""
+    folder = write_ndjson_export(
+        tmp_path / "export",
+        Patient=[
+            {"resourceType": "Patient", "id": "X1", "gender": "female", "birthDate": "1950-01-01",
+             "identifier": [_identifier("MR", "MR-X1")]},
+            {"resourceType": "Patient", "id": "D1", "gender": "female", "birthDate": "1950-01-01",
+             "identifier": [_identifier("MR", "MR-D1")]},
+        ],
+        Observation=[
+            {"resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": "Patient/X1"},
+             "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+             "effectiveDateTime": "2026-01-10", "valueQuantity": {"value": -1.0, "code": "1"}},
+        ],
+    )  # fmt: skip
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "patient_id,sex,birth_date,enrolled_from,mrn\nX1,F,1950-01-01,2020-01-01,ROSTER-X1\n"
+        "D1,F,1950-01-01,2020-01-01,ROSTER-D1\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    args = ["screen", "--scans", str(folder), "--population", str(roster), "--out", str(out), "--as-of", AS_OF]
+    assert main(args) == 0
+    rows = {r["patient_id"]: r for r in _csv_rows(capsys, "--out", str(out), "--all")}
+    assert rows["D1"]["gap"] == "screening_due" and rows["D1"]["mrn"] == "MR-D1"  # the export's, over the roster's

@@ -543,6 +543,12 @@ def input_notes(manifest: dict) -> list[str]:
             notes.append(
                 f"patients not in the population roster: {rows['not_in_population']:,} (screened all the same)"
             )
+    several = manifest.get("rows_by_input", {}).get("scans", {}).get("patients_with_several_mrns")
+    if several:
+        notes.append(
+            f"patients whose records give different medical record numbers: {several:,} (the first read is shown;"
+            " check the export's Patient identifiers)"
+        )
     blank = {kind: n for kind, n in manifest.get("blank_lines", {}).items() if n}
     if blank:
         notes.append("blank lines skipped: " + ", ".join(f"{kind} {n:,}" for kind, n in blank.items()))

@@ -15,7 +15,7 @@ import datetime as dt
 from typing import Any
 
 from osteo_core.decide.rules import RuleSet
-from schemas.scans import BOOLEAN_COLUMNS, SCANS_FIELDS, SIDED_COLUMNS, UNSIDED_SCORE_COLUMNS
+from schemas.scans import BOOLEAN_COLUMNS, SCANS_FIELDS, SIDED_COLUMNS, UNSIDED_SCORE_COLUMNS, UNSPECIFIED_T
 
 TRUE_WORDS = "('true','1','yes','y','t')"
 
@@ -148,7 +148,8 @@ def reject_flag_sql(source: str, as_of: dt.date, bounds: dict[str, Any]) -> str:
     """Every scan row with ``_reject``: a required cell missing or unreadable, a number that is not one or is
     out of its range (``data/validation/scans.toml``), no birth date and no age, no score at all, an exam
     after the as-of date or before the earliest one, a birth after the exam, FRAX hip above FRAX MOF."""
-    fields = {f.name: f for f in SCANS_FIELDS if f.name not in SIDED_COLUMNS}  # the bench registry: one hip
+    # the bench registry: one hip, canonical columns under generic (which reads no unsited T-score column)
+    fields = {f.name: f for f in SCANS_FIELDS if f.name not in (*SIDED_COLUMNS, UNSPECIFIED_T)}
     blank = lambda c: f"nullif(trim({c}), '') IS NULL"  # noqa: E731
     problems = [f"{blank(f.name)}" for f in SCANS_FIELDS if f.required]
     problems.append(f"NOT {blank('exam_date')} AND TRY_CAST(trim(exam_date) AS DATE) IS NULL")
@@ -167,7 +168,7 @@ def reject_flag_sql(source: str, as_of: dt.date, bounds: dict[str, Any]) -> str:
             else:
                 problems.append(f"{value} < {low}{upper}")
     problems.append(f"{blank('birth_date')} AND {blank('age_years')}")
-    problems.append(" AND ".join(blank(c) for c in UNSIDED_SCORE_COLUMNS))
+    problems.append(" AND ".join(blank(c) for c in UNSIDED_SCORE_COLUMNS if c != UNSPECIFIED_T))
     exam, birth = "TRY_CAST(trim(exam_date) AS DATE)", "TRY_CAST(trim(birth_date) AS DATE)"
     problems.append(f"{exam} > DATE '{as_of}' OR {exam} < DATE '{bounds['earliest_exam_date']}'")
     problems.append(f"{birth} > {exam}")

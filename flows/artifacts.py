@@ -14,9 +14,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from osteo_core.terminal_text import escape_controls
 
 NO_CATEGORY = "no T-score category"  # exams screened on Z-scores, or with no usable T-score
-# Markdown's punctuation, and an underscore not between two letters or digits (inside a word it is text already:
+# Markdown's inline punctuation (a name never starts a line, so - + and digits cannot make a list), and an
 # untreated_high_risk renders as written, _name_ would be emphasis)
-_MARKDOWN = re.compile(r"([\\`*{}\[\]()#+!|~>-]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_MARKDOWN = re.compile(r"([\\`*{}\[\]()#!|~>]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def md(name: object) -> str:
@@ -25,8 +25,13 @@ def md(name: object) -> str:
     return _MARKDOWN.sub(r"\\\1", html.escape(escape_controls(str(name)), quote=True))
 
 
+def _plain_label(name: str) -> str:
+    """A category's name as data (the table artifact's rows: JSON, not Markdown)."""
+    return NO_CATEGORY if name in ("None", "null", "") else name
+
+
 def _label(name: str) -> str:
-    return md(NO_CATEGORY if name in ("None", "null", "") else name)
+    return md(_plain_label(name))
 
 
 def summary_markdown(manifest: dict[str, Any]) -> str:
@@ -97,7 +102,7 @@ def count_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         for k, v in c.items()
     ]
     for key in ("who_categories", "eligibility", "care_gaps"):
-        rows += [{"measure": f"{key}:{_label(name)}", "count": n} for name, n in manifest.get(key, {}).items()]
+        rows += [{"measure": f"{key}:{_plain_label(name)}", "count": n} for name, n in manifest.get(key, {}).items()]
     for r in (manifest.get("measures") or {}).get("results", []):
         rows += [{"measure": f"measure:{r['measure']}:{k}", "count": r[k]} for k in MEASURE_COUNTS]
     return rows

@@ -15,7 +15,8 @@ from osteo_core.terminal_text import escape_controls
 
 NO_CATEGORY = "no T-score category"  # exams screened on Z-scores, or with no usable T-score
 # Markdown's inline punctuation (a name never starts a line, so - + and digits cannot make a list), and an
-# untreated_high_risk renders as written, _name_ would be emphasis)
+# underscore not between two letters or digits (inside a word it is text already: untreated_high_risk renders as
+# written, _name_ would be emphasis)
 _MARKDOWN = re.compile(r"([\\`*{}\[\]()#!|~>]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 

@@ -34,7 +34,7 @@ PREVIEW_RUNS = 3  # next run times printed at registration
 # After SIGTERM or SIGINT, a run in flight has this long to end before it is killed: under the 3 s at which
 # Prefect 3.8.8's runner first looks whether the process it sent SIGTERM has gone (then every 3 s up to 30 s)
 STOP_GRACE_SECONDS = 2.5
-PATH_FIELDS = ("out", "meds", "fractures", "population", "lsc")
+PATH_FIELDS = ("out", "meds", "fractures", "population", "lsc", "omop")  # omop: a CDM folder or DuckDB file
 NAME_OR_FILE_FIELDS = ("rules", "profile")  # a shipped name stays a name; a file becomes absolute
 
 
@@ -96,7 +96,7 @@ def absolute_paths(request: ScreenRequest) -> ScreenRequest:
     changes: dict[str, Any] = {"scans": [absolute(p) for p in request.scans]}
     for name in PATH_FIELDS:
         value = getattr(request, name)
-        if value:
+        if value and "://" not in value:  # a database URL (an OMOP CDM's) is no path
             changes[name] = absolute(value)
     for name in NAME_OR_FILE_FIELDS:
         value = getattr(request, name)

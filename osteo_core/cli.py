@@ -25,8 +25,15 @@ class _Parser(argparse.ArgumentParser):
 def _screen_args(p: argparse.ArgumentParser) -> None:
     cfg = settings()
     p.add_argument(
-        "--scans", action="append", required=True, metavar="PATH", help="scans export file or folder; repeatable"
+        "--scans", action="append", metavar="PATH", help="scans export file or folder; repeatable (or --omop)"
     )
+    p.add_argument(
+        "--omop",
+        metavar="SOURCE",
+        help="an OMOP CDM feeding every input instead of --scans/--meds/--fractures/--population: a folder of CDM"
+        " tables (Parquet or CSV) or a DuckDB database file",
+    )
+    p.add_argument("--omop-schema", metavar="NAME", help="the CDM's schema in a DuckDB file (default: main)")
     p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
     p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
     p.add_argument(
@@ -393,8 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _request(args: argparse.Namespace):
     from osteo_core.pipeline.request import ScreenRequest
 
+    if not args.scans and not getattr(args, "omop", None):
+        raise OsteoError("osteo screen: --scans PATH (or --omop SOURCE) is required")
     return ScreenRequest(
-        scans=list(args.scans),
+        scans=list(args.scans or []),
+        omop=getattr(args, "omop", None),
+        omop_schema=getattr(args, "omop_schema", None),
         meds=args.meds,
         fractures=args.fractures,
         population=getattr(args, "population", None),

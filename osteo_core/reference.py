@@ -14,13 +14,14 @@ FRACTURE_CODES = "reference/fracture_codes.toml"
 CARE_GAPS = "reference/care_gaps.toml"
 DXA_LOINC = "reference/dxa_loinc.toml"
 DXA_PROCEDURES = "reference/dxa_procedures.toml"
+OMOP = "reference/omop.toml"
 
 
 def versions() -> dict[str, str]:
     """name → version of every reference file, for the manifest."""
     return {
         shipped_toml(path)["reference"]["name"]: shipped_toml(path)["reference"]["version"]
-        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC, DXA_PROCEDURES, OUTREACH)
+        for path in (DRUGS, FRACTURE_CODES, CARE_GAPS, DXA_LOINC, DXA_PROCEDURES, OUTREACH, OMOP)
     }
 
 

@@ -137,6 +137,7 @@ def inputs_page() -> str:
         "",
         *_long_section(),
         *_fhir_observations_section(),
+        *_omop_section(),
         "## Medications export (`--meds`, optional): one row per dispensing or administration",
         "",
         *_fields_table(MEDS_FIELDS, meds_bounds["ranges"]),
@@ -289,6 +290,52 @@ def _long_section() -> list[str]:
         "Units accepted (any case; a blank unit is accepted): "
         + "; ".join(f"{m}: " + ", ".join(f"`{u}`" for u in us) for m, us in units.items())
         + ".",
+        "",
+    ]
+
+
+def _omop_section() -> list[str]:
+    """docs/inputs.md: an OMOP CDM as the input (``omop.toml``; ``ingest.omop``)."""
+    omop = shipped_toml("reference/omop.toml")
+    vocab = omop["vocabularies"]
+    tables = [
+        [f"`{t}`", kind, ", ".join(f"`{c}`" for c in columns)]
+        for kind in ("required", "optional")
+        for t, columns in omop["tables"][kind].items()
+    ]
+    return [
+        "### From an OMOP CDM",
+        "",
+        "`osteo screen --omop SOURCE` reads every input from one OMOP CDM (5.4): SOURCE is a folder of CDM tables",
+        "(`person.parquet` or `person.csv` …) or a DuckDB database file (`--omop-schema NAME`, default `main`). Give",
+        "it alone (no `--scans`, `--meds`, `--fractures`, `--population`). The screen asks",
+        "the CDM, in SQL run by the CDM's own engine, for only the rows and columns below, recognised through",
+        "`concept` by the code tables every input shares (`concept_ancestor` is never read), writes them as files in",
+        "the run's folder (`omop/`) and reads those as any export. Profiles: `omop` (an unsited T-score is",
+        "quarantined) and `omop_unsited_t` (it is used, site `unspecified`). A PostgreSQL CDM is not read yet.",
+        "",
+        *_table(["table", "", "columns read"], tables),
+        "",
+        f"- DXA results: `measurement` rows whose concept is a {vocab['loinc']} code of the grid above; the exam is",
+        "  the visit (`visit_occurrence_id`), else patient and date; the text is `measurement_source_value` (the",
+        "  concept's name is the code's meaning); the value is `value_as_number`, else a numeric `value_source_value`",
+        "  (counted: `omop.values_from_source_value` in the manifest).",
+        "- Persons: `patient_id` is `person_source_value` when every person has a distinct one, else `person_id`",
+        "  (counted: `patient_ids_from_person_id`). Sex from `gender_concept_id` ("
+        + ", ".join(f"{', '.join(map(str, ids))} = {sex}" for sex, ids in omop["gender"].items())
+        + "), else `gender_source_value`; the birth date from year, month and day, a missing month and day read as",
+        f"  month {omop['birth']['month_when_unknown']} day {omop['birth']['day_when_unknown']}, a missing day as day"
+        f" {omop['birth']['day_when_only_month_known']} (counted: `birth_dates_imputed`); `death` gives deaths. Every",
+        "  person is in the population, enrolled from birth.",
+        f"- Drugs: `drug_exposure` of a drug of `drugs.toml` by its {' or '.join(vocab['rxnorm'])} concept code, else",
+        "  the code in `drug_source_value` (`904419.0`), else a drug word in the concept's name; `days_supply` 0 or",
+        "  blank: end − start + 1 days, else the drug's default (counted: `days_supply_from_dates_or_default`).",
+        "- Fractures and osteoporosis: `condition_occurrence` with an ICD-10 source value of a fracture or",
+        f"  osteoporosis prefix, else a {vocab['snomed']} concept of `fracture_codes.toml` (as a FHIR Condition).",
+        "- DXA procedures: `procedure_occurrence` of a code of `dxa_procedures.toml` ("
+        + ", ".join(f"`{system}` as {v}" for system, v in vocab["procedure_systems"].items())
+        + ").",
+        "- A CDM without a required table or column, or whose `concept` holds no LOINC concept, is exit 2 naming it.",
         "",
     ]
 

@@ -4,6 +4,7 @@ this run wrote (never the published run; a refused run keeps its folder, its qua
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from osteo_core.errors import RunRefused, output_errors
-from osteo_core.pipeline.request import ScreenRequest, check_arguments, check_run_order
+from osteo_core.ingest import omop
+from osteo_core.ingest.readers import Discovered
+from osteo_core.pipeline.request import INPUTS, ScreenRequest, auto_partitions, check_arguments, check_run_order
 from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RunPaths
 
@@ -30,14 +33,37 @@ def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> 
     paths = RunPaths(Path(request.out), run_id)
     with output_errors(request.out):
         paths.raw.mkdir(parents=True, exist_ok=False)
+    partitions = request.partition_count
+    if request.omop:  # the CDM's rows the screen reads, as files in the run's folder (ingest.omop)
+        files, partitions = extract_omop(request, paths.folder / OMOP_FOLDER)
     return {
         "run_id": run_id,
-        "partitions": request.partition_count,
+        "partitions": partitions,
         "files": {kind: [str(f) for f in found.files] for kind, found in files.items()},
         "skipped_files": {kind: found.skipped for kind, found in files.items() if found.skipped},
         "profile": profile.name,
         "rules": rules.label,
     }
+
+
+OMOP_FOLDER = "omop"  # in the run's folder: what was extracted from the CDM, and extraction.json (its counts)
+OMOP_COUNTS = "extraction.json"
+
+
+def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discovered], int]:
+    """Extract the CDM (``ingest.omop``) into ``folder``: the files of each input, and the partitions (as given,
+    else one per 500,000 measurement or person rows). The extraction's counts go to ``extraction.json``."""
+    con = omop.open_cdm(request.omop, request.omop_schema)
+    try:
+        extracted = omop.extract(con, folder)
+    finally:
+        con.close()
+    (folder / OMOP_COUNTS).write_text(json.dumps(extracted.counts, indent=2), encoding="utf-8")
+    files = {kind: Discovered(extracted.files.get(kind, [])) for kind in INPUTS}
+    partitions = request.partitions or auto_partitions(
+        [str(f) for f in files["scans"].files], [str(f) for f in files["population"].files]
+    )
+    return files, partitions
 
 
 def new_run_id() -> str:

@@ -17,10 +17,10 @@ import polars as pl
 from osteo_core.decide.rules import RuleSet, load_rules
 from osteo_core.errors import InputError, OutputError
 from osteo_core.gaps.lsc import load_device_lsc
-from osteo_core.ingest import fhir
+from osteo_core.ingest import fhir, omop
 from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
 from osteo_core.ingest.profiles import Profile, fhir_profiles, load_profile, roster_routing, shipped_profiles
-from osteo_core.ingest.readers import canonical_columns, discover, file_format, header_key, read_headers
+from osteo_core.ingest.readers import Discovered, canonical_columns, discover, file_format, header_key, read_headers
 from osteo_core.publish import folder as publish
 from schemas.events import (
     DXA_PROCEDURES_FIELDS,
@@ -103,11 +103,18 @@ class ScreenRequest:
     population: str | None = None  # optional roster: everyone the health system is responsible for
     measurement_year: int | None = None  # quality measures' year (with a roster); None: the as-of year
     accept_input_change: bool = False  # publish even without a kind of input the last published run had
+    omop: str | None = None  # an OMOP CDM (a folder of CDM tables or a DuckDB file) feeding every input
+    omop_schema: str | None = None  # the CDM's schema in a DuckDB file (default: main)
 
     @property
     def inputs_given(self) -> list[str]:
         """The kinds of input this run is given (``INPUTS`` order): what the manifest's ``inputs_given`` says."""
         return [kind for kind in INPUTS if self.paths_of(kind)]
+
+    @property
+    def roster_given(self) -> bool:
+        """A population roster is read: ``--population``, or an OMOP CDM's persons."""
+        return bool(self.paths_of("population"))
 
     @property
     def partition_count(self) -> int:
@@ -122,9 +129,13 @@ class ScreenRequest:
     def profile_name(self) -> str:
         """The profile that reads the scans: a Bulk Data export is read with ``fhir_bulk`` unless another FHIR
         profile is named."""
+        if self.omop and self.profile == "generic":
+            return omop.PROFILE
         return fhir.PROFILE if self.bulk_export and self.profile == "generic" else self.profile
 
     def paths_of(self, kind: str) -> list[str]:
+        if self.omop:  # the CDM feeds every input; its tables are extracted into the run (``ingest.omop``)
+            return [self.omop]
         given = {
             "scans": self.scans,
             "meds": [self.meds] if self.meds else [],
@@ -174,7 +185,11 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
             f"{', '.join(fhir_profiles())})",
         )
     check_out_apart(request)
-    files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
+    if request.omop:
+        check_omop(request, profile)
+        files = {kind: Discovered([]) for kind in INPUTS}  # extracted from the CDM into the run (``prepare``)
+    else:
+        files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
     if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files["scans"].files):
         raise InputError(request.bulk_export, "FHIR Bulk Data export holds no Patient file (sex and birth date)")
     out = Path(request.out)
@@ -199,6 +214,18 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         require_long_input(long_columns, profile)
     _check_writable(out)
     return profile, rules, files
+
+
+def check_omop(request: ScreenRequest, profile: Profile) -> None:
+    """An OMOP CDM is the only input (``--omop`` with no ``--scans``/``--meds``/``--fractures``/``--population``),
+    read with a long profile, and holds the tables and columns the screen reads (exit 2, naming what is missing)."""
+    given = [o for o, v in (("--scans", request.scans), ("--meds", request.meds), ("--fractures", request.fractures),
+                            ("--population", request.population)) if v]  # fmt: skip
+    if given:
+        raise InputError("--omop", f"the CDM feeds every input: give it alone, without {', '.join(given)}")
+    if profile.long is None or profile.fhir is not None:
+        raise InputError("--profile", f"profile '{profile.name}' does not read an OMOP CDM (omop, omop_unsited_t)")
+    omop.open_cdm(request.omop, request.omop_schema).close()
 
 
 def check_out_apart(request: ScreenRequest) -> None:

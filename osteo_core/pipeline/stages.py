@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_
 from osteo_core.measures.members import no_summary, summary
 from osteo_core.measures.specs import calendar_period
 from osteo_core.pipeline.gap_history import apply_lifecycle
-from osteo_core.pipeline.lifecycle import open_run
+from osteo_core.pipeline.lifecycle import OMOP_COUNTS, OMOP_FOLDER, open_run
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.pipeline.request import (
     FIELDS,
@@ -204,7 +205,7 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
         as_of=as_of_date(request),
         conflicting_exam_ids=pl.read_parquet(paths.conflicts, glob=False).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
-        population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.population else None,
+        population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.roster_given else None,
         routing=roster_routing(profile, _raw_columns(paths, "population"), "--population"),
         measurement_year=measurement_year(request),
         dxa_procedures=_raw(paths, "dxa_procedures", DXA_PROCEDURES_FIELDS, partition),
@@ -254,10 +255,8 @@ def publish_run(
 def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[str, Any]:
     counts = merge_counts(partition_counts)
     given = request.inputs_given
-    lifecycle = apply_lifecycle(
-        paths, len(partition_counts), as_of_date(request), given, roster=bool(request.population)
-    )
-    rates = _merge_tables(paths, len(partition_counts), measured=bool(request.population))
+    lifecycle = apply_lifecycle(paths, len(partition_counts), as_of_date(request), given, roster=request.roster_given)
+    rates = _merge_tables(paths, len(partition_counts), measured=request.roster_given)
     rules = load_rules(request.rules)
     shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
     profile = load_profile(request.profile_name)
@@ -292,6 +291,10 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
             if (paths.folder / f"{t}.parquet").exists()
         },
     }
+    if request.omop:  # the CDM named, and what its extraction counted (ingest.omop); never a credential
+        extraction = paths.folder / OMOP_FOLDER / OMOP_COUNTS
+        manifest["omop"] = {"source": request.omop, "schema": request.omop_schema or None}
+        manifest["omop"] |= json.loads(extraction.read_text(encoding="utf-8")) if extraction.exists() else {}
     shutil.rmtree(paths.work, ignore_errors=True)
     quarantine = paths.folder / "quarantine.parquet"
     previous = publish.published_manifest(paths.out)
@@ -333,7 +336,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
 def measures_entry(request: ScreenRequest, rates: pl.DataFrame, open_windows: dict[str, int]) -> dict[str, Any] | None:
     """The manifest's quality measures: the year, its period, each measure's version, counts and rate, and how
     many of its patients have a window still open on the as-of date (no patient); None without a roster."""
-    if not request.population:
+    if not request.roster_given:
         return None
     year = measurement_year(request)
     first, last = calendar_period(year)

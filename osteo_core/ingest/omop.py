@@ -1,0 +1,334 @@
+"""An OMOP CDM (5.4) as the screen's input: ``osteo screen --omop SOURCE`` (docs/inputs.md, "OMOP CDM").
+
+SOURCE is a folder of CDM tables (``person.parquet`` or ``person.csv`` …) or a DuckDB database file. Each is opened as
+an in-memory DuckDB whose views are the CDM's tables (files read literally, never as patterns); ``check`` refuses a
+CDM without a required table or column (exit 2, naming it). ``extract`` then asks the CDM, in SQL pushed down to it,
+for only the rows and columns the screen reads, recognised through ``concept`` by the same code tables as every other
+input (``data/reference/omop.toml`` says which vocabulary is which):
+
+- ``measurement`` rows of a DXA LOINC concept (``dxa_loinc.toml``) → a long export (patient, exam = the visit, else
+  patient and date, code, text, value, unit), read with the ``omop`` profiles as the FHIR export is: the text is the
+  source's own (``measurement_source_value``; the concept's name is the code's meaning, and 38265-5's names the radius
+  even where the source used it for any T-score); the value is ``value_as_number``, else a numeric
+  ``value_source_value`` (counted);
+- ``person`` (+ ``death``) → per-patient rows (sex from ``gender_concept_id``, else its source value; the birth date,
+  a missing month or day put in the middle of the period and counted; the death) and the population roster (every
+  person, enrolled from birth: an EHR-built CDM's observation periods end at the last event);
+- ``drug_exposure`` of a known drug (RxNorm code, ``drugs.toml``; else the drug its concept name or source value
+  names) → medication rows (``days_supply`` 0 or blank: end − start + 1 days, else the drug's default);
+- ``condition_occurrence`` of a fracture or osteoporosis concept (SNOMED CT, ``fracture_codes.toml``) or ICD-10 source
+  value → fracture rows; ``procedure_occurrence`` of a DXA procedure (``dxa_procedures.toml``) → DXA procedures.
+
+Each is written as a Parquet file named after its CDM table in the run's folder, and the screen reads those as it
+reads any export. ``patient_id`` is ``person_source_value`` when every person has a distinct one, else ``person_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from osteo_core import reference
+from osteo_core.errors import InputError
+from osteo_core.literal_paths import escaped
+from osteo_core.resources import shipped_toml
+
+SUFFIXES = (".parquet", ".csv")
+PROFILE = "omop"
+POSTGRES = ("postgresql://", "postgres://")
+
+
+@cache
+def settings() -> dict[str, Any]:
+    return shipped_toml(reference.OMOP)
+
+
+@dataclass
+class Extracted:
+    """The files a CDM was written to, by input kind, and what the manifest counts of the extraction."""
+
+    files: dict[str, list[Path]]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sql_list(values: list[str]) -> str:
+    return "(" + ", ".join(_sql_text(v) for v in values) + ")" if values else "(NULL)"
+
+
+def open_cdm(source: str, schema: str | None = None) -> duckdb.DuckDBPyConnection:
+    """The CDM at ``source`` as views of an in-memory DuckDB, one per table the screen reads; checked (``check``)."""
+    if source.startswith(POSTGRES):
+        raise InputError("--omop", "a PostgreSQL CDM is not read yet: export its tables to Parquet, or a DuckDB file")
+    path = Path(source)
+    con = duckdb.connect(":memory:")
+    wanted = [*settings()["tables"]["required"], *settings()["tables"]["optional"]]
+    try:
+        if path.is_dir():
+            for table in wanted:
+                found = [path / f"{table}{suffix}" for suffix in SUFFIXES if (path / f"{table}{suffix}").is_file()]
+                if not found:
+                    continue
+                file = escaped(found[0])
+                reader = (
+                    f"read_parquet({_sql_text(file)}, hive_partitioning = false)"
+                    if found[0].suffix == ".parquet"
+                    else f"read_csv({_sql_text(file)}, header = true, all_varchar = true, hive_partitioning = false)"
+                )
+                con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM {reader}')
+        elif path.is_file():
+            con.execute(f"ATTACH {_sql_text(str(path))} AS cdm (READ_ONLY)")
+            where = schema or "main"
+            present = {
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'cdm' AND table_schema = ?",
+                    [where],
+                ).fetchall()
+            }
+            for table in wanted:
+                if table in present:
+                    con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM cdm."{where}"."{table}"')
+        elif path.exists():
+            raise InputError(source, "not a folder of CDM tables nor a DuckDB database file")
+        else:
+            raise InputError(source, "not found (a folder of CDM tables, or a DuckDB database file)")
+        check(con, source)
+    except duckdb.Error:
+        con.close()
+        raise InputError(source, "cannot be read as an OMOP CDM (damaged, or not Parquet, CSV or DuckDB)") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str] | None:
+    try:
+        return {r[0].lower() for r in con.execute(f'DESCRIBE "{table}"').fetchall()}
+    except duckdb.CatalogException:
+        return None
+
+
+def check(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Every required table with its columns, every optional table present with its columns, and LOINC concepts in
+    ``concept``; else ``InputError`` naming the table (and the column)."""
+    tables = settings()["tables"]
+    for kind in ("required", "optional"):
+        for table, needed in tables[kind].items():
+            have = _columns(con, table)
+            if have is None:
+                if kind == "required":
+                    raise InputError(
+                        source, f"table '{table}' missing (an OMOP CDM needs {', '.join(tables['required'])})"
+                    )
+                continue
+            missing = [c for c in needed if c not in have]
+            if missing:
+                raise InputError(source, f"table '{table}': column '{missing[0]}' missing")
+    loinc = settings()["vocabularies"]["loinc"]
+    if not con.execute("SELECT count(*) FROM concept WHERE vocabulary_id = ?", [loinc]).fetchone()[0]:
+        raise InputError(source, f"table 'concept' holds no {loinc} concept: DXA results cannot be recognised")
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    return pl.from_arrow(con.sql(sql).to_arrow_table())
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return _columns(con, table) is not None
+
+
+def _patient_ids(con: duckdb.DuckDBPyConnection) -> str:
+    """``person_source_value`` when every person has a distinct one (the id a caller can look up), else
+    ``person_id``; made a table ``_ids`` (person_id → patient_id). Returns which."""
+    distinct = con.execute(
+        "SELECT count(*) = count(DISTINCT nullif(trim(CAST(person_source_value AS VARCHAR)), '')) FROM person"
+    ).fetchone()[0]
+    chosen = "person_source_value" if distinct else "person_id"
+    expression = "trim(CAST(person_source_value AS VARCHAR))" if distinct else "CAST(person_id AS VARCHAR)"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ids AS SELECT person_id, {expression} AS patient_id FROM person")
+    return chosen
+
+
+def extract(con: duckdb.DuckDBPyConnection, folder: Path) -> Extracted:
+    """The CDM's rows the screen reads, written under ``folder`` by input kind (see the module's docstring)."""
+    omop = settings()
+    vocab = omop["vocabularies"]
+    birth = omop["birth"]
+    counts: dict[str, int] = {}
+    chosen = _patient_ids(con)
+    counts["patient_ids_from_person_id"] = int(chosen == "person_id")
+    files: dict[str, list[Path]] = {}
+
+    # scans: DXA results, and the persons' sex, birth date and death
+    grid = reference.dxa_loinc().get_column("code").to_list()
+    source_value = "trim(CAST(m.value_source_value AS VARCHAR))"
+    value = (
+        "CASE WHEN TRY_CAST(m.value_as_number AS DOUBLE) IS NOT NULL"
+        " THEN CAST(TRY_CAST(m.value_as_number AS DOUBLE) AS VARCHAR) "
+        f"WHEN TRY_CAST({source_value} AS DOUBLE) IS NOT NULL THEN {source_value} END"
+    )
+    measurement = f"""
+        SELECT i.patient_id,
+               coalesce('visit-' || CAST(m.visit_occurrence_id AS VARCHAR),
+                        i.patient_id || '@' || strftime(CAST(m.measurement_date AS DATE), '%Y-%m-%d')) AS exam_id,
+               strftime(CAST(m.measurement_date AS DATE), '%Y-%m-%d') AS exam_date,
+               CAST(c.concept_code AS VARCHAR) AS code,
+               nullif(trim(CAST(m.measurement_source_value AS VARCHAR)), '') AS text, {value} AS value,
+               CAST(m.unit_source_value AS VARCHAR) AS unit,
+               TRY_CAST(m.value_as_number AS DOUBLE) IS NULL AND {value} IS NOT NULL AS _from_source
+        FROM measurement m
+        JOIN concept c ON c.concept_id = m.measurement_concept_id
+        JOIN _ids i ON i.person_id = m.person_id
+        WHERE c.vocabulary_id = {_sql_text(vocab["loinc"])} AND CAST(c.concept_code AS VARCHAR) IN {_sql_list(grid)}
+        ORDER BY i.patient_id, exam_date"""
+    rows = _frame(con, measurement)
+    counts["values_from_source_value"] = int(rows.get_column("_from_source").sum() or 0)
+    scans = folder / "scans"
+    scans.mkdir(parents=True, exist_ok=True)
+    rows.drop("_from_source").write_parquet(scans / "measurement.parquet")
+    female, male = omop["gender"]["F"], omop["gender"]["M"]
+    death = (
+        "LEFT JOIN (SELECT person_id, min(CAST(death_date AS DATE)) AS death_date FROM death GROUP BY person_id) d"
+        " ON d.person_id = p.person_id"
+        if has_table(con, "death")
+        else "LEFT JOIN (SELECT NULL AS person_id, NULL::DATE AS death_date) d ON false"
+    )
+    month = f"coalesce(TRY_CAST(p.month_of_birth AS BIGINT), {birth['month_when_unknown']})"
+    day = (
+        f"coalesce(TRY_CAST(p.day_of_birth AS BIGINT), CASE WHEN TRY_CAST(p.month_of_birth AS BIGINT) IS NULL"
+        f" THEN {birth['day_when_unknown']}"
+        f" ELSE {birth['day_when_only_month_known']} END)"
+    )
+    person = f"""
+        SELECT i.patient_id,
+               CASE WHEN TRY_CAST(p.gender_concept_id AS BIGINT) IN ({", ".join(map(str, female))}) THEN 'F'
+                    WHEN TRY_CAST(p.gender_concept_id AS BIGINT) IN ({", ".join(map(str, male))}) THEN 'M'
+                    ELSE CAST(p.gender_source_value AS VARCHAR) END AS sex,
+               strftime(make_date(TRY_CAST(p.year_of_birth AS BIGINT), {month}, {day}), '%Y-%m-%d') AS birth_date,
+               CASE WHEN d.person_id IS NOT NULL THEN 'true' ELSE 'false' END AS deceased,
+               strftime(d.death_date, '%Y-%m-%d') AS death_date,
+               TRY_CAST(p.month_of_birth AS BIGINT) IS NULL OR TRY_CAST(p.day_of_birth AS BIGINT) IS NULL AS _imputed
+        FROM person p JOIN _ids i ON i.person_id = p.person_id {death}
+        ORDER BY i.patient_id"""
+    people = _frame(con, person)
+    counts["birth_dates_imputed"] = int(people.get_column("_imputed").sum() or 0)
+    people = people.drop("_imputed")
+    people.write_parquet(scans / "person.parquet")
+    files["scans"] = [scans / "measurement.parquet", scans / "person.parquet"]
+    roster = folder / "population" / "person.parquet"
+    roster.parent.mkdir(parents=True, exist_ok=True)
+    people.select("patient_id", "sex", "birth_date", "death_date").write_parquet(roster)
+    files["population"] = [roster]
+
+    if has_table(con, "drug_exposure"):
+        files["meds"] = [_drugs(con, folder / "meds" / "drug_exposure.parquet", vocab, counts)]
+    if has_table(con, "condition_occurrence"):
+        files["fractures"] = [_conditions(con, folder / "fractures" / "condition_occurrence.parquet", vocab)]
+    if has_table(con, "procedure_occurrence"):
+        files["dxa_procedures"] = [_procedures(con, folder / "dxa_procedures" / "procedure_occurrence.parquet", vocab)]
+    return Extracted(files, counts)
+
+
+def _drugs(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any], counts: dict[str, int]) -> Path:
+    """Exposures of a drug the screen knows: by RxNorm concept code, else the code in ``drug_source_value``
+    (``'904419.0'``), else a drug word of ``drugs.toml`` in the concept's name."""
+    codes = reference.rxnorm_codes().select("code", "drug", "strength_mg")
+    con.register("_rxnorm", codes.to_arrow())
+    words = reference.drug_lookup().select("key").to_series().to_list()
+    pattern = "\\b(" + "|".join(w.replace("'", "''") for w in sorted(words, key=len, reverse=True)) + ")\\b"
+    rxnorm = _sql_list(list(vocab["rxnorm"]))
+    source_code = "regexp_replace(trim(CAST(e.drug_source_value AS VARCHAR)), '\\.0+$', '')"
+    sql = f"""
+        SELECT i.patient_id,
+               coalesce(r.drug, s.drug, regexp_extract(lower(c.concept_name), '{pattern}', 1)) AS drug,
+               strftime(CAST(e.drug_exposure_start_date AS DATE), '%Y-%m-%d') AS event_date,
+               CASE WHEN TRY_CAST(e.days_supply AS BIGINT) > 0 THEN CAST(TRY_CAST(e.days_supply AS BIGINT) AS VARCHAR)
+                    WHEN CAST(e.drug_exposure_end_date AS DATE) >= CAST(e.drug_exposure_start_date AS DATE)
+                    THEN CAST(date_diff('day', CAST(e.drug_exposure_start_date AS DATE),
+                                        CAST(e.drug_exposure_end_date AS DATE)) + 1 AS VARCHAR)
+               END AS days_supply,
+               CAST(coalesce(r.strength_mg, s.strength_mg) AS VARCHAR) AS dose_mg,
+               coalesce(TRY_CAST(e.days_supply AS BIGINT) <= 0, true) AS _supply_made
+        FROM drug_exposure e
+        JOIN _ids i ON i.person_id = e.person_id
+        LEFT JOIN concept c ON c.concept_id = e.drug_concept_id
+        LEFT JOIN _rxnorm r ON c.vocabulary_id IN {rxnorm} AND r.code = CAST(c.concept_code AS VARCHAR)
+        LEFT JOIN _rxnorm s ON s.code = {source_code}
+        WHERE r.drug IS NOT NULL OR s.drug IS NOT NULL OR regexp_matches(lower(c.concept_name), '{pattern}')
+        ORDER BY i.patient_id, event_date"""
+    rows = _frame(con, sql)
+    counts["days_supply_from_dates_or_default"] = int(rows.get_column("_supply_made").sum() or 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rows.drop("_supply_made").write_parquet(target)
+    return target
+
+
+def _conditions(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any]) -> Path:
+    """Fractures and osteoporosis: an ICD-10 source value with a fracture or osteoporosis prefix (read as the
+    fractures export reads it), else a SNOMED CT concept of ``fracture_codes.toml`` (its site and ICD-10 category),
+    as a FHIR Condition is read."""
+    snomed = reference.snomed_conditions().select("code", "site", "icd10")
+    con.register("_snomed", snomed.to_arrow())
+    diagnoses = shipped_toml("reference/measure_value_sets.toml")["osteoporosis_diagnosis"]["icd10_prefixes"]
+    prefixes = [*reference.fracture_codes()["fhir"]["fracture_prefixes"], *diagnoses]
+    source = "upper(replace(trim(CAST(o.condition_source_value AS VARCHAR)), '.', ''))"
+    starts = " OR ".join(f"starts_with({source}, {_sql_text(p.replace('.', ''))})" for p in prefixes) or "false"
+    sql = f"""
+        SELECT i.patient_id, strftime(CAST(o.condition_start_date AS DATE), '%Y-%m-%d') AS fracture_date,
+               CASE WHEN NOT ({starts}) THEN s.site END AS site,
+               CASE WHEN {starts} THEN trim(CAST(o.condition_source_value AS VARCHAR)) ELSE s.icd10 END AS icd10
+        FROM condition_occurrence o
+        JOIN _ids i ON i.person_id = o.person_id
+        LEFT JOIN concept c ON c.concept_id = o.condition_concept_id
+        LEFT JOIN _snomed s
+            ON c.vocabulary_id = {_sql_text(vocab["snomed"])} AND s.code = CAST(c.concept_code AS VARCHAR)
+        WHERE s.code IS NOT NULL OR {starts}
+        ORDER BY i.patient_id, fracture_date"""
+    return _written(con, sql, target)
+
+
+def _procedures(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any]) -> Path:
+    """DXA procedures (``dxa_procedures.toml``, each code's system as the CDM's vocabulary)."""
+    systems = vocab["procedure_systems"]
+    pairs = [
+        (systems[c["system"]], str(c["code"]))
+        for c in shipped_toml("reference/dxa_procedures.toml")["code"]
+        if c["system"] in systems
+    ]
+    wanted = " OR ".join(
+        f"(c.vocabulary_id = {_sql_text(v)} AND CAST(c.concept_code AS VARCHAR) = {_sql_text(code)})"
+        for v, code in pairs
+    )
+    sql = f"""
+        SELECT i.patient_id, strftime(CAST(p.procedure_date AS DATE), '%Y-%m-%d') AS procedure_date,
+               CAST(c.concept_code AS VARCHAR) AS code
+        FROM procedure_occurrence p
+        JOIN _ids i ON i.person_id = p.person_id
+        JOIN concept c ON c.concept_id = p.procedure_concept_id
+        WHERE {wanted or "false"}
+        ORDER BY i.patient_id, procedure_date"""
+    return _written(con, sql, target)
+
+
+def _written(con: duckdb.DuckDBPyConnection, sql: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _frame(con, sql).write_parquet(target)
+    return target
+
+
+def release_date(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The CDM's release date (``cdm_source.source_release_date``), when it has one."""
+    if not has_table(con, "cdm_source"):
+        return None
+    found = con.execute("SELECT max(CAST(source_release_date AS DATE)) FROM cdm_source").fetchone()[0]
+    return None if found is None else str(found)[:10]

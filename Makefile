@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test browser notebook docs bench lint clean
+.PHONY: setup demo test browser postgres notebook docs bench lint clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,7 +22,7 @@ setup: $(VENV)/.synced  ## create .venv from uv.lock
 demo: setup  ## screen a synthetic registry of 10,000 patients through the Prefect flow
 	$(VENV)/bin/osteo demo --patients 10000 --out osteo-demo
 
-test: setup browser  ## the whole test suite, one pytest worker per core (at most 4)
+test: setup browser postgres  ## the whole test suite, one pytest worker per core (at most 4)
 	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4
 
 # The report test screenshots the report in headless Chromium. Debian's package is installed when it is
@@ -34,6 +34,21 @@ browser:  ## headless Chromium for the report test
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
 	  else \
 	    echo "the report test needs Chromium: install your distribution's chromium package (Debian: sudo apt-get install chromium)"; \
+	    exit 1; \
+	  fi; }
+
+# The OMOP PostgreSQL tests start a PostgreSQL server of their own (tests/postgres_server.py: as an unprivileged
+# account, in a temporary folder, on a free port). Debian's package is installed when its programs are missing
+# (on the PATH or in /usr/lib/postgresql/*/bin) and this runs as root; otherwise install your distribution's
+# postgresql package yourself.
+postgres:  ## PostgreSQL server programs for the OMOP PostgreSQL tests
+	@{ command -v initdb && command -v pg_ctl && command -v postgres; } >/dev/null 2>&1 || \
+	  ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's postgresql for the OMOP PostgreSQL tests (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	  else \
+	    echo "the OMOP PostgreSQL tests need a PostgreSQL server: install your distribution's postgresql package (Debian: sudo apt-get install postgresql)"; \
 	    exit 1; \
 	  fi; }
 

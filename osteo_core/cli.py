@@ -31,9 +31,27 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         "--omop",
         metavar="SOURCE",
         help="an OMOP CDM feeding every input instead of --scans/--meds/--fractures/--population: a folder of CDM"
-        " tables (Parquet or CSV) or a DuckDB database file",
+        " tables (Parquet or CSV), a DuckDB database file, or a PostgreSQL URL postgresql://HOST[:PORT]/DB (user and"
+        " password from PGUSER/PGPASSWORD or ~/.pgpass, never in the URL)",
     )
-    p.add_argument("--omop-schema", metavar="NAME", help="the CDM's schema in a DuckDB file (default: main)")
+    p.add_argument(
+        "--omop-schema",
+        metavar="NAME",
+        help="the CDM's schema (default: main in a DuckDB file, public in PostgreSQL)",
+    )
+    p.add_argument(
+        "--omop-patient-id",
+        choices=("person_source_value", "person_id"),
+        help="the CDM column giving patient_id, the other shown beside it as mrn (default: person_source_value when"
+        " every person has a distinct one, else person_id)",
+    )
+    p.add_argument(
+        "--omop-enrolment",
+        choices=("birth", "observation_period"),
+        default="birth",
+        help="the CDM's population: every living person enrolled from birth (an EHR-built CDM), or each"
+        " observation_period a coverage span (a claims CDM) (default: %(default)s)",
+    )
     p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
     p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
     p.add_argument(
@@ -52,7 +70,9 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", default=cfg.out, metavar="DIR", help="output folder the run is published into (default: %(default)s)"
     )
-    p.add_argument("--as-of", default=dt.date.today().isoformat(), metavar="DATE", help="as-of date (default: today)")
+    p.add_argument(
+        "--as-of", metavar="DATE", help="as-of date (default: today; with --omop the CDM's release date, cdm_source)"
+    )
     p.add_argument("--rules", default="standard", metavar="NAME_OR_FILE", help="rule set (default: %(default)s)")
     p.add_argument("--profile", default="generic", metavar="NAME_OR_FILE", help="input profile (default: %(default)s)")
     p.add_argument(
@@ -398,14 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _request(args: argparse.Namespace):
-    from osteo_core.pipeline.request import ScreenRequest
+    """The screen's request; an as-of date not given is resolved here, once (``request.resolve_as_of``)."""
+    from osteo_core.pipeline.request import ScreenRequest, resolve_as_of
 
     if not args.scans and not getattr(args, "omop", None):
         raise OsteoError("osteo screen: --scans PATH (or --omop SOURCE) is required")
-    return ScreenRequest(
+    request = ScreenRequest(
         scans=list(args.scans or []),
         omop=getattr(args, "omop", None),
         omop_schema=getattr(args, "omop_schema", None),
+        omop_patient_id=getattr(args, "omop_patient_id", None),
+        omop_enrolment=getattr(args, "omop_enrolment", None) or "birth",
         meds=args.meds,
         fractures=args.fractures,
         population=getattr(args, "population", None),
@@ -422,6 +445,7 @@ def _request(args: argparse.Namespace):
         partitions=getattr(args, "partitions", 0),
         accept_input_change=getattr(args, "accept_input_change", False),
     )
+    return resolve_as_of(request)
 
 
 def _run_flow(request, dask_address: str | None = None) -> dict:
@@ -458,10 +482,23 @@ def cmd_screen(args: argparse.Namespace) -> int:
 
 def input_change_warnings(manifest: dict) -> list[str]:
     """A run given other kinds of input than the last published one says so (its gaps are not comparable)."""
+    lines = []
+    ids = (manifest.get("omop") or {}).get("patient_ids_changed")
+    if ids:  # published with --accept-input-change although its patient ids do not match the last run's
+        what = (
+            f"the CDM's {manifest['omop']['patient_id_column']}, the last published run's its"
+            f" {ids['previous_patient_id_column']}"
+            if "previous_patient_id_column" in ids
+            else f"only {ids['patients_found']:,} of {ids['patients_with_a_result']:,} patients with a DXA result"
+            " found in the last published run with the same birth date"
+        )
+        lines.append(
+            f"osteo: warning: patient ids are {what} ({ids['previous_run_id']}): gaps start anew and earlier"
+            " outreach marks do not apply"
+        )
     changed = manifest.get("inputs_changed")
     if not changed:
-        return []
-    lines = []
+        return lines
     for kind in changed["missing"]:
         lines.append(
             f"osteo: warning: no {INPUT_NAMES.get(kind, kind)} export this time, but the last published run"
@@ -560,6 +597,7 @@ def input_notes(manifest: dict) -> list[str]:
             f"patients whose records give different medical record numbers: {several:,} (the first read is shown;"
             " check the export's Patient identifiers)"
         )
+    notes += omop_notes(manifest)
     blank = {kind: n for kind, n in manifest.get("blank_lines", {}).items() if n}
     if blank:
         notes.append("blank lines skipped: " + ", ".join(f"{kind} {n:,}" for kind, n in blank.items()))
@@ -579,6 +617,35 @@ def input_notes(manifest: dict) -> list[str]:
             )
     for kind, skipped in manifest.get("skipped_files", {}).items():
         notes.append(f"skipped in the {kind} folder (not a data file): " + ", ".join(Path(p).name for p in skipped))
+    return notes
+
+
+def omop_notes(manifest: dict) -> list[str]:
+    """An OMOP screen: its as-of date against the CDM's release date, which CDM column gave the patient ids (the
+    other beside them as mrn), and the observation periods read as enrolment (dates, column names and counts)."""
+    entry = manifest.get("omop")
+    if not entry:
+        return []
+    notes = []
+    released, as_of = entry.get("release_date"), manifest.get("as_of")
+    if not released:
+        notes.append(f"as of {as_of}: the CDM gives no release date (cdm_source.source_release_date)")
+    elif as_of and as_of != released:
+        days = (dt.date.fromisoformat(as_of) - dt.date.fromisoformat(released)).days
+        side = "after" if days > 0 else "before"
+        notes.append(f"as of {as_of}: {abs(days):,} days {side} the CDM's release date {released}")
+    else:
+        notes.append(f"as of the CDM's release date {released}")
+    column = entry.get("patient_id_column")
+    if column:
+        other = "person_id" if column == "person_source_value" else "person_source_value"
+        notes.append(f"patient_id: the CDM's {column} ({other} beside it as mrn)")
+    if entry.get("enrolment") == "observation_period":
+        without = entry.get("persons_without_observation_period", 0)
+        notes.append(
+            f"enrolment: the CDM's {entry.get('observation_periods', 0):,} observation periods"
+            + (f"; {without:,} persons without one are not in the population" if without else "")
+        )
     return notes
 
 

@@ -214,3 +214,7 @@ def folder_digest(folder: Path) -> dict[str, str]:
         else:
             found[name] = "folder"
     return found
+
+
+# a real PostgreSQL server for the OMOP tests, started once per session when a test asks for it (postgres_server.py)
+from postgres_server import postgres_server  # noqa: E402,F401

@@ -64,10 +64,21 @@ def _sql_list(values: list[str]) -> str:
     return "(" + ", ".join(_sql_text(v) for v in values) + ")" if values else "(NULL)"
 
 
-def open_cdm(source: str, schema: str | None = None) -> duckdb.DuckDBPyConnection:
-    """The CDM at ``source`` as views of an in-memory DuckDB, one per table the screen reads; checked (``check``)."""
+def open_cdm(source: str, schema: str | None = None, events: bool = True) -> duckdb.DuckDBPyConnection:
+    """The CDM at ``source`` as views of an in-memory DuckDB, one per table the screen reads; checked (``check``).
+    A PostgreSQL URL's views hold only the rows ``extract`` may read, pulled from the server (``omop_postgres``);
+    with ``events`` false no measurement, drug, condition or procedure row: enough to check the CDM and its persons
+    before a run (a folder's or DuckDB file's views are read lazily: ``events`` changes nothing there)."""
     if source.startswith(POSTGRES):
-        raise InputError("--omop", "a PostgreSQL CDM is not read yet: export its tables to Parquet, or a DuckDB file")
+        from osteo_core.ingest import omop_postgres
+
+        con, named = omop_postgres.open_views(source, schema, settings()["tables"], events)
+        try:
+            check(con, named)
+        except BaseException:
+            con.close()
+            raise
+        return con
     path = Path(source)
     con = duckdb.connect(":memory:")
     wanted = [*settings()["tables"]["required"], *settings()["tables"]["optional"]]
@@ -147,25 +158,60 @@ def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return _columns(con, table) is not None
 
 
-def _patient_ids(con: duckdb.DuckDBPyConnection) -> str:
-    """``person_source_value`` when every person has a distinct one (the id a caller can look up), else
-    ``person_id``; made a table ``_ids`` (person_id → patient_id). Returns which."""
-    distinct = con.execute(
-        "SELECT count(*) = count(DISTINCT nullif(trim(CAST(person_source_value AS VARCHAR)), '')) FROM person"
-    ).fetchone()[0]
-    chosen = "person_source_value" if distinct else "person_id"
-    expression = "trim(CAST(person_source_value AS VARCHAR))" if distinct else "CAST(person_id AS VARCHAR)"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ids AS SELECT person_id, {expression} AS patient_id FROM person")
+PATIENT_ID_COLUMNS = ("person_source_value", "person_id")  # --omop-patient-id
+ENROLMENTS = ("birth", "observation_period")  # --omop-enrolment: every living person from birth, or the periods
+_SOURCE_VALUE = "nullif(trim(CAST(person_source_value AS VARCHAR)), '')"
+
+
+def patient_id_column(con: duckdb.DuckDBPyConnection, wanted: str | None = None) -> str:
+    """The CDM column that gives ``patient_id``: ``wanted`` (``--omop-patient-id``), else ``person_source_value``
+    when every person has a distinct non-blank one (the id a caller can look up), else ``person_id``.
+    ``person_source_value`` wanted where it is not distinct is ``InputError`` saying how many persons share one
+    or have none, never which."""
+    if wanted == "person_id":
+        return wanted
+    blank, shared = con.execute(
+        "SELECT count(*) FILTER (WHERE v IS NULL), count(*) FILTER (WHERE v IS NOT NULL AND n > 1)"
+        f" FROM (SELECT {_SOURCE_VALUE} AS v, count(*) OVER (PARTITION BY {_SOURCE_VALUE}) AS n FROM person)"
+    ).fetchone()
+    if not blank and not shared:
+        return "person_source_value"
+    if wanted is None:
+        return "person_id"
+    raise InputError(
+        "--omop-patient-id",
+        f"person_source_value is not a distinct id in this CDM: {shared:,} person(s) share theirs with another"
+        f" and {blank:,} have none; use person_id (the default for such a CDM)",
+    )
+
+
+def _patient_ids(con: duckdb.DuckDBPyConnection, wanted: str | None = None) -> str:
+    """The patient id (``patient_id_column``) and the other id kept beside it (``other_id``: the per-person rows'
+    ``mrn``, shown beside ``patient_id`` in the patients table and the worklist), made a table ``_ids``
+    (person_id → patient_id, other_id). Returns which column gives ``patient_id``."""
+    chosen = patient_id_column(con, wanted)
+    ids = [_SOURCE_VALUE, "CAST(person_id AS VARCHAR)"]
+    patient, other = ids if chosen == "person_source_value" else reversed(ids)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _ids AS SELECT person_id, {patient} AS patient_id, {other} AS other_id"
+        " FROM person"
+    )
     return chosen
 
 
-def extract(con: duckdb.DuckDBPyConnection, folder: Path) -> Extracted:
-    """The CDM's rows the screen reads, written under ``folder`` by input kind (see the module's docstring)."""
+def extract(
+    con: duckdb.DuckDBPyConnection, folder: Path, patient_id: str | None = None, enrolment: str = "birth"
+) -> Extracted:
+    """The CDM's rows the screen reads, written under ``folder`` by input kind (see the module's docstring).
+    ``patient_id``: the column that gives it (``patient_id_column``); ``enrolment``: ``birth`` (every person
+    enrolled from birth) or ``observation_period`` (each period a coverage span of the roster)."""
     omop = settings()
     vocab = omop["vocabularies"]
     birth = omop["birth"]
     counts: dict[str, int] = {}
-    chosen = _patient_ids(con)
+    if enrolment == "observation_period" and not has_table(con, "observation_period"):
+        raise InputError("--omop-enrolment", "observation_period: the CDM has no table 'observation_period'")
+    chosen = _patient_ids(con, patient_id)
     counts["patient_ids_from_person_id"] = int(chosen == "person_id")
     files: dict[str, list[Path]] = {}
 
@@ -217,6 +263,7 @@ def extract(con: duckdb.DuckDBPyConnection, folder: Path) -> Extracted:
                strftime(make_date(TRY_CAST(p.year_of_birth AS BIGINT), {month}, {day}), '%Y-%m-%d') AS birth_date,
                CASE WHEN d.person_id IS NOT NULL THEN 'true' ELSE 'false' END AS deceased,
                strftime(d.death_date, '%Y-%m-%d') AS death_date,
+               i.other_id AS mrn,
                TRY_CAST(p.month_of_birth AS BIGINT) IS NULL OR TRY_CAST(p.day_of_birth AS BIGINT) IS NULL AS _imputed
         FROM person p JOIN _ids i ON i.person_id = p.person_id {death}
         ORDER BY i.patient_id"""
@@ -227,7 +274,21 @@ def extract(con: duckdb.DuckDBPyConnection, folder: Path) -> Extracted:
     files["scans"] = [scans / "measurement.parquet", scans / "person.parquet"]
     roster = folder / "population" / "person.parquet"
     roster.parent.mkdir(parents=True, exist_ok=True)
-    people.select("patient_id", "sex", "birth_date", "death_date").write_parquet(roster)
+    members = people.select("patient_id", "sex", "birth_date", "death_date")
+    if enrolment == "observation_period":  # a claims CDM: each observation period a coverage span
+        periods = _frame(
+            con,
+            """
+            SELECT i.patient_id,
+                   strftime(CAST(o.observation_period_start_date AS DATE), '%Y-%m-%d') AS enrolled_from,
+                   strftime(CAST(o.observation_period_end_date AS DATE), '%Y-%m-%d') AS enrolled_to
+            FROM observation_period o JOIN _ids i ON i.person_id = o.person_id
+            ORDER BY i.patient_id, enrolled_from, enrolled_to""",
+        )
+        counts["observation_periods"] = periods.height
+        members = members.join(periods, on="patient_id", how="inner", maintain_order="left_right")
+        counts["persons_without_observation_period"] = people.height - members.get_column("patient_id").n_unique()
+    members.write_parquet(roster)
     files["population"] = [roster]
 
     if has_table(con, "drug_exposure"):

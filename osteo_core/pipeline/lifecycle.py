@@ -15,7 +15,14 @@ from typing import Any
 from osteo_core.errors import RunRefused, output_errors
 from osteo_core.ingest import omop
 from osteo_core.ingest.readers import Discovered
-from osteo_core.pipeline.request import INPUTS, ScreenRequest, auto_partitions, check_arguments, check_run_order
+from osteo_core.pipeline.request import (
+    INPUTS,
+    ScreenRequest,
+    auto_partitions,
+    check_arguments,
+    check_patient_ids,
+    check_run_order,
+)
 from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RunPaths
 
@@ -33,9 +40,10 @@ def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> 
     paths = RunPaths(Path(request.out), run_id)
     with output_errors(request.out):
         paths.raw.mkdir(parents=True, exist_ok=False)
-    partitions = request.partition_count
     if request.omop:  # the CDM's rows the screen reads, as files in the run's folder (ingest.omop)
         files, partitions = extract_omop(request, paths.folder / OMOP_FOLDER)
+    else:  # (an OMOP source, a PostgreSQL URL among them, is no file to count rows in)
+        partitions = request.partition_count
     return {
         "run_id": run_id,
         "partitions": partitions,
@@ -52,13 +60,23 @@ OMOP_COUNTS = "extraction.json"
 
 def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discovered], int]:
     """Extract the CDM (``ingest.omop``) into ``folder``: the files of each input, and the partitions (as given,
-    else one per 500,000 measurement or person rows). The extraction's counts go to ``extraction.json``."""
+    else one per 500,000 measurement or person rows). The extraction's counts, the column that gave the patient
+    ids, the enrolment and the CDM's release date go to ``extraction.json`` (the manifest's ``omop``). A run whose
+    ids no longer match the published run's is refused here, under the output folder's lock
+    (``request.check_patient_ids``)."""
     con = omop.open_cdm(request.omop, request.omop_schema)
     try:
-        extracted = omop.extract(con, folder)
+        extracted = omop.extract(con, folder, request.omop_patient_id, request.omop_enrolment)
+        released = omop.release_date(con)
     finally:
         con.close()
-    (folder / OMOP_COUNTS).write_text(json.dumps(extracted.counts, indent=2), encoding="utf-8")
+    column = "person_id" if extracted.counts.get("patient_ids_from_person_id") else "person_source_value"
+    entry: dict[str, Any] = {"patient_id_column": column, "enrolment": request.omop_enrolment}
+    entry |= {"release_date": released} | extracted.counts
+    changed = check_patient_ids(request, column, folder)
+    if changed:  # accepted (--accept-input-change): said in the manifest and by osteo screen
+        entry["patient_ids_changed"] = changed
+    (folder / OMOP_COUNTS).write_text(json.dumps(entry, indent=2), encoding="utf-8")
     files = {kind: Discovered(extracted.files.get(kind, [])) for kind in INPUTS}
     partitions = request.partitions or auto_partitions(
         [str(f) for f in files["scans"].files], [str(f) for f in files["population"].files]

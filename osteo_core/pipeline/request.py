@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import gzip
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,9 @@ class ScreenRequest:
 
     scans: list[str]
     out: str = "osteo-out"
-    as_of: str = field(default_factory=lambda: dt.date.today().isoformat())
+    # None: not given (``osteo screen`` without --as-of), made a date by ``resolve_as_of`` before anything is
+    # checked: today, or an OMOP CDM's release date; blank: the day the run starts (a scheduled screen's)
+    as_of: str | None = field(default_factory=lambda: dt.date.today().isoformat())
     rules: str = "standard"
     profile: str = "generic"
     max_reject_rate: float = 0.05
@@ -105,6 +107,8 @@ class ScreenRequest:
     accept_input_change: bool = False  # publish even without a kind of input the last published run had
     omop: str | None = None  # an OMOP CDM (a folder of CDM tables or a DuckDB file) feeding every input
     omop_schema: str | None = None  # the CDM's schema in a DuckDB file (default: main)
+    omop_patient_id: str | None = None  # the CDM column giving patient_id; None: person_source_value if distinct
+    omop_enrolment: str = "birth"  # the CDM's roster: every person from birth, or its observation periods
 
     @property
     def inputs_given(self) -> list[str]:
@@ -149,8 +153,25 @@ class ScreenRequest:
         return given[kind]
 
 
+def resolve_as_of(request: ScreenRequest) -> ScreenRequest:
+    """The request with its as-of date when none was given (``as_of`` None): an OMOP screen's is the CDM's release
+    date (``cdm_source.source_release_date``; today when the CDM gives none), any other's today. Done once, before
+    anything is checked (``check_run_order``, ``check_not_ahead`` and the manifest see the date). A blank as-of
+    date (a scheduled screen's: the day it runs) and a given one are kept."""
+    if request.as_of is not None:
+        return request
+    released = None
+    if request.omop:
+        con = omop.open_cdm(request.omop, request.omop_schema, events=False)  # cdm_source is all it needs
+        try:
+            released = omop.release_date(con)
+        finally:
+            con.close()
+    return replace(request, as_of=released or dt.date.today().isoformat())
+
+
 def as_of_date(request: ScreenRequest) -> dt.date:
-    if not request.as_of:  # a scheduled screen: as of the day it runs
+    if not request.as_of:  # a scheduled screen: as of the day it runs (None: not resolved, the same)
         return dt.date.today()
     try:
         return dt.date.fromisoformat(request.as_of)
@@ -185,6 +206,9 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
             f"{', '.join(fhir_profiles())})",
         )
     check_out_apart(request)
+    if not request.omop and (request.omop_patient_id or request.omop_enrolment != omop.ENROLMENTS[0]):
+        option = "--omop-patient-id" if request.omop_patient_id else "--omop-enrolment"
+        raise InputError(option, "is read with --omop SOURCE only")
     if request.omop:
         check_omop(request, profile)
         files = {kind: Discovered([]) for kind in INPUTS}  # extracted from the CDM into the run (``prepare``)
@@ -225,7 +249,89 @@ def check_omop(request: ScreenRequest, profile: Profile) -> None:
         raise InputError("--omop", f"the CDM feeds every input: give it alone, without {', '.join(given)}")
     if profile.long is None or profile.fhir is not None:
         raise InputError("--profile", f"profile '{profile.name}' does not read an OMOP CDM (omop, omop_unsited_t)")
-    omop.open_cdm(request.omop, request.omop_schema).close()
+    if request.omop_patient_id not in (None, *omop.PATIENT_ID_COLUMNS):
+        raise InputError("--omop-patient-id", f"'{request.omop_patient_id}' is not one of {omop.PATIENT_ID_COLUMNS}")
+    if request.omop_enrolment not in omop.ENROLMENTS:
+        raise InputError("--omop-enrolment", f"'{request.omop_enrolment}' is not one of {omop.ENROLMENTS}")
+    con = omop.open_cdm(request.omop, request.omop_schema, events=False)  # the tables, columns and persons
+    try:
+        if request.omop_enrolment == "observation_period" and not omop.has_table(con, "observation_period"):
+            raise InputError(
+                request.omop, "table 'observation_period' missing (read with --omop-enrolment observation_period)"
+            )
+        column = omop.patient_id_column(con, request.omop_patient_id)
+    finally:
+        con.close()
+    check_patient_ids(request, column)
+
+
+def check_patient_ids(request: ScreenRequest, column: str, extracted: Path | None = None) -> dict[str, Any] | None:
+    """Refuse (exit 2, unless ``--accept-input-change``) an OMOP screen whose patient ids no longer match those of
+    the OMOP run published in ``--out``: its manifest's ``omop.patient_id_column`` is the other column, or (with
+    ``extracted``, this run's extraction folder: ``lifecycle.extract_omop``, under the output folder's lock) fewer
+    than half of this run's patients with a DXA result are in that run's population with the same birth date
+    (a CDM rebuilt with new person_ids: dense ids match, birth dates do not). Gaps, their first_seen and the outreach
+    marks are kept per patient id: such a run would start every gap anew and lose every mark. Counts and column
+    names only. Returns what changed when accepted (for the manifest), else None."""
+    try:
+        published = publish.published_manifest(Path(request.out))
+        before = (published or {}).get("omop", {}).get("patient_id_column")
+    except (OSError, ValueError, AttributeError):
+        return None  # no readable manifest: the run's own reading of the folder says what is wrong
+    if before not in omop.PATIENT_ID_COLUMNS:
+        return None  # no OMOP run published there, or one that did not record its ids
+    assert published is not None
+    changed: dict[str, Any] = {"previous_run_id": published.get("run_id")}
+    if before != column:
+        problem = f"this run's patient ids are the CDM's {column}, the published run's were its {before}"
+        changed |= {"previous_patient_id_column": before}
+    elif extracted is not None and (found := _patients_found(Path(request.out), extracted)) is not None:
+        if found[0] * 2 >= found[1]:
+            return None
+        problem = (
+            f"only {found[0]:,} of this run's {found[1]:,} patients with a DXA result are in the published run's"
+            f" population with the same birth date: the CDM's {column} no longer names the same persons"
+        )
+        changed |= {"patients_found": found[0], "patients_with_a_result": found[1]}
+    else:
+        return None
+    if request.accept_input_change:
+        return changed
+    raise InputError(
+        "--omop",
+        f"{problem} (run {published.get('run_id')}): its gaps would all start anew and lose their outreach marks;"
+        " choose the same ids (--omop-patient-id), screen into another --out, or give --accept-input-change",
+    )
+
+
+def _patients_found(out: Path, extracted: Path) -> tuple[int, int] | None:
+    """(found, of): this run's patients with a DXA result (``extracted``: ``scans/measurement.parquet``, their birth
+    dates from ``scans/person.parquet``) and how many the published run's population lists with the same birth
+    date; None when either side has none to compare."""
+    current = publish.current_run(out)
+    published = sorted((current / "population").glob("*.parquet")) if current is not None else []
+    if not published:
+        return None
+    ids = pl.col("patient_id").cast(pl.Utf8)
+    born = pl.col("birth_date").cast(pl.Utf8)
+    before = pl.scan_parquet(published, glob=False).select(ids, born).unique()
+    people = pl.scan_parquet(extracted / "scans" / "person.parquet", glob=False).select(ids, born)
+    tested = (
+        pl.scan_parquet(extracted / "scans" / "measurement.parquet", glob=False)
+        .select(ids)
+        .unique()
+        .join(people, on="patient_id", how="left")
+    )
+    counts = pl.collect_all(
+        [
+            before.select(pl.len()),
+            tested.select(pl.len()),
+            tested.join(before, on=["patient_id", "birth_date"], how="semi").select(pl.len()),
+        ]
+    )
+    if not counts[0].item() or not counts[1].item():
+        return None
+    return counts[2].item(), counts[1].item()
 
 
 def check_out_apart(request: ScreenRequest) -> None:

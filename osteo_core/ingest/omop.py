@@ -105,6 +105,15 @@ def open_cdm(source: str, schema: str | None = None, events: bool = True) -> duc
                     [where],
                 ).fetchall()
             }
+            schemas = sorted(
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_catalog = 'cdm'"
+                ).fetchall()
+            )
+            if where not in schemas:
+                listed = ", ".join(schemas) or "none"
+                raise InputError(source, f"no table in schema '{where}' (--omop-schema; the file's schemas: {listed})")
             for table in wanted:
                 if table in present:
                     con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM cdm."{where}"."{table}"')

@@ -70,6 +70,7 @@ def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discov
         released = omop.release_date(con)
     finally:
         con.close()
+        del con  # no DuckDB object outlives the extraction (a refusal below must not keep one to interpreter exit)
     column = "person_id" if extracted.counts.get("patient_ids_from_person_id") else "person_source_value"
     entry: dict[str, Any] = {"patient_id_column": column, "enrolment": request.omop_enrolment}
     entry |= {"release_date": released} | extracted.counts

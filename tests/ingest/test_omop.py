@@ -180,3 +180,40 @@ def test_the_shipped_sample_is_the_eunomia_cdm_as_the_readme_runs_it(parquet_run
     assert _screen(data_dir() / "samples" / "omop_sample", tmp_path / "out", "--profile", "omop_unsited_t") == 0
     for table, frame in _published(tmp_path / "out").items():
         assert frame.equals(_published(parquet_run)[table]), table
+
+
+def test_a_renumbered_cdm_is_refused_in_one_line_by_the_installed_command(tmp_path):
+    """Review: the refusal was followed by ~40 lines of "nanobind: leaked 28 instances" (a DuckDB object kept alive
+    to interpreter exit by the refusal's traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    cdm = _cdm_copy(tmp_path)
+    person = pl.read_parquet(cdm / "person.parquet").with_columns(pl.lit("x").alias("person_source_value"))
+    person.write_parquet(cdm / "person.parquet")  # person_id is the patient id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {
+        "PREFECT_HOME": str(tmp_path / "prefect")
+    }
+    osteo = [str(Path(sys.executable).parent / "osteo"), "screen", "--omop", str(cdm), "--profile", "omop_unsited_t"]
+    first = subprocess.run(
+        [*osteo, "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, check=False
+    )
+    assert first.returncode == 0, first.stderr
+    for table in ("person", "measurement", "death", "drug_exposure", "condition_occurrence", "procedure_occurrence"):
+        frame = pl.read_parquet(cdm / f"{table}.parquet")
+        frame.with_columns(pl.col("person_id") + 1000).write_parquet(cdm / f"{table}.parquet")
+    again = subprocess.run(
+        [*osteo, "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, check=False
+    )
+    assert again.returncode == 2
+    assert again.stderr.count("\n") == 1 and "no longer names the same persons" in again.stderr
+
+
+def test_a_duckdb_file_without_the_schema_asked_for_names_the_schemas_it_has(tmp_path, capsys):
+    """Review: a wrong or missing --omop-schema said "table 'person' missing"."""
+    database = _duckdb_file(tmp_path / "cdm.duckdb", schema="cdm54")
+    for more in ([], ["--omop-schema", "nope"]):
+        assert _screen(database, tmp_path / "out", "--profile", "omop_unsited_t", *more) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "the file's schemas: cdm54" in err

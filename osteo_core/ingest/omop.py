@@ -9,8 +9,8 @@ input (``data/reference/omop.toml`` says which vocabulary is which):
 - ``measurement`` rows of a DXA LOINC concept (``dxa_loinc.toml``) → a long export (patient, exam = the visit, else
   patient and date, code, text, value, unit), read with the ``omop`` profiles as the FHIR export is: the text is the
   source's own (``measurement_source_value``; the concept's name is the code's meaning, and 38265-5's names the radius
-  even where the source used it for any T-score); the value is ``value_as_number``, else a numeric
-  ``value_source_value`` (counted);
+  even where the source used it for any T-score); the value is ``value_as_number``, else ``value_source_value`` as
+  written (counted; one that is not a number is quarantined by the screen's checks, never dropped);
 - ``person`` (+ ``death``) → per-patient rows (sex from ``gender_concept_id``, else its source value; the birth date,
   a missing month or day put in the middle of the period and counted; the death) and the population roster (every
   person, enrolled from birth: an EHR-built CDM's observation periods end at the last event);
@@ -227,10 +227,12 @@ def extract(
     # scans: DXA results, and the persons' sex, birth date and death
     grid = reference.dxa_loinc().get_column("code").to_list()
     source_value = "trim(CAST(m.value_source_value AS VARCHAR))"
+    # value_as_number, else the source value as written: a number is read; anything else ('-2,7', '<-2.5') reaches
+    # validation as written and is quarantined there as not a number, never dropped
     value = (
         "CASE WHEN TRY_CAST(m.value_as_number AS DOUBLE) IS NOT NULL"
         " THEN CAST(TRY_CAST(m.value_as_number AS DOUBLE) AS VARCHAR) "
-        f"WHEN TRY_CAST({source_value} AS DOUBLE) IS NOT NULL THEN {source_value} END"
+        f"ELSE nullif({source_value}, '') END"
     )
     measurement = f"""
         SELECT i.patient_id,

@@ -217,3 +217,20 @@ def test_a_duckdb_file_without_the_schema_asked_for_names_the_schemas_it_has(tmp
         assert _screen(database, tmp_path / "out", "--profile", "omop_unsited_t", *more) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "the file's schemas: cdm54" in err
+
+
+def test_a_source_value_that_is_not_a_number_is_quarantined_as_written_never_dropped(tmp_path):
+    """Review: '-2,7', '<-2.5' and '' became NULL, so the exam was quarantined for having no score, with no word of
+    the value that could not be read."""
+    cdm = _cdm_copy(tmp_path)
+    measurement = pl.read_parquet(cdm / "measurement.parquet")
+    dxa = pl.col("measurement_concept_id") == 3049273  # Eunomia's LOINC 38265-5
+    written = pl.col("value_source_value").replace({"-2.7": "-2,7", "-0.4": "<-2.5"})
+    measurement.with_columns(
+        pl.when(dxa).then(written).otherwise(pl.col("value_source_value")).alias("value_source_value")
+    ).write_parquet(cdm / "measurement.parquet")
+    assert _screen(cdm, tmp_path / "out", "--profile", "omop_unsited_t", "--max-reject-rate", "1") == 0
+    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine.parquet").filter(pl.col("column") == "unspecified_t")
+    assert sorted(quarantine.get_column("value").to_list()) == ["-2,7", "<-2.5"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["omop"]["values_from_source_value"] == 3

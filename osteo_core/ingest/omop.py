@@ -275,7 +275,9 @@ def extract(
                CASE WHEN d.person_id IS NOT NULL THEN 'true' ELSE 'false' END AS deceased,
                strftime(d.death_date, '%Y-%m-%d') AS death_date,
                i.other_id AS mrn,
-               TRY_CAST(p.month_of_birth AS BIGINT) IS NULL OR TRY_CAST(p.day_of_birth AS BIGINT) IS NULL AS _imputed
+               TRY_CAST(p.year_of_birth AS BIGINT) IS NOT NULL
+               AND (TRY_CAST(p.month_of_birth AS BIGINT) IS NULL OR TRY_CAST(p.day_of_birth AS BIGINT) IS NULL)
+               AS _imputed
         FROM person p JOIN _ids i ON i.person_id = p.person_id {death}
         ORDER BY i.patient_id"""
     people = _frame(con, person)

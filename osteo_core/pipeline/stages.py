@@ -40,7 +40,7 @@ from osteo_core.errors import (
     output_errors,
 )
 from osteo_core.gaps.lsc import load_device_lsc
-from osteo_core.ingest.profiles import load_profile, roster_routing
+from osteo_core.ingest.profiles import load_profile, roster_routing, shipped_profiles
 from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of, unreadable
 from osteo_core.measures.members import no_summary, summary
 from osteo_core.measures.specs import calendar_period
@@ -419,6 +419,13 @@ def top_checks(quarantine: Path, most: int = TOP_CHECKS) -> list[str]:
     ]
     if counts.height > most:
         lines.append(f"  … and {counts.height - most} more check(s) in {quarantine}")
+    if "site_stated" in counts.head(most).get_column("check").to_list():
+        unsited = [name for name in shipped_profiles() if load_profile(name).unsited_t]
+        lines.append(
+            "  (site_stated: a score whose site neither its code nor its text states. An export that writes one"
+            f" T-score per exam without a site is read by a profile that uses it: {', '.join(unsited)};"
+            " docs/inputs.md)"
+        )
     return lines
 
 

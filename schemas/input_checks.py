@@ -96,6 +96,18 @@ def typed_scans_schema(
     return pa.DataFrameSchema(columns, name="scans_typed", strict=False)
 
 
+def _typed_events_schema(name: str, fields, checks: dict[str, list]) -> pa.DataFrameSchema:
+    """An event export's parsed values: each field in its type, nullable, with the checks named for it."""
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
+            for f in fields
+        },
+        name=name,
+        strict=False,
+    )
+
+
 def raw_meds_schema(date_formats: list[str], decimal: str = ".", types: Types | None = None) -> pa.DataFrameSchema:
     return text_schema("medications_raw", MEDS_FIELDS, date_formats, EVENT_WORDS, [], decimal=decimal, types=types)
 
@@ -105,14 +117,7 @@ def typed_meds_schema(as_of: dt.date, bounds: dict[str, Any]) -> pa.DataFrameSch
         "event_date": [not_after("not_after_as_of", as_of)],
         "days_supply": [range_check(bounds["ranges"]["days_supply"])],
     }
-    return pa.DataFrameSchema(
-        {
-            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
-            for f in MEDS_FIELDS
-        },
-        name="medications_typed",
-        strict=False,
-    )
+    return _typed_events_schema("medications_typed", MEDS_FIELDS, checks)
 
 
 def raw_fractures_schema(date_formats: list[str], decimal: str = ".", types: Types | None = None) -> pa.DataFrameSchema:
@@ -128,14 +133,7 @@ def raw_fractures_schema(date_formats: list[str], decimal: str = ".", types: Typ
 
 def typed_fractures_schema(as_of: dt.date) -> pa.DataFrameSchema:
     checks = {"fracture_date": [not_after("not_after_as_of", as_of)]}
-    return pa.DataFrameSchema(
-        {
-            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
-            for f in FRACTURES_FIELDS
-        },
-        name="fractures_typed",
-        strict=False,
-    )
+    return _typed_events_schema("fractures_typed", FRACTURES_FIELDS, checks)
 
 
 def raw_dxa_procedures_schema(
@@ -148,14 +146,7 @@ def raw_dxa_procedures_schema(
 
 def typed_dxa_procedures_schema(as_of: dt.date) -> pa.DataFrameSchema:
     checks = {"procedure_date": [not_after("not_after_as_of", as_of)]}
-    return pa.DataFrameSchema(
-        {
-            f.name: pa.Column(DTYPES[f.kind], checks=checks.get(f.name, []), nullable=True, description=f.description)
-            for f in DXA_PROCEDURES_FIELDS
-        },
-        name="dxa_procedures_typed",
-        strict=False,
-    )
+    return _typed_events_schema("dxa_procedures_typed", DXA_PROCEDURES_FIELDS, checks)
 
 
 def raw_population_schema(date_formats: list[str], words: Words, types: Types | None = None) -> pa.DataFrameSchema:

@@ -640,6 +640,17 @@ def omop_notes(manifest: dict) -> list[str]:
     if column:
         other = "person_id" if column == "person_source_value" else "person_source_value"
         notes.append(f"patient_id: the CDM's {column} ({other} beside it as mrn)")
+    from osteo_core.ingest import omop  # a screen ran: its imports are loaded
+
+    tables = entry.get("tables", {})
+    if tables:
+        notes.append("CDM rows read: " + ", ".join(f"{t} {a['read']:,} of {a['rows']:,}" for t, a in tables.items()))
+    orphans = {t: a["not_read"].get(omop.UNKNOWN_PERSON, 0) for t, a in tables.items()}
+    if any(orphans.values()):
+        notes.append(
+            "CDM rows of a person_id not in table 'person' (not read): "
+            + ", ".join(f"{t} {n:,}" for t, n in orphans.items() if n)
+        )
     if entry.get("enrolment") == "observation_period":
         without = entry.get("persons_without_observation_period", 0)
         notes.append(

@@ -54,6 +54,22 @@ class Extracted:
 
     files: dict[str, list[Path]]
     counts: dict[str, int] = field(default_factory=dict)
+    # CDM table → {"rows", "read", "not_read": {reason: rows}, "file"}: every row of each table read is read or
+    # not read by reason (``account``); the screen's quarantine adds what it set aside of the rows read
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Why a row of a CDM table is not read: a concept the screen does not use (per table), or a person_id that is not in
+# ``person`` (an orphan row: no sex or birth date to screen it with), or a person's second record of a death
+UNKNOWN_PERSON = "person_not_in_person_table"
+NOT_USED = {
+    "measurement": "not_a_dxa_result",
+    "drug_exposure": "not_an_osteoporosis_drug",
+    "condition_occurrence": "not_a_fracture_or_osteoporosis",
+    "procedure_occurrence": "not_a_dxa_procedure",
+}
+LATER_DEATH = "another_record_of_the_death"
+ROW_COUNTS = "_omop_table_rows"  # (table_name, rows): a PostgreSQL CDM's own row counts (its views hold fewer)
 
 
 def _sql_text(value: str) -> str:
@@ -72,7 +88,7 @@ def open_cdm(source: str, schema: str | None = None, events: bool = True) -> duc
     if source.startswith(POSTGRES):
         from osteo_core.ingest import omop_postgres
 
-        con, named = omop_postgres.open_views(source, schema, settings()["tables"], events)
+        con, named = omop_postgres.open_views(source, schema, settings()["tables"], events, ROW_COUNTS)
         try:
             check(con, named)
         except BaseException:
@@ -154,8 +170,14 @@ def check(con: duckdb.DuckDBPyConnection, source: str) -> None:
             missing = [c for c in needed if c not in have]
             if missing:
                 raise InputError(source, f"table '{table}': column '{missing[0]}' missing")
+    missing_id, repeated = con.execute(
+        "SELECT count(*) FILTER (WHERE person_id IS NULL), count(person_id) - count(DISTINCT person_id) FROM person"
+    ).fetchall()[0]
+    if missing_id or repeated:  # the CDM's key: every event row names its person by it
+        said = f"{missing_id:,} row(s) without a person_id" if missing_id else f"{repeated:,} person_id(s) repeated"
+        raise InputError(source, f"table 'person': {said} (person_id identifies one person)")
     loinc = settings()["vocabularies"]["loinc"]
-    if not con.execute("SELECT count(*) FROM concept WHERE vocabulary_id = ?", [loinc]).fetchone()[0]:
+    if not con.execute("SELECT count(*) FROM concept WHERE vocabulary_id = ?", [loinc]).fetchall()[0][0]:
         raise InputError(source, f"table 'concept' holds no {loinc} concept: DXA results cannot be recognised")
 
 
@@ -182,7 +204,7 @@ def patient_id_column(con: duckdb.DuckDBPyConnection, wanted: str | None = None)
     blank, shared = con.execute(
         "SELECT count(*) FILTER (WHERE v IS NULL), count(*) FILTER (WHERE v IS NOT NULL AND n > 1)"
         f" FROM (SELECT {_SOURCE_VALUE} AS v, count(*) OVER (PARTITION BY {_SOURCE_VALUE}) AS n FROM person)"
-    ).fetchone()
+    ).fetchall()[0]
     if not blank and not shared:
         return "person_source_value"
     if wanted is None:
@@ -218,6 +240,7 @@ def extract(
     vocab = omop["vocabularies"]
     birth = omop["birth"]
     counts: dict[str, int] = {}
+    tables: dict[str, dict[str, Any]] = {}
     if enrolment == "observation_period" and not has_table(con, "observation_period"):
         raise InputError("--omop-enrolment", "observation_period: the CDM has no table 'observation_period'")
     chosen = _patient_ids(con, patient_id)
@@ -242,16 +265,16 @@ def extract(
                CAST(c.concept_code AS VARCHAR) AS code,
                nullif(trim(CAST(m.measurement_source_value AS VARCHAR)), '') AS text, {value} AS value,
                CAST(m.unit_source_value AS VARCHAR) AS unit,
-               TRY_CAST(m.value_as_number AS DOUBLE) IS NULL AND {value} IS NOT NULL AS _from_source
+               TRY_CAST(m.value_as_number AS DOUBLE) IS NULL AND {value} IS NOT NULL AS _from_source,
+               i.person_id IS NULL AS _unknown_person
         FROM measurement m
         JOIN concept c ON c.concept_id = m.measurement_concept_id
-        JOIN _ids i ON i.person_id = m.person_id
+        LEFT JOIN _ids i ON i.person_id = m.person_id
         WHERE c.vocabulary_id = {_sql_text(vocab["loinc"])} AND CAST(c.concept_code AS VARCHAR) IN {_sql_list(grid)}
         ORDER BY i.patient_id, exam_date"""
-    rows = _frame(con, measurement)
-    counts["values_from_source_value"] = int(rows.get_column("_from_source").sum() or 0)
     scans = folder / "scans"
-    scans.mkdir(parents=True, exist_ok=True)
+    rows = _read(con, "measurement", measurement, scans / "measurement.parquet", tables)
+    counts["values_from_source_value"] = int(rows.get_column("_from_source").sum() or 0)
     rows.drop("_from_source").write_parquet(scans / "measurement.parquet")
     female, male = omop["gender"]["F"], omop["gender"]["M"]
     death = (
@@ -281,6 +304,9 @@ def extract(
         FROM person p JOIN _ids i ON i.person_id = p.person_id {death}
         ORDER BY i.patient_id"""
     people = _frame(con, person)
+    tables["person"] = account(table_rows(con, "person"), people.height, {}, scans / "person.parquet")
+    if has_table(con, "death"):
+        tables["death"] = _deaths(con)
     counts["birth_dates_imputed"] = int(people.get_column("_imputed").sum() or 0)
     people = people.drop("_imputed")
     people.write_parquet(scans / "person.parquet")
@@ -289,14 +315,18 @@ def extract(
     roster.parent.mkdir(parents=True, exist_ok=True)
     members = people.select("patient_id", "sex", "birth_date", "death_date")
     if enrolment == "observation_period":  # a claims CDM: each observation period a coverage span
-        periods = _frame(
+        periods = _read(
             con,
+            "observation_period",
             """
             SELECT i.patient_id,
                    strftime(CAST(o.observation_period_start_date AS DATE), '%Y-%m-%d') AS enrolled_from,
-                   strftime(CAST(o.observation_period_end_date AS DATE), '%Y-%m-%d') AS enrolled_to
-            FROM observation_period o JOIN _ids i ON i.person_id = o.person_id
+                   strftime(CAST(o.observation_period_end_date AS DATE), '%Y-%m-%d') AS enrolled_to,
+                   i.person_id IS NULL AS _unknown_person
+            FROM observation_period o LEFT JOIN _ids i ON i.person_id = o.person_id
             ORDER BY i.patient_id, enrolled_from, enrolled_to""",
+            roster,
+            tables,
         )
         counts["observation_periods"] = periods.height
         members = members.join(periods, on="patient_id", how="inner", maintain_order="left_right")
@@ -305,15 +335,69 @@ def extract(
     files["population"] = [roster]
 
     if has_table(con, "drug_exposure"):
-        files["meds"] = [_drugs(con, folder / "meds" / "drug_exposure.parquet", vocab, counts)]
+        files["meds"] = [_drugs(con, folder / "meds" / "drug_exposure.parquet", vocab, counts, tables)]
     if has_table(con, "condition_occurrence"):
-        files["fractures"] = [_conditions(con, folder / "fractures" / "condition_occurrence.parquet", vocab)]
+        files["fractures"] = [_conditions(con, folder / "fractures" / "condition_occurrence.parquet", vocab, tables)]
     if has_table(con, "procedure_occurrence"):
-        files["dxa_procedures"] = [_procedures(con, folder / "dxa_procedures" / "procedure_occurrence.parquet", vocab)]
-    return Extracted(files, counts)
+        target = folder / "dxa_procedures" / "procedure_occurrence.parquet"
+        files["dxa_procedures"] = [_procedures(con, target, vocab, tables)]
+    return Extracted(files, counts, tables)
 
 
-def _drugs(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any], counts: dict[str, int]) -> Path:
+def table_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """A CDM table's rows: as the server counted them for a PostgreSQL CDM (its views hold only the rows the
+    extraction may read: ``omop_postgres``), else the view's."""
+    if has_table(con, ROW_COUNTS):
+        found = con.execute(f'SELECT "rows" FROM "{ROW_COUNTS}" WHERE table_name = ?', [table]).fetchall()
+        if found:
+            return int(found[0][0])
+    return int(con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0])
+
+
+def account(rows: int, read: int, not_read: dict[str, int], file: Path | None = None) -> dict[str, Any]:
+    """One CDM table's row accounting: ``rows`` = ``read`` + the rows not read, by reason (a reason with none is
+    kept, as 0: the reader sees what was looked for). ``file``: where the rows read went, for the quarantine."""
+    if read + sum(not_read.values()) != rows:
+        raise AssertionError(f"OMOP row accounting does not hold: {rows} rows, {read} read, {not_read} not read")
+    entry: dict[str, Any] = {"rows": rows, "read": read, "not_read": not_read}
+    if file is not None:
+        entry["file"] = str(file)
+    return entry
+
+
+def _read(
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, target: Path, tables: dict[str, dict[str, Any]]
+) -> pl.DataFrame:
+    """The rows of ``table`` that ``sql`` keeps (a concept the screen uses), less those of a person not in
+    ``person`` (its ``_unknown_person``); ``table``'s account (``account``) goes to ``tables``."""
+    rows = _frame(con, sql)
+    unknown = int(rows.get_column("_unknown_person").sum() or 0)
+    rows = rows.filter(pl.col("_unknown_person").not_()).drop("_unknown_person")
+    total = table_rows(con, table)
+    not_read = {NOT_USED[table]: total - rows.height - unknown} if table in NOT_USED else {}
+    tables[table] = account(total, rows.height, not_read | {UNKNOWN_PERSON: unknown}, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return rows
+
+
+def _deaths(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """``death``'s account: a person's first record read (the earliest date), any other not read, and a record of a
+    person not in ``person`` (a PostgreSQL CDM's ``death`` is read whole: its view holds every row)."""
+    rows, unknown, read = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE i.person_id IS NULL),"
+        " count(DISTINCT d.person_id) FILTER (WHERE i.person_id IS NOT NULL)"
+        " FROM death d LEFT JOIN _ids i ON i.person_id = d.person_id"
+    ).fetchall()[0]
+    return account(rows, read, {LATER_DEATH: rows - unknown - read, UNKNOWN_PERSON: unknown})
+
+
+def _drugs(
+    con: duckdb.DuckDBPyConnection,
+    target: Path,
+    vocab: dict[str, Any],
+    counts: dict[str, int],
+    tables: dict[str, dict[str, Any]],
+) -> Path:
     """Exposures of a drug the screen knows: by RxNorm concept code, else the code in ``drug_source_value``
     (``'904419.0'``), else a drug word of ``drugs.toml`` in the concept's name."""
     codes = reference.rxnorm_codes().select("code", "drug", "strength_mg")
@@ -332,22 +416,24 @@ def _drugs(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any], 
                                         CAST(e.drug_exposure_end_date AS DATE)) + 1 AS VARCHAR)
                END AS days_supply,
                CAST(coalesce(r.strength_mg, s.strength_mg) AS VARCHAR) AS dose_mg,
-               coalesce(TRY_CAST(e.days_supply AS BIGINT) <= 0, true) AS _supply_made
+               coalesce(TRY_CAST(e.days_supply AS BIGINT) <= 0, true) AS _supply_made,
+               i.person_id IS NULL AS _unknown_person
         FROM drug_exposure e
-        JOIN _ids i ON i.person_id = e.person_id
+        LEFT JOIN _ids i ON i.person_id = e.person_id
         LEFT JOIN concept c ON c.concept_id = e.drug_concept_id
         LEFT JOIN _rxnorm r ON c.vocabulary_id IN {rxnorm} AND r.code = CAST(c.concept_code AS VARCHAR)
         LEFT JOIN _rxnorm s ON s.code = {source_code}
         WHERE r.drug IS NOT NULL OR s.drug IS NOT NULL OR regexp_matches(lower(c.concept_name), '{pattern}')
         ORDER BY i.patient_id, event_date"""
-    rows = _frame(con, sql)
+    rows = _read(con, "drug_exposure", sql, target, tables)
     counts["days_supply_from_dates_or_default"] = int(rows.get_column("_supply_made").sum() or 0)
-    target.parent.mkdir(parents=True, exist_ok=True)
     rows.drop("_supply_made").write_parquet(target)
     return target
 
 
-def _conditions(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any]) -> Path:
+def _conditions(
+    con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any], tables: dict[str, dict[str, Any]]
+) -> Path:
     """Fractures and osteoporosis: an ICD-10 source value with a fracture or osteoporosis prefix (read as the
     fractures export reads it), else a SNOMED CT concept of ``fracture_codes.toml`` (its site and ICD-10 category),
     as a FHIR Condition is read."""
@@ -360,18 +446,22 @@ def _conditions(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, A
     sql = f"""
         SELECT i.patient_id, strftime(CAST(o.condition_start_date AS DATE), '%Y-%m-%d') AS fracture_date,
                CASE WHEN NOT ({starts}) THEN s.site END AS site,
-               CASE WHEN {starts} THEN trim(CAST(o.condition_source_value AS VARCHAR)) ELSE s.icd10 END AS icd10
+               CASE WHEN {starts} THEN trim(CAST(o.condition_source_value AS VARCHAR)) ELSE s.icd10 END AS icd10,
+               i.person_id IS NULL AS _unknown_person
         FROM condition_occurrence o
-        JOIN _ids i ON i.person_id = o.person_id
+        LEFT JOIN _ids i ON i.person_id = o.person_id
         LEFT JOIN concept c ON c.concept_id = o.condition_concept_id
         LEFT JOIN _snomed s
             ON c.vocabulary_id = {_sql_text(vocab["snomed"])} AND s.code = CAST(c.concept_code AS VARCHAR)
         WHERE s.code IS NOT NULL OR {starts}
         ORDER BY i.patient_id, fracture_date"""
-    return _written(con, sql, target)
+    _read(con, "condition_occurrence", sql, target, tables).write_parquet(target)
+    return target
 
 
-def _procedures(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any]) -> Path:
+def _procedures(
+    con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, Any], tables: dict[str, dict[str, Any]]
+) -> Path:
     """DXA procedures (``dxa_procedures.toml``, each code's system as the CDM's vocabulary)."""
     systems = vocab["procedure_systems"]
     pairs = [
@@ -385,24 +475,67 @@ def _procedures(con: duckdb.DuckDBPyConnection, target: Path, vocab: dict[str, A
     )
     sql = f"""
         SELECT i.patient_id, strftime(CAST(p.procedure_date AS DATE), '%Y-%m-%d') AS procedure_date,
-               CAST(c.concept_code AS VARCHAR) AS code
+               CAST(c.concept_code AS VARCHAR) AS code, i.person_id IS NULL AS _unknown_person
         FROM procedure_occurrence p
-        JOIN _ids i ON i.person_id = p.person_id
+        LEFT JOIN _ids i ON i.person_id = p.person_id
         JOIN concept c ON c.concept_id = p.procedure_concept_id
         WHERE {wanted or "false"}
         ORDER BY i.patient_id, procedure_date"""
-    return _written(con, sql, target)
-
-
-def _written(con: duckdb.DuckDBPyConnection, sql: str, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _frame(con, sql).write_parquet(target)
+    _read(con, "procedure_occurrence", sql, target, tables).write_parquet(target)
     return target
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the checks before a run need of a CDM, asked in one opening (``probe``)."""
+
+    release_date: str | None  # cdm_source.source_release_date
+    patient_id_column: str  # the column that gives patient_id (``patient_id_column``)
+    has_observation_period: bool
+
+
+_probed: dict[tuple, Probe] = {}
+
+
+def _fingerprint(source: str) -> tuple | None:
+    """A folder's or DuckDB file's state (each table file's name, size and modification time): a CDM rewritten
+    in place is probed again. None for a PostgreSQL URL (its probes last until ``forget``)."""
+    if source.startswith(POSTGRES):
+        return None
+    path = Path(source)
+    try:
+        entries = sorted(path.iterdir()) if path.is_dir() else [path]
+        return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
+    except OSError:
+        return ("unreadable",)
+
+
+def probe(source: str, schema: str | None = None, patient_id: str | None = None) -> Probe:
+    """The CDM checked (``open_cdm`` without its event rows) and what the checks before a run ask of it, opened
+    once per screen: ``osteo screen`` asks for the as-of date, then checks its arguments before the engine starts
+    and again under the output folder's lock; each would otherwise open the CDM (a PostgreSQL CDM's persons pulled
+    each time). A refusal is never kept: it is asked again. ``forget`` ends a screen's probes."""
+    key = (source, schema, patient_id, _fingerprint(source))
+    if key not in _probed:
+        con = open_cdm(source, schema, events=False)
+        try:
+            _probed[key] = Probe(
+                release_date(con), patient_id_column(con, patient_id), has_table(con, "observation_period")
+            )
+        finally:
+            con.close()
+            del con
+    return _probed[key]
+
+
+def forget() -> None:
+    """Forget every probe (``probe``): a screen's end."""
+    _probed.clear()
 
 
 def release_date(con: duckdb.DuckDBPyConnection) -> str | None:
     """The CDM's release date (``cdm_source.source_release_date``), when it has one."""
     if not has_table(con, "cdm_source"):
         return None
-    found = con.execute("SELECT max(CAST(source_release_date AS DATE)) FROM cdm_source").fetchone()[0]
+    found = con.execute("SELECT max(CAST(source_release_date AS DATE)) FROM cdm_source").fetchall()[0][0]
     return None if found is None else str(found)[:10]

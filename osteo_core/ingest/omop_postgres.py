@@ -86,13 +86,18 @@ def _reason(exc: psycopg.Error) -> str:
 
 
 def open_views(
-    source: str, schema: str | None, tables: dict[str, dict[str, list[str]]], events: bool = True
+    source: str,
+    schema: str | None,
+    tables: dict[str, dict[str, list[str]]],
+    events: bool = True,
+    row_counts: str = "_table_rows",
 ) -> tuple[duckdb.DuckDBPyConnection, str]:
     """The CDM at the URL ``source`` as views of an in-memory DuckDB, one per table of ``tables`` (``omop.toml``'s
     required and optional) found in ``schema``, and the name to give it in messages (the URL, which holds no
     credential, and the schema). With ``events`` false the event tables (``EVENTS``) are given without rows and
     ``concept`` with one LOINC concept: enough for ``omop.check`` and the persons' checks, before a run extracts.
-    A CDM missing a table or column is given without any row: ``omop.check`` names what is missing."""
+    A CDM missing a table or column is given without any row: ``omop.check`` names what is missing. With the
+    event rows, a table named ``row_counts`` holds each event table's own row count (the accounting's)."""
     given = connection_settings(source)
     schema = schema or SCHEMA
     named = f"{source} (schema {schema})"
@@ -120,6 +125,8 @@ def open_views(
             )
             filters = _filters(cur, schema) if events and whole else {}
             loinc = shipped_toml(reference.OMOP)["vocabularies"]["loinc"]
+            if filters:  # each filtered table's own rows, counted in the same snapshot (the extraction's accounting)
+                con.register(row_counts, _row_counts(cur, schema, [t for t in EVENTS if t in present]))
             for table, columns in present.items():
                 if not whole or (not events and table in EVENTS):
                     con.register(table, _empty(columns))
@@ -217,6 +224,15 @@ def _filters(cur: psycopg.Cursor, schema: str) -> dict[str, tuple[str, list[Any]
         ),
         "procedure_occurrence": ("procedure_concept_id = ANY(%s)", [ids["procedure_occurrence"]]),
     }
+
+
+def _row_counts(cur: psycopg.Cursor, schema: str, tables: list[str]) -> pa.Table:
+    """(table_name, rows): each table's rows as the server counts them (``omop.table_rows``)."""
+    counts = []
+    for table in tables:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+        counts.append(cur.fetchone()[0])
+    return pa.table({"table_name": pa.array(tables, pa.string()), "rows": pa.array(counts, pa.int64())})
 
 
 def _like(text: str) -> str:

@@ -23,6 +23,7 @@ from osteo_core import reference
 from osteo_core.decide.conditions import CONDITIONS
 from osteo_core.decide.rules import RuleSet, load_rules, shipped_rule_sets
 from osteo_core.ingest import fhir
+from osteo_core.ingest.omop import LATER_DEATH, NOT_USED, UNKNOWN_PERSON
 from osteo_core.ingest.profiles import fhir_profiles, load_profile, shipped_profiles
 from osteo_core.resources import shipped_toml
 from schemas import readers
@@ -358,7 +359,19 @@ def _omop_section() -> list[str]:
         "- DXA procedures: `procedure_occurrence` of a code of `dxa_procedures.toml` ("
         + ", ".join(f"`{system}` as {v}" for system, v in vocab["procedure_systems"].items())
         + ").",
-        "- A CDM without a required table or column, or whose `concept` holds no LOINC concept, is exit 2 naming it.",
+        "- A CDM without a required table or column, whose `concept` holds no LOINC concept, or whose `person`",
+        "  repeats a `person_id` or has a row without one, is exit 2 naming the table (and the column).",
+        "- Row accounting per CDM table (the manifest's `omop.tables`, and the summary's `CDM rows read`): each",
+        "  table read gives its `rows` = `read` + the rows `not_read`, by reason; `quarantined`: the rows read that",
+        "  the screen's quarantine names (`file`: where in the run they were written). A PostgreSQL table's `rows`",
+        "  are the server's count, in the same transaction. The reasons:",
+        *(
+            f"  - `{reason}`: a `{table}` row whose concept (or source value) no code table above names"
+            for table, reason in NOT_USED.items()
+        ),
+        f"  - `{UNKNOWN_PERSON}`: a row whose `person_id` is not in `person` (no sex or birth date to screen it",
+        "    with; said in the summary)",
+        f"  - `{LATER_DEATH}`: a person's second record in `death` (the earliest is read)",
         "",
     ]
 

@@ -4,7 +4,6 @@ this run wrote (never the published run; a refused run keeps its folder, its qua
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -13,14 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from osteo_core.errors import RunRefused, output_errors
-from osteo_core.ingest import omop
-from osteo_core.ingest.readers import Discovered
+from osteo_core.pipeline.omop_run import OMOP_FOLDER, extract_omop
 from osteo_core.pipeline.request import (
-    INPUTS,
     ScreenRequest,
-    auto_partitions,
     check_arguments,
-    check_patient_ids,
     check_run_order,
 )
 from osteo_core.publish import folder as publish
@@ -52,37 +47,6 @@ def prepare(request: ScreenRequest, run_id: str | None = None, checked=None) -> 
         "profile": profile.name,
         "rules": rules.label,
     }
-
-
-OMOP_FOLDER = "omop"  # in the run's folder: what was extracted from the CDM, and extraction.json (its counts)
-OMOP_COUNTS = "extraction.json"
-
-
-def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discovered], int]:
-    """Extract the CDM (``ingest.omop``) into ``folder``: the files of each input, and the partitions (as given,
-    else one per 500,000 measurement or person rows). The extraction's counts, the column that gave the patient
-    ids, the enrolment and the CDM's release date go to ``extraction.json`` (the manifest's ``omop``). A run whose
-    ids no longer match the published run's is refused here, under the output folder's lock
-    (``request.check_patient_ids``)."""
-    con = omop.open_cdm(request.omop, request.omop_schema)
-    try:
-        extracted = omop.extract(con, folder, request.omop_patient_id, request.omop_enrolment)
-        released = omop.release_date(con)
-    finally:
-        con.close()
-        del con  # no DuckDB object outlives the extraction (a refusal below must not keep one to interpreter exit)
-    column = "person_id" if extracted.counts.get("patient_ids_from_person_id") else "person_source_value"
-    entry: dict[str, Any] = {"patient_id_column": column, "enrolment": request.omop_enrolment}
-    entry |= {"release_date": released} | extracted.counts
-    changed = check_patient_ids(request, column, folder)
-    if changed:  # accepted (--accept-input-change): said in the manifest and by osteo screen
-        entry["patient_ids_changed"] = changed
-    (folder / OMOP_COUNTS).write_text(json.dumps(entry, indent=2), encoding="utf-8")
-    files = {kind: Discovered(extracted.files.get(kind, [])) for kind in INPUTS}
-    partitions = request.partitions or auto_partitions(
-        [str(f) for f in files["scans"].files], [str(f) for f in files["population"].files]
-    )
-    return files, partitions
 
 
 def new_run_id() -> str:

@@ -160,13 +160,9 @@ def resolve_as_of(request: ScreenRequest) -> ScreenRequest:
     date (a scheduled screen's: the day it runs) and a given one are kept."""
     if request.as_of is not None:
         return request
-    released = None
-    if request.omop:
-        con = omop.open_cdm(request.omop, request.omop_schema, events=False)  # cdm_source is all it needs
-        try:
-            released = omop.release_date(con)
-        finally:
-            con.close()
+    released = (
+        omop.probe(request.omop, request.omop_schema, request.omop_patient_id).release_date if request.omop else None
+    )
     return replace(request, as_of=released or dt.date.today().isoformat())
 
 
@@ -253,22 +249,18 @@ def check_omop(request: ScreenRequest, profile: Profile) -> None:
         raise InputError("--omop-patient-id", f"'{request.omop_patient_id}' is not one of {omop.PATIENT_ID_COLUMNS}")
     if request.omop_enrolment not in omop.ENROLMENTS:
         raise InputError("--omop-enrolment", f"'{request.omop_enrolment}' is not one of {omop.ENROLMENTS}")
-    con = omop.open_cdm(request.omop, request.omop_schema, events=False)  # the tables, columns and persons
-    try:
-        if request.omop_enrolment == "observation_period" and not omop.has_table(con, "observation_period"):
-            raise InputError(
-                request.omop, "table 'observation_period' missing (read with --omop-enrolment observation_period)"
-            )
-        column = omop.patient_id_column(con, request.omop_patient_id)
-    finally:
-        con.close()
-    check_patient_ids(request, column)
+    found = omop.probe(request.omop, request.omop_schema, request.omop_patient_id)  # tables, columns, persons
+    if request.omop_enrolment == "observation_period" and not found.has_observation_period:
+        raise InputError(
+            request.omop, "table 'observation_period' missing (read with --omop-enrolment observation_period)"
+        )
+    check_patient_ids(request, found.patient_id_column)
 
 
 def check_patient_ids(request: ScreenRequest, column: str, extracted: Path | None = None) -> dict[str, Any] | None:
     """Refuse (exit 2, unless ``--accept-input-change``) an OMOP screen whose patient ids no longer match those of
     the OMOP run published in ``--out``: its manifest's ``omop.patient_id_column`` is the other column, or (with
-    ``extracted``, this run's extraction folder: ``lifecycle.extract_omop``, under the output folder's lock) fewer
+    ``extracted``, this run's extraction folder: ``omop_run.extract_omop``, under the output folder's lock) fewer
     than half of this run's patients with a DXA result are in that run's population with the same birth date
     (a CDM rebuilt with new person_ids: dense ids match, birth dates do not). Gaps, their first_seen and the outreach
     marks are kept per patient id: such a run would start every gap anew and lose every mark. Counts and column

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -40,12 +39,14 @@ from osteo_core.errors import (
     output_errors,
 )
 from osteo_core.gaps.lsc import load_device_lsc
+from osteo_core.ingest import omop
 from osteo_core.ingest.profiles import load_profile, roster_routing, shipped_profiles
 from osteo_core.ingest.readers import SOURCE_FILE, blank_row, concat_text, read_export, sha256_of, unreadable
 from osteo_core.measures.members import no_summary, summary
 from osteo_core.measures.specs import calendar_period
 from osteo_core.pipeline.gap_history import apply_lifecycle
-from osteo_core.pipeline.lifecycle import OMOP_COUNTS, OMOP_FOLDER, open_run
+from osteo_core.pipeline.lifecycle import open_run
+from osteo_core.pipeline.omop_run import omop_manifest
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.pipeline.request import (
     FIELDS,
@@ -292,9 +293,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
         },
     }
     if request.omop:  # the CDM named, and what its extraction counted (ingest.omop); never a credential
-        extraction = paths.folder / OMOP_FOLDER / OMOP_COUNTS
-        manifest["omop"] = {"source": request.omop, "schema": request.omop_schema or None}
-        manifest["omop"] |= json.loads(extraction.read_text(encoding="utf-8")) if extraction.exists() else {}
+        manifest["omop"] = omop_manifest(request, paths.folder)
     shutil.rmtree(paths.work, ignore_errors=True)
     quarantine = paths.folder / "quarantine.parquet"
     previous = publish.published_manifest(paths.out)
@@ -573,12 +572,15 @@ def run_stages(
 ) -> dict[str, Any]:
     """The whole screen: ``execute`` runs each stage's items and returns their results in item order; each
     stage's report (counts only) goes to ``logger`` at INFO."""
-    with open_run(request) as prepared:
-        state = RunState(**prepared)
-        refuse_missing_inputs(request, state.run_id)
-        for stage in STAGES:
-            stage.keep(state, execute(stage, request, state))
-            logger.info("%s: %s", stage.name, stage.report(state))
+    try:
+        with open_run(request) as prepared:
+            state = RunState(**prepared)
+            refuse_missing_inputs(request, state.run_id)
+            for stage in STAGES:
+                stage.keep(state, execute(stage, request, state))
+                logger.info("%s: %s", stage.name, stage.report(state))
+    finally:
+        omop.forget()  # an OMOP CDM's probes (``ingest.omop.probe``) last one screen
     assert state.manifest is not None
     return state.manifest
 

@@ -69,6 +69,9 @@ def test_the_eunomia_cdm_from_postgresql_gives_the_same_published_tables_as_from
     assert manifest["omop"]["source"] == postgres_server.url() and manifest["omop"]["schema"] == "cdm"
     assert manifest["omop"]["values_from_source_value"] == 3
     assert "@" not in manifest["omop"]["source"]
+    # each table's rows as the server counts them, not as the filtered pull holds them: the same accounting
+    parquet = json.loads((runs["parquet"] / "manifest.json").read_text(encoding="utf-8"))["omop"]["tables"]
+    assert manifest["omop"]["tables"] == parquet and parquet["measurement"]["rows"] == 10_040
     secret = postgres_server.password.encode()
     assert not [p for p in runs["postgres"].rglob("*") if p.is_file() and secret in p.read_bytes()]
 

@@ -354,6 +354,44 @@ def test_the_servers_scheduler_runs_the_served_screen_as_of_its_day_in_the_time_
     _assert_no_error_logged(server)
 
 
+def test_a_served_omop_screen_reads_its_postgresql_cdm_on_the_schedulers_run(server, postgres_server, tmp_path):
+    """Issue 31: ``osteo serve --omop postgresql://…`` (the URL kept as given, not made a path; the credentials only
+    in the served process's environment, as PGUSER and PGPASSWORD): the scheduler's run reads the Eunomia CDM from
+    the real PostgreSQL server and publishes as of its own day (a served screen's as-of date is the day it runs,
+    the CDM's release date being the data's: the summary says how far past it)."""
+    zone = _zone_on_another_day()
+    days = {_today(zone)}
+    name = "omop-every-minute"
+    url = postgres_server.url()
+    arguments = ["--cron", "* * * * *", "--timezone", zone, "--name", name, "--omop", url, "--omop-schema", "cdm"]
+    arguments += ["--profile", "omop_unsited_t", "--out", "out"]
+    served = _osteo_serve(server, tmp_path, arguments, env=postgres_server.environment())
+    try:
+        served.wait_for(SERVING)
+        run = server.first_ended_run(name, served)
+        days.add(_today(zone))
+    finally:
+        served.stop()
+    assert run["auto_scheduled"] and run["created_by"]["type"] == "SCHEDULE", run
+    assert run["state_type"] == "COMPLETED", f"{run['state']['message']}{served.tail()}"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "published" and manifest["as_of"] in days, (manifest["as_of"], days)
+    assert manifest["omop"]["source"] == url and manifest["omop"]["release_date"] == "2022-10-10"
+    assert manifest["omop"]["tables"]["measurement"] == {
+        "rows": 10_040,
+        "read": 3,
+        "not_read": {"not_a_dxa_result": 10_037, "person_not_in_person_table": 0},
+        "file": "omop/scans/measurement.parquet",
+        "quarantined": 0,
+    }
+    screening = pl.read_parquet(tmp_path / "out" / "screening.parquet")
+    assert screening.height == 3 and set(screening.get_column("lowest_t_site")) == {"unspecified"}
+    request = server.deployment(name)["parameters"]["request"]
+    assert request["omop"] == url and request["out"] == str(tmp_path / "out")  # the URL as given, the path absolute
+    stored = json.dumps(server.deployment(name)) + _run_logs(server, run["id"]) + json.dumps(run)
+    assert postgres_server.password not in stored and "PGPASSWORD" not in stored
+
+
 def test_the_work_pool_deployment_runs_on_its_schedule_with_a_process_worker(server, tmp_path):
     """``flows/prefect.yaml`` deployed and worked as the README says (pool, deploy, worker), with the test's
     paths, a schedule every minute and a time zone: the scheduler's run completes and publishes."""

@@ -217,8 +217,14 @@ def _command(sub, name: str) -> argparse.ArgumentParser:
     )
 
 
-def _out_arg(p: argparse.ArgumentParser, what: str = "the published screen to read") -> None:
-    p.add_argument("--out", default=settings().out, metavar="DIR", help=f"output folder: {what} (default: %(default)s)")
+DEMO_FOLDER = "osteo-demo"  # osteo demo's --out (make demo's too)
+
+
+def _out_arg(
+    p: argparse.ArgumentParser, what: str = "the published screen to read", default: str | None = None
+) -> None:
+    default = default or settings().out
+    p.add_argument("--out", default=default, metavar="DIR", help=f"output folder: {what} (default: %(default)s)")
 
 
 def _listing_args(p: argparse.ArgumentParser, pipe_csv: bool = True) -> None:
@@ -413,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     _out_arg(explain)
     demo = _command(sub, "demo")
     demo.add_argument("--patients", type=int, default=10_000, help="synthetic patients (default: %(default)s)")
-    _out_arg(demo, "where the synthetic inputs and the screen go")
+    # never the default --out of a real screen: synthetic patients must not go where a real list is published
+    _out_arg(demo, "where the synthetic inputs and the screen go", default=DEMO_FOLDER)
     return parser
 
 

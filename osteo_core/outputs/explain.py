@@ -17,7 +17,7 @@ from osteo_core.decide.eligibility import reason_test
 from osteo_core.decide.rules import load_rules
 from osteo_core.decide.screening import decide
 from osteo_core.errors import InputError
-from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, table_files
+from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, no_screen_here, table_files
 from schemas.scans import BOOLEAN_COLUMNS, UNSPECIFIED_T, sided
 from schemas.tables import HIP_SITES, SIDES, SITE_LABELS, UNSPECIFIED_SITE
 
@@ -36,7 +36,7 @@ def explain(out: Path, exam_id: str) -> str:
     run = out / CURRENT
     exam_files = table_files(run, EXAMS)
     if not exam_files:
-        raise InputError(str(out), "no published screen here (run osteo screen first)")
+        raise no_screen_here(out)
     exams = pl.scan_parquet(exam_files, glob=False).filter(pl.col("exam_id") == exam_id)
     if exams.select(pl.len()).collect().item() == 0:
         raise InputError(

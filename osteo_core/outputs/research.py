@@ -26,7 +26,7 @@ import duckdb
 
 from osteo_core.errors import InputError
 from osteo_core.literal_paths import duckdb_parquet
-from osteo_core.publish.folder import CURRENT, MANIFEST, read_manifest
+from osteo_core.publish.folder import CURRENT, MANIFEST, no_screen_here, read_manifest
 from osteo_core.resources import shipped_toml
 
 _BLOCK = 64  # SHA-256 block size, for HMAC's key padding
@@ -101,7 +101,7 @@ def export_research(out: Path, dest: Path) -> dict[str, int]:
     opad, ipad = _hmac_pads(research_key(params))
     run = (out / CURRENT).resolve()  # once: a screen published meanwhile must not mix two runs in one extract
     if not (run / MANIFEST).exists():
-        raise InputError(str(out), "no published screen here (run osteo screen first)")
+        raise no_screen_here(out)
     dest = dest.absolute()
     if dest.name in ("", ".."):
         dest = dest.resolve()

@@ -40,7 +40,7 @@ OUTREACH_FILE = "data/reference/outreach.toml"  # named in the --until limit's m
 def _published(out: Path) -> tuple[Path, dict[str, Any]]:
     run = publish.current_run(out)
     if run is None or not (run / publish.MANIFEST).is_file():
-        raise InputError(str(out), "no published screen here (run osteo screen first)")
+        raise publish.no_screen_here(out)
     return run, publish.read_manifest(run)
 
 

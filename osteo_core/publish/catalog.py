@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as pa_ds
 
-from osteo_core.errors import InputError, OsteoError
+from osteo_core.errors import OsteoError
 from osteo_core.publish import folder as publish
 from osteo_core.publish import outreach
 from osteo_core.settings import settings
@@ -173,7 +173,7 @@ def _connect(out: Path, run: Path | None, limits: SqlLimits | None) -> duckdb.Du
         link = out / publish.CURRENT
         run = link.resolve() if link.is_symlink() else None
     if run is None or not run.is_dir():
-        raise InputError(str(out), "no published screen here (run osteo screen first)")
+        raise publish.no_screen_here(out)
     con = duckdb.connect(":memory:", config=_STARTUP_CONFIG | (limits.config() if limits else {}))
     try:
         for table in publish.CATALOG_TABLES:

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from osteo_core.errors import InputError
 from osteo_core.literal_paths import duckdb_database, duckdb_parquet, duckdb_read_parquet
 from schemas.tables import CATALOG_TABLES, EVENT_TABLES, TABLES  # noqa: F401 - re-exported for callers
 
@@ -304,6 +305,29 @@ def promote(out: Path, run_id: str, published_names: list[str], keep_runs: int) 
 def current_run(out: Path) -> Path | None:
     link = out / CURRENT
     return link.resolve() if link.is_symlink() else None
+
+
+DEMO_MARKER = ".osteo-demo"  # in a folder osteo demo made: the next demo may empty it and start afresh
+
+
+def no_screen_here(out: Path) -> InputError:
+    """The refusal of a command that reads a published screen from ``out`` where none is. When a folder of the
+    working folder that ``osteo demo`` made (``DEMO_MARKER``) holds one, it says where: ``osteo demo`` publishes
+    into its own folder, never into the default ``--out`` a real screen publishes to."""
+    hint = "run osteo screen first"
+    try:
+        here = sorted(Path.cwd().iterdir())
+    except OSError:
+        here = []
+    for folder in here:
+        try:
+            demo = (folder / DEMO_MARKER).is_file() and current_run(folder) is not None
+            if demo and folder.resolve() != out.absolute().resolve():
+                hint += f"; the demo's screen is in {folder.name}: --out {folder.name}"
+                break
+        except OSError:
+            continue
+    return InputError(str(out), f"no published screen here ({hint})")
 
 
 def prune_runs(out: Path, keep: int) -> None:

@@ -115,13 +115,17 @@ def fhir_medication_settings() -> dict[str, Any]:
     """``drugs.toml`` ``[fhir]``: the RxNorm system and, per medication resource type, its FHIR R4 status (and
     intent) value set and the codes read. A code read must be one of the value set's."""
     settings = shipped_toml(DRUGS)["fhir"]
-    for kind, spec in settings.items():
-        if not isinstance(spec, dict):
-            continue
+    for kind, spec in fhir_medication_types(settings).items():
         for known, read in (("statuses", "read_statuses"), ("intents", "read_intents")):
             if not set(spec.get(read, [])) <= set(spec.get(known, [])):
                 raise ValueError(f"{DRUGS}: [fhir.{kind}] {read} not all in {known}")
     return settings
+
+
+def fhir_medication_types(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The medication resource types of ``drugs.toml`` ``[fhir]`` (a section with its ``statuses``), each with its
+    status and intent value sets: not the other sections of ``[fhir]`` (``supply_days_per_unit``)."""
+    return {kind: spec for kind, spec in settings.items() if isinstance(spec, dict) and "statuses" in spec}
 
 
 @cache

@@ -555,9 +555,10 @@ def _medications(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> 
         pl.col("effectivePeriod").struct.field("start"),
         "dateAsserted",
     )
-    supply = pl.coalesce(
-        pl.col("daysSupply"), pl.col("dispenseRequest").struct.field("expectedSupplyDuration")
-    ).struct.field("value")
+    supply = _supply_days(
+        pl.coalesce(pl.col("daysSupply"), pl.col("dispenseRequest").struct.field("expectedSupplyDuration")),
+        settings["supply_days_per_unit"],
+    )
     dose_mg = pl.coalesce(code_mg.cast(pl.Utf8), _named_mg(name).cast(pl.Utf8), _dose_quantity_mg())
     rows = meds.filter(reason.is_null()).select(
         pl.col(SOURCE_ROW),
@@ -574,6 +575,25 @@ def _medications(resources: pl.LazyFrame, path: Path, reading: FhirSettings) -> 
         dose_mg.alias("dose_mg"),
     )
     return rows, not_read
+
+
+def _supply_days(quantity: pl.Expr, per_unit: dict[str, float]) -> pl.Expr:
+    """A supply's duration (a Quantity) as days, as text: its value when its UCUM code (else unit) is days or
+    absent; a number in another listed unit times its days (``drugs.toml`` ``[fhir.supply_days_per_unit]``),
+    rounded to whole days; else the value and unit as written, which validation quarantines (never misread)."""
+    value = quantity.struct.field("value")
+    unit = pl.coalesce(quantity.struct.field("code"), quantity.struct.field("unit")).str.strip_chars()
+    unit = pl.when(unit != "").then(unit.str.to_lowercase())
+    factor = unit.replace_strict({u: float(d) for u, d in per_unit.items()}, default=None, return_dtype=pl.Float64)
+    number = value.str.strip_chars().cast(pl.Float64, strict=False)
+    converted = (number * factor).round(0).cast(pl.Int64).cast(pl.Utf8)
+    return (
+        pl.when(unit.is_null() | (factor == 1) | (factor.is_not_null() & number.is_null()))
+        .then(value)
+        .when(factor.is_not_null())
+        .then(converted)
+        .otherwise(pl.concat_str(value, unit, separator=" "))
+    )
 
 
 _MG_DIGITS = 6  # volume × concentration is rounded to this many decimals (float noise, not a clinical number)
@@ -633,7 +653,7 @@ def _medication_not_read(settings: dict) -> pl.Expr:
     that says the drug was taken (named only when it is a code of the FHIR R4 value set), or its
     ``medicationReference`` names no Medication of the export."""
     kind, status, intent = pl.col("resourceType"), pl.col("status"), pl.col("intent")
-    types = {t: spec for t, spec in settings.items() if isinstance(spec, dict)}
+    types = reference.fhir_medication_types(settings)
 
     def listed(field: str) -> list[str]:
         return [f"{t}|{c}" for t, spec in types.items() for c in spec.get(field, [])]

@@ -69,6 +69,8 @@ NOT_USED = {
     "procedure_occurrence": "not_a_dxa_procedure",
 }
 LATER_DEATH = "another_record_of_the_death"
+NOT_FRAGILITY_SITE = "fracture_not_of_a_fragility_site"  # fingers, toes, skull or face: as a FHIR Condition's
+SKIP = "_skip_"  # a column _skip_REASON of an extraction's SQL: that row is not read, counted under REASON
 ROW_COUNTS = "_omop_table_rows"  # (table_name, rows): a PostgreSQL CDM's own row counts (its views hold fewer)
 
 
@@ -369,13 +371,18 @@ def _read(
     con: duckdb.DuckDBPyConnection, table: str, sql: str, target: Path, tables: dict[str, dict[str, Any]]
 ) -> pl.DataFrame:
     """The rows of ``table`` that ``sql`` keeps (a concept the screen uses), less those of a person not in
-    ``person`` (its ``_unknown_person``); ``table``'s account (``account``) goes to ``tables``."""
+    ``person`` (its ``_unknown_person``) and those a column ``_skip_REASON`` of ``sql`` sets aside for that
+    reason; ``table``'s account (``account``) goes to ``tables``."""
     rows = _frame(con, sql)
-    unknown = int(rows.get_column("_unknown_person").sum() or 0)
-    rows = rows.filter(pl.col("_unknown_person").not_()).drop("_unknown_person")
+    flags = ["_unknown_person", *(c for c in rows.columns if c.startswith(SKIP))]
+    known = pl.col("_unknown_person").not_()  # a row of an unknown person is counted as such, whatever else
+    counted = {f: int(rows.select((pl.col(f) & (known if f != flags[0] else True)).sum()).item()) for f in flags}
+    rows = rows.filter(~pl.any_horizontal(flags)).drop(flags)
     total = table_rows(con, table)
-    not_read = {NOT_USED[table]: total - rows.height - unknown} if table in NOT_USED else {}
-    tables[table] = account(total, rows.height, not_read | {UNKNOWN_PERSON: unknown}, target)
+    left = total - rows.height - sum(counted.values())
+    not_read = {NOT_USED[table]: left} if table in NOT_USED else {}
+    not_read |= {flag.removeprefix(SKIP): n for flag, n in counted.items() if flag.startswith(SKIP)}
+    tables[table] = account(total, rows.height, not_read | {UNKNOWN_PERSON: counted["_unknown_person"]}, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     return rows
 
@@ -436,18 +443,24 @@ def _conditions(
 ) -> Path:
     """Fractures and osteoporosis: an ICD-10 source value with a fracture or osteoporosis prefix (read as the
     fractures export reads it), else a SNOMED CT concept of ``fracture_codes.toml`` (its site and ICD-10 category),
-    as a FHIR Condition is read."""
+    as a FHIR Condition is read: a concept of a site that is not a fragility fracture site (fingers, toes, skull
+    or face) is not read, counted (``NOT_FRAGILITY_SITE``)."""
     snomed = reference.snomed_conditions().select("code", "site", "icd10")
     con.register("_snomed", snomed.to_arrow())
     diagnoses = shipped_toml("reference/measure_value_sets.toml")["osteoporosis_diagnosis"]["icd10_prefixes"]
     prefixes = [*reference.fracture_codes()["fhir"]["fracture_prefixes"], *diagnoses]
     source = "upper(replace(trim(CAST(o.condition_source_value AS VARCHAR)), '.', ''))"
+    # NULL-safe: a condition with no source value is read by its concept alone
     starts = " OR ".join(f"starts_with({source}, {_sql_text(p.replace('.', ''))})" for p in prefixes) or "false"
+    starts = f"coalesce({starts}, false)"
+    fragile = [site for site, is_fragility in reference.fracture_codes()["sites"].items() if is_fragility]
     sql = f"""
         SELECT i.patient_id, strftime(CAST(o.condition_start_date AS DATE), '%Y-%m-%d') AS fracture_date,
                CASE WHEN NOT ({starts}) THEN s.site END AS site,
                CASE WHEN {starts} THEN trim(CAST(o.condition_source_value AS VARCHAR)) ELSE s.icd10 END AS icd10,
-               i.person_id IS NULL AS _unknown_person
+               i.person_id IS NULL AS _unknown_person,
+               coalesce(NOT ({starts}) AND s.site IS NOT NULL AND s.site NOT IN {_sql_list(fragile)}, false)
+               AS {SKIP}{NOT_FRAGILITY_SITE}
         FROM condition_occurrence o
         LEFT JOIN _ids i ON i.person_id = o.person_id
         LEFT JOIN concept c ON c.concept_id = o.condition_concept_id

@@ -537,7 +537,8 @@ def _oncology_sentence(drugs: dict[str, Any]) -> str:
 def _fhir_medications_section(drugs: dict[str, Any]) -> list[str]:
     """docs/inputs.md: how a FHIR export's medication resources become medication rows (``drugs.toml``
     ``[fhir]`` and ``[[rxnorm]]``)."""
-    types = {t: spec for t, spec in drugs["fhir"].items() if isinstance(spec, dict)}
+    types = reference.fhir_medication_types(drugs["fhir"])
+    per_unit = drugs["fhir"]["supply_days_per_unit"]
 
     def codes(values: list[str]) -> str:
         return ", ".join(f"`{v}`" for v in values)
@@ -574,7 +575,11 @@ def _fhir_medications_section(drugs: dict[str, Any]) -> list[str]:
         "reference to none is counted. The drug is the one its RxNorm code stands for (below), else its ATC code,",
         "else the drug word (an oncology brand first) its name or text contains. `dose_mg` is the RxNorm code's",
         "strength, else the total strength of its RxNorm name (volume × concentration: `1.7 ML denosumab",
-        "70 MG/ML Injection` is 119 mg), else its `doseQuantity` in mg. RxNorm codes read",
+        "70 MG/ML Injection` is 119 mg), else its `doseQuantity` in mg. `days_supply` is `daysSupply` or",
+        "`dispenseRequest.expectedSupplyDuration` in days: by its UCUM code (else unit) "
+        + ", ".join(f"`{u}` × {d:g}" for u, d in per_unit.items())
+        + ", rounded to whole days; without a unit, days; in any other unit it is quarantined as written.",
+        "RxNorm codes read",
         f"(system `{drugs['fhir']['rxnorm_system']}`; `data/reference/drugs.toml` says how each was checked):",
         "",
         *_table(["code", "type", "RxNorm name", "drug", "mg", "oncology", "checked against"], rxnorm),

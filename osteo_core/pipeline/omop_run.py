@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from osteo_core.errors import InputError
 from osteo_core.ingest import omop
 from osteo_core.ingest.readers import Discovered
 from osteo_core.pipeline.request import INPUTS, ScreenRequest, auto_partitions, check_patient_ids
@@ -32,6 +33,13 @@ def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discov
     finally:
         con.close()
         del con  # no DuckDB object outlives the extraction (a refusal below must not keep one to interpreter exit)
+    measurement = extracted.tables["measurement"]
+    if not measurement["read"]:  # screened, every woman would be "never scanned": a wrong list, not an empty one
+        raise InputError(
+            request.omop,
+            f"no DXA result: none of table 'measurement''s {measurement['rows']:,} rows is of a DXA LOINC concept"
+            " (docs/inputs.md, 'From an OMOP CDM')",
+        )
     column = "person_id" if extracted.counts.get("patient_ids_from_person_id") else "person_source_value"
     entry: dict[str, Any] = {"patient_id_column": column, "enrolment": request.omop_enrolment}
     entry |= {"release_date": released} | extracted.counts | {"tables": extracted.tables}

@@ -81,7 +81,8 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
     source columns, split by patient partition in one streaming pass. The same pass writes the scans'
     (exam id, patient id) pairs split by exam-id bucket, for the run-wide conflict check. Blank lines are
     counted, not kept; an input whose files hold no data row at all stops the run (exit 2), unless they are
-    FHIR NDJSON files (no header; none of their resources being read is normal)."""
+    FHIR NDJSON files (no header; none of their resources being read is normal) or extracted from an OMOP CDM
+    (where a CDM without a DXA result is refused before: ``omop_run.extract_omop``)."""
     profile = load_profile(request.profile_name)
     paths = RunPaths(Path(request.out), run_id)
     inputs = []
@@ -130,8 +131,10 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
     # a fracture): said in the summary (0 fractures among N conditions), never a refusal
     tabular = not all(entry["format"] == "ndjson" for entry in inputs)
     if files and tabular and not any(entry["rows"] for entry in inputs):
-        where = files[0] if len(files) == 1 else str(Path(files[0]).parent)
-        raise InputError(where, f"no rows: the {kind} export has a header but no data")
+        if not request.omop:  # a CDM without a fracture or drug row is normal (its accounting); without a DXA
+            # result it is refused by the extraction (pipeline.omop_run)
+            where = files[0] if len(files) == 1 else str(Path(files[0]).parent)
+            raise InputError(where, f"no rows: the {kind} export has a header but no data")
     shutil.rmtree(paths.work, ignore_errors=True)
     return inputs
 

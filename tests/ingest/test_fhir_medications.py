@@ -292,3 +292,31 @@ def test_the_rxnorm_table_is_consistent_with_the_drugs_it_names():
     assert synthea & set(codes.get_column("code")) == {"904419"}
     oncology = codes.filter(pl.col("oncology")).select("generic").unique().get_column("generic").sort().to_list()
     assert oncology == ["denosumab", "zoledronic acid"]
+
+
+@pytest.mark.parametrize(
+    ("duration", "days"),
+    [
+        ({"value": 12, "unit": "weeks", "system": "http://unitsofmeasure.org", "code": "wk"}, "84"),
+        ({"value": 3, "code": "mo"}, "91"),  # UCUM mean Julian month, 30.4375 d: rounded to whole days
+        ({"value": 1, "unit": "year"}, "365"),
+        ({"value": 90, "unit": "days", "code": "d"}, "90"),
+        ({"value": 30}, "30"),  # no unit: days
+    ],
+)
+def test_a_supply_duration_is_read_in_days_whatever_its_unit(tmp_path, duration, days):
+    """Issue 31's cross-shape property: a request's expectedSupplyDuration of 12 wk was read as 12 days (its
+    number alone), so the FHIR shape's treatment ended ten weeks early."""
+    request = _med("MedicationRequest", "P1", "active", {"text": "alendronate"})
+    request["dispenseRequest"] = {"expectedSupplyDuration": duration}
+    _, meds, _ = _screen(tmp_path, ["P1"], MedicationRequest=[request])
+    assert meds.get_column("days_supply").cast(pl.Utf8).to_list() == [days]
+
+
+def test_a_supply_in_a_unit_that_is_no_duration_in_days_is_quarantined_as_written(tmp_path):
+    dispense = _med("MedicationDispense", "P1", "completed", {"text": "alendronate"})
+    dispense["daysSupply"] = {"value": 12, "code": "h"}
+    manifest, meds, _ = _screen(tmp_path, ["P1"], MedicationDispense=[dispense])
+    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine.parquet").filter(pl.col("input") == "meds")
+    assert quarantine.select("column", "value").rows() == [("days_supply", "12 h")]  # never 12 days
+    assert meds.height == 0 and manifest["rows_by_input"]["meds"]["quarantined"] == 1

@@ -185,3 +185,52 @@ def test_the_cdm_is_opened_twice_per_screen(tmp_path, monkeypatch):
     opened.clear()  # a second screen probes the CDM again: a probe lasts one screen
     assert main(["screen", "--omop", str(CDM), "--out", str(tmp_path / "out"), "--profile", "omop_unsited_t"]) == 0
     assert opened == [False, True]
+
+
+def test_a_fracture_of_a_toe_is_counted_not_quarantined_and_a_cdm_without_fractures_screens(tmp_path):
+    """The cross-shape property (tests/pipeline/test_cross_shape.py): a SNOMED CT toe fracture was read from the CDM
+    and quarantined (site 'toe'), where a FHIR Condition of it is counted, not read; and a CDM whose conditions hold
+    no fracture was refused ("no rows: the fractures export has a header but no data"). Found on the way: a SNOMED
+    CT condition with a NULL condition_source_value lost its site (read as a fracture of no site, then quarantined)."""
+    cdm = _cdm_copy(tmp_path)
+    snomed = reference.snomed_conditions()
+    fragile = [site for site, counts in reference.fracture_codes()["sites"].items() if counts]
+    toe = snomed.filter(~pl.col("site").is_in(fragile) & pl.col("site").is_not_null()).row(0, named=True)
+    concept = pl.read_parquet(cdm / "concept.parquet")
+    new = concept.head(1).with_columns(
+        pl.lit(2_000_000_001, dtype=concept.schema["concept_id"]).alias("concept_id"),
+        pl.lit("SNOMED").alias("vocabulary_id"),
+        pl.lit(toe["code"]).alias("concept_code"),
+    )
+    pl.concat([concept, new]).write_parquet(cdm / "concept.parquet")
+    conditions = pl.read_parquet(cdm / "condition_occurrence.parquet")
+    toe_row = conditions.head(1).with_columns(
+        pl.lit(2_000_000_001, dtype=conditions.schema["condition_concept_id"]).alias("condition_concept_id"),
+        pl.lit(None, dtype=conditions.schema["condition_source_value"]).alias("condition_source_value"),
+    )
+    read_before = _manifest_of(tmp_path / "before", CDM)["condition_occurrence"]["read"]
+    assert read_before > 0
+    kept = pl.concat([toe_row, conditions.filter(~pl.col("condition_concept_id").is_in(_fracture_ids(cdm)))])
+    kept.write_parquet(cdm / "condition_occurrence.parquet")
+    tables = _manifest_of(tmp_path / "out", cdm)
+    assert tables["condition_occurrence"]["read"] == 0
+    assert tables["condition_occurrence"]["not_read"][omop.NOT_FRAGILITY_SITE] == 1
+    assert _manifest(tmp_path / "out")["rows_by_input"]["fractures"]["quarantined"] == 0
+
+
+def _fracture_ids(cdm: Path) -> list[int]:
+    codes = reference.snomed_conditions().get_column("code").to_list()
+    concept = pl.read_parquet(cdm / "concept.parquet")
+    known = concept.filter((pl.col("vocabulary_id") == "SNOMED") & pl.col("concept_code").is_in(codes))
+    return known.get_column("concept_id").to_list()
+
+
+def test_a_cdm_without_a_dxa_result_is_refused_naming_the_cdm(tmp_path, capsys):
+    cdm = _cdm_copy(tmp_path)
+    measurement = pl.read_parquet(cdm / "measurement.parquet")
+    measurement.filter(~pl.col("measurement_concept_id").is_in(_dxa_ids(cdm))).write_parquet(
+        cdm / "measurement.parquet"
+    )
+    assert _screen(cdm, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(cdm) in err and "no DXA result" in err and "runs/" not in err

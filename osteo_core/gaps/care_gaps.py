@@ -150,9 +150,12 @@ def post_fracture_untreated(
     meds: pl.LazyFrame,
     as_of: dt.date,
     params: dict[str, Any],
+    roster: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """A recent fragility fracture at age ≥ 50 (where known) whose 180-day window closed with no exam and
-    no treatment, and no treatment in the 365 days before it. One row per patient: the latest such."""
+    no treatment, and no treatment in the 365 days before it. One row per patient: the latest such. The age is
+    known from the fracture row's birth date, else the patient's latest exam's, else the roster's (``roster``:
+    ``gaps.population``'s patients): a woman of 40 the roster knows is never on the list for a wrist fracture."""
     p = params["post_fracture_untreated"]
     window = pl.duration(days=p["window_days"])
     known_birth = (  # the birth date on the patient's latest exam that has one
@@ -162,15 +165,23 @@ def post_fracture_untreated(
         .filter(_last_per_patient())
         .select("patient_id", pl.col("birth_date").alias("scan_birth_date"))
     )
+    roster_birth = (
+        pl.LazyFrame(schema={"patient_id": pl.Utf8, "roster_birth_date": pl.Date})
+        if roster is None
+        else roster.select("patient_id", pl.col("birth_date").alias("roster_birth_date"))
+        .filter(pl.col("roster_birth_date").is_not_null())
+        .unique("patient_id")
+    )
     candidates = (
         fractures.filter(pl.col("new_fracture") & pl.col("fragility"))
         .filter(pl.col("fracture_date") >= pl.lit(as_of).dt.offset_by(f"-{p['lookback_years']}y"))
         .filter(pl.lit(as_of) > pl.col("fracture_date") + window)
         .join(known_birth, on="patient_id", how="left")
+        .join(roster_birth, on="patient_id", how="left")
         .with_columns(
-            parsing.completed_years(pl.coalesce("birth_date", "scan_birth_date"), pl.col("fracture_date")).alias(
-                "age_at_fracture"
-            )
+            parsing.completed_years(
+                pl.coalesce("birth_date", "scan_birth_date", "roster_birth_date"), pl.col("fracture_date")
+            ).alias("age_at_fracture")
         )
         .filter(pl.col("age_at_fracture").is_null() | (pl.col("age_at_fracture") >= p["min_age_years"]))
         .select("patient_id", "fracture_date", "fracture_site")
@@ -394,7 +405,7 @@ def care_gaps(
     found = [
         denosumab_lapse(meds, as_of, params),
         untreated_high_risk(latest, meds, as_of, params),
-        post_fracture_untreated(fractures, exams, meds, as_of, params),
+        post_fracture_untreated(fractures, exams, meds, as_of, params, roster),
         significant_bmd_loss(exams, params, device_lsc),
         overdue_dxa(latest, as_of, params, dxa_procedures),
     ]

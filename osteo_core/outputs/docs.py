@@ -907,7 +907,8 @@ def care_gaps_page() -> str:
         "untreated_high_risk": "the patient's latest exam is `eligible` and no osteoporosis drug was given from"
         f" {untreated['lookback_days']} days before that exam to the as-of date",
         "post_fracture_untreated": f"a fragility fracture in the last {fracture['lookback_years']} calendar years"
-        f" (at {fracture['min_age_years']} or older where the age is known) has no DXA and no treatment within"
+        f" (at {fracture['min_age_years']} or older where the age is known: from the fracture row's birth date, else"
+        " the latest exam's, else the roster's) has no DXA and no treatment within"
         f" {fracture['window_days']} days after it, nor treatment in the"
         f" {fracture['prior_treatment_days']} days before",
         "significant_bmd_loss": "the two latest exams on the same device lost at least the least significant change"

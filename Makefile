@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test browser postgres notebook docs bench lint clean
+.PHONY: setup demo test browser postgres notebook notebook-html docs bench lint clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,6 +55,18 @@ postgres:  ## PostgreSQL server programs for the OMOP PostgreSQL tests
 notebook: setup  ## open notebooks/ in JupyterLab (installs the notebook group of the lock file)
 	$(UV) sync --locked --quiet --group notebook
 	OSTEO_OUT=$${OSTEO_OUT:-$(CURDIR)/osteo-demo} $(VENV)/bin/jupyter lab notebooks/research_questions.ipynb
+
+# Runs the notebook headless against OSTEO_OUT (default osteo-demo) and writes OSTEO_OUT/research_questions.html:
+# each chart interactive (plotly.js embedded, no network needed) over a PNG of it that shows where no script runs.
+# The PNGs are drawn by kaleido in headless Chromium (make browser). The notebook itself is left as it is.
+notebook-html: setup browser  ## run the notebook headless and write OSTEO_OUT/research_questions.html
+	$(UV) sync --locked --quiet --group notebook
+	@out="$${OSTEO_OUT:-osteo-demo}"; \
+	  [ -d "$$out" ] || { echo "$$out: no such folder (run make demo, or set OSTEO_OUT to an osteo screen output folder)"; exit 2; }; \
+	  out="$$(cd "$$out" && pwd)"; \
+	  OSTEO_OUT="$$out" $(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=900 \
+	    --output-dir "$$out" --output research_questions notebooks/research_questions.ipynb && \
+	  echo "wrote $$out/research_questions.html"
 
 docs: setup  ## regenerate the reference pages in docs/ from the code and data files
 	$(VENV)/bin/python -m osteo_core.outputs.docs docs

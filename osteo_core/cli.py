@@ -716,7 +716,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 DEMO_ROWS = 15  # untreated patients the demo prints
-DEMO_MARKER = ".osteo-demo"  # in a folder osteo demo made: the next demo may empty it and start afresh
 DEMO_MARKER_TEXT = (
     "This folder was made by osteo demo. The next osteo demo into it deletes everything here (inputs, runs,\n"
     "catalog, outreach log, history) and starts afresh, as of its own day. Keep nothing of your own here.\n"
@@ -756,29 +755,27 @@ def _fresh_demo_folder(out: Path) -> None:
 
     if (out.exists() or out.is_symlink()) and not out.is_dir():
         raise InputError(str(out), "--out exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file() and not _earlier_demo(out):
+    if out.is_dir() and any(out.iterdir()) and not (out / publish.DEMO_MARKER).is_file() and not _earlier_demo(out):
         raise InputError(
             str(out),
-            f"--out is not empty and was not made by osteo demo (no {DEMO_MARKER} file): the demo starts its"
+            f"--out is not empty and was not made by osteo demo (no {publish.DEMO_MARKER} file): the demo starts its"
             " folder afresh and never empties one it did not make; give a new or empty --out",
         )
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         with publish.output_lock(out, "osteo-demo"):  # not while a screen writes here (exit 2, naming it)
             for entry in out.iterdir():
-                if entry.name in (DEMO_MARKER, publish.LOCK):
+                if entry.name in (publish.DEMO_MARKER, publish.LOCK):
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
-            (out / DEMO_MARKER).write_text(DEMO_MARKER_TEXT, encoding="utf-8")
+            (out / publish.DEMO_MARKER).write_text(DEMO_MARKER_TEXT, encoding="utf-8")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import polars as pl
-
-    from osteo_core.demo import synthetic
+    from osteo_core.demo import living_registry
 
     out = Path(args.out)
     if args.patients < 1:
@@ -787,14 +784,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     inputs = out / "input"
     inputs.mkdir(parents=True, exist_ok=True)
     as_of = dt.date.today()
-    dates = synthetic.anchored(as_of)  # the registry ends shortly before today, whatever today is
-    scans = synthetic.registry(args.patients, first_exam=dates["first_exam"])
-    scans.write_csv(inputs / "scans.csv")
-    recent, follow_up = synthetic.recent_fractures(scans, last_event=dates["last_event"])
-    meds = synthetic.medications(scans, last_event=dates["last_event"])
-    pl.concat([meds, follow_up]).write_csv(inputs / "medications.csv")
-    pl.concat([synthetic.fractures(scans, last_event=dates["last_event"]), recent]).write_csv(inputs / "fractures.csv")
-    synthetic.roster(scans, as_of=as_of).write_csv(inputs / "population.csv")
+    # a registry alive up to today, whatever today is: exams, fills and fractures up to two weeks before it
+    for name, frame in living_registry.demo_inputs(args.patients, as_of).items():
+        frame.write_csv(inputs / f"{name}.csv")
     print(
         f"synthetic registry: {args.patients:,} patients -> {inputs}/ (scans, medications, fractures, and a"
         " population roster that also lists people never scanned)"
@@ -815,8 +807,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from osteo_core.outputs.render import write_frame
     from osteo_core.publish.catalog import query
 
-    untreated = query(out, "SELECT * FROM untreated_high_risk ORDER BY since, patient_id")
-    print(f"\nuntreated high-risk patients ({untreated.height:,}; the first {DEMO_ROWS}, oldest first):")
+    # as the worklist orders a gap: the most recent since first (a patient scanned last week before one from years ago)
+    untreated = query(out, "SELECT * FROM untreated_high_risk ORDER BY since DESC, patient_id")
+    print(f"\nuntreated high-risk patients ({untreated.height:,}; the first {DEMO_ROWS}, most recent first):")
     write_frame(untreated.select(TABLE_COLUMNS).head(DEMO_ROWS), "table", noun="patient")
     print(f"\nall of them: osteo gaps --out {out} --gap untreated_high_risk --format csv")
     never = manifest.get("care_gaps", {}).get("screening_due", 0)

@@ -1,9 +1,15 @@
 """A deterministic synthetic DXA registry (no real patient data), built with vectorised Polars.
 
 Pseudo-random numbers come from hashing row numbers with a seed, so the same seed and size always give
-the same registry. Values follow rough real-world shapes: mostly older women, T-scores falling with age,
-FRAX present on about two thirds of exams, a few blank risk factors, a small share of invalid cells and
-identical re-exports (duplicates).
+the same registry. Two registries:
+
+- ``registry`` (with ``medications``, ``fractures``, ``recent_fractures``, ``roster``): a fixed registry of
+  1–4 exams a patient from 2012 on, for the tests, the golden digests and the benchmarks. Rough real-world
+  shapes: mostly older women, T-scores falling with age, FRAX present on about two thirds of exams, a few
+  blank risk factors, a small share of invalid cells and identical re-exports (duplicates). Its numbers are
+  frozen: the golden digests are computed from it.
+- the registry ``osteo demo`` screens, alive up to its as-of date: ``living_registry.demo_inputs``, drawn with
+  this module's scan columns and pseudo-random numbers.
 """
 
 from __future__ import annotations
@@ -18,14 +24,6 @@ from schemas.tables import SITES
 _SCALE = float(1 << 53)
 FIRST_EXAM = dt.date(2012, 1, 2)
 LAST_EVENT = dt.date(2026, 6, 30)  # no synthetic medication or fracture after this date
-
-
-def anchored(as_of: dt.date) -> dict[str, dt.date]:
-    """Dates for a registry screened on ``as_of`` (the demo's today): exams from ``first_exam`` to shortly
-    before it, the last medication or fracture a month before it, so every gap and measure window has data."""
-    years = FIRST_EXAM.year - LAST_EVENT.year  # the fixed registry's span, kept
-    first = dt.date(as_of.year + years, FIRST_EXAM.month, FIRST_EXAM.day)
-    return {"first_exam": first, "last_event": as_of - dt.timedelta(days=30)}
 
 
 def _uniform(key: pl.Expr, salt: int, seed: int) -> pl.Expr:
@@ -89,12 +87,20 @@ def registry(
         ),
     ).with_columns(age=(pl.col("exam_date") - pl.col("birth_date")).dt.total_days() // 365)
     t = pl.col("bone") - (pl.col("age") - 50).clip(0) * 0.03 - pl.col("k") * 0.05
+    out = _scan_text(exams, t, e, _frax(e, t, seed), seed)
+    return _spoil(out, seed, invalid_share, duplicate_share)
+
+
+def _scan_text(exams: pl.DataFrame, t: pl.Expr, e: pl.Expr, frax: list[pl.Expr], seed: int) -> pl.DataFrame:
+    """The scans export's text cells for ``exams`` (columns ``p``, ``patient_id``, ``exam_date``, ``birth_date``,
+    ``female``, ``age``, ``device``): ``t`` the patient's T-score before site offsets, ``e`` the exam key, ``frax``
+    the two FRAX cells; risk factors are drawn per patient (``p``), exam-level values per exam (``e``)."""
     # each site: a patient-level offset, plus a small exam-to-exam measurement error (~1 % of BMD)
     site_t = {
         s: t + _normal(pl.col("p"), 20 + i, seed) * 0.45 + _normal(e, 24 + i, seed) * 0.08 for i, s in enumerate(SITES)
     }
     u_meno = _uniform(pl.col("p"), 30, seed)
-    out = exams.select(
+    return exams.select(
         pl.col("patient_id"),
         pl.format("X{}", e.cast(pl.Utf8).str.zfill(9)).alias("exam_id"),
         pl.col("exam_date").cast(pl.Utf8),
@@ -128,7 +134,7 @@ def registry(
             )
         ],
         pl.when(_uniform(e, 40, seed) < 0.06).then(pl.lit("L2-L4")).otherwise(pl.lit("L1-L4")).alias("spine_levels"),
-        *_frax(e, t, seed),
+        *frax,
         _flag(pl.col("p"), 50, seed, 0.12).alias("prior_fragility_fracture"),
         _flag(pl.col("p"), 51, seed, 0.03).alias("prior_hip_fracture"),
         _flag(pl.col("p"), 52, seed, 0.04).alias("prior_vertebral_fracture"),
@@ -154,7 +160,6 @@ def registry(
         _flag(pl.col("p"), 65, seed, 0.05).alias("bisphosphonate_intolerance"),
         e.alias("_e"),
     )
-    return _spoil(out, seed, invalid_share, duplicate_share)
 
 
 def _frax(e: pl.Expr, t: pl.Expr, seed: int) -> list[pl.Expr]:
@@ -354,7 +359,6 @@ def roster(
     )
 
 
-# What a typed export (Parquet from a database) holds for each kind of field.
 _NATIVE = {"number": pl.Float64, "integer": pl.Int64, "date": pl.Date, "boolean": pl.Boolean}
 
 

@@ -117,6 +117,20 @@ def screen_rows(standard_rules, generic_profile, bounds):
     return run
 
 
+# headless Chromium as the report and notebook tests run it: no network of its own, nothing kept between runs
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Headless Chromium for the report test (``make browser`` installs it; ``make test`` runs that first)."""
@@ -218,3 +232,4 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 # a real PostgreSQL server for the OMOP tests, started once per session when a test asks for it (postgres_server.py)
 from postgres_server import postgres_server  # noqa: E402,F401
+from prefect_server import prefect_server  # noqa: E402,F401  (a real Prefect server, once per session)

@@ -1,6 +1,7 @@
-"""Issue 28: scheduled screens that really run. One real Prefect server for the session, started by the README's
-own command line (``prefect server start``, SQLite in a temporary PREFECT_HOME, a free loopback port). Every
-run waited for here is created by that server's scheduler from a cron schedule; none is started by hand.
+"""Issue 28: scheduled screens that really run. One real Prefect server for the session (tests/prefect_server.py),
+started by the analysts' guide's own command line (docs/guides/analysts.md: ``prefect server start``, SQLite in a
+temporary PREFECT_HOME, a free loopback port). Every run waited for here is created by that server's scheduler
+from a cron schedule; none is started by hand.
 
 Before the fixes: with SQLAlchemy 2.1.9 (the lock's) the scheduler raised ``InvalidRequestError: Can't evaluate
 bulk DML statement`` every minute and created no run; the schedule had no time zone (UTC); relative paths were
@@ -19,215 +20,40 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 import zoneinfo
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 from conftest import exam, write_scans_csv, write_synthetic
+from prefect_server import (
+    BIN,
+    ROOT,
+    RUN_WAIT,
+    Server,
+    clean_env,
+    dies_with_this_process,
+    free_port,
+    guide_command,
+    program,
+    scheduled_screens_section,
+    split_assignments,
+    stop,
+    substitute,
+    wait,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SECRET = "SECRET-PID-28"
-RUN_WAIT = 150  # seconds: the next minute's run, started and finished (a busy 2-core machine)
 STOP_WAIT = 10  # seconds: SIGTERM or SIGINT to exit (issue 28 §4)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
-        time.sleep(0.5)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-
-
-def _dies_with_this_process(ignore_sigint: bool = False):
-    """``preexec_fn``: the child is killed when this test process dies, even by SIGKILL or a timeout's exit,
-    so no server or served screen outlives the session (``flows.ephemeral``'s own guard); optionally it starts
-    with SIGINT ignored, as a shell's ``&`` starts a command."""
-    from flows import ephemeral
-
-    parent, bound = os.getpid(), ephemeral._PRCTL is not None and threading.current_thread() is threading.main_thread()
-
-    def prepare() -> None:
-        if bound:
-            ephemeral._die_with_parent(parent)
-        if ignore_sigint:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    return prepare
-
-
-def _clean_env(home: Path) -> dict[str, str]:
-    """This machine's environment without any Prefect or osteo setting (the test session sets some), so that
-    only what the README says is in force."""
-    drop = ("PREFECT_", "OSTEO_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "DO_NOT_TRACK"}
-    return env | {"PREFECT_HOME": str(home)}
-
-
-# ---- the README's commands, as written ----------------------------------------------------------------------
-
-
-def _analysts_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("## For analysts: scheduled screens\n")
-    return text[start : text.index("\n## ", start + 1)]
-
-
-def _readme_command(containing: str) -> list[str]:
-    """The analysts' section's command holding ``containing``: continuation lines joined, the comment and a
-    trailing ``&`` dropped, split as a shell (or systemd) splits it."""
-    lines = _analysts_section().splitlines()
-    for i, line in enumerate(lines):
-        if containing in line:
-            command = line
-            while command.rstrip().endswith("\\"):
-                i += 1
-                command = command.rstrip()[:-1] + " " + lines[i].strip()
-            tokens = shlex.split(command, comments=True)
-            return tokens[:-1] if tokens[-1] == "&" else tokens
-    pytest.fail(f"README 'For analysts: scheduled screens' has no command with {containing!r}")
-
-
-def _split_assignments(tokens: list[str]) -> tuple[dict[str, str], list[str]]:
-    """``NAME=value command …`` → ({NAME: value}, [command, …])."""
-    env = {}
-    while re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", tokens[0]):
-        name, value = tokens.pop(0).split("=", 1)
-        env[name] = value
-    return env, tokens
-
-
-def _substitute(tokens: list[str], replacements: dict[str, str]) -> list[str]:
-    """Each README value replaced by the test's (each must occur: the README's command keeps its shape)."""
-    for old in replacements:
-        assert any(old in t for t in tokens), f"the README's command {tokens} no longer holds {old!r}"
-    out = []
-    for token in tokens:
-        for old, new in replacements.items():
-            token = token.replace(old, new)
-        out.append(token)
-    return out
-
-
-def _program(tokens: list[str]) -> list[str]:
-    """``.venv/bin/prefect`` or ``prefect`` (or osteo): this test environment's."""
-    return [str(BIN / Path(tokens[0]).name), *tokens[1:]]
-
-
-# ---- the shared server ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    api: str
-    env: dict[str, str]  # for its clients: PREFECT_API_URL set
-    log: Path
-
-    def call(self, method: str, path: str, body: dict | None = None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.api}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-
-    def runs(self, deployment: str) -> list[dict]:
-        return self.call(
-            "POST",
-            "/flow_runs/filter",
-            {"deployments": {"name": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 50},
-        )
-
-    def deployment(self, name: str) -> dict:
-        return self.call("GET", f"/deployments/name/screen-dxa-registry/{name}")
-
-    def log_lines(self, pattern: str) -> list[str]:
-        return [line for line in self.log.read_text(errors="replace").splitlines() if re.search(pattern, line)]
-
-    def first_ended_run(self, deployment: str, *processes: "Process") -> dict:
-        """The first run of ``deployment`` to reach a final state; fails, saying what the server and the
-        processes reported, if none does in ``RUN_WAIT`` seconds."""
-        found: list[dict] = []
-
-        def ended() -> bool:
-            for process in processes:
-                process.alive()
-            found[:] = [r for r in self.runs(deployment) if r["state_type"] in FINAL]
-            return bool(found)
-
-        def why() -> str:
-            runs = [(r["name"], r["state_type"], r["auto_scheduled"]) for r in self.runs(deployment)]
-            scheduler = self.log_lines(r"Error scheduling|InvalidRequestError|ERROR")[-5:]
-            said = "".join(p.tail() for p in processes)
-            return f"a run of {deployment} to end; runs: {runs}; server log: {scheduler}{said}"
-
-        _wait(ended, RUN_WAIT, why)
-        return found[0]
-
-
-def _healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """``prefect server start`` exactly as the README writes it (its environment assignments included), on a
-    free port, with a temporary PREFECT_HOME and its output in ``server.log``."""
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
-    env, command = _split_assignments(_readme_command("prefect server start"))
-    command = _program(_substitute(command, {"4200": str(port)}))
-    assert command[1:3] == ["server", "start"], command
-    log = home / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            env=_clean_env(home) | env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=home,
-            start_new_session=True,
-            preexec_fn=_dies_with_this_process(),
-        )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait(lambda: process.poll() is not None or _healthy(api), 180, "the Prefect server to answer")
-        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-        yield Server(api=api, env=_clean_env(home) | {"PREFECT_API_URL": api}, log=log)
-    finally:
-        _stop(process)
+@pytest.fixture
+def server(prefect_server: Server) -> Server:
+    """The session's Prefect server (tests/prefect_server.py), started as the analysts' guide says."""
+    return prefect_server
 
 
 def _assert_no_error_logged(server: Server) -> None:
@@ -254,7 +80,7 @@ class Process:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
-                preexec_fn=_dies_with_this_process(ignore_sigint),
+                preexec_fn=dies_with_this_process(ignore_sigint),
             )
 
     def stdout(self) -> str:
@@ -275,11 +101,11 @@ class Process:
             self.alive()
             return text in self.stdout()
 
-        _wait(printed, timeout, lambda: f"{text!r} on stdout of {self.command[:2]}{self.tail()}")
+        wait(printed, timeout, lambda: f"{text!r} on stdout of {self.command[:2]}{self.tail()}")
         return self.stdout()
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop(self.proc)
 
 
 def _osteo_serve(server: Server, folder: Path, arguments: list[str], env: dict[str, str] | None = None) -> Process:
@@ -319,7 +145,7 @@ def _run_logs(server: Server, run_id: str) -> str:
 
 def test_the_servers_scheduler_runs_the_served_screen_as_of_its_day_in_the_time_zone(server, tmp_path):
     """``osteo serve`` with relative paths and a time zone; the server's scheduler creates the run, which
-    completes and publishes as of today in that zone. The server, started as the README says, logs no ERROR."""
+    completes and publishes as of today in that zone. The server, started as the guide says, logs no ERROR."""
     zone = _zone_on_another_day()
     write_scans_csv(tmp_path / "scans.csv", [exam(patient_id=SECRET, femoral_neck_t="-2.7")])
     days = {_today(zone)}
@@ -393,7 +219,7 @@ def test_a_served_omop_screen_reads_its_postgresql_cdm_on_the_schedulers_run(ser
 
 
 def test_the_work_pool_deployment_runs_on_its_schedule_with_a_process_worker(server, tmp_path):
-    """``flows/prefect.yaml`` deployed and worked as the README says (pool, deploy, worker), with the test's
+    """``flows/prefect.yaml`` deployed and worked as the analysts' guide says (pool, deploy, worker), with the test's
     paths, a schedule every minute and a time zone: the scheduler's run completes and publishes."""
     zone = _zone_on_another_day()
     scans = write_scans_csv(tmp_path / "scans.csv", [exam(femoral_neck_t="-2.7")])
@@ -410,14 +236,14 @@ def test_the_work_pool_deployment_runs_on_its_schedule_with_a_process_worker(ser
 
     replace = {"$PWD": str(ROOT), "flows/prefect.yaml": str(spec_file)}
     for containing in ("prefect work-pool create", "prefect deploy"):
-        env, command = _split_assignments(_readme_command(containing))
+        env, command = split_assignments(guide_command(containing))
         env = {k: v.replace("$PWD", str(ROOT)) for k, v in env.items()}
-        command = _program(_substitute(command, {k: v for k, v in replace.items() if k in " ".join(command)}))
+        command = program(substitute(command, {k: v for k, v in replace.items() if k in " ".join(command)}))
         done = subprocess.run(command, env=server.env | env, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    env, command = _split_assignments(_readme_command("prefect worker start"))
+    env, command = split_assignments(guide_command("prefect worker start"))
     env = {k: v.replace("$PWD", str(ROOT)) for k, v in env.items()}
-    worker = Process(_program(command), env=server.env | env, cwd=tmp_path, logs=tmp_path / "worker-logs")
+    worker = Process(program(command), env=server.env | env, cwd=tmp_path, logs=tmp_path / "worker-logs")
     days = {_today(zone)}
     try:
         run = server.first_ended_run(deployment["name"], worker)
@@ -466,7 +292,7 @@ def _published(out: Path) -> dict:
 def test_a_scheduled_run_whose_input_went_missing_ends_failed_naming_it_and_someone_is_notified(server, tmp_path):
     """Registered with its files present (relative paths; the machine's time zone by default), then the
     medications export goes missing: the scheduler's run ends Failed with one line naming the file (absolute),
-    and the published outputs stay as they were. The README's command sets up the automation, which posts that
+    and the published outputs stay as they were. The guide's command sets up the automation, which posts that
     line to a webhook when a run of the deployment fails."""
     from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
@@ -491,8 +317,8 @@ def test_a_scheduled_run_whose_input_went_missing_ends_failed_naming_it_and_some
     try:
         printed = served.wait_for(SERVING)
         paths["meds"].unlink()  # the upstream export job failed
-        _, notify = _split_assignments(_readme_command("-m flows.notify"))
-        notify = _program(_substitute(notify, {"/weekly": f"/{name}", _readme_webhook(notify): webhook.url}))
+        _, notify = split_assignments(guide_command("-m flows.notify"))
+        notify = program(substitute(notify, {"/weekly": f"/{name}", _guide_webhook(notify): webhook.url}))
         done = subprocess.run(notify, env=server.env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         run = server.first_ended_run(name, served)
@@ -503,7 +329,7 @@ def test_a_scheduled_run_whose_input_went_missing_ends_failed_naming_it_and_some
         # run, created days before, is not held): the automation is shown to post with a run started by hand
         trigger = [str(BIN / "prefect"), "deployment", "run", f"screen-dxa-registry/{name}"]
         subprocess.run(trigger, env=server.env, capture_output=True, check=True, timeout=120)
-        _wait(lambda: webhook.received, RUN_WAIT, "the failure's notification on the webhook")
+        wait(lambda: webhook.received, RUN_WAIT, "the failure's notification on the webhook")
     finally:
         served.stop()
         webhook.shutdown()
@@ -519,13 +345,13 @@ def test_a_scheduled_run_whose_input_went_missing_ends_failed_naming_it_and_some
     assert not [pid for pid in patient_ids if pid in said]
 
 
-def _readme_webhook(tokens: list[str]) -> str:
+def _guide_webhook(tokens: list[str]) -> str:
     return tokens[tokens.index("--webhook") + 1]
 
 
 def _systemd_unit() -> dict[str, list[str]]:
-    """The README's systemd unit: each key's values, continuation lines joined."""
-    block = _analysts_section().split("```ini\n", 1)[1].split("```", 1)[0]
+    """The analysts' guide's systemd unit: each key's values, continuation lines joined."""
+    block = scheduled_screens_section().split("```ini\n", 1)[1].split("```", 1)[0]
     unit: dict[str, list[str]] = {}
     for line in block.replace("\\\n", " ").splitlines():
         if "=" in line and not line.startswith(("[", "#")):
@@ -540,7 +366,7 @@ def _systemd_unit() -> dict[str, list[str]]:
     ids=["SIGTERM as systemd stops it", "SIGINT to a serve started in the background (SIGINT ignored)"],
 )
 def test_the_readme_systemd_service_prints_its_next_runs_and_stops_cleanly(server, tmp_path, stop_signal):
-    """The unit's ``ExecStart`` as the README writes it (the test's paths and deployment name substituted), in
+    """The unit's ``ExecStart`` as the analysts' guide writes it (the test's paths and deployment name substituted), in
     its ``Environment``: it prints the next three Mondays 06:00 in New York, stores that zone, and exits 0 within
     10 s of SIGTERM or SIGINT with nothing on stderr."""
     exports = tmp_path / "exports"
@@ -553,8 +379,8 @@ def test_the_readme_systemd_service_prints_its_next_runs_and_stops_cleanly(serve
     unit = _systemd_unit()
     (exec_start,) = unit["ExecStart"]
     name = f"systemd-{stop_signal.name.lower()}"
-    command = _program(
-        _substitute(
+    command = program(
+        substitute(
             shlex.split(exec_start),
             {
                 "/data/exports/scans/": f"{exports}/scans/",
@@ -602,7 +428,7 @@ def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_an
         served.wait_for(SERVING)
         trigger = [str(BIN / "prefect"), "deployment", "run", f"screen-dxa-registry/{name}"]
         subprocess.run(trigger, env=server.env, capture_output=True, check=True, timeout=120)
-        _wait(lambda: any(r["state_type"] == "RUNNING" for r in server.runs(name)), 120, "the run to start")
+        wait(lambda: any(r["state_type"] == "RUNNING" for r in server.runs(name)), 120, "the run to start")
         os.kill(served.proc.pid, signal.SIGTERM)
         try:
             code = served.proc.wait(timeout=STOP_WAIT)
@@ -636,7 +462,7 @@ def test_a_bad_schedule_or_path_is_exit_2_in_one_line_before_anything_is_registe
 
     write_scans_csv(tmp_path / "scans.csv", [exam()])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_free_port()}/api")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     arguments = {"--cron": "0 6 * * 1", "--timezone": "Europe/Paris", "--scans": "scans.csv"} | {option: value}
     argv = ["serve", "--name", "never", "--out", "out", *(x for pair in arguments.items() for x in pair)]
     assert main(argv) == 2
@@ -650,7 +476,7 @@ def test_the_notify_command_refuses_a_bad_webhook_or_no_server_in_one_line(capsy
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["--deployment", "screen-dxa-registry/weekly", "--webhook", "https://hooks.example.org/x"]) == 2
     assert capsys.readouterr().err == "flows.notify: PREFECT_API_URL: set it to the Prefect server of the deployment\n"
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_free_port()}/api")  # nothing is asked of it
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")  # nothing is asked of it
     assert main(["--deployment", "screen-dxa-registry/weekly", "--webhook", "hooks.example.org/x"]) == 2
     assert capsys.readouterr().err == "flows.notify: --webhook: 'hooks.example.org/x' is not an http(s) URL\n"
 
@@ -659,9 +485,9 @@ def test_no_prefect_server_at_the_address_is_exit_1_in_one_line(tmp_path):
     """Before: httpx's ConnectError and a traceback. (A process of its own: in this one, a test harness's Prefect
     settings may win over PREFECT_API_URL.)"""
     write_scans_csv(tmp_path / "scans.csv", [exam()])
-    api = f"http://127.0.0.1:{_free_port()}/api"  # nothing listens there
+    api = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
     command = [str(BIN / "osteo"), "serve", "--cron", "0 6 * * 1", "--timezone", "Europe/Paris", "--scans", "scans.csv"]
-    env = _clean_env(tmp_path / "home") | {"PREFECT_API_URL": api}
+    env = clean_env(tmp_path / "home") | {"PREFECT_API_URL": api}
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"osteo: could not register the deployment on the Prefect server at {api} (")

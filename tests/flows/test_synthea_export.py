@@ -126,8 +126,9 @@ def test_the_shipped_unsited_t_sample_is_the_synthea_export_and_screens_as_it(tm
     alendronate (and a few others), with the DXA results above; it gives the same decisions and gaps."""
     sample = data_dir() / "samples" / "fhir_bulk_unsited_t_sample"
     assert _screen(sample, tmp_path / "sample", "--profile", "fhir_bulk_unsited_t") == 0
-    assert "FHIR Conditions: 4 fractures among 17 conditions" in capsys.readouterr().out  # as the README says
-    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
+    assert "FHIR Conditions: 4 fractures among 17 conditions" in capsys.readouterr().out  # as the guide says
+    guide = Path(__file__).resolve().parents[2] / "docs" / "guides" / "own-exports.md"
+    readme = " ".join(guide.read_text(encoding="utf-8").split())
     assert "--scans data/samples/fhir_bulk_unsited_t_sample --profile fhir_bulk_unsited_t" in readme
     assert "4 fractures among 17 conditions" in readme
     assert _screen(_export(tmp_path / "export"), tmp_path / "full", "--profile", "fhir_bulk_unsited_t") == 0

@@ -178,7 +178,8 @@ def test_person_ids_stand_in_when_the_source_values_are_not_distinct(tmp_path):
 def test_the_shipped_sample_is_the_eunomia_cdm_as_the_readme_runs_it(parquet_run, tmp_path):
     from osteo_core.resources import data_dir
 
-    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
+    guide = Path(__file__).resolve().parents[2] / "docs" / "guides" / "own-exports.md"
+    readme = " ".join(guide.read_text(encoding="utf-8").split())
     assert "osteo screen --omop data/samples/omop_sample --profile omop_unsited_t" in readme
     assert _screen(data_dir() / "samples" / "omop_sample", tmp_path / "out", "--profile", "omop_unsited_t") == 0
     for table, frame in _published(tmp_path / "out").items():

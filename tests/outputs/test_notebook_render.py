@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import polars as pl
 import pytest
-from conftest import screen_synthetic, write_synthetic
+from conftest import CHROMIUM_FLAGS, screen_synthetic, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "research_questions.ipynb"
@@ -27,17 +27,6 @@ PLOTLY = "application/vnd.plotly.v1+json"
 AS_OF = dt.date(2026, 7, 1)
 # titles Plotly Express makes up when the notebook gives none
 DEFAULT_TITLES = {"", "value", "variable", "index", "count", "sum of value"}
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 CHART_BOX = re.compile(r'<div class="osteo-chart" id="osteo-chart-[0-9a-f]+">')
 
 

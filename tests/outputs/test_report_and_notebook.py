@@ -4,7 +4,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import screen_synthetic, write_synthetic
+from conftest import CHROMIUM_FLAGS, screen_synthetic, write_synthetic
 
 from osteo_core.cli import main
 from osteo_core.outputs.report import REPORT
@@ -19,17 +19,6 @@ CHARTS = (
     "time-on-list",
     "measure-rates",  # with the roster: the quality measures' section
 )
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import CHROMIUM_FLAGS as SHARED_CHROMIUM_FLAGS
 from conftest import screen_synthetic, write_synthetic
 
 from osteo_core.cli import main
@@ -27,15 +28,7 @@ from osteo_core.publish.folder import read_history
 from osteo_core.resources import shipped_toml
 
 CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
+    *SHARED_CHROMIUM_FLAGS,
     "--hide-scrollbars",
     "--force-color-profile=srgb",  # the screenshot's pixels are the page's colours, unconverted
 ]

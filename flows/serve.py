@@ -122,7 +122,9 @@ def serve(request: ScreenRequest, cron: str, name: str, timezone: str | None = N
     screen as of its own day in that time zone."""
     cron, timezone = check_cron(cron), check_timezone(timezone)
     if not os.environ.get("PREFECT_API_URL"):
-        raise InputError("PREFECT_API_URL", "set it to a running Prefect server (see README: Scheduled screens)")
+        raise InputError(
+            "PREFECT_API_URL", "set it to a running Prefect server (docs/guides/analysts.md, 'Scheduled screens')"
+        )
     request = absolute_paths(request)
     check_arguments(request)
     install_filter()

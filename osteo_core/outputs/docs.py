@@ -210,7 +210,8 @@ def inputs_page() -> str:
             [[f"`{name}`", load_profile(name).description] for name in shipped_profiles()],
         ),
         "",
-        "Your own profile is a TOML file passed by path (`--profile my_vendor.toml`); see the README.",
+        "Your own profile is a TOML file passed by path (`--profile my_vendor.toml`); see",
+        "[the own-exports guide](guides/own-exports.md#profiles-vendor-headers).",
         "",
     ]
     return "\n".join(lines)

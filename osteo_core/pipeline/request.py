@@ -353,7 +353,7 @@ def check_out_apart(request: ScreenRequest) -> None:
                 )
 
 
-MAX_DAYS_AHEAD = 31  # not clinical: how far past today a screen may be dated (a week ahead, as the README's demo)
+MAX_DAYS_AHEAD = 31  # not clinical: how far past today a screen may be dated (a week on, as in a guide's example)
 
 
 def check_not_ahead(request: ScreenRequest) -> None:

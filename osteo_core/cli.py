@@ -12,9 +12,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from osteo_core.errors import INPUT_NAMES, OsteoError, output_errors
+from osteo_core.errors import OsteoError, output_errors
 from osteo_core.outputs.render import FORMATS, TERMINAL_ROWS
 from osteo_core.settings import settings
+from schemas.gaps import SCREENING_DUE, UNTREATED_HIGH_RISK
+from schemas.inputs import FRACTURES, INPUT_KINDS, OPTIONS, SCANS, called
+
+EXAMPLE_GAP = UNTREATED_HIGH_RISK.name  # the gap the help's examples name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,15 +28,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _screen_args(p: argparse.ArgumentParser) -> None:
     cfg = settings()
-    p.add_argument(
-        "--scans", action="append", metavar="PATH", help="scans export file or folder; repeatable (or --omop)"
-    )
+    optional = [kind.option for kind in OPTIONS if kind.optional]
+    p.add_argument(SCANS.option, action="append", metavar="PATH", help=SCANS.help)
     p.add_argument(
         "--omop",
         metavar="SOURCE",
-        help="an OMOP CDM feeding every input instead of --scans/--meds/--fractures/--population: a folder of CDM"
-        " tables (Parquet or CSV), a DuckDB database file, or a PostgreSQL URL postgresql://HOST[:PORT]/DB (user and"
-        " password from PGUSER/PGPASSWORD or ~/.pgpass, never in the URL)",
+        help=f"an OMOP CDM feeding every input instead of {'/'.join(kind.option for kind in OPTIONS)}: a folder of"
+        " CDM tables (Parquet or CSV), a DuckDB database file, or a PostgreSQL URL postgresql://HOST[:PORT]/DB (user"
+        " and password from PGUSER/PGPASSWORD or ~/.pgpass, never in the URL)",
     )
     p.add_argument(
         "--omop-schema",
@@ -52,14 +55,9 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
         help="the CDM's population: every living person enrolled from birth (an EHR-built CDM), or each"
         " observation_period a coverage span (a claims CDM) (default: %(default)s)",
     )
-    p.add_argument("--meds", metavar="PATH", help="medications export (optional)")
-    p.add_argument("--fractures", metavar="PATH", help="fractures export (optional)")
-    p.add_argument(
-        "--population",
-        metavar="PATH",
-        help="population roster (optional): everyone the health system is responsible for, one row per coverage"
-        " span; adds the screening_due gap for those never scanned",
-    )
+    for kind in OPTIONS:
+        if kind.optional:
+            p.add_argument(kind.option, metavar="PATH", help=kind.help)
     p.add_argument(
         "--measurement-year",
         type=int,
@@ -93,9 +91,8 @@ def _screen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-input-change",
         action="store_true",
-        help="publish even without a kind of input the last published run had (--meds, --fractures,"
-        " --population); without it such a run is refused (exit 3), since its gaps would open or close for the"
-        " missing export",
+        help=f"publish even without a kind of input the last published run had ({', '.join(optional)}); without it"
+        " such a run is refused (exit 3), since its gaps would open or close for the missing export",
     )
     p.add_argument("--sheet", metavar="NAME", help="XLSX inputs: read this sheet (default: the first)")
     p.add_argument("--lsc", metavar="FILE", help="per-device least significant change: device_id, site, lsc")
@@ -148,7 +145,7 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
     "gaps": (
         "list the open care gaps, most urgent first",
         "Print today's care-gap list of the published run: highest priority first, then the oldest.",
-        "osteo gaps --out osteo-demo\n  osteo gaps --out osteo-demo --gap untreated_high_risk --format csv > list.csv",
+        f"osteo gaps --out osteo-demo\n  osteo gaps --out osteo-demo --gap {EXAMPLE_GAP} --format csv > list.csv",
     ),
     "worklist": (
         "the open gaps to work, with their outreach status; mark calls",
@@ -156,9 +153,9 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "been open (first_seen), most urgent first. Gaps marked declined or not_appropriate are left out until "
         "their date (--all shows them). Filter by --gap, --status and the roster's routing columns (e.g. "
         "--clinic clinic-3). Record outreach with 'osteo worklist mark' (osteo worklist mark --help).",
-        "osteo worklist --out osteo-demo --gap untreated_high_risk --status none\n"
+        f"osteo worklist --out osteo-demo --gap {EXAMPLE_GAP} --status none\n"
         "  osteo worklist --out osteo-demo --clinic clinic-3 --format csv > calls.csv\n"
-        "  osteo worklist mark P000123 untreated_high_risk --status contacted --note 'letter sent' --out osteo-demo",
+        f"  osteo worklist mark P000123 {EXAMPLE_GAP} --status contacted --note 'letter sent' --out osteo-demo",
     ),
     "mark": (
         "record outreach on an open gap",
@@ -167,8 +164,8 @@ _HELP: dict[str, tuple[str, str, str]] = {  # command: (one line, description, e
         "from the default worklist until --until (default: a year later, data/reference/outreach.toml), never "
         "from care_gaps or the quality measures; reopened shows it again. --file marks.csv records many at once "
         "(columns patient_id, gap, status, and optionally note, by, until): all of them, or none if a row is wrong.",
-        "osteo worklist mark P000123 untreated_high_risk --status contacted --by 'RN Lee' --out osteo-demo\n"
-        "  osteo worklist mark P000123 untreated_high_risk --status declined --until 2027-06-01 --out osteo-demo\n"
+        f"osteo worklist mark P000123 {EXAMPLE_GAP} --status contacted --by 'RN Lee' --out osteo-demo\n"
+        f"  osteo worklist mark P000123 {EXAMPLE_GAP} --status declined --until 2027-06-01 --out osteo-demo\n"
         "  osteo worklist mark --file marks.csv --by 'RN Lee' --out osteo-demo",
     ),
     "measures": (
@@ -258,7 +255,7 @@ def _worklist_args(worklist: argparse.ArgumentParser) -> None:
         dest="action", parser_class=_Parser, metavar="[mark]", help="mark: record outreach on an open gap"
     )
     _out_arg(worklist)
-    worklist.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
+    worklist.add_argument("--gap", metavar="TYPE", help=f"only this gap type, e.g. {EXAMPLE_GAP}")
     worklist.add_argument(
         "--status",
         choices=[*statuses(), "none"],
@@ -281,7 +278,7 @@ def _worklist_args(worklist: argparse.ArgumentParser) -> None:
         "gap",
         nargs="?",
         metavar="GAP",
-        help=f"the open gap, e.g. untreated_high_risk; '{EVERY_GAP}': every open gap of the patient",
+        help=f"the open gap, e.g. {EXAMPLE_GAP}; '{EVERY_GAP}': every open gap of the patient",
     )
     mark.add_argument("--status", choices=list(statuses()), help="what happened (required unless --file)")
     mark.add_argument("--note", metavar="TEXT", help="free text (keep clinical detail in the record system)")
@@ -401,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gaps = _command(sub, "gaps")
     _out_arg(gaps)
-    gaps.add_argument("--gap", metavar="TYPE", help="only this gap type, e.g. untreated_high_risk")
+    gaps.add_argument("--gap", metavar="TYPE", help=f"only this gap type, e.g. {EXAMPLE_GAP}")
     _listing_args(gaps)
     _worklist_args(_command(sub, "worklist"))
     measures = _command(sub, "measures")
@@ -436,9 +433,7 @@ def _request(args: argparse.Namespace):
         omop_schema=getattr(args, "omop_schema", None),
         omop_patient_id=getattr(args, "omop_patient_id", None),
         omop_enrolment=getattr(args, "omop_enrolment", None) or "birth",
-        meds=args.meds,
-        fractures=args.fractures,
-        population=getattr(args, "population", None),
+        **{kind.name: getattr(args, kind.name, None) for kind in OPTIONS if kind.optional},
         measurement_year=getattr(args, "measurement_year", None),
         out=args.out,
         as_of=args.as_of,
@@ -508,12 +503,12 @@ def input_change_warnings(manifest: dict) -> list[str]:
         return lines
     for kind in changed["missing"]:
         lines.append(
-            f"osteo: warning: no {INPUT_NAMES.get(kind, kind)} export this time, but the last published run"
+            f"osteo: warning: no {called(kind)} export this time, but the last published run"
             f" ({changed['previous_run_id']}) had one: gaps that depend on it are not comparable across the two runs"
         )
     for kind in changed["new"]:
         lines.append(
-            f"osteo: warning: a {INPUT_NAMES.get(kind, kind)} export this time, but not in the last published run"
+            f"osteo: warning: a {called(kind)} export this time, but not in the last published run"
             f" ({changed['previous_run_id']}): gaps that depend on it are not comparable across the two runs"
         )
     return lines
@@ -526,7 +521,7 @@ def _print_summary(manifest: dict, out: Path, seconds: float) -> None:
         f"{manifest['rule_set']['version']}  profile {manifest['profile']}"
     )
     print(
-        f"scan rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} quarantined"
+        f"{SCANS.row} rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} quarantined"
         f" + {rows['duplicate']:,} duplicate"
     )
     categories = manifest.get("who_categories", {})
@@ -578,27 +573,21 @@ def input_notes(manifest: dict) -> list[str]:
     sheets not read, files a folder scan passed over, a FHIR export's resources counted and not read (names of
     files, columns and reasons only, never values)."""
     notes = []
-    kinds = (
-        ("meds", "medication"),
-        ("fractures", "fracture"),
-        ("population", "population roster"),
-        ("dxa_procedures", "DXA procedure"),
-    )
-    for kind, label in kinds:
-        rows = manifest.get("rows_by_input", {}).get(kind, {})
+    for kind in (k for k in INPUT_KINDS if k is not SCANS):  # the scan rows have a line of their own
+        rows = manifest.get("rows_by_input", {}).get(kind.name, {})
         if rows.get("rows_in"):
             share = rows["quarantined"] / rows["rows_in"]
             limit = manifest.get("max_reject_rate", 0.0)  # the limit scans are held to, as a warning here
             warning = f"  ({share:.0%} quarantined: check the quarantine table)" if share > limit else ""
             notes.append(
-                f"{label} rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} "
+                f"{kind.row} rows: {rows['rows_in']:,} in = {rows['valid']:,} valid + {rows['quarantined']:,} "
                 f"quarantined + {rows['duplicate']:,} duplicate{warning}"
             )
         if rows.get("not_in_population"):
             notes.append(
                 f"patients not in the population roster: {rows['not_in_population']:,} (screened all the same)"
             )
-    several = manifest.get("rows_by_input", {}).get("scans", {}).get("patients_with_several_mrns")
+    several = manifest.get("rows_by_input", {}).get(SCANS.name, {}).get("patients_with_several_mrns")
     if several:
         notes.append(
             f"patients whose records give different medical record numbers: {several:,} (the first read is shown;"
@@ -672,7 +661,7 @@ def fhir_notes(manifest: dict) -> list[str]:
     normal) and, per file, the resources counted and not read, by reason (counts only)."""
     notes = []
     conditions = [e for e in manifest.get("inputs", []) if e.get("resource_type") == "Condition"]
-    fractures = manifest.get("rows_by_input", {}).get("fractures", {}).get("fracture_events")
+    fractures = manifest.get("rows_by_input", {}).get(FRACTURES.name, {}).get("fracture_events")
     if conditions and fractures is not None:
         total = sum(e["rows"] + sum(e.get("not_read", {}).values()) for e in conditions)
         notes.append(f"FHIR Conditions: {fractures:,} fractures among {total:,} conditions")
@@ -808,12 +797,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from osteo_core.publish.catalog import query
 
     # as the worklist orders a gap: the most recent since first (a patient scanned last week before one from years ago)
-    untreated = query(out, "SELECT * FROM untreated_high_risk ORDER BY since DESC, patient_id")
+    untreated = query(out, f"SELECT * FROM {UNTREATED_HIGH_RISK.name} ORDER BY since DESC, patient_id")
     print(f"\nuntreated high-risk patients ({untreated.height:,}; the first {DEMO_ROWS}, most recent first):")
     write_frame(untreated.select(TABLE_COLUMNS).head(DEMO_ROWS), "table", noun="patient")
-    print(f"\nall of them: osteo gaps --out {out} --gap untreated_high_risk --format csv")
-    never = manifest.get("care_gaps", {}).get("screening_due", 0)
-    print(f"never scanned and due a first DXA: {never:,} (osteo gaps --out {out} --gap screening_due)")
+    print(f"\nall of them: osteo gaps --out {out} --gap {UNTREATED_HIGH_RISK.name} --format csv")
+    never = manifest.get("care_gaps", {}).get(SCREENING_DUE.name, 0)
+    print(f"never scanned and due a first DXA: {never:,} (osteo gaps --out {out} --gap {SCREENING_DUE.name})")
     print(f"quality measures (HEDIS OMW, MIPS 418, MIPS 039): osteo measures --out {out}")
     print(f"work the list and record calls: osteo worklist --out {out}  (osteo worklist mark --help)")
     return 0

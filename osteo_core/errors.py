@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from schemas.inputs import called_together
+
 
 class OsteoError(Exception):
     """Base of the errors a user can cause and fix; ``exit_code`` is what ``osteo`` returns."""
@@ -84,22 +86,6 @@ class ShrinkExceeded(RunRefused):
         )
 
 
-# What an input kind is called in a message (``--meds`` is the medications export).
-INPUT_NAMES = {
-    "scans": "scans",
-    "meds": "medications",
-    "fractures": "fractures",
-    "population": "population roster",
-    "dxa_procedures": "DXA procedures",
-}
-
-
-def input_names(kinds: list[str]) -> str:
-    """``medications``, ``medications and fractures``, ``medications, fractures and population roster``."""
-    names = [INPUT_NAMES.get(kind, kind) for kind in kinds]
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
 class InputsMissing(RunRefused):
     """The run lacks a kind of input the last published run had (an upstream export that failed, most
     likely): its gaps would open and close for the missing export, not for the patients. Refused before any
@@ -111,7 +97,7 @@ class InputsMissing(RunRefused):
         self.missing = missing
         one = len(missing) == 1
         super().__init__(
-            f"no {input_names(missing)} export{'' if one else 's'} this time, but the last published run"
+            f"no {called_together(missing)} export{'' if one else 's'} this time, but the last published run"
             f" ({previous_run_id}) had {'one' if one else 'them'}: without {'it' if one else 'them'} the care gaps that"
             f" depend on {'it' if one else 'them'} would open or close for want of the export; the refused run is in"
             f" {run_folder} (manifest.json); published outputs left unchanged (--accept-input-change publishes"

@@ -8,6 +8,8 @@ from typing import Any
 import polars as pl
 
 from osteo_core.resources import OUTREACH, shipped_toml
+from schemas.gaps import GAP_NAMES, GAPS
+from schemas.inputs import INPUTS
 
 DRUGS = "reference/drugs.toml"
 FRACTURE_CODES = "reference/fracture_codes.toml"
@@ -133,8 +135,48 @@ def fracture_codes() -> dict[str, Any]:
     return shipped_toml(FRACTURE_CODES)
 
 
+@cache
 def care_gap_parameters() -> dict[str, Any]:
-    return shipped_toml(CARE_GAPS)
+    """``care_gaps.toml``, checked against the gaps' declarations (``check_care_gaps``)."""
+    params = shipped_toml(CARE_GAPS)
+    check_care_gaps(params)
+    return params
+
+
+def check_care_gaps(params: dict[str, Any]) -> None:
+    """``ValueError`` unless ``care_gaps.toml`` (``params``) agrees with the gaps' declarations (``schemas.gaps``):
+    a priority, an input that shows it (``[lifecycle] needs_input``) and a section when it has windows, for each
+    declared gap and no other; the keys a declaration names in its section; closing lists of declared gaps only."""
+    lifecycle = params["lifecycle"]
+    declared = set(GAP_NAMES)
+    problems = [
+        f"{where} differs from the declared gaps in {sorted(set(names) ^ declared)}"
+        for where, names in (("[priority]", params["priority"]), ("[lifecycle] needs_input", lifecycle["needs_input"]))
+        if set(names) != declared
+    ]
+    problems += [f"[lifecycle] needs_input: '{kind}' is no input kind"
+                 for kind in lifecycle["needs_input"].values() if kind not in INPUTS]  # fmt: skip
+    problems += [f"[lifecycle] {key} names an undeclared gap" for key in ("treatment_closes", "dxa_closes")
+                 if not set(lifecycle[key]) <= declared]  # fmt: skip
+    problems += [f"[{gap.name}] missing" for gap in GAPS if gap.parameters and gap.name not in params]
+    problems += [f"[{gap.name}] given for a gap declared without windows" for gap in GAPS
+                 if not gap.parameters and gap.name in params]  # fmt: skip
+    problems += [
+        f"[{gap.name}] {key} missing"
+        for gap in GAPS
+        for key in (gap.treatment_from, gap.window)
+        if key and key not in params.get(gap.name, {})
+    ]
+    if len(set(params["priority"].values())) != len(params["priority"]):
+        problems.append("[priority] gives two gaps one priority")
+    if problems:
+        raise ValueError(f"{CARE_GAPS}: {'; '.join(problems)}")
+
+
+def gaps_by_priority() -> tuple[str, ...]:
+    """The gap names, most urgent first (``care_gaps.toml`` ``[priority]``)."""
+    priority = care_gap_parameters()["priority"]
+    return tuple(sorted(GAP_NAMES, key=lambda name: priority[name]))
 
 
 LOINC_MEASURES = ("t", "z", "bmd")
@@ -147,7 +189,7 @@ def dxa_loinc() -> pl.DataFrame:
 
     For the long and FHIR exports (issue 13): a code outside this table is not a DXA result we read.
     """
-    from schemas.tables import SIDES, SITES
+    from schemas.sites import SIDES, SITES
 
     rows = shipped_toml(DXA_LOINC)["code"]
     frame = pl.DataFrame(

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from schemas.fields import Field
-from schemas.readers import Words
+
+if TYPE_CHECKING:  # the type alone: no engine is loaded for the fields (the command line's help reads them)
+    from schemas.readers import Words
 
 MEDS_FIELDS: tuple[Field, ...] = (
     Field("patient_id", "text", "Patient identifier", required=True),

@@ -23,7 +23,7 @@ from schemas.events import DXA_PROCEDURES_FIELDS, EVENT_WORDS, FRACTURES_FIELDS,
 from schemas.population import POPULATION_FIELDS
 from schemas.readers import DTYPES, Words
 from schemas.scans import MEASURES, SCANS_FIELDS, SCORE_COLUMNS, SPINE_LEVEL_COUNT, sided
-from schemas.tables import HIP_SITES, SIDES
+from schemas.sites import HIP_SITES, SIDES
 
 Types = Mapping[str, pl.DataType]  # column → the native type it was given in (``schemas.readers.stays_typed``)
 

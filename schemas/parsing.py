@@ -1,8 +1,9 @@
 """Polars expressions that turn the text of an export cell into a typed value.
 
 Every expression here returns null for a blank cell *and* for a cell it cannot read. The validation
-schemas (``schemas/scans.py``) use the very same expressions to decide whether a non-blank cell is
-readable, so a value is never accepted by the check and then lost by the cast, or the other way round.
+schemas (``schemas/input_checks.py``, through ``schemas.readers``) use the very same expressions to decide
+whether a non-blank cell is readable, so a value is never accepted by the check and then lost by the cast, or
+the other way round.
 """
 
 from __future__ import annotations

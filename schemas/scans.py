@@ -4,7 +4,7 @@ words accepted for coded fields. Plain data: ``schemas.input_checks`` builds the
 from __future__ import annotations
 
 from schemas.fields import Field, fields_of_kind
-from schemas.tables import HIP_SITES, SIDES, SITES, UNSPECIFIED_SITE
+from schemas.sites import HIP_SITES, SIDES, SITES, UNSPECIFIED_SITE
 
 MEASURES = (("t", "T-score", "t_score"), ("z", "Z-score", "z_score"), ("bmd", "BMD g/cm²", "bmd"))
 

@@ -1,22 +1,17 @@
-"""The one registry of the tables a run publishes: their names, columns, types and descriptions, and the
-measurement sites. Plain data (no Pandera): the engine, the catalog and ``osteo sql --tables`` read it, and
-``schemas.published`` builds the Pandera schemas that validate what is published from it.
+"""The one registry of the tables a run publishes: their names, columns, types and descriptions (what names a
+gap or an input kind takes it from its own registry, ``schemas.gaps``, ``schemas.inputs``). Plain data (no
+Pandera): the engine, the catalog and ``osteo sql --tables`` read it, and ``schemas.published`` builds the Pandera
+schemas that validate what is published from it.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from schemas.gaps import GAP_NAMES, GAP_VIEWS, GAPS, SCREENING_DUE
+
 SOURCE_FILE = "source_file"  # every input row keeps where it came from: file, 1-based data row
 SOURCE_ROW = "source_row"
-
-SITE_LABELS = {"spine": "spine", "total_hip": "total hip", "femoral_neck": "femoral neck", "radius33": "1/3 radius"}
-SITES = tuple(SITE_LABELS)  # measurement sites of a DXA exam
-LSC_SITES = ("spine", "total_hip", "femoral_neck")  # sites compared between serial exams (BMD loss)
-HIP_SITES = ("total_hip", "femoral_neck")  # measured on either hip: an export may give each side
-SIDES = ("left", "right")  # ties between the sides go to the first
-# the site of a T-score the export does not place (a profile's [scores] unsited_t = "use"): WHO category only
-UNSPECIFIED_SITE = "unspecified"
 
 TABLES = (  # OUT/<table>.parquet
     "screening",
@@ -150,7 +145,7 @@ _SCREENING: dict[str, tuple[pl.DataType, str]] = {
 _QUARANTINE_DESCRIPTIONS = {
     "source_file": "Input file the row came from",
     "source_row": "1-based data row in that file",
-    "input": "scans / meds / fractures",
+    "input": "scans / meds / fractures / population / dxa_procedures",
     "column": "Failing column (null for row-level problems)",
     "check": "Name of the failed check",
     "value": "The offending value as text",
@@ -175,11 +170,12 @@ _PATIENTS_DESCRIPTIONS = {
     "last_treatment_date": "Latest osteoporosis-drug event on or before the as-of date",
     "last_treatment_drug": "Generic name of that drug",
 }
+_WITHOUT_EXAM = [gap.name for gap in GAPS if not gap.exam]
 _GAPS_DESCRIPTIONS = {
     "patient_id": "Patient identifier",
-    "gap": "denosumab_lapse / untreated_high_risk / post_fracture_untreated / significant_bmd_loss / overdue_dxa",
+    "gap": " / ".join(GAP_NAMES),
     "since": "Date the gap opened",
-    "exam_id": "Exam the gap refers to (null for denosumab_lapse and post_fracture_untreated)",
+    "exam_id": f"Exam the gap refers to (null for {', '.join(_WITHOUT_EXAM[:-1])} and {_WITHOUT_EXAM[-1]})",
     "priority": "1 = most urgent",
     "detail": "Short explanation",
     "first_seen": "As-of date of the first published run, in an unbroken series, with this gap open",
@@ -194,7 +190,7 @@ _CLOSED_DESCRIPTIONS = {
     "closed_because": "input_missing / left_population / treatment_started / dxa_done / window_passed /"
     " no_longer_eligible",
     "closed_detail": "For left_population: died (not alive on the as-of date), disenrolled (alive, not enrolled) or"
-    " left_roster (a screening_due gap of a patient the roster no longer lists); else blank",
+    f" left_roster (a {SCREENING_DUE.name} gap of a patient the roster no longer lists); else blank",
 }
 _OUTREACH_DESCRIPTIONS = {
     "mark": "1, 2, 3 … in the order the marks were recorded (the latest mark of a gap is its status)",
@@ -254,7 +250,7 @@ TABLE_DESCRIPTIONS = {
     "measure_members": "One row per quality measure and roster patient it considers: denominator, exclusion, numerator",
     "measure_summary": "One row per quality measure: denominator, exclusions, numerator, rate (empty without a roster)",
     "closed_gaps": "One row per gap open in the last published run and not in this one, with why it closed",
-    "untreated_high_risk": "untreated_high_risk gaps joined to the patient's latest screening row",
+    **{name: f"{name} gaps joined to the patient's latest screening row" for name in GAP_VIEWS},
     "medications": "Valid medication events with drug, class, oncology flag and coverage",
     "fractures": "Valid fracture events with site, fragility and new-fracture flags",
     "population": "One row per patient of the population roster: alive and enrolled on the as-of date, routing",
@@ -359,7 +355,7 @@ def catalog_column_descriptions(name: str) -> dict[str, str]:
     """Descriptions of a catalog table's or view's columns (``COMMENT ON COLUMN`` in ``osteo.duckdb``)."""
     if name in COLUMN_DESCRIPTIONS:
         return COLUMN_DESCRIPTIONS[name]
-    if name == "untreated_high_risk":  # the care_gaps columns, then the screening columns
+    if name in GAP_VIEWS:  # the care_gaps columns, then the screening columns
         return COLUMN_DESCRIPTIONS["screening"] | COLUMN_DESCRIPTIONS["care_gaps"]
     if name == "worklist":  # patient_id, mrn, the other care_gaps columns, the roster's routing columns, outreach
         gaps = COLUMN_DESCRIPTIONS["care_gaps"]

@@ -10,7 +10,7 @@ import polars as pl
 from osteo_core.decide.rules import RuleSet
 from osteo_core.decide.sides import side_column
 from schemas.scans import SPINE_LEVEL_COUNT, UNSPECIFIED_T
-from schemas.tables import HIP_SITES, UNSPECIFIED_SITE
+from schemas.sites import HIP_SITES, UNSPECIFIED_SITE
 
 _NUDGE = 1e-9  # rounds the decimal as written: -1.95 is stored as -1.9499999…; nudge away from zero first
 

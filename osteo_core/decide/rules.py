@@ -2,21 +2,19 @@
 
 A rule set is validated when loaded: an unknown section, key, condition or parameter, a missing key, or
 a value of the wrong type is an ``InputError`` naming the file and the key. Python reads every clinical
-number from here; ``osteo_core.decide.eligibility`` holds only the shape of each condition.
+number from here; ``osteo_core.decide.conditions`` holds only the shape of each condition.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from osteo_core.decide.conditions import CONDITIONS, Number
 from osteo_core.errors import InputError
-from osteo_core.resources import data_dir, load_toml
-from schemas.tables import SITES
+from osteo_core.shipped import Shipped
+from schemas.sites import SITES
 
 WHO_CATEGORIES = ("normal", "osteopenia", "osteoporosis", "severe_osteoporosis")
 TIERS = ("base", "very_high_risk")
@@ -78,28 +76,17 @@ class RuleSet:
         return self.values[section]
 
 
+RULE_SETS = Shipped("rules", "rule set", "rule-set file")  # data/rules/NAME.toml, or the user's file
+
+
 def shipped_rule_sets() -> list[str]:
-    return sorted(p.stem for p in (data_dir() / "rules").glob("*.toml"))
-
-
-def resolve_rules_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if not (path.suffix == ".toml" or path.exists()):
-        path = data_dir() / "rules" / f"{name_or_path}.toml"
-        if not path.exists():
-            raise InputError(name_or_path, f"unknown rule set (shipped: {', '.join(shipped_rule_sets())})")
-    if not path.is_file():
-        raise InputError(str(path), "rule-set file not found")
-    return path
+    return RULE_SETS.names()
 
 
 def load_rules(name_or_path: str) -> RuleSet:
     """A shipped rule set by name or a user's TOML file by path, validated."""
-    path = resolve_rules_path(name_or_path)
-    try:
-        raw = load_toml(path)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"rule set is not valid TOML ({exc})") from None
+    path = RULE_SETS.resolve(name_or_path)
+    raw = RULE_SETS.read(path)
     validate_rules(raw, str(path))
     return RuleSet(source_path=str(path), values=raw)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 from schemas.scans import sided
-from schemas.tables import HIP_SITES, SIDES
+from schemas.sites import HIP_SITES, SIDES
 
 SCORE_KINDS = ("t", "z")
 

@@ -18,7 +18,8 @@ from osteo_core.demo.synthetic import (
     _spoil,
     _uniform,
 )
-from schemas.tables import SITES
+from schemas.gaps import OVERDUE_DXA
+from schemas.sites import SITES
 
 # ---------------------------------------------------------------------------------------------------------------
 # The demo's registry: alive up to its as-of date.
@@ -166,7 +167,8 @@ DEMO_TARGETS: dict[str, tuple[float, float, str]] = {
     "overdue_dxa_share": (
         0.15,
         0.45,
-        "scanned patients alive and enrolled with overdue_dxa open: well under half (lost to follow-up, late returns)",
+        f"scanned patients alive and enrolled with {OVERDUE_DXA.name} open: well under half (lost to follow-up, late"
+        " returns)",
     ),
     "on_treatment_share": (
         0.05,

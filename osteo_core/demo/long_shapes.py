@@ -23,7 +23,7 @@ import polars as pl
 
 from osteo_core import reference
 from schemas.scans import MEASURES, SCANS_COLUMNS, sided
-from schemas.tables import HIP_SITES, SIDES, SITES
+from schemas.sites import HIP_SITES, SIDES, SITES
 
 MEASURE_NAMES = {"t": "T-score", "z": "Z-score", "bmd": "BMD"}
 UNITS = {"t": "{T-score}", "z": "{Z-score}", "bmd": "g/cm2"}

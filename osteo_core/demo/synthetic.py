@@ -19,7 +19,7 @@ import datetime as dt
 import polars as pl
 
 from schemas.fields import Field
-from schemas.tables import SITES
+from schemas.sites import SITES
 
 _SCALE = float(1 << 53)
 FIRST_EXAM = dt.date(2012, 1, 2)

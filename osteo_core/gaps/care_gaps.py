@@ -1,12 +1,15 @@
 """docs/tables.md ``patients`` and ``care_gaps``: who should be treated or followed up and is not.
 
 Pure Polars over LazyFrames; windows, priorities and least-significant-change values come from
-``data/reference/care_gaps.toml`` (``params``), never from literals here.
+``data/reference/care_gaps.toml`` (``params``), never from literals here. Each gap is declared once
+(``schemas.gaps``); its finder is attached to it here (``FINDERS``), and ``care_gaps`` runs them all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -15,8 +18,18 @@ from osteo_core.decide.sides import with_sided_columns
 from osteo_core.gaps.coverage import patient_treatment, treatment_events
 from osteo_core.gaps.population import MRNS_SCHEMA, off_the_list, screening_due
 from schemas import parsing
+from schemas.gaps import (
+    DENOSUMAB_LAPSE,
+    OVERDUE_DXA,
+    POST_FRACTURE_UNTREATED,
+    SCREENING_DUE,
+    SIGNIFICANT_BMD_LOSS,
+    UNTREATED_HIGH_RISK,
+    Gap,
+)
 from schemas.scans import sided
-from schemas.tables import FOUND_GAPS_SCHEMA, GAPS_SCHEMA, HIP_SITES, LSC_SITES, PATIENTS_SCHEMA, SIDES
+from schemas.sites import HIP_SITES, LSC_SITES, SIDES
+from schemas.tables import FOUND_GAPS_SCHEMA, GAPS_SCHEMA, PATIENTS_SCHEMA
 
 _MICRO = 1_000_000  # exact decimal comparison in integer millionths (BMD g/cm² and LSC fractions)
 # The float screen before the exact comparison lets through every pair within a hundred millionths of the LSC:
@@ -86,16 +99,17 @@ def patients(
     )
 
 
-def _gap(frame: pl.LazyFrame, gap: str, params: dict[str, Any]) -> pl.LazyFrame:
-    return frame.with_columns(pl.lit(gap).alias("gap"), pl.lit(params["priority"][gap]).alias("priority")).select(
-        list(FOUND_GAPS_SCHEMA)
-    )
+def _gap(frame: pl.LazyFrame, gap: Gap, params: dict[str, Any]) -> pl.LazyFrame:
+    """The rows a finder found, as gaps of its type, with the type's priority (``care_gaps.toml`` ``[priority]``)."""
+    return frame.with_columns(
+        pl.lit(gap.name).alias("gap"), pl.lit(params["priority"][gap.name]).alias("priority")
+    ).select(list(FOUND_GAPS_SCHEMA))
 
 
 def denosumab_lapse(meds: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]) -> pl.LazyFrame:
     """Last osteoporosis denosumab dose + 6 calendar months + 28 days before the as-of date, and no
     osteoporosis-strength bisphosphonate after that dose."""
-    p = params["denosumab_lapse"]
+    p = params[DENOSUMAB_LAPSE.name]
     events = treatment_events(meds, as_of)
     last_dose = (
         events.filter(pl.col("drug_class") == "denosumab")
@@ -119,14 +133,14 @@ def denosumab_lapse(meds: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]) 
             pl.format("last denosumab dose {}; next dose overdue since {}", "last_dose", "since").alias("detail"),
         )
     )
-    return _gap(lapsed, "denosumab_lapse", params)
+    return _gap(lapsed, DENOSUMAB_LAPSE, params)
 
 
 def untreated_high_risk(
     latest: pl.LazyFrame, meds: pl.LazyFrame, as_of: dt.date, params: dict[str, Any]
 ) -> pl.LazyFrame:
     """The latest exam is eligible and no osteoporosis drug in [exam date − 365 days, as-of date]."""
-    lookback = params["untreated_high_risk"]["lookback_days"]
+    lookback = params[UNTREATED_HIGH_RISK.name]["lookback_days"]
     eligible = latest.filter(pl.col("eligibility") == "eligible")
     treated = (
         treatment_events(meds, as_of)
@@ -141,7 +155,7 @@ def untreated_high_risk(
             "{} ({}); recommend {}", "eligibility", pl.col("eligibility_reasons").list.join(", "), "recommendation"
         ).alias("detail"),
     )
-    return _gap(open_gaps, "untreated_high_risk", params)
+    return _gap(open_gaps, UNTREATED_HIGH_RISK, params)
 
 
 def post_fracture_untreated(
@@ -156,7 +170,7 @@ def post_fracture_untreated(
     no treatment, and no treatment in the 365 days before it. One row per patient: the latest such. The age is
     known from the fracture row's birth date, else the patient's latest exam's, else the roster's (``roster``:
     ``gaps.population``'s patients): a woman of 40 the roster knows is never on the list for a wrist fracture."""
-    p = params["post_fracture_untreated"]
+    p = params[POST_FRACTURE_UNTREATED.name]
     window = pl.duration(days=p["window_days"])
     known_birth = (  # the birth date on the patient's latest exam that has one
         exams.select(*EXAM_ORDER, "birth_date")
@@ -219,7 +233,7 @@ def post_fracture_untreated(
             ).alias("detail"),
         )
     )
-    return _gap(untreated, "post_fracture_untreated", params)
+    return _gap(untreated, POST_FRACTURE_UNTREATED, params)
 
 
 def _micro(expr: pl.Expr) -> pl.Expr:
@@ -277,7 +291,7 @@ def significant_bmd_loss(
     (blank = all four). ``device_lsc`` (device_id, site, lsc) overrides the defaults per device. Exports of
     both hips compare like with like (``_site_comparison``).
     """
-    p = params["significant_bmd_loss"]
+    p = params[SIGNIFICANT_BMD_LOSS.name]
     keep = ["patient_id", "exam_id", "exam_date", "device_id", "spine_levels", "spine_level_count"]
     keep += [f"{s}_bmd" for s in LSC_SITES]
     hip_columns = [sided(side, s, "bmd") for s in HIP_SITES for side in SIDES]
@@ -326,7 +340,7 @@ def significant_bmd_loss(
         .filter(pl.any_horizontal([f.is_not_null() for f in findings]))
         .with_columns(pl.col("exam_date").alias("since"))
     )
-    return _gap(lossy, "significant_bmd_loss", params)
+    return _gap(lossy, SIGNIFICANT_BMD_LOSS, params)
 
 
 def _may_have_lost(site: str, lsc: pl.Expr, hips_given: bool) -> pl.Expr:
@@ -379,7 +393,40 @@ def overdue_dxa(
         pl.col("next_dxa_due").alias("since"),
         pl.format("next DXA was due {} (exam of {})", "next_dxa_due", "exam_date").alias("detail"),
     )
-    return _gap(overdue, "overdue_dxa", params)
+    return _gap(overdue, OVERDUE_DXA, params)
+
+
+@dataclass(frozen=True)
+class GapInputs:
+    """What the finders read: one partition's frames on the as-of date (``care_gaps``'s arguments)."""
+
+    latest: pl.LazyFrame  # each patient's latest exam on or before the as-of date (``latest_exams``)
+    exams: pl.LazyFrame
+    meds: pl.LazyFrame
+    fractures: pl.LazyFrame
+    as_of: dt.date
+    params: dict[str, Any]
+    device_lsc: pl.LazyFrame | None
+    roster: pl.LazyFrame | None
+    dxa_procedures: pl.LazyFrame | None
+
+
+# each gap's finder (None: the gap cannot open in this screen); one per gap of ``schemas.gaps.GAPS``
+# (tests/test_registries.py)
+FINDERS: dict[str, Callable[[GapInputs], pl.LazyFrame | None]] = {
+    DENOSUMAB_LAPSE.name: lambda s: denosumab_lapse(s.meds, s.as_of, s.params),
+    UNTREATED_HIGH_RISK.name: lambda s: untreated_high_risk(s.latest, s.meds, s.as_of, s.params),
+    POST_FRACTURE_UNTREATED.name: lambda s: post_fracture_untreated(
+        s.fractures, s.exams, s.meds, s.as_of, s.params, s.roster
+    ),
+    SIGNIFICANT_BMD_LOSS.name: lambda s: significant_bmd_loss(s.exams, s.params, s.device_lsc),
+    OVERDUE_DXA.name: lambda s: overdue_dxa(s.latest, s.as_of, s.params, s.dxa_procedures),
+    SCREENING_DUE.name: lambda s: (  # only a population roster lists those never scanned
+        _gap(screening_due(s.roster, s.exams, s.as_of, s.params, s.dxa_procedures), SCREENING_DUE, s.params)
+        if s.roster is not None
+        else None
+    ),
+}
 
 
 def care_gaps(
@@ -401,16 +448,9 @@ def care_gaps(
     deaths an export records, with or without a roster: no gap opens for a patient dead on the as-of date.
     ``dxa_procedures``: completed DXA procedures, a DXA on record for ``screening_due`` and, after the latest exam,
     a DXA done for ``overdue_dxa``."""
-    latest = latest_exams(screening, as_of)
-    found = [
-        denosumab_lapse(meds, as_of, params),
-        untreated_high_risk(latest, meds, as_of, params),
-        post_fracture_untreated(fractures, exams, meds, as_of, params, roster),
-        significant_bmd_loss(exams, params, device_lsc),
-        overdue_dxa(latest, as_of, params, dxa_procedures),
-    ]
-    if roster is not None:
-        found.append(_gap(screening_due(roster, exams, as_of, params, dxa_procedures), "screening_due", params))
+    inputs = GapInputs(latest_exams(screening, as_of), exams, meds, fractures, as_of, params, device_lsc, roster,
+                       dxa_procedures)  # fmt: skip
+    found = [frame for find in FINDERS.values() if (frame := find(inputs)) is not None]
     # first_seen and status are left blank: publishing fills them against the last published run
     lifecycle = [pl.lit(None, dtype=GAPS_SCHEMA[c]).alias(c) for c in GAPS_SCHEMA if c not in FOUND_GAPS_SCHEMA]
     listed = pl.concat(found).join(off_the_list(roster, deaths, as_of), on="patient_id", how="anti")

@@ -21,11 +21,15 @@ Closing reasons are read from this run's data, in this order (``data/reference/c
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 from typing import Any
 
 import polars as pl
 
 from osteo_core.gaps.population import LEFT_ROSTER, off_the_list
+from schemas.gaps import GAPS
+from schemas.inputs import POPULATION, SCANS
 from schemas.tables import CLOSED_SCHEMA, GAPS_SCHEMA
 
 NEW, PERSISTING = "new", "persisting"
@@ -68,7 +72,7 @@ def closed_gaps(
     rules = params["lifecycle"]
     missing_inputs = [kind for kind in base_inputs_given if kind not in inputs_given]
     gone_gaps = [gap for gap, kind in rules["needs_input"].items() if kind in missing_inputs]
-    exam_gaps = [gap for gap, kind in rules["needs_input"].items() if kind == "scans"]
+    exam_gaps = [gap for gap, kind in rules["needs_input"].items() if kind == SCANS.name]
     closed = base.join(gaps.select("patient_id", "gap"), on=["patient_id", "gap"], how="anti")
     people = patients.select("patient_id", "latest_exam_date", "last_treatment_date")
     closed = closed.join(people, on="patient_id", how="left", maintain_order="left")
@@ -81,7 +85,7 @@ def closed_gaps(
     # a roster patient dead or not enrolled on the as-of date (died / disenrolled); one the roster does not list
     # keeps the gaps it has, so a gap of theirs closes for another reason
     closed = closed.join(off_the_list(population, deaths, as_of), on="patient_id", how="left", maintain_order="left")
-    roster_gaps = [gap for gap, kind in rules["needs_input"].items() if kind == "population"]
+    roster_gaps = [gap for gap, kind in rules["needs_input"].items() if kind == POPULATION.name]
     if population is not None:  # a gap only the roster opens (screening_due) of a patient it no longer lists
         listed = population.select("patient_id", pl.lit(True).alias("_listed"))
         closed = closed.join(listed, on="patient_id", how="left", maintain_order="left").with_columns(
@@ -92,13 +96,19 @@ def closed_gaps(
         )
     left = pl.col("left_because").is_not_null()
     gap = pl.col("gap")
-    lookback = params["post_fracture_untreated"]["lookback_years"]
     # treatment the gap's own rule counts: from its look-back before the exam (untreated) or the fracture
-    before = {
-        "untreated_high_risk": params["untreated_high_risk"]["lookback_days"],
-        "post_fracture_untreated": params["post_fracture_untreated"]["prior_treatment_days"],
-    }
+    before = {g.name: params[g.name][g.treatment_from] for g in GAPS if g.treatment_from}
     days_before = gap.replace_strict(before, default=0, return_dtype=pl.Int64)
+    # a gap whose since is now older than its look-back (a post-fracture gap's fracture)
+    window_passed = functools.reduce(
+        operator.or_,
+        [
+            (gap == g.name) & (pl.col("since") < pl.lit(as_of).dt.offset_by(f"-{params[g.name][g.window]}y"))
+            for g in GAPS
+            if g.window
+        ],
+        pl.lit(False),
+    )
     counts_from = pl.col("since") - pl.duration(days=days_before)
     reason = (
         pl.when(gap.is_in(gone_gaps) | (gap.is_in(exam_gaps) & pl.col("latest_exam_date").is_null()))
@@ -109,7 +119,7 @@ def closed_gaps(
         .then(pl.lit("treatment_started"))
         .when(gap.is_in(rules["dxa_closes"]) & (latest_dxa > base_as_of).fill_null(False))
         .then(pl.lit("dxa_done"))
-        .when((gap == "post_fracture_untreated") & (pl.col("since") < pl.lit(as_of).dt.offset_by(f"-{lookback}y")))
+        .when(window_passed)
         .then(pl.lit("window_passed"))
         .otherwise(pl.lit("no_longer_eligible"))
     )

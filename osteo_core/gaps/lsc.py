@@ -15,7 +15,7 @@ import polars as pl
 
 from osteo_core.errors import InputError
 from osteo_core.ingest.readers import read_table
-from schemas.tables import LSC_SITES as SITES
+from schemas.sites import LSC_SITES as SITES
 
 COLUMNS = ("device_id", "site", "lsc")
 

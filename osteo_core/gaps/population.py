@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from schemas import parsing
+from schemas.gaps import SCREENING_DUE
 from schemas.tables import SOURCE_ROW
 
 _DAY = pl.duration(days=1)
@@ -195,7 +196,7 @@ def screening_due(
     age on it (and men from their own age, when ``include_men``), with no DXA on record: no valid exam and no
     completed DXA procedure (``dxa_procedures``, a DXA done even without a result) on or before the as-of date.
     ``since`` is the later of the birthday of that age and the start of the enrolment covering the as-of date."""
-    p = params["screening_due"]
+    p = params[SCREENING_DUE.name]
     women = pl.col("sex") == p["sex"]
     due_birthday = pl.when(women).then(birthday(pl.col("birth_date"), p["min_age_years"]))
     if p["include_men"]:

@@ -39,7 +39,8 @@ from osteo_core.ingest.profiles import Profile
 from schemas import parsing
 from schemas.readers import reader
 from schemas.scans import SCANS_FIELDS
-from schemas.tables import HIP_SITES, SOURCE_FILE, SOURCE_ROW, UNSPECIFIED_SITE
+from schemas.sites import HIP_SITES, UNSPECIFIED_SITE
+from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 EXAM = "_exam"  # an assembled exam's number within the partition
 FILE_NUMBER = "_file"  # the input file's position (files are read in the order given)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from osteo_core.errors import InputError
 from osteo_core.ingest.fhir import FhirSettings, fhir_settings
 from osteo_core.ingest.long_layout import LongLayout, long_layout
 from osteo_core.ingest.readers import header_key
-from osteo_core.resources import data_dir, load_toml
+from osteo_core.shipped import Shipped
 from schemas.parsing import DECIMAL_MARKS
 from schemas.population import POPULATION_FIELDS, ROSTER_DERIVED
 from schemas.scans import MENOPAUSAL_WORDS, PATIENT_FACTS, SCANS_COLUMNS, SEX_WORDS, UNSPECIFIED_T
@@ -102,31 +101,16 @@ def roster_routing(profile: Profile, columns: list[str], where: str) -> tuple[st
     return tuple(dict.fromkeys(extra))
 
 
+PROFILES = Shipped("profiles", "profile", "profile file")  # data/profiles/NAME.toml, or the user's file
+
+
 def shipped_profiles() -> list[str]:
-    return sorted(p.stem for p in (data_dir() / "profiles").glob("*.toml"))
+    return PROFILES.names()
 
 
 def fhir_profiles() -> list[str]:
     """The shipped profiles that read FHIR Bulk Data exports (a ``[fhir]`` section, their own or their base's)."""
     return [name for name in shipped_profiles() if load_profile(name).fhir is not None]
-
-
-def _profile_file(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if not (path.suffix == ".toml" or path.exists()):
-        path = data_dir() / "profiles" / f"{name_or_path}.toml"
-        if not path.exists():
-            raise InputError(name_or_path, f"unknown profile (shipped: {', '.join(shipped_profiles())})")
-    if not path.is_file():
-        raise InputError(str(path), "profile file not found")
-    return path
-
-
-def _read_profile_toml(path: Path) -> dict:
-    try:
-        return load_toml(path)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"profile is not valid TOML ({exc})") from None
 
 
 def _merged(base: dict, own: dict) -> dict:
@@ -146,10 +130,10 @@ def _with_base(raw: dict, path: Path) -> dict:
         return raw
     if base_name not in shipped_profiles():  # a name, never a path
         raise InputError(str(path), f"[profile] extends must name a shipped profile ({', '.join(shipped_profiles())})")
-    shipped = data_dir() / "profiles" / f"{base_name}.toml"
+    shipped = PROFILES.shipped(base_name)
     if not shipped.is_file():
         raise InputError(str(path), f"[profile] extends must name a shipped profile ({', '.join(shipped_profiles())})")
-    base = _read_profile_toml(shipped)
+    base = PROFILES.read(shipped)
     if "extends" in base.get("profile", {}):
         raise InputError(str(path), f"[profile] extends '{base_name}', which extends another profile")
     own_about = {k: v for k, v in raw.get("profile", {}).items() if k != "extends"}
@@ -172,8 +156,8 @@ def _unsited_t(raw: dict, where: str) -> bool:
 
 def load_profile(name_or_path: str) -> Profile:
     """A shipped profile by name (``data/profiles/NAME.toml``) or a user's TOML file by path."""
-    path = _profile_file(name_or_path)
-    raw = _with_base(_read_profile_toml(path), path)
+    path = PROFILES.resolve(name_or_path)
+    raw = _with_base(PROFILES.read(path), path)
     unknown = set(raw) - _KNOWN_SECTIONS
     if unknown:
         raise InputError(str(path), f"unknown profile section(s): {', '.join(sorted(unknown))}")

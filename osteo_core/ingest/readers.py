@@ -115,7 +115,8 @@ def discover(paths: Iterable[str | Path], what: str) -> Discovered:
 
 
 def file_format(path: Path) -> str:
-    """``csv``, ``csv.gz``, ``parquet`` or ``xlsx``: by extension, else by the file's first bytes."""
+    """``csv``, ``csv.gz``, ``parquet``, ``xlsx`` or ``ndjson`` (a FHIR export's file): by extension, else by the
+    file's first bytes (never ``ndjson``: NDJSON is known by its extension alone)."""
     known = _SUFFIX_FORMATS.get(_suffix(path))
     if known:
         return known
@@ -414,7 +415,7 @@ def read_export(
 
     ``canonical_name`` maps a file header to its canonical column, or ``None`` when nothing maps it (such
     columns are kept under their own name and reported as unmapped). Headers are compared after
-    normalising case, spaces, dashes and quotes (``profiles.header_key``). Raises ``InputError`` naming
+    normalising case, spaces, dashes and quotes (``header_key``). Raises ``InputError`` naming
     the file when two headers are the same, or two map to one column.
     """
     raw = read_raw(path, workdir, sheet, fhir_settings)

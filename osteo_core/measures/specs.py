@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from osteo_core.resources import data_dir, load_toml, shipped_toml
+from osteo_core.resources import load_toml, shipped_toml
+from osteo_core.shipped import Shipped
 
 VALUE_SETS = "reference/measure_value_sets.toml"
 MEASURES = "measures"
+MEASURE_FILES = Shipped(MEASURES, "measure", "measure file")  # data/measures/NAME.toml
 ENROLMENT = ("around_index", "none", "on_period_end")  # what the roster must show (see MeasureSpec)
 VALUE_SET_NAMES = ("fracture", "bone_density_test", "osteoporosis_medication", "osteoporosis_diagnosis")
 
@@ -211,8 +213,7 @@ def parse_spec(raw: dict[str, Any], path: str) -> MeasureSpec:
 @cache
 def load_measures() -> tuple[MeasureSpec, ...]:
     """Every shipped measure (``data/measures/*.toml``), in the order of their ids."""
-    folder = data_dir() / MEASURES
-    specs = [parse_spec(load_toml(path), f"data/{MEASURES}/{path.name}") for path in sorted(folder.glob("*.toml"))]
+    specs = [parse_spec(load_toml(path), f"data/{MEASURES}/{path.name}") for path in MEASURE_FILES.paths()]
     ids = [spec.id for spec in specs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"data/{MEASURES}: a measure id is used twice: {ids}")

@@ -19,7 +19,7 @@ from osteo_core.decide.screening import decide
 from osteo_core.errors import InputError
 from osteo_core.publish.folder import CURRENT, EXAMS, FRACTURES, RULES_COPY, no_screen_here, table_files
 from schemas.scans import BOOLEAN_COLUMNS, UNSPECIFIED_T, sided
-from schemas.tables import HIP_SITES, SIDES, SITE_LABELS, UNSPECIFIED_SITE
+from schemas.sites import HIP_SITES, SIDES, SITE_LABELS, UNSPECIFIED_SITE
 
 
 def _show(value: Any) -> str:

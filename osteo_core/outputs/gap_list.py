@@ -9,9 +9,9 @@ import polars as pl
 from osteo_core.errors import InputError
 from osteo_core.outputs.render import write_frame
 from osteo_core.publish.catalog import query
-from osteo_core.resources import shipped_toml
+from osteo_core.reference import gaps_by_priority
 
-GAP_TYPES = tuple(shipped_toml("reference/care_gaps.toml")["priority"])
+GAP_TYPES = gaps_by_priority()  # most urgent first
 
 
 def load_gaps(out: Path, gap: str | None = None) -> pl.DataFrame:

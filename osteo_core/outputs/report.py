@@ -25,6 +25,8 @@ from osteo_core.measures.specs import load_measures
 from osteo_core.publish.catalog import query
 from osteo_core.publish.folder import CURRENT, MANIFEST, no_screen_here, read_history, read_manifest
 from osteo_core.resources import shipped_toml
+from schemas.gaps import UNTREATED_HIGH_RISK
+from schemas.inputs import called
 
 REPORT = "report.html"
 CATEGORY_ORDER = list(WHO_CATEGORIES)  # normal → severe_osteoporosis: the order of every WHO legend and stack
@@ -183,11 +185,11 @@ def who_by_age_and_sex(out: Path, run: Path | None = None) -> go.Figure:
 def _funnel_counts(out: Path, run: Path | None) -> dict[str, int]:
     return query(
         out,
-        """
+        f"""
         SELECT count(*) FILTER (WHERE latest_exam_id IS NOT NULL) AS screened,
                count(*) FILTER (WHERE eligibility = 'eligible') AS eligible,
                count(*) FILTER (WHERE eligibility = 'eligible' AND patient_id IN
-                   (SELECT patient_id FROM care_gaps WHERE gap = 'untreated_high_risk')) AS untreated
+                   (SELECT patient_id FROM care_gaps WHERE gap = '{UNTREATED_HIGH_RISK.name}')) AS untreated
         FROM patients""",
         run=run,
     ).row(0, named=True)
@@ -223,8 +225,8 @@ def eligibility_funnel(out: Path, run: Path | None = None) -> go.Figure:
     fig.update_layout(
         title=_title(
             f"Untreated: {untreated_share(counts)}",
-            "Patients screened (latest exam) → eligible for treatment on it → of those, with an untreated_high_risk"
-            " gap open; each share is of the stage before",
+            "Patients screened (latest exam) → eligible for treatment on it → of those, with an"
+            f" {UNTREATED_HIGH_RISK.name} gap open; each share is of the stage before",
         )
     )
     return fig
@@ -291,21 +293,12 @@ def quarantine_reasons(out: Path, run: Path | None = None) -> go.Figure:
     return fig
 
 
-INPUT_LABELS = {
-    "scans": "scans",
-    "meds": "medications",
-    "fractures": "fractures",
-    "population": "population roster",
-    "dxa_procedures": "DXA procedures",
-}
-
-
 def _input_change(entry: dict) -> str | None:
     """How a run's inputs differ from the run before's ("no medications, + population roster"), if they do."""
     changed = entry.get("inputs_changed")
     if not changed:
         return None
-    words = [f"no {INPUT_LABELS[k]}" for k in changed["missing"]] + [f"+ {INPUT_LABELS[k]}" for k in changed["new"]]
+    words = [f"no {called(k)}" for k in changed["missing"]] + [f"+ {called(k)}" for k in changed["new"]]
     return ", ".join(words)
 
 

@@ -13,7 +13,8 @@ import polars as pl
 from osteo_core.errors import InputError
 from osteo_core.ingest import omop
 from osteo_core.ingest.readers import Discovered
-from osteo_core.pipeline.request import INPUTS, ScreenRequest, auto_partitions, check_patient_ids
+from osteo_core.pipeline.request import ScreenRequest, auto_partitions, check_patient_ids
+from schemas.inputs import INPUTS
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 OMOP_FOLDER = "omop"  # in the run's folder: what was extracted from the CDM, and extraction.json (its counts)

@@ -35,8 +35,7 @@ from osteo_core.validate.events import validate_dxa_procedures, validate_fractur
 from osteo_core.validate.population import validate_population
 from osteo_core.validate.scans import validate_scans
 from schemas import parsing
-from schemas.events import DXA_PROCEDURES_FIELDS
-from schemas.population import POPULATION_FIELDS
+from schemas.inputs import DXA_PROCEDURES, INPUTS, POPULATION
 from schemas.scans import SIDED_COLUMNS
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
@@ -103,11 +102,11 @@ def screen_partition(
     bounds = shipped_toml("validation/medications.toml")
     med_result = validate_meds(meds, profile.date_formats, as_of, bounds, profile.decimal)
     fracture_result = validate_fractures(fractures, profile.date_formats, as_of, profile.decimal)
-    no_procedures = {f.name: pl.Utf8 for f in DXA_PROCEDURES_FIELDS} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
+    no_procedures = {f.name: pl.Utf8 for f in DXA_PROCEDURES.fields} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
     procedure_rows = dxa_procedures if dxa_procedures is not None else pl.LazyFrame(schema=no_procedures)
     procedure_result = validate_dxa_procedures(procedure_rows, profile.date_formats, as_of, profile.decimal)
     procedures = procedure_result.valid
-    no_roster = {f.name: pl.Utf8 for f in POPULATION_FIELDS} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
+    no_roster = {f.name: pl.Utf8 for f in POPULATION.fields} | {SOURCE_FILE: pl.Utf8, SOURCE_ROW: pl.Int64}
     roster = population if population is not None else pl.LazyFrame(schema=no_roster)
     # the roster's routing columns (``profiles.roster_routing``, over the whole roster): the profile's, else its
     # columns that are no field; each partition has all of them, blank where its rows have none
@@ -165,7 +164,13 @@ def screen_partition(
     )
     measure_rows, open_windows = split(member_rows)
     quarantine = pl.concat(
-        [scan_result.quarantine, med_result.quarantine, fracture_result.quarantine, population_result.quarantine]
+        [
+            scan_result.quarantine,
+            med_result.quarantine,
+            fracture_result.quarantine,
+            population_result.quarantine,
+            procedure_result.quarantine,
+        ]
     ).sort("input", "source_file", "source_row", "column", "check", nulls_last=True)
     tables = {
         "exams": exams,
@@ -235,7 +240,7 @@ def not_in(inputs: list[pl.DataFrame], roster: pl.DataFrame) -> int:
 def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum the counts of all partitions (drug names: summed per name, the 10 most common kept)."""
     merged: dict[str, Any] = {}
-    for kind in ("scans", "meds", "fractures", "population", "dxa_procedures"):
+    for kind in INPUTS:
         keys = dict.fromkeys(k for p in parts for k in p.get(kind, {}))  # rows_in, valid, …; a long export's too
         merged[kind] = {k: sum(p.get(kind, {}).get(k, 0) for p in parts) for k in keys}
     for key in ("who_categories", "eligibility", "care_gaps", "measure_open_windows"):

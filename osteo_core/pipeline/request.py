@@ -22,26 +22,10 @@ from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
 from osteo_core.ingest.profiles import Profile, fhir_profiles, load_profile, roster_routing, shipped_profiles
 from osteo_core.ingest.readers import Discovered, canonical_columns, discover, file_format, header_key, read_headers
 from osteo_core.publish import folder as publish
-from schemas.events import (
-    DXA_PROCEDURES_FIELDS,
-    DXA_PROCEDURES_REQUIRED_HEADERS,
-    FRACTURE_SITE_SOURCES,
-    FRACTURES_FIELDS,
-    FRACTURES_REQUIRED_HEADERS,
-    MEDS_FIELDS,
-    MEDS_REQUIRED_HEADERS,
-)
-from schemas.population import POPULATION_FIELDS, POPULATION_REQUIRED_HEADERS
-from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, SCANS_FIELDS, UNSPECIFIED_T
+from schemas.inputs import BY_NAME, INPUT_KINDS, INPUTS, OPTIONS, POPULATION, SCANS
+from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, UNSPECIFIED_T
 
-INPUTS = ("scans", "meds", "fractures", "population", "dxa_procedures")  # dxa_procedures: a FHIR export's only
-FIELDS = {
-    "scans": SCANS_FIELDS,
-    "meds": MEDS_FIELDS,
-    "fractures": FRACTURES_FIELDS,
-    "population": POPULATION_FIELDS,
-    "dxa_procedures": DXA_PROCEDURES_FIELDS,
-}
+FIELDS = {kind.name: kind.fields for kind in INPUT_KINDS}  # input kind -> its fields (schemas.inputs)
 ROWS_PER_PARTITION = 500_000  # automatic partitioning: scan rows per partition (bounds memory)
 MAX_AUTO_PARTITIONS = 256
 EARLIEST_MEASUREMENT_YEAR = 1900  # a year of the Gregorian calendar Python's dates hold with a year to spare
@@ -77,9 +61,9 @@ def estimated_rows(path: Path) -> int:
 def auto_partitions(scans: list[str], population: list[str] | None = None) -> int:
     """About one partition per 500,000 scan rows, so each partition's frames stay small; or per 500,000
     roster rows when the population roster is longer (every member of a health system, most never scanned)."""
-    rows = sum(estimated_rows(f) for f in discover(scans, "scans").files)
+    rows = sum(estimated_rows(f) for f in discover(scans, SCANS.name).files)
     if population:
-        rows = max(rows, sum(estimated_rows(f) for f in discover(population, "population").files))
+        rows = max(rows, sum(estimated_rows(f) for f in discover(population, POPULATION.name).files))
     return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
 
 
@@ -118,11 +102,11 @@ class ScreenRequest:
     @property
     def roster_given(self) -> bool:
         """A population roster is read: ``--population``, or an OMOP CDM's persons."""
-        return bool(self.paths_of("population"))
+        return bool(self.paths_of(POPULATION.name))
 
     @property
     def partition_count(self) -> int:
-        return self.partitions if self.partitions > 0 else auto_partitions(self.scans, self.paths_of("population"))
+        return self.partitions if self.partitions > 0 else auto_partitions(self.scans, self.paths_of(POPULATION.name))
 
     @property
     def bulk_export(self) -> str | None:
@@ -137,20 +121,20 @@ class ScreenRequest:
             return omop.PROFILE
         return fhir.PROFILE if self.bulk_export and self.profile == "generic" else self.profile
 
+    def given(self, kind: str) -> list[str]:
+        """The paths given with the kind's own option (``--meds PATH``: the field of its name); none for a kind
+        without one (DXA procedures: a FHIR Bulk Data export's Procedure files)."""
+        value = getattr(self, kind) if BY_NAME[kind].option else None
+        return list(value) if isinstance(value, list) else [value] if value else []
+
     def paths_of(self, kind: str) -> list[str]:
         if self.omop:  # the CDM feeds every input; its tables are extracted into the run (``ingest.omop``)
             return [self.omop]
-        given = {
-            "scans": self.scans,
-            "meds": [self.meds] if self.meds else [],
-            "fractures": [self.fractures] if self.fractures else [],
-            "population": [self.population] if self.population else [],
-            "dxa_procedures": [],  # no option: a FHIR Bulk Data export's Procedure files
-        }
+        given = self.given(kind)
         folder = self.bulk_export
-        if not given[kind] and folder and kind in fhir.RESOURCES and fhir.files_for(Path(folder), kind)[0]:
+        if not given and folder and kind in fhir.RESOURCES and fhir.files_for(Path(folder), kind)[0]:
             return [folder]  # the export's own medications or conditions
-        return given[kind]
+        return given
 
 
 def resolve_as_of(request: ScreenRequest) -> ScreenRequest:
@@ -210,7 +194,7 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
         files = {kind: Discovered([]) for kind in INPUTS}  # extracted from the CDM into the run (``prepare``)
     else:
         files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
-    if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files["scans"].files):
+    if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files[SCANS.name].files):
         raise InputError(request.bulk_export, "FHIR Bulk Data export holds no Patient file (sex and birth date)")
     out = Path(request.out)
     if out.exists() and not out.is_dir():
@@ -226,11 +210,11 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
             if headers:
                 require = functools.partial(require_columns, kind, path, profile=profile)
                 names, _ = canonical_columns(path, headers, canonical_namer(kind, profile), require)
-                if kind == "population":
+                if kind == POPULATION.name:
                     roster_routing(profile, names, str(path))  # a column that cannot route: exit 2, naming it
-                if kind == "scans" and profile.long is not None:
+                if kind == SCANS.name and profile.long is not None:
                     long_columns[path] = names
-    if long_columns and len(long_columns) == len(files["scans"].files):
+    if long_columns and len(long_columns) == len(files[SCANS.name].files):
         require_long_input(long_columns, profile)
     _check_writable(out)
     return profile, rules, files
@@ -239,8 +223,7 @@ def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str,
 def check_omop(request: ScreenRequest, profile: Profile) -> None:
     """An OMOP CDM is the only input (``--omop`` with no ``--scans``/``--meds``/``--fractures``/``--population``),
     read with a long profile, and holds the tables and columns the screen reads (exit 2, naming what is missing)."""
-    given = [o for o, v in (("--scans", request.scans), ("--meds", request.meds), ("--fractures", request.fractures),
-                            ("--population", request.population)) if v]  # fmt: skip
+    given = [kind.option for kind in OPTIONS if request.given(kind.name)]
     if given:
         raise InputError("--omop", f"the CDM feeds every input: give it alone, without {', '.join(given)}")
     if profile.long is None or profile.fhir is not None:
@@ -333,7 +316,7 @@ def check_out_apart(request: ScreenRequest) -> None:
     allowed: it is read as itself, never as part of a folder."""
     out = Path(request.out).resolve()
     for kind in INPUTS:
-        option = f"--{kind}" if kind in ("meds", "fractures", "population") else "--scans"  # procedures: the export
+        option = BY_NAME[kind].option or SCANS.option  # DXA procedures: the export given as --scans
         for given in request.paths_of(kind):
             folder = Path(given)
             if not folder.is_dir():
@@ -409,38 +392,32 @@ def _check_writable(out: Path) -> None:
 
 
 def canonical_namer(kind: str, profile: Profile):
-    if kind == "scans":
+    if kind == SCANS.name:
         return profile.canonical_name
-    if kind == "population" and profile.routing is None:  # every column is the roster's: a field or routing
+    if kind == POPULATION.name and profile.routing is None:  # every column is the roster's: a field or routing
         return header_key
-    known = {f.name for f in FIELDS[kind]} | (set(profile.routing) if kind == "population" else set())
+    known = {f.name for f in BY_NAME[kind].fields} | (set(profile.routing) if kind == POPULATION.name else set())
     return lambda header: header_key(header) if header_key(header) in known else None
 
 
 def require_columns(kind: str, path: Path, names: list[str], headers: list[str], *, profile: Profile) -> None:
     """Refuse a file that lacks a required column (exit 2, one line). For scans, name the shipped profile
     whose headers match the file best, when it is not the one given."""
-    required, one_of = {
-        "scans": (REQUIRED_HEADERS, AGE_SOURCES),
-        "meds": (MEDS_REQUIRED_HEADERS, ()),
-        "fractures": (FRACTURES_REQUIRED_HEADERS, FRACTURE_SITE_SOURCES),
-        "population": (POPULATION_REQUIRED_HEADERS, ()),
-        "dxa_procedures": (DXA_PROCEDURES_REQUIRED_HEADERS, ()),
-    }[kind]
-    if kind == "scans" and not profile.unsited_t and UNSPECIFIED_T in (header_key(h) for h in headers):
+    required, one_of = BY_NAME[kind].required_headers, BY_NAME[kind].one_of_headers
+    if kind == SCANS.name and not profile.unsited_t and UNSPECIFIED_T in (header_key(h) for h in headers):
         raise InputError(
             str(path),
             f"column '{UNSPECIFIED_T}' (a T-score whose site is not stated) is read only with a profile saying"
             f" [scores] unsited_t = \"use\" (profile '{profile.name}' does not): drop or rename the column, or"
             " choose such a profile",
         )
-    if kind == "scans" and profile.long is not None:
+    if kind == SCANS.name and profile.long is not None:
         required, one_of = _long_file_requires(names, profile.long), ()
     missing = [c for c in required if c not in names]
     if one_of and not any(c in names for c in one_of):
         missing.append(" or ".join(one_of))
     if missing:
-        where = f" (profile '{profile.name}'{_better_profile(headers, profile)})" if kind == "scans" else ""
+        where = f" (profile '{profile.name}'{_better_profile(headers, profile)})" if kind == SCANS.name else ""
         raise InputError(str(path), f"required column(s) missing: {', '.join(missing)}{where}")
 
 

@@ -49,8 +49,6 @@ from osteo_core.pipeline.lifecycle import open_run
 from osteo_core.pipeline.omop_run import omop_manifest
 from osteo_core.pipeline.partitions import PARTITION, merge_counts, partition_key, screen_partition
 from osteo_core.pipeline.request import (
-    FIELDS,
-    INPUTS,
     ScreenRequest,
     as_of_date,
     canonical_namer,
@@ -61,10 +59,8 @@ from osteo_core.publish import folder as publish
 from osteo_core.publish.folder import RULES_COPY, TABLES, RunPaths
 from osteo_core.settings import settings
 from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_under_several_patients
-from schemas.events import DXA_PROCEDURES_FIELDS, FRACTURES_FIELDS, MEDS_FIELDS
-from schemas.population import POPULATION_FIELDS
+from schemas.inputs import BY_NAME, DXA_PROCEDURES, FRACTURES, INPUTS, MEDS, POPULATION, SCANS, InputKind
 from schemas.published import PUBLISHED_SCHEMAS
-from schemas.scans import SCANS_FIELDS
 from schemas.tables import RUN_WIDE_TABLES
 
 log = logging.getLogger("osteo")
@@ -90,7 +86,7 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
         path = Path(name)
         with output_errors(paths.folder):
             require = functools.partial(require_columns, kind, path, profile=profile)
-            kinds = None if kind == "scans" and profile.long else {f.name: f.kind for f in FIELDS[kind]}
+            kinds = None if kind == SCANS.name and profile.long else {f.name: f.kind for f in BY_NAME[kind].fields}
             export = read_export(
                 path, paths.work, canonical_namer(kind, profile), request.sheet, require, kinds, profile.fhir
             )
@@ -102,7 +98,7 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
                 .with_columns(partition_key(partitions))
                 .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
             ]
-            if kind == "scans" and "exam_id" in export.columns:  # a blank row has no exam id: no blank filter
+            if kind == SCANS.name and "exam_id" in export.columns:  # a blank row has no exam id: no blank filter
                 pairs = exam_id_pairs(export.frame, conflict_buckets(partitions))
                 by_bucket = pl.PartitionBy(paths.exam_ids / f"{number:03d}", key=EXAM_ID_BUCKET, include_key=False)
                 queries.append(pairs.sink_parquet(by_bucket, mkdir=True, lazy=True))
@@ -139,11 +135,13 @@ def ingest(request: ScreenRequest, run_id: str, kind: str, files: list[str], par
     return inputs
 
 
-def _raw(paths: RunPaths, kind: str, fields, partition: int | None = None) -> pl.LazyFrame:
+def _raw(paths: RunPaths, kind: InputKind, partition: int | None = None) -> pl.LazyFrame:
     """The raw text rows of one input (one partition of it, or all)."""
-    files = _raw_files(paths, kind, partition)
+    files = _raw_files(paths, kind.name, partition)
     if not files:
-        return pl.LazyFrame(schema={f.name: pl.Utf8 for f in fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64})
+        return pl.LazyFrame(
+            schema={f.name: pl.Utf8 for f in kind.fields} | {SOURCE_FILE: pl.Utf8, "source_row": pl.Int64}
+        )
     return concat_text([pl.scan_parquet(p, glob=False) for p in files])
 
 
@@ -201,18 +199,18 @@ def process_partition(request: ScreenRequest, run_id: str, partition: int) -> di
     paths = RunPaths(Path(request.out), run_id)
     profile = load_profile(request.profile_name)
     result = screen_partition(
-        _raw_by_file(paths, "scans", partition) if profile.long else _raw(paths, "scans", SCANS_FIELDS, partition),
-        _raw(paths, "meds", MEDS_FIELDS, partition),
-        _raw(paths, "fractures", FRACTURES_FIELDS, partition),
+        _raw_by_file(paths, SCANS.name, partition) if profile.long else _raw(paths, SCANS, partition),
+        _raw(paths, MEDS, partition),
+        _raw(paths, FRACTURES, partition),
         profile=profile,
         rules=load_rules(request.rules),
         as_of=as_of_date(request),
         conflicting_exam_ids=pl.read_parquet(paths.conflicts, glob=False).get_column("exam_id"),
         device_lsc=load_device_lsc(request.lsc).lazy() if request.lsc else None,
-        population=_raw(paths, "population", POPULATION_FIELDS, partition) if request.roster_given else None,
-        routing=roster_routing(profile, _raw_columns(paths, "population"), "--population"),
+        population=_raw(paths, POPULATION, partition) if request.roster_given else None,
+        routing=roster_routing(profile, _raw_columns(paths, POPULATION.name), POPULATION.option),
         measurement_year=measurement_year(request),
-        dxa_procedures=_raw(paths, "dxa_procedures", DXA_PROCEDURES_FIELDS, partition),
+        dxa_procedures=_raw(paths, DXA_PROCEDURES, partition),
     )
     with output_errors(paths.folder):
         paths.part(partition).mkdir(parents=True, exist_ok=True)
@@ -264,7 +262,7 @@ def _publish(request, paths, inputs, partition_counts, skipped_files) -> dict[st
     rules = load_rules(request.rules)
     shutil.copyfile(rules.source_path, paths.folder / RULES_COPY)  # the exact rules that ran
     profile = load_profile(request.profile_name)
-    scans = counts["scans"]
+    scans = counts[SCANS.name]
     reject_rate = scans["quarantined"] / scans["rows_in"] if scans["rows_in"] else 0.0
     manifest = {
         "run_id": paths.run_id,

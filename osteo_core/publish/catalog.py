@@ -362,6 +362,7 @@ def query(out: Path, sql: str, run: Path | None = None, limits: SqlLimits | None
 
 def table_listing() -> pl.DataFrame:
     """Every published table and view, its columns and their descriptions (from ``schemas.tables``)."""
+    from schemas.gaps import GAP_VIEWS
     from schemas.tables import COLUMN_DESCRIPTIONS, DTYPES, EVENT_COLUMN_DESCRIPTIONS, TABLE_DESCRIPTIONS
 
     rows = []
@@ -379,7 +380,7 @@ def table_listing() -> pl.DataFrame:
             rows += [(table, c, None, text) for c, text in live.items()]
         elif table in DTYPES:
             rows += [(table, c, str(t), COLUMN_DESCRIPTIONS[table][c]) for c, t in DTYPES[table].items()]
-        elif table == "untreated_high_risk":
+        elif table in GAP_VIEWS:
             rows.append((table, "…", None, "the care_gaps columns, then the screening columns"))
         else:
             rows += [(table, c, None, text) for c, text in EVENT_COLUMN_DESCRIPTIONS[table].items()]

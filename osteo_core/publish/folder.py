@@ -28,6 +28,7 @@ import duckdb
 
 from osteo_core.errors import InputError
 from osteo_core.literal_paths import duckdb_database, duckdb_parquet, duckdb_read_parquet
+from schemas.gaps import GAP_VIEWS
 from schemas.tables import CATALOG_TABLES, EVENT_TABLES, TABLES  # noqa: F401 - re-exported for callers
 
 RUNS = "runs"
@@ -38,8 +39,11 @@ CRASH_ENV = "OSTEO_CRASH_AT"
 # appended to a table's SELECT *: its rows, with a column mrn (null) if the table has none (no row is added)
 _OR_NULL_MRN = "UNION ALL BY NAME SELECT NULL::VARCHAR AS mrn WHERE false"
 VIEWS = {  # views over the catalog's tables
-    "untreated_high_risk": "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
-    "JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = 'untreated_high_risk'",
+    **{  # a gap's own view (schemas.gaps): its gaps joined to the patient's latest screening row
+        gap: "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "
+        f"JOIN screening s ON s.exam_id = g.exam_id WHERE g.gap = '{gap}'"
+        for gap in GAP_VIEWS
+    },
     # each open gap with the roster's routing columns (none without a roster): who to call, from where
     # mrn beside patient_id: the patients table's (the export's), else a roster column named mrn (then not a
     # routing column); a run published before patients had mrn, or a roster without one, gives null (_OR_NULL_MRN)

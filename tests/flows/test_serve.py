@@ -443,6 +443,17 @@ def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_an
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.fixture
+def prefect_loaded_first():
+    """Prefect reads its settings once, when it is imported: imported here first, with this session's environment,
+    so that a PREFECT_API_URL a test sets to an address where nothing listens does not stay this worker's API for
+    every later test (an in-process screen then asked that address instead of starting its own server)."""
+    from flows.logging_quiet import configure_prefect_env
+
+    configure_prefect_env()
+    import prefect.context  # noqa: F401
+
+
 @pytest.mark.parametrize(
     "option, value, says",
     [
@@ -454,7 +465,7 @@ def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_an
     ],
 )
 def test_a_bad_schedule_or_path_is_exit_2_in_one_line_before_anything_is_registered(
-    tmp_path, capsys, monkeypatch, option, value, says
+    tmp_path, capsys, monkeypatch, prefect_loaded_first, option, value, says
 ):
     """Said before the server is asked anything (nothing listens at the API address here); a relative path is
     named absolute, as it would have been registered."""
@@ -470,7 +481,7 @@ def test_a_bad_schedule_or_path_is_exit_2_in_one_line_before_anything_is_registe
     assert err.startswith(f"osteo: {says.format(tmp=tmp_path)}") and len(err.strip().splitlines()) == 1, err
 
 
-def test_the_notify_command_refuses_a_bad_webhook_or_no_server_in_one_line(capsys, monkeypatch):
+def test_the_notify_command_refuses_a_bad_webhook_or_no_server_in_one_line(capsys, monkeypatch, prefect_loaded_first):
     from flows.notify import main
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)

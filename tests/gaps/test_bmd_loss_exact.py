@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from osteo_core import reference
 from osteo_core.gaps.care_gaps import significant_bmd_loss
 from schemas.scans import sided
-from schemas.tables import HIP_SITES, LSC_SITES, SIDES
+from schemas.sites import HIP_SITES, LSC_SITES, SIDES
 
 PARAMS = reference.care_gap_parameters()
 LSC = {site: Decimal(str(PARAMS["significant_bmd_loss"][site])) for site in LSC_SITES}

@@ -21,7 +21,7 @@ from polars.testing import assert_frame_equal
 from osteo_core.demo.long_shapes import ehr_long, fhir_resources, region_tables, write_fhir
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from schemas.scans import SCORE_COLUMNS, sided
-from schemas.tables import HIP_SITES, SIDES
+from schemas.sites import HIP_SITES, SIDES
 
 MEASURES = ("t", "z", "bmd")
 BIRTH_DATES = ("1936-04-12", "1948-11-30", "1955-06-15", "1962-01-01", "1971-09-09")

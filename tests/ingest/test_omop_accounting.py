@@ -7,6 +7,7 @@ times (before: the as-of date, the checks before the engine, the checks under th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -234,3 +235,28 @@ def test_a_cdm_without_a_dxa_result_is_refused_naming_the_cdm(tmp_path, capsys):
     assert _screen(cdm, tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(cdm) in err and "no DXA result" in err and "runs/" not in err
+
+
+def test_a_dxa_procedure_that_fails_its_checks_is_listed_in_the_quarantine(tmp_path):
+    """Found by the registry work of issue 33: a DXA procedure row that failed validation was counted as quarantined
+    (rows_by_input) but never written to the quarantine table: its file, row, column and check were nowhere."""
+    cdm = _cdm_copy(tmp_path)
+    procedures = pl.read_parquet(cdm / "procedure_occurrence.parquet")
+    dxa = _manifest_of(tmp_path / "before", CDM)["procedure_occurrence"]["read"]
+    assert dxa > 0
+    run = (tmp_path / "before" / "manifest.json").resolve().parent
+    first = pl.read_parquet(run / READ["procedure_occurrence"]).row(0, named=True)
+    person = pl.read_parquet(cdm / "person.parquet").filter(pl.col("person_source_value") == first["patient_id"])
+    undated = (pl.col("person_id") == person.get_column("person_id").item()) & (
+        pl.col("procedure_date") == dt.date.fromisoformat(first["procedure_date"])
+    )
+    procedures.with_columns(
+        pl.when(undated).then(None).otherwise(pl.col("procedure_date")).alias("procedure_date")
+    ).write_parquet(cdm / "procedure_occurrence.parquet")
+    assert _screen(cdm, tmp_path / "out", "--max-reject-rate", "1") == 0
+    manifest = _manifest(tmp_path / "out")
+    quarantined = manifest["rows_by_input"]["dxa_procedures"]["quarantined"]
+    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine.parquet").filter(pl.col("input") == "dxa_procedures")
+    assert quarantined >= 1 and quarantine.select("source_row").n_unique() == quarantined
+    assert set(quarantine.get_column("column")) == {"procedure_date"}
+    assert manifest["omop"]["tables"]["procedure_occurrence"]["quarantined"] == quarantined

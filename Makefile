@@ -69,7 +69,7 @@ notebook-html: setup browser  ## run the notebook headless and write OSTEO_OUT/r
 	  echo "wrote $$out/research_questions.html"
 
 docs: setup  ## regenerate the reference pages in docs/ from the code and data files
-	$(VENV)/bin/python -m osteo_core.outputs.docs docs
+	$(VENV)/bin/python -m osteo_core.docgen docs
 
 lint: setup
 	$(UV) run --locked ruff check osteo_core flows schemas tests

@@ -1159,7 +1159,7 @@ def stage_breakdown(source: str, schema: str, work: Path) -> dict[str, Any]:
     from bench import stage_times
     from osteo_core.ingest import omop
     from osteo_core.pipeline import lifecycle
-    from osteo_core.pipeline.request import ScreenRequest, resolve_as_of
+    from osteo_core.pipeline.request import ScreenRequest
 
     stages, partitions = stage_times._modules()
     for name in ("validate_scans", "validate_meds", "validate_fractures"):
@@ -1175,7 +1175,7 @@ def stage_breakdown(source: str, schema: str, work: Path) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     request = ScreenRequest(scans=[], omop=source, omop_schema=schema or None, out=str(work), as_of=None, keep_runs=1)
-    stages.run_screen(resolve_as_of(request))
+    stages.run_screen(request)  # resolved there: the as-of date is the CDM's release date
     total = time.perf_counter() - started
     times = stage_times.TIMES
     by_stage = {"probe": times.get("probe", 0.0), "extract": times.get("extract", 0.0)} | stage_times._by_stage(times)

@@ -9,7 +9,7 @@ errors a second try can cure (``stages.worth_retrying``).
 import datetime as dt
 import functools
 import logging
-from dataclasses import asdict, replace  # no "from __future__ import annotations": a served deployment's
+from dataclasses import asdict  # no "from __future__ import annotations": a served deployment's
 
 # parameters are validated against the flow's annotations, which must be classes, not strings
 from typing import Any
@@ -29,6 +29,7 @@ from flows.progress import Progress  # noqa: E402
 from osteo_core.errors import InputError, OsteoError  # noqa: E402
 from osteo_core.pipeline import stages  # noqa: E402
 from osteo_core.pipeline.request import ScreenRequest  # noqa: E402
+from osteo_core.pipeline.resolve import Resolved, resolve  # noqa: E402
 
 RETRY_DELAY_SECONDS = 5
 
@@ -58,10 +59,10 @@ def _as_task(stage: stages.Stage) -> Task:
 TASKS = {stage.name: _as_task(stage) for stage in stages.STAGES}
 
 
-def _run_as_tasks(progress: Progress, stage: stages.Stage, request: ScreenRequest, state: stages.RunState) -> list:
+def _run_as_tasks(progress: Progress, stage: stages.Stage, resolved: Resolved, state: stages.RunState) -> list:
     work, items = TASKS[stage.name], stage.items(state)
     if stage.concurrent:
-        futures = work.map(unmapped(request), unmapped(state), items)
+        futures = work.map(unmapped(resolved), unmapped(state), items)
         with progress.items(stage.name, len(items)) as advance:
             for future in as_completed(futures):
                 future.result()
@@ -70,7 +71,7 @@ def _run_as_tasks(progress: Progress, stage: stages.Stage, request: ScreenReques
     results = []
     for item in items:
         with progress.stage(stage.name if item is None else f"{stage.name} {item}"):
-            results.append(work(request, state, item))
+            results.append(work(resolved, state, item))
     return results
 
 
@@ -120,9 +121,8 @@ def screen_dxa_registry(request: ScreenRequest, timezone: str = "") -> dict[str,
     logger = get_run_logger()
     execute = functools.partial(_run_as_tasks, Progress.current())
     try:
-        if not request.as_of:
-            request = replace(request, as_of=today_in(timezone).isoformat())
-        manifest = stages.run_stages(request, execute, logger)
+        resolved = resolve(request, today=today_in(timezone))  # once: the stages never read arguments again
+        manifest = stages.run_stages(resolved, execute, logger)
     except OsteoError as err:
         message = one_line(err)
         logger.log(logging.ERROR if _deployed() else logging.INFO, "not published: %s", message)

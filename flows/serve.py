@@ -25,7 +25,9 @@ from typing import Any
 
 from flows.logging_quiet import configure_prefect_env, install_filter
 from osteo_core.errors import EngineError, InputError
-from osteo_core.pipeline.request import ScreenRequest, check_arguments
+from osteo_core.pipeline.request import ScreenRequest
+from osteo_core.pipeline.resolve import resolve
+from schemas.inputs import OPTIONS, SCANS
 
 configure_prefect_env()
 
@@ -34,7 +36,9 @@ PREVIEW_RUNS = 3  # next run times printed at registration
 # After SIGTERM or SIGINT, a run in flight has this long to end before it is killed: under the 3 s at which
 # Prefect 3.8.8's runner first looks whether the process it sent SIGTERM has gone (then every 3 s up to 30 s)
 STOP_GRACE_SECONDS = 2.5
-PATH_FIELDS = ("out", "meds", "fractures", "population", "lsc", "omop")  # omop: a CDM folder or DuckDB file
+# every input kind's own option (schemas.inputs; --scans apart: a list), and the other paths (omop: a CDM folder or
+# DuckDB file, or a database URL)
+PATH_FIELDS = ("out", *(kind.name for kind in OPTIONS if kind.name != SCANS.name), "lsc", "omop")
 NAME_OR_FILE_FIELDS = ("rules", "profile")  # a shipped name stays a name; a file becomes absolute
 
 
@@ -126,7 +130,7 @@ def serve(request: ScreenRequest, cron: str, name: str, timezone: str | None = N
             "PREFECT_API_URL", "set it to a running Prefect server (docs/guides/analysts.md, 'Scheduled screens')"
         )
     request = absolute_paths(request)
-    check_arguments(request)
+    resolve(request)  # everything a run would refuse, said now; each scheduled run resolves its own request
     install_filter()
     deployment = f"{FLOW_NAME}/{name}"
     parameters = {"request": asdict(request), "timezone": timezone}

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from osteo_core import reference
-from osteo_core.cli import build_parser
+from osteo_core.cli.parser import build_parser
 from osteo_core.decide.rules import RULE_SETS
 from osteo_core.errors import InputError
 from osteo_core.gaps.care_gaps import FINDERS

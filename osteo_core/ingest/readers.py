@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,50 +145,164 @@ def _open_bytes(path: Path, compressed: bool):
 
 
 def sniff_encoding(path: Path, compressed: bool = False) -> str:
-    """The text encoding of an export, decided from its bytes, never guessed per cell.
+    """The text encoding of an export, decided from its bytes, never guessed per cell (``EncodingSniffer``)."""
+    sniffer = EncodingSniffer(str(path))
+    with _open_bytes(path, compressed) as fh:
+        while not sniffer.decided and (chunk := fh.read(_CHUNK)):
+            sniffer.feed(chunk)
+    return sniffer.result()
+
+
+class EncodingSniffer:
+    """The text encoding of a stream of bytes fed in any pieces (so one pass over a file can also digest it).
 
     ``utf-16`` (byte-order mark), ``utf-8-sig`` (UTF-8 BOM), ``utf-8`` (every byte sequence valid), else an
     8-bit code page: ``cp1252`` (what Excel writes on Windows) unless a byte Windows-1252 leaves undefined
     appears, then ``latin-1``. Bytes 0x80–0x9F decide: where none appears the two read the same. A file
-    that is part UTF-8 and part 8-bit would be misread either way: it is refused (``InputError``).
+    that is part UTF-8 and part 8-bit would be misread either way: it is refused (``InputError`` naming
+    ``where``), as is one with a NUL byte in its first 64 KiB (not text). The bytes are judged in pieces of
+    ``_CHUNK`` whatever pieces they are fed in, so the answer never depends on how they were read.
     """
-    with _open_bytes(path, compressed) as fh:
-        head = fh.read(4)
-        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            return "utf-16"
-        if b"\x00" in head + fh.read(1 << 16):
-            raise InputError(str(path), "holds NUL bytes: not a text CSV (UTF-16 without a byte-order mark?)")
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        utf8_text_seen = c1_seen = undefined_seen = False
-        utf8 = True
-        while chunk := fh.read(_CHUNK):
-            if utf8:
-                try:
-                    decoder.decode(chunk)
-                    utf8_text_seen = utf8_text_seen or _NON_ASCII.search(chunk) is not None
-                    continue
-                except UnicodeDecodeError as err:
-                    utf8 = False
-                    pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
-                    valid_prefix = chunk[: max(0, err.start)]
-                    utf8_text_seen = utf8_text_seen or pending > 0 or _NON_ASCII.search(valid_prefix) is not None
-                    chunk = chunk[max(0, err.start) :]
-            utf8_text_seen = utf8_text_seen or _UTF8_MULTIBYTE.search(chunk) is not None
-            c1_seen = c1_seen or _C1_BYTES.search(chunk) is not None
-            undefined_seen = undefined_seen or _CP1252_UNDEFINED.search(chunk) is not None
-        if utf8:
+
+    _HEAD = 4 + (1 << 16)  # the byte-order mark, and the span a NUL byte is looked for in
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._pending = bytearray()
+        self._head = b""
+        self._started = False
+        self._utf16 = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._utf8 = True
+        self._utf8_text_seen = self._c1_seen = self._undefined_seen = False
+
+    @property
+    def decided(self) -> bool:
+        """No more bytes can change the answer (a UTF-16 byte-order mark)."""
+        return self._utf16
+
+    def feed(self, data: bytes) -> None:
+        if self._utf16:
+            return
+        self._pending += data
+        if not self._started:
+            if len(self._pending) < self._HEAD:
+                return
+            self._start()
+        while len(self._pending) >= _CHUNK:
+            self._judge(bytes(self._pending[:_CHUNK]))
+            del self._pending[:_CHUNK]
+
+    def _start(self) -> None:
+        self._started = True
+        self._head = bytes(self._pending[:4])
+        if self._head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            self._utf16 = True
+            self._pending.clear()
+        elif b"\x00" in self._pending[: self._HEAD]:
+            raise InputError(self.where, "holds NUL bytes: not a text CSV (UTF-16 without a byte-order mark?)")
+
+    def _judge(self, chunk: bytes) -> None:
+        if self._utf8:
             try:
-                decoder.decode(b"", final=True)
+                self._decoder.decode(chunk)
+                self._utf8_text_seen = self._utf8_text_seen or _NON_ASCII.search(chunk) is not None
+                return
+            except UnicodeDecodeError as err:
+                self._utf8 = False
+                pending = len(self._decoder.getstate()[0])  # bytes of a character split across chunks
+                valid_prefix = chunk[: max(0, err.start)]
+                self._utf8_text_seen = (
+                    self._utf8_text_seen or pending > 0 or _NON_ASCII.search(valid_prefix) is not None
+                )
+                chunk = chunk[max(0, err.start) :]
+        self._utf8_text_seen = self._utf8_text_seen or _UTF8_MULTIBYTE.search(chunk) is not None
+        self._c1_seen = self._c1_seen or _C1_BYTES.search(chunk) is not None
+        self._undefined_seen = self._undefined_seen or _CP1252_UNDEFINED.search(chunk) is not None
+
+    def result(self) -> str:
+        """The encoding, once every byte has been fed."""
+        if not self._started:
+            self._start()
+        if self._utf16:
+            return "utf-16"
+        if self._pending:
+            self._judge(bytes(self._pending))
+            self._pending.clear()
+        if self._utf8:
+            try:
+                self._decoder.decode(b"", final=True)
             except UnicodeDecodeError:
-                utf8 = False  # a truncated character at the very end: an 8-bit byte
-    if utf8:
-        return "utf-8-sig" if head[:3] == codecs.BOM_UTF8 else "utf-8"
-    if utf8_text_seen:
-        raise InputError(
-            str(path), "mixes UTF-8 text with bytes of another encoding; export it again in one encoding (UTF-8)"
-        )
-    return "latin-1" if undefined_seen or not c1_seen else "cp1252"
+                self._utf8 = False  # a truncated character at the very end: an 8-bit byte
+        if self._utf8:
+            return "utf-8-sig" if self._head[:3] == codecs.BOM_UTF8 else "utf-8"
+        if self._utf8_text_seen:
+            raise InputError(
+                self.where, "mixes UTF-8 text with bytes of another encoding; export it again in one encoding (UTF-8)"
+            )
+        return "latin-1" if self._undefined_seen or not self._c1_seen else "cp1252"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What one pass over an input file tells before it is read: its format, size and modification time (to
+    notice a file rewritten while the screen runs), SHA-256 (the manifest's) and, for a text file, its encoding
+    (``EncodingSniffer``; None where the pass could not decide it, e.g. a damaged gzip stream: the read that
+    follows decides it again and names what is wrong)."""
+
+    format: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    encoding: str | None = None
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """Read ``path`` once: its digest and, for CSV (and gzip-compressed CSV, decompressed in the same pass),
+    its encoding. ``InputError`` naming the file when it cannot be read, or is not text where text is due."""
+    try:
+        fmt = file_format(path)
+        stat = path.stat()
+        digest = hashlib.sha256()
+        sniffer = EncodingSniffer(str(path)) if fmt in ("csv", "csv.gz") else None
+        inflate = _GzipStream() if fmt == "csv.gz" else None
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+                if sniffer is not None and inflate is not None:
+                    text = inflate.feed(chunk)
+                    if text is None:
+                        sniffer = inflate = None  # damaged: the read says where
+                    else:
+                        sniffer.feed(text)
+                elif sniffer is not None:
+                    sniffer.feed(chunk)
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    encoding = sniffer.result() if sniffer is not None and (inflate is None or inflate.complete) else None
+    return Fingerprint(fmt, stat.st_size, stat.st_mtime_ns, digest.hexdigest(), encoding)
+
+
+class _GzipStream:
+    """gzip members (one or several, as ``gzip.open`` reads them) decompressed piece by piece; ``feed`` gives
+    None once the stream is found damaged."""
+
+    def __init__(self) -> None:
+        self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self.complete = False
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        out = bytearray()
+        try:
+            while chunk:
+                out += self._member.decompress(chunk)
+                self.complete = self._member.eof
+                chunk = self._member.unused_data if self._member.eof else b""
+                if chunk:
+                    self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        except zlib.error:
+            return None
+        return bytes(out)
 
 
 def sniff_separator(first_line: str) -> str:
@@ -229,8 +344,8 @@ def _utf8_copy(path: Path, workdir: Path, encoding: str, compressed: bool) -> Pa
     return target
 
 
-def _read_csv(path: Path, workdir: Path, compressed: bool) -> RawExport:
-    encoding = sniff_encoding(path, compressed)
+def _read_csv(path: Path, workdir: Path, compressed: bool, encoding: str | None = None) -> RawExport:
+    encoding = encoding or sniff_encoding(path, compressed)
     with _open_bytes(path, compressed) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
         first_line = fh.readline().lstrip("\ufeff")
     if not first_line.strip():
@@ -320,17 +435,22 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawExport:
 
 
 def read_raw(
-    path: Path, workdir: Path, sheet: str | None = None, fhir_settings: fhir.FhirSettings | None = None
+    path: Path,
+    workdir: Path,
+    sheet: str | None = None,
+    fhir_settings: fhir.FhirSettings | None = None,
+    encoding: str | None = None,
 ) -> RawExport:
     """One export file as columns (text; Parquet in its own types), whatever its format; ``InputError``
-    naming the file if unreadable. ``fhir_settings``: the FHIR profile's, for NDJSON (by default ``fhir_bulk``'s)."""
+    naming the file if unreadable. ``fhir_settings``: the FHIR profile's, for NDJSON (by default ``fhir_bulk``'s).
+    ``encoding``: a text file's, when already known (``fingerprint``); else decided here."""
     try:
         fmt = file_format(path)
     except OSError as exc:
         raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
     try:
         if fmt in ("csv", "csv.gz"):
-            raw = _read_csv(path, workdir, compressed=fmt == "csv.gz")
+            raw = _read_csv(path, workdir, compressed=fmt == "csv.gz", encoding=encoding)
         elif fmt == "parquet":
             raw = _read_parquet(path)
         elif fmt == "ndjson":
@@ -408,6 +528,7 @@ def read_export(
     require: Callable[[list[str]], None] | None = None,
     kinds: Mapping[str, str] | None = None,
     fhir_settings: fhir.FhirSettings | None = None,
+    encoding: str | None = None,
 ) -> Export:
     """One export file as its raw layer (``raw_layer``) + ``source_file`` / ``source_row``, headers made
     canonical. ``kinds`` maps a canonical column to its field's kind (a typed column of a native type of its
@@ -418,7 +539,7 @@ def read_export(
     normalising case, spaces, dashes and quotes (``header_key``). Raises ``InputError`` naming
     the file when two headers are the same, or two map to one column.
     """
-    raw = read_raw(path, workdir, sheet, fhir_settings)
+    raw = read_raw(path, workdir, sheet, fhir_settings, encoding)
     targets, unmapped = canonical_columns(path, raw.headers, canonical_name, require)
     names = raw.frame.collect_schema().names()
     numbered = SOURCE_ROW in names  # FHIR NDJSON: numbered by line before resources are set aside

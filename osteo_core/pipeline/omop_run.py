@@ -12,16 +12,16 @@ import polars as pl
 
 from osteo_core.errors import InputError
 from osteo_core.ingest import omop
-from osteo_core.ingest.readers import Discovered
 from osteo_core.pipeline.request import ScreenRequest, auto_partitions, check_patient_ids
-from schemas.inputs import INPUTS
+from osteo_core.pipeline.resolve import InputFile, input_files
+from schemas.inputs import INPUTS, POPULATION, SCANS
 from schemas.tables import SOURCE_FILE, SOURCE_ROW
 
 OMOP_FOLDER = "omop"  # in the run's folder: what was extracted from the CDM, and extraction.json (its counts)
 OMOP_COUNTS = "extraction.json"
 
 
-def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discovered], int]:
+def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, tuple[InputFile, ...]], int]:
     """Extract the CDM (``ingest.omop``) into ``folder``: the files of each input, and the partitions (as given,
     else one per 500,000 measurement or person rows). The extraction's counts, the column that gave the patient
     ids, the enrolment and the CDM's release date go to ``extraction.json`` (the manifest's ``omop``). A run whose
@@ -48,9 +48,9 @@ def extract_omop(request: ScreenRequest, folder: Path) -> tuple[dict[str, Discov
     if changed:  # accepted (--accept-input-change): said in the manifest and by osteo screen
         entry["patient_ids_changed"] = changed
     (folder / OMOP_COUNTS).write_text(json.dumps(entry, indent=2), encoding="utf-8")
-    files = {kind: Discovered(extracted.files.get(kind, [])) for kind in INPUTS}
+    files = {kind: input_files(extracted.files.get(kind, [])) for kind in INPUTS}
     partitions = request.partitions or auto_partitions(
-        [str(f) for f in files["scans"].files], [str(f) for f in files["population"].files]
+        extracted.files.get(SCANS.name, []), extracted.files.get(POPULATION.name, [])
     )
     return files, partitions
 

@@ -1,26 +1,23 @@
-"""What a user asks for (``ScreenRequest``) and everything about it that can be checked before any data is
-read or any engine starts: dates and limits, profile and rule set, the files and their headers, a writable
-output folder (exit 2, one line, in about a second)."""
+"""What a user asks for (``ScreenRequest``: plain, JSON-serialisable, what a flow run's parameters show) and the
+checks ``pipeline.resolve`` makes of it before any data is read or any engine starts: dates and limits, the files
+and their headers, a writable output folder, an OMOP CDM's tables and ids (exit 2, one line, in about a second)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gzip
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from osteo_core.decide.rules import RuleSet, load_rules
 from osteo_core.errors import InputError, OutputError
-from osteo_core.gaps.lsc import load_device_lsc
 from osteo_core.ingest import fhir, omop
 from osteo_core.ingest.long_layout import MEASUREMENT, LongLayout, value_column
-from osteo_core.ingest.profiles import Profile, fhir_profiles, load_profile, roster_routing, shipped_profiles
-from osteo_core.ingest.readers import Discovered, canonical_columns, discover, file_format, header_key, read_headers
+from osteo_core.ingest.profiles import Profile, load_profile, shipped_profiles
+from osteo_core.ingest.readers import file_format, header_key
 from osteo_core.publish import folder as publish
 from schemas.inputs import BY_NAME, INPUT_KINDS, INPUTS, OPTIONS, POPULATION, SCANS
 from schemas.scans import AGE_SOURCES, REQUIRED_HEADERS, UNSPECIFIED_T
@@ -58,12 +55,12 @@ def estimated_rows(path: Path) -> int:
     return int(size / consumed * lines) if head and consumed else 0
 
 
-def auto_partitions(scans: list[str], population: list[str] | None = None) -> int:
+def auto_partitions(scans: list[Path], population: list[Path] | None = None) -> int:
     """About one partition per 500,000 scan rows, so each partition's frames stay small; or per 500,000
     roster rows when the population roster is longer (every member of a health system, most never scanned)."""
-    rows = sum(estimated_rows(f) for f in discover(scans, SCANS.name).files)
+    rows = sum(estimated_rows(f) for f in scans)
     if population:
-        rows = max(rows, sum(estimated_rows(f) for f in discover(population, POPULATION.name).files))
+        rows = max(rows, sum(estimated_rows(f) for f in population))
     return max(1, min(MAX_AUTO_PARTITIONS, -(-rows // ROWS_PER_PARTITION)))
 
 
@@ -73,8 +70,8 @@ class ScreenRequest:
 
     scans: list[str]
     out: str = "osteo-out"
-    # None: not given (``osteo screen`` without --as-of), made a date by ``resolve_as_of`` before anything is
-    # checked: today, or an OMOP CDM's release date; blank: the day the run starts (a scheduled screen's)
+    # None: not given (``osteo screen`` without --as-of): today, or an OMOP CDM's release date; blank: the day the
+    # run starts (a scheduled screen's); made a date once, by ``pipeline.resolve``
     as_of: str | None = field(default_factory=lambda: dt.date.today().isoformat())
     rules: str = "standard"
     profile: str = "generic"
@@ -94,130 +91,41 @@ class ScreenRequest:
     omop_patient_id: str | None = None  # the CDM column giving patient_id; None: person_source_value if distinct
     omop_enrolment: str = "birth"  # the CDM's roster: every person from birth, or its observation periods
 
-    @property
-    def inputs_given(self) -> list[str]:
-        """The kinds of input this run is given (``INPUTS`` order): what the manifest's ``inputs_given`` says."""
-        return [kind for kind in INPUTS if self.paths_of(kind)]
-
-    @property
-    def roster_given(self) -> bool:
-        """A population roster is read: ``--population``, or an OMOP CDM's persons."""
-        return bool(self.paths_of(POPULATION.name))
-
-    @property
-    def partition_count(self) -> int:
-        return self.partitions if self.partitions > 0 else auto_partitions(self.scans, self.paths_of(POPULATION.name))
-
-    @property
-    def bulk_export(self) -> str | None:
-        """The FHIR Bulk Data folder given as the only scans path, if that is what was given."""
-        return self.scans[0] if len(self.scans) == 1 and fhir.is_bulk_export(self.scans[0]) else None
-
-    @property
-    def profile_name(self) -> str:
-        """The profile that reads the scans: a Bulk Data export is read with ``fhir_bulk`` unless another FHIR
-        profile is named."""
-        if self.omop and self.profile == "generic":
-            return omop.PROFILE
-        return fhir.PROFILE if self.bulk_export and self.profile == "generic" else self.profile
-
     def given(self, kind: str) -> list[str]:
         """The paths given with the kind's own option (``--meds PATH``: the field of its name); none for a kind
         without one (DXA procedures: a FHIR Bulk Data export's Procedure files)."""
         value = getattr(self, kind) if BY_NAME[kind].option else None
         return list(value) if isinstance(value, list) else [value] if value else []
 
-    def paths_of(self, kind: str) -> list[str]:
-        if self.omop:  # the CDM feeds every input; its tables are extracted into the run (``ingest.omop``)
-            return [self.omop]
-        given = self.given(kind)
-        folder = self.bulk_export
-        if not given and folder and kind in fhir.RESOURCES and fhir.files_for(Path(folder), kind)[0]:
-            return [folder]  # the export's own medications or conditions
-        return given
+
+def profile_name(request: ScreenRequest, bulk_export: str | None) -> str:
+    """The profile that reads the scans: an OMOP CDM is read with ``omop`` and a FHIR Bulk Data export with
+    ``fhir_bulk`` unless another profile is named."""
+    if request.omop and request.profile == "generic":
+        return omop.PROFILE
+    return fhir.PROFILE if bulk_export and request.profile == "generic" else request.profile
 
 
-def resolve_as_of(request: ScreenRequest) -> ScreenRequest:
-    """The request with its as-of date when none was given (``as_of`` None): an OMOP screen's is the CDM's release
-    date (``cdm_source.source_release_date``; today when the CDM gives none), any other's today. Done once, before
-    anything is checked (``check_run_order``, ``check_not_ahead`` and the manifest see the date). A blank as-of
-    date (a scheduled screen's: the day it runs) and a given one are kept."""
-    if request.as_of is not None:
-        return request
-    released = (
-        omop.probe(request.omop, request.omop_schema, request.omop_patient_id).release_date if request.omop else None
-    )
-    return replace(request, as_of=released or dt.date.today().isoformat())
+def paths_of(request: ScreenRequest, kind: str, bulk_export: str | None) -> list[str]:
+    """What a kind of input is read from: the paths given for it; a FHIR Bulk Data export's own medications,
+    conditions or procedures when the export is the scans and nothing else is given; an OMOP CDM for every kind."""
+    if request.omop:  # the CDM feeds every input; its tables are extracted into the run (``ingest.omop``)
+        return [request.omop]
+    given = request.given(kind)
+    if not given and bulk_export and kind in fhir.RESOURCES and fhir.files_for(Path(bulk_export), kind)[0]:
+        return [bulk_export]  # the export's own medications or conditions
+    return given
 
 
-def as_of_date(request: ScreenRequest) -> dt.date:
-    if not request.as_of:  # a scheduled screen: as of the day it runs (None: not resolved, the same)
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(request.as_of)
-    except ValueError:
-        raise InputError("--as-of", f"'{request.as_of}' is not a date (YYYY-MM-DD)") from None
-
-
-def measurement_year(request: ScreenRequest) -> int:
+def measurement_year(given: int | None, as_of: dt.date) -> int:
     """The quality measures' year: ``--measurement-year``, else the as-of year; never after the as-of year."""
-    as_of = as_of_date(request)
-    year = request.measurement_year if request.measurement_year is not None else as_of.year
+    year = given if given is not None else as_of.year
     if not EARLIEST_MEASUREMENT_YEAR <= year <= as_of.year:
         raise InputError(
             "--measurement-year",
             f"{year} is not a year from {EARLIEST_MEASUREMENT_YEAR} to the as-of year {as_of.year}",
         )
     return year
-
-
-def check_arguments(request: ScreenRequest) -> tuple[Profile, RuleSet, dict[str, Any]]:
-    """Everything that can be wrong with the arguments, found before any data is read (exit 2)."""
-    measurement_year(request)
-    for option, value in (("--max-reject-rate", request.max_reject_rate), ("--max-shrink", request.max_shrink)):
-        if not 0 <= value <= 1:
-            raise InputError(option, f"{value} is not between 0 and 1")
-    profile = load_profile(request.profile_name)
-    rules = load_rules(request.rules)
-    if request.bulk_export and profile.fhir is None:
-        raise InputError(
-            request.bulk_export,
-            "a FHIR Bulk Data export is read with a FHIR profile (one with a [fhir] section: "
-            f"{', '.join(fhir_profiles())})",
-        )
-    check_out_apart(request)
-    if not request.omop and (request.omop_patient_id or request.omop_enrolment != omop.ENROLMENTS[0]):
-        option = "--omop-patient-id" if request.omop_patient_id else "--omop-enrolment"
-        raise InputError(option, "is read with --omop SOURCE only")
-    if request.omop:
-        check_omop(request, profile)
-        files = {kind: Discovered([]) for kind in INPUTS}  # extracted from the CDM into the run (``prepare``)
-    else:
-        files = {kind: discover(request.paths_of(kind), kind) for kind in INPUTS}
-    if request.bulk_export and not any(fhir.resource_type(f) == "Patient" for f in files[SCANS.name].files):
-        raise InputError(request.bulk_export, "FHIR Bulk Data export holds no Patient file (sex and birth date)")
-    out = Path(request.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(str(out), "--out exists and is not a folder")
-    check_run_order(request)
-    check_not_ahead(request)
-    if request.lsc:
-        load_device_lsc(request.lsc)
-    long_columns: dict[Path, list[str]] = {}
-    for kind, found in files.items():
-        for path in found.files:  # headers now, so a missing column is said before any engine starts
-            headers = read_headers(path, request.sheet)
-            if headers:
-                require = functools.partial(require_columns, kind, path, profile=profile)
-                names, _ = canonical_columns(path, headers, canonical_namer(kind, profile), require)
-                if kind == POPULATION.name:
-                    roster_routing(profile, names, str(path))  # a column that cannot route: exit 2, naming it
-                if kind == SCANS.name and profile.long is not None:
-                    long_columns[path] = names
-    if long_columns and len(long_columns) == len(files[SCANS.name].files):
-        require_long_input(long_columns, profile)
-    _check_writable(out)
-    return profile, rules, files
 
 
 def check_omop(request: ScreenRequest, profile: Profile) -> None:
@@ -309,7 +217,7 @@ def _patients_found(out: Path, extracted: Path) -> tuple[int, int] | None:
     return counts[2].item(), counts[1].item()
 
 
-def check_out_apart(request: ScreenRequest) -> None:
+def check_out_apart(request: ScreenRequest, paths: dict[str, list[str]]) -> None:
     """Refuse (exit 2, naming both) an ``--out`` that is, or is inside, a folder given as an input (reading the
     folder would read the published tables as exports), and an input folder inside ``--out`` (a run would write
     where it reads). A single input file kept inside the output folder (as ``osteo demo`` keeps its inputs) is
@@ -317,7 +225,7 @@ def check_out_apart(request: ScreenRequest) -> None:
     out = Path(request.out).resolve()
     for kind in INPUTS:
         option = BY_NAME[kind].option or SCANS.option  # DXA procedures: the export given as --scans
-        for given in request.paths_of(kind):
+        for given in paths[kind]:
             folder = Path(given)
             if not folder.is_dir():
                 continue
@@ -339,11 +247,11 @@ def check_out_apart(request: ScreenRequest) -> None:
 MAX_DAYS_AHEAD = 31  # not clinical: how far past today a screen may be dated (a week on, as in a guide's example)
 
 
-def check_not_ahead(request: ScreenRequest) -> None:
+def check_not_ahead(as_of: dt.date) -> None:
     """Refuse an as-of date more than ``MAX_DAYS_AHEAD`` days after today (exit 2): a typo (2062 for 2026) would
     publish a run that every later screen into the folder is refused after (``check_run_order``), and whose
     worklist would let a mark hide a gap for decades."""
-    as_of, today = as_of_date(request), dt.date.today()
+    today = dt.date.today()
     if as_of > today + dt.timedelta(days=MAX_DAYS_AHEAD):
         raise InputError(
             "--as-of",
@@ -352,7 +260,7 @@ def check_not_ahead(request: ScreenRequest) -> None:
         )
 
 
-def check_run_order(request: ScreenRequest) -> None:
+def check_run_order(out: str, as_of: dt.date) -> None:
     """Refuse a screen as of a day before the published run's as-of date (exit 2, one line).
 
     Runs into one ``--out`` go forward in time: each is compared with the run published before it, so an
@@ -362,23 +270,22 @@ def check_run_order(request: ScreenRequest) -> None:
     starts) and again under the output folder's lock (``lifecycle.prepare``), which a screen holds until it
     has published: another screen may publish in between."""
     try:
-        published = publish.published_manifest(Path(request.out))
+        published = publish.published_manifest(Path(out))
         if published is None:
             return
         published_as_of = dt.date.fromisoformat(published["as_of"])
     except (OSError, KeyError, TypeError, ValueError):
         return  # no readable as-of date to compare with: the run's own reading of the folder says what is wrong
-    as_of = as_of_date(request)
     if as_of < published_as_of:
         raise InputError(
             "--as-of",
-            f"{as_of.isoformat()} is before the as-of date of the run published in {request.out}"
+            f"{as_of.isoformat()} is before the as-of date of the run published in {out}"
             f" ({published_as_of.isoformat()}); screens into one folder go forward in time (an earlier day there"
             " would start every open gap anew and drop its outreach marks): replay an earlier day into another --out",
         )
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """A read-only or forbidden ``--out`` is said at once, before any data is read (exit 2)."""
     existing = out
     while not existing.exists() and existing != existing.parent:

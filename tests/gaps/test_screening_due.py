@@ -209,10 +209,12 @@ def test_profile_routing_names_are_checked(tmp_path, setting, message):
 def test_a_roster_longer_than_the_scans_sets_the_partition_count(tmp_path, monkeypatch):
     """A health system's roster lists every member, most never scanned: partitions are sized by it too."""
     from osteo_core.pipeline import request as request_module
+    from osteo_core.pipeline.resolve import resolve
 
     monkeypatch.setattr(request_module, "ROWS_PER_PARTITION", 4)
     scans = write_scans_csv(tmp_path / "scans.csv", [exam(exam_id=f"E{i}") for i in range(4)])
     roster = _roster_csv(tmp_path / "roster.csv", ROSTER)  # 21 rows
     # the estimate counts lines (the header too): 5 lines of scans, 22 of roster, 4 rows per partition
-    assert ScreenRequest(scans=[str(scans)]).partition_count == 2
-    assert ScreenRequest(scans=[str(scans)], population=str(roster)).partition_count == 6
+    out = str(tmp_path / "out")
+    assert resolve(ScreenRequest(scans=[str(scans)], out=out)).partitions == 2
+    assert resolve(ScreenRequest(scans=[str(scans)], population=str(roster), out=out)).partitions == 6

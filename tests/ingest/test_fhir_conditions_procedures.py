@@ -15,7 +15,8 @@ import polars as pl
 from conftest import write_ndjson_export
 
 from osteo_core import reference
-from osteo_core.cli import input_notes, main
+from osteo_core.cli import main
+from osteo_core.cli.summary import input_notes
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
 
 SYNTHEA = Path(__file__).resolve().parent.parent / "data" / "synthea_sample"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from osteo_core import reference
-from osteo_core.cli import input_notes
+from osteo_core.cli.summary import input_notes
 from osteo_core.decide.events import classify_meds
 from osteo_core.ingest.fhir import read_bulk_file
 from osteo_core.pipeline.stages import ScreenRequest, run_screen

@@ -21,7 +21,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from osteo_core.cli import build_parser, main
+from osteo_core.cli import main
+from osteo_core.cli.parser import build_parser
 
 CDM = Path(__file__).resolve().parent.parent / "data" / "omop_synthea27nj"
 RELEASE = "2022-10-10"  # cdm_source.source_release_date
@@ -196,11 +197,13 @@ def test_without_as_of_an_omop_screen_is_as_of_the_cdms_release_date(tmp_path, c
     # unchanged: any other screen without --as-of is as of today, a served one as of each run's day (blank)
     parser = build_parser()
     assert parser.parse_args(["screen", "--scans", "s.csv"]).as_of is None
-    from osteo_core.cli import _request
+    from osteo_core.cli.screen import screen_request
+    from osteo_core.pipeline.resolve import as_of_date
 
-    assert _request(parser.parse_args(["screen", "--scans", "s.csv"])).as_of == dt.date.today().isoformat()
-    served = parser.parse_args(["serve", "--cron", "0 6 * * 1", "--omop", str(cdm)])
-    assert _request(served).as_of == ""
+    day = dt.date(2026, 3, 2)  # the day the screen starts (a served one: in its schedule's time zone)
+    assert as_of_date(screen_request(parser.parse_args(["screen", "--scans", "s.csv"])), day) == day
+    served = screen_request(parser.parse_args(["serve", "--cron", "0 6 * * 1", "--omop", str(cdm)]))
+    assert served.as_of == "" and as_of_date(served, day) == day
 
 
 def test_observation_periods_are_the_rosters_coverage_spans_when_asked(tmp_path, capsys):

@@ -208,7 +208,7 @@ def test_an_export_with_no_rows_is_exit_2_and_leaves_the_published_screen(tmp_pa
 
 def test_one_empty_file_among_several_is_published_and_named(tmp_path):
     """A month with no exams is possible; the file is listed with 0 rows and the summary says so."""
-    from osteo_core.cli import input_notes
+    from osteo_core.cli.summary import input_notes
 
     folder = tmp_path / "exports"
     folder.mkdir()
@@ -508,7 +508,7 @@ def test_reserved_column_names_are_refused(tmp_path, name):
 
 
 def test_medication_and_fracture_counts_are_in_the_summary():
-    from osteo_core.cli import input_notes
+    from osteo_core.cli.summary import input_notes
 
     counts = {"rows_in": 100, "valid": 80, "quarantined": 20, "duplicate": 0}
     notes = input_notes({"max_reject_rate": 0.05, "rows_by_input": {"meds": counts, "fractures": {"rows_in": 0}}})

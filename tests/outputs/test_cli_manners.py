@@ -15,7 +15,8 @@ import pytest
 from conftest import screen_synthetic, write_synthetic
 
 from osteo_core import __version__
-from osteo_core.cli import build_parser, main
+from osteo_core.cli import main
+from osteo_core.cli.parser import build_parser
 from osteo_core.errors import OsteoError
 from osteo_core.outputs.render import TERMINAL_ROWS, write_frame
 

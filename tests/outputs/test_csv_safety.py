@@ -237,7 +237,7 @@ def test_measures_csv(out, capsys, monkeypatch):
 def test_sql_help_and_readme_name_the_rule():
     from pathlib import Path
 
-    from osteo_core.cli import build_parser
+    from osteo_core.cli.parser import build_parser
 
     sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "sql" in a.choices)
     help_text = " ".join(sub.choices["sql"].format_help().split())

@@ -50,7 +50,7 @@ def test_a_folder_with_a_screen_not_made_by_the_demo_is_not_named(working_folder
 
 
 def test_the_demo_publishes_into_its_own_folder_never_the_default_out():
-    from osteo_core.cli import build_parser
+    from osteo_core.cli.parser import build_parser
 
     demo = build_parser().parse_args(["demo"])
     screen = build_parser().parse_args(["screen", "--scans", "x.csv"])

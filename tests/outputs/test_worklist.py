@@ -195,7 +195,7 @@ def test_until_and_its_default_count_from_the_run_when_its_as_of_date_is_after_t
 
 
 def test_the_screen_summary_says_what_is_new_and_what_closed(tmp_path, capsys):
-    from osteo_core.cli import lifecycle_lines
+    from osteo_core.cli.summary import lifecycle_lines
 
     first = _screen(tmp_path, AS_OF)
     assert lifecycle_lines(first) == []  # the first run in a folder is compared with nothing

@@ -200,7 +200,7 @@ def test_conflicting_mrns_are_counted_in_the_manifest(fhir_out):
     manifest = json.loads((fhir_out / "manifest.json").read_text(encoding="utf-8"))
     patients = pl.read_parquet(fhir_out / "patients.parquet").filter(pl.col("mrn").is_not_null())
     assert manifest["rows_by_input"]["scans"]["patients_with_several_mrns"] == patients.height > 0
-    from osteo_core.cli import input_notes
+    from osteo_core.cli.summary import input_notes
 
     said = f"patients whose records give different medical record numbers: {patients.height:,}"
     assert any(note.startswith(said) for note in input_notes(manifest))

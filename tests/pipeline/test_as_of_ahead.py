@@ -9,7 +9,8 @@ import pytest
 from conftest import exam, write_scans_csv
 
 from osteo_core.errors import InputError
-from osteo_core.pipeline.request import MAX_DAYS_AHEAD, ScreenRequest, check_arguments
+from osteo_core.pipeline.request import MAX_DAYS_AHEAD, ScreenRequest
+from osteo_core.pipeline.resolve import resolve
 
 
 @pytest.mark.parametrize(("days", "refused"), [(7, False), (MAX_DAYS_AHEAD, False), (MAX_DAYS_AHEAD + 1, True)])
@@ -19,7 +20,7 @@ def test_an_as_of_date_far_ahead_of_today_is_refused(tmp_path, days, refused):
     request = ScreenRequest(scans=[str(scans)], out=str(tmp_path / "out"), as_of=as_of)
     if refused:
         with pytest.raises(InputError, match=f"more than {MAX_DAYS_AHEAD} days after today"):
-            check_arguments(request)
+            resolve(request)
         assert not (tmp_path / "out").exists()
     else:
-        check_arguments(request)
+        resolve(request)

@@ -18,7 +18,7 @@ from conftest import exam, folder_digest, sql_json, write_scans_csv
 from osteo_core.cli import main
 from osteo_core.errors import InputError
 from osteo_core.pipeline.lifecycle import prepare
-from osteo_core.pipeline.request import check_arguments
+from osteo_core.pipeline.resolve import resolve
 from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from osteo_core.publish import folder as publish
 
@@ -96,16 +96,16 @@ def test_an_earlier_as_of_is_refused_and_a_declined_mark_applies_for_as_long_as_
 
 def test_the_check_under_the_lock_sees_a_run_published_after_the_arguments_were_checked(tmp_path):
     """``prepare`` (called by ``open_run`` under the output folder's lock, held until publish) checks the order
-    again whatever ``check_arguments`` answered: here a later run publishes between the two, as another screen
+    again whatever ``resolve`` answered: here a later run publishes between the two, as another screen
     could between the CLI's check (before Prefect starts) and the run taking the lock."""
     scans, out = _inputs(tmp_path), tmp_path / "out"
     run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=EARLIER.isoformat()))
     request = ScreenRequest(scans=[str(scans)], out=str(out), as_of=AS_OF.isoformat())
-    checked = check_arguments(request)  # passes: the published run is earlier
+    resolved = resolve(request)  # passes: the published run is earlier
     run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=NEXT_WEEK.isoformat()))  # another screen
     runs = sorted(p.name for p in (out / publish.RUNS).iterdir())
     with pytest.raises(InputError, match=f"{AS_OF.isoformat()} is before .*{NEXT_WEEK.isoformat()}"):
-        prepare(request, "run-that-must-not-start", checked)
+        prepare(resolved, "run-that-must-not-start")
     assert sorted(p.name for p in (out / publish.RUNS).iterdir()) == runs
     assert publish.published_manifest(out)["as_of"] == NEXT_WEEK.isoformat()
 
@@ -115,8 +115,8 @@ def test_a_scheduled_run_is_as_of_the_day_it_starts_and_passes_the_check(tmp_pat
     a folder published as of a later day (a replay gone in there) is refused when the schedule is served."""
     scans, out = _inputs(tmp_path), tmp_path / "out"
     run_screen(ScreenRequest(scans=[str(scans)], out=str(out), as_of=AS_OF.isoformat()))
-    check_arguments(ScreenRequest(scans=[str(scans)], out=str(out), as_of=""))
+    resolve(ScreenRequest(scans=[str(scans)], out=str(out), as_of=""))
     later = tmp_path / "later"
     run_screen(ScreenRequest(scans=[str(scans)], out=str(later), as_of=(TODAY + dt.timedelta(days=3)).isoformat()))
     with pytest.raises(InputError, match="another --out"):
-        check_arguments(ScreenRequest(scans=[str(scans)], out=str(later), as_of=""))
+        resolve(ScreenRequest(scans=[str(scans)], out=str(later), as_of=""))

@@ -16,9 +16,13 @@ import polars as pl
 import pytest
 from conftest import screen_synthetic, write_synthetic
 
-from osteo_core.cli import _request, build_parser, input_change_warnings, main
+from osteo_core.cli import main
+from osteo_core.cli.parser import build_parser
+from osteo_core.cli.screen import screen_request
+from osteo_core.cli.summary import input_change_warnings
 from osteo_core.errors import InputsMissing, RunRefused
-from osteo_core.pipeline.stages import ScreenRequest, inputs_changed, run_screen
+from osteo_core.pipeline.publishing import inputs_changed
+from osteo_core.pipeline.stages import ScreenRequest, run_screen
 from osteo_core.publish.folder import read_history
 
 
@@ -159,10 +163,10 @@ def test_serve_takes_the_option_and_passes_it_to_each_scheduled_run():
     """``osteo serve`` is built from the screen's arguments; its runs get the request as a dict (asdict)."""
     common = ["--cron", "0 6 * * 1", "--scans", "scans.csv"]
     args = build_parser().parse_args(["serve", *common, "--accept-input-change"])
-    assert asdict(_request(args))["accept_input_change"] is True
-    assert asdict(_request(build_parser().parse_args(["serve", *common])))["accept_input_change"] is False
+    assert asdict(screen_request(args))["accept_input_change"] is True
+    assert asdict(screen_request(build_parser().parse_args(["serve", *common])))["accept_input_change"] is False
     # a deployment registered before the option existed: its parameters lack it, and it refuses
-    old = {k: v for k, v in asdict(_request(args)).items() if k != "accept_input_change"}
+    old = {k: v for k, v in asdict(screen_request(args)).items() if k != "accept_input_change"}
     assert ScreenRequest(**old).accept_input_change is False
 
 

@@ -215,16 +215,17 @@ def test_prefect_server_that_does_not_start_is_one_line_not_a_traceback(tmp_path
 
 def test_an_unreadable_input_is_found_with_the_arguments_before_any_engine_starts(shared_root):
     """Before: the header check skipped a file it could not open, so the screen started Prefect's server and
-    failed in the flow (14 s for a one-line answer); now ``check_arguments`` says it."""
+    failed in the flow (14 s for a one-line answer); now resolving the request says it."""
     scans = write_scans_csv(shared_root / "scans.csv", [exam()])
     scans.chmod(0o000)
     prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
     script = (
         "import sys\n"
         "from osteo_core.errors import InputError\n"
-        "from osteo_core.pipeline.request import ScreenRequest, check_arguments\n"
+        "from osteo_core.pipeline.request import ScreenRequest\n"
+        "from osteo_core.pipeline.resolve import resolve\n"
         "try:\n"
-        f"    check_arguments(ScreenRequest(scans=[{str(scans)!r}], out={str(shared_root / 'out')!r}))\n"
+        f"    resolve(ScreenRequest(scans=[{str(scans)!r}], out={str(shared_root / 'out')!r}))\n"
         "except InputError as err:\n"
         "    print(err)\n"
     )

@@ -378,14 +378,17 @@ def write_frame(
     stream: IO | None = None,
     noun: str = "row",
     raw: bool = False,
+    total: int | None = None,
 ) -> None:
     """Write ``frame`` to ``stream`` (stdout) in ``fmt``. ``limit`` None: 50 table rows on a terminal, else all;
     else 0 or more. ``raw``: CSV cells exactly as stored (no quote before a formula-like cell); other formats are
-    always so. A result the writer cannot hold is one ``OsteoError`` (``writable``), never a traceback."""
+    always so. ``total``: how many rows the whole result has when ``frame`` holds only its first ``limit`` (a
+    query that stopped there: ``shown_rows``). A result the writer cannot hold is one ``OsteoError``
+    (``writable``), never a traceback."""
     import polars as pl
 
     try:
-        _write(frame, fmt, limit, stream or sys.stdout, noun, raw)
+        _write(frame, fmt, limit, stream or sys.stdout, noun, raw, frame.height if total is None else total)
     except pl.exceptions.PolarsError:  # what writable does not foresee; Polars' text may quote a cell: not shown
         types = ", ".join(sorted({escape_controls(str(dtype)) for dtype in frame.dtypes}))
         raise OsteoError(
@@ -394,7 +397,14 @@ def write_frame(
         ) from None
 
 
-def _write(frame: pl.DataFrame, fmt: str, limit: int | None, stream: IO, noun: str, raw: bool) -> None:
+def shown_rows(fmt: str, limit: int | None, stream: IO | None = None) -> int | None:
+    """How many rows ``write_frame`` will write (None: all), so a query can stop there."""
+    if limit is None and fmt == "table" and _is_terminal(stream or sys.stdout):
+        return TERMINAL_ROWS
+    return limit
+
+
+def _write(frame: pl.DataFrame, fmt: str, limit: int | None, stream: IO, noun: str, raw: bool, total: int) -> None:
     terminal = _is_terminal(stream)
     if limit is not None and limit < 0:  # head(-1) would drop the last row
         raise OsteoError(f"--limit must be 0 or more, not {limit}")
@@ -416,17 +426,17 @@ def _write(frame: pl.DataFrame, fmt: str, limit: int | None, stream: IO, noun: s
         stream.write(shown.write_json() + "\n")
     else:
         width = terminal_width()
-        if frame.width == 0 or frame.is_empty():
+        if frame.width == 0 or total == 0:
             stream.write(f"no {noun}s\n")
             return
         lines, left_out = draw(shown, width)
-        hidden = frame.height - shown.height
+        hidden = total - shown.height
         notes = [
             f"not shown, too wide for {width} columns: {', '.join(left_out)} (--format csv has all)"
             if left_out
             else "",
             f"… {hidden:,} more {noun}(s): --limit N shows more, --format csv gives all" if hidden else "",
-            f"{frame.height:,} {noun}(s)",
+            f"{total:,} {noun}(s)",
         ]
         for note in filter(None, notes):  # within the width too, words kept whole
             lines += textwrap.wrap(note, max(width, 1), break_on_hyphens=False, break_long_words=False) or [note]

@@ -85,7 +85,13 @@ def record_marks(out: Path, marks: list[dict[str, Any]], where: str) -> list[int
     gaps_file = run / "care_gaps.parquet"  # read as exactly that file (an --out named out[1] is no pattern)
     if "first_seen" not in pq.read_schema(gaps_file).names:
         raise InputError(str(out), OLD_RUN)
-    gaps = pl.read_parquet(gaps_file, columns=["patient_id", "gap", "first_seen"], glob=False)  # what a mark needs
+    patients = pl.Series("patient_id", sorted({str(m["patient_id"]) for m in marks}), dtype=pl.Utf8)
+    gaps = (  # what a mark needs, of the marked patients only (a run lists millions of open gaps)
+        pl.scan_parquet(gaps_file, glob=False)
+        .select("patient_id", "gap", "first_seen")
+        .filter(pl.col("patient_id").is_in(patients.implode()))
+        .collect()
+    )
     episodes = {(p, g): seen for p, g, seen in gaps.iter_rows()}
     now = dt.datetime.now(dt.UTC)
     # the user's calendar day, or the run's as-of date if later: hiding is judged on runs' as-of dates
@@ -282,8 +288,9 @@ def routing_columns(frame: pl.DataFrame) -> list[str]:
 def open_gaps_of(out: Path, patient_id: str) -> tuple[list[str], int]:
     """The gaps open for one patient in the published run that a mark does not hide, most urgent first, and how
     many hidden ones were left out (``mark PATIENT all``: it never undoes a refusal; mark a hidden gap by name)."""
-    everything = query(out, "SELECT patient_id, gap, priority, hidden FROM worklist")
-    hers = everything.filter(pl.col("patient_id") == patient_id).sort("priority")
+    hers = query(
+        out, "SELECT gap, priority, hidden FROM worklist WHERE patient_id = ? ORDER BY priority", params=[patient_id]
+    )
     return hers.filter(~pl.col("hidden")).get_column("gap").to_list(), hers.filter(pl.col("hidden")).height
 
 

@@ -311,14 +311,17 @@ class _Deadline:
         self.timer.join()  # an interrupt under way ends before the connection is closed
 
 
-def query(out: Path, sql: str, run: Path | None = None, limits: SqlLimits | None = None) -> pl.DataFrame:
+def query(
+    out: Path, sql: str, run: Path | None = None, limits: SqlLimits | None = None, params: list | None = None
+) -> pl.DataFrame:
     """Run ``sql`` over the published tables (``connect_read_only``; ``run``: that run folder rather than the
     one ``current`` points at now); a DuckDB error is one ``OsteoError`` (its first line: ``without_cells``), and
     so is a result column of a type that cannot be handed over (``_UNREADABLE_TYPES``).
 
     ``limits`` (``osteo sql``): the query runs within them, and past one fails as ``SqlLimitExceeded``; when its
     time is up it is interrupted (``_Deadline``, besides DuckDB's ``max_execution_time``). Without, DuckDB's own
-    (the product's own queries)."""
+    (the product's own queries). ``params``: values for the statement's ``?`` (a user's value is never spliced into
+    the SQL)."""
     try:
         con = _connect(out, run, limits)
     except duckdb.OutOfMemoryException:
@@ -327,7 +330,9 @@ def query(out: Path, sql: str, run: Path | None = None, limits: SqlLimits | None
         raise _past_memory(limits) from None  # a limit too small even to open the tables in
     deadline = _Deadline(con, limits.timeout) if limits and limits.timeout is not None else None
     try:
-        relation = con.sql(sql)  # run once: a statement without a result (e.g. SET) gives None
+        relation = (
+            con.sql(sql, params=params) if params else con.sql(sql)
+        )  # run once: a statement without a result (e.g. SET) gives None
         if relation is None:
             return pl.DataFrame()
         for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True)):

@@ -1,0 +1,86 @@
+"""The quality team's commands answer a page without loading the whole run (issue 34 item 2): ``osteo gaps
+--limit N`` asks DuckDB for the first N gaps only and takes the total from the run's manifest; a mark reads the
+marked patients' gaps only. Whatever they read, the answer is the one the whole list gives (their speed is
+measured by ``bench/interactive.py``, never here)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from conftest import screen_synthetic, write_synthetic
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from osteo_core.cli import main
+from osteo_core.outputs.gap_list import GAP_TYPES, load_gaps
+from osteo_core.publish import folder as publish
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pages")
+    paths = write_synthetic(folder, 400, seed=34, roster=True, recent_fractures=0.05)
+    screen_synthetic(paths, folder / "out", "2025-01-01")
+    return folder / "out"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gap=st.sampled_from([None, *GAP_TYPES]), limit=st.integers(min_value=0, max_value=2_000))
+def test_a_page_is_the_head_of_the_whole_list_and_the_total_its_length(published, gap, limit):
+    whole, count = load_gaps(published, gap)
+    page, total = load_gaps(published, gap, limit)
+    assert count == whole.height and total == whole.height
+    assert page.equals(whole.head(limit))
+
+
+def test_without_the_manifests_counts_the_total_is_counted(published, tmp_path):
+    """A run whose manifest has no gap counts (an older one): the total comes from the table."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(published, out, symlinks=True)
+    run = publish.current_run(out)
+    manifest = json.loads((run / publish.MANIFEST).read_text())
+    del manifest["care_gaps"]
+    (run / publish.MANIFEST).write_text(json.dumps(manifest))
+    whole, _ = load_gaps(out)
+    page, total = load_gaps(out, "overdue_dxa", 3)
+    assert total == whole.filter(pl.col("gap") == "overdue_dxa").height > 3 and page.height == 3
+
+
+def test_the_table_of_a_page_says_how_many_more_there_are(published, capsys, monkeypatch):
+    from osteo_core.outputs import render
+
+    monkeypatch.setattr(render, "_is_terminal", lambda stream: True)  # a table on a terminal: 50 rows
+    total = load_gaps(published, "overdue_dxa")[1]
+    assert main(["gaps", "--out", str(published), "--gap", "overdue_dxa", "--limit", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [f"… {total - 2:,} more open gap(s): --limit N shows more, --format csv gives all",
+                          f"{total:,} open gap(s)"]  # fmt: skip
+    assert main(["gaps", "--out", str(published), "--gap", "overdue_dxa", "--limit", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{total:,} open gap(s)"  # the header, not "no open gaps"
+
+
+def test_a_gap_name_is_a_value_never_sql(published, capsys):
+    assert main(["gaps", "--out", str(published), "--gap", "x' OR '1'='1", "--limit", "5"]) == 2
+    assert "unknown gap type" in capsys.readouterr().err
+
+
+def test_a_mark_checks_the_marked_patients_gaps_only_and_still_refuses_a_gap_that_is_not_open(published, capsys):
+    gaps, _ = load_gaps(published, "overdue_dxa", 1)
+    patient = gaps.get_column("patient_id")[0]
+    out = str(published)
+    assert main(["worklist", "mark", patient, "overdue_dxa", "--status", "contacted", "--out", out]) == 0
+    other = load_gaps(published)[0].filter(pl.col("patient_id") != patient).get_column("patient_id")[0]
+    assert main(["worklist", "mark", other, "overdue_dxa", "--status", "contacted", "--out", out]) in (0, 2)
+    open_for_other = (
+        not load_gaps(published)[0]
+        .filter((pl.col("patient_id") == other) & (pl.col("gap") == "overdue_dxa"))
+        .is_empty()
+    )
+    err = capsys.readouterr().err
+    assert open_for_other or "no open overdue_dxa gap for this patient" in err
+    assert main(["worklist", "mark", "NOBODY", "overdue_dxa", "--status", "contacted", "--out", out]) == 2
+    assert "no open overdue_dxa gap for this patient" in capsys.readouterr().err

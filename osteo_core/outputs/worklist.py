@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 from osteo_core.errors import InputError
 from osteo_core.ingest.readers import read_table
 from osteo_core.outputs.gap_list import GAP_TYPES
-from osteo_core.outputs.render import write_frame
+from osteo_core.outputs.render import shown_rows, write_frame
 from osteo_core.publish import folder as publish
 from osteo_core.publish import outreach
-from osteo_core.publish.catalog import query
+from osteo_core.publish.catalog import queries, query
 from schemas.tables import WORKLIST_PATIENT_COLUMNS
 
 NO_MARK = "none"  # --status none: gaps nobody has marked yet
@@ -190,11 +190,7 @@ def load_worklist(
     """The gaps in view (``gap``, ``status`` and routing filters, ``mrn`` too; without ``include_hidden`` or a
     ``status``, not the gaps a declined / not_appropriate mark hides) and every open gap of the run, each with its
     latest outreach mark (the live ``worklist`` view); and the gaps the filters kept but a mark hides."""
-    if gap is not None and gap not in GAP_TYPES:
-        raise InputError("--gap", f"unknown gap type '{gap}' (known: {', '.join(GAP_TYPES)})")
-    known = outreach.statuses()
-    if status is not None and status not in (*known, NO_MARK):
-        raise InputError("--status", f"unknown status '{status}' (known: {', '.join(known)}, {NO_MARK})")
+    _check_filters(gap, status)
     everything = query(out, "SELECT * FROM worklist")
     if "days_open" not in everything.columns:
         raise InputError(str(out), OLD_RUN)
@@ -294,6 +290,95 @@ def open_gaps_of(out: Path, patient_id: str) -> tuple[list[str], int]:
     return hers.filter(~pl.col("hidden")).get_column("gap").to_list(), hers.filter(pl.col("hidden")).height
 
 
+def patient_page(
+    out: Path, gap: str | None, status: str | None, include_hidden: bool, limit: int
+) -> tuple[pl.DataFrame, int, int, list[str], bool]:
+    """The per-patient list's first ``limit`` patients as ``by_patient`` makes them, computed by DuckDB, which keeps
+    only those while it reads (a run of millions of open gaps is never handed over whole for a page of 50); how
+    many patients the list has, how many have every gap in view hidden, the routing columns and whether any gap
+    has a medical record number. The same filters as ``load_worklist`` without routing ones (which say when one
+    matches nothing: that path is ``load_worklist``'s)."""
+    _check_filters(gap, status)
+    kept, params = ["true"], []
+    if gap:
+        kept.append("gap = ?")
+        params.append(gap)
+    if status == NO_MARK:
+        kept.append("outreach_status IS NULL")
+    elif status:
+        kept.append("outreach_status = ?")
+        params.append(status)
+    where = " AND ".join(kept)
+    hide = not include_hidden and status is None
+    in_view = f"{where} AND NOT hidden" if hide else where
+    columns = query(out, "SELECT * FROM worklist LIMIT 0")
+    if "days_open" not in columns.columns:
+        raise InputError(str(out), OLD_RUN)
+    routing = routing_columns(columns)
+    run = publish.current_run(out)  # the run the queries read (resolved again by each, as every command does)
+    as_of = publish.read_manifest(run)["as_of"] if run is not None else None
+    # the gaps on narrow columns, each with its latest mark's status and whether that mark hides it (the live
+    # worklist's own rules: catalog.live_worklist_sql), then one row per patient: the key of her headline gap
+    narrow = """WITH o AS (SELECT patient_id, gap, first_seen, status, hide_until FROM outreach
+                    QUALIFY row_number() OVER (PARTITION BY patient_id, gap, first_seen ORDER BY mark DESC) = 1),
+        k AS (SELECT g.patient_id, g.priority, g.since, g.gap, o.status AS outreach_status,
+                     coalesce(o.hide_until > ?::DATE, false) AS hidden
+              FROM care_gaps g LEFT JOIN o
+                ON o.patient_id = g.patient_id AND o.gap = g.gap AND o.first_seen = g.first_seen)"""
+    top = f"""{narrow},
+        head AS (SELECT patient_id, min({{'p': priority, 's': since, 'g': gap}}) AS h FROM k WHERE {in_view}
+                 GROUP BY patient_id)
+        SELECT patient_id, count(*) OVER () AS total FROM head ORDER BY h.p, h.s DESC, patient_id LIMIT {int(limit)}"""
+    statements = [(top, [as_of, *params])]
+    if limit == 0:
+        statements.append(
+            (f"{narrow} SELECT count(DISTINCT patient_id) AS total FROM k WHERE {in_view}", [as_of, *params])
+        )
+    if hide:
+        hidden = f"""{narrow} SELECT count(*) AS n FROM (SELECT patient_id FROM k WHERE {where}
+            AND patient_id IN (SELECT patient_id FROM o WHERE hide_until > ?::DATE)
+            GROUP BY patient_id HAVING bool_and(hidden))"""
+        statements.append((hidden, [as_of, *params, as_of]))
+    found = queries(out, statements, run=run)
+    chosen = found[0].get_column("patient_id").to_list()
+    total = found[0].get_column("total")[0] if chosen else found[1].item() if limit == 0 else 0
+    routed = "".join(f', "{c}"' for c in routing)
+    latest = "".join(f", arg_max_null({c}, outreach_mark) AS {c}" for c in OUTREACH_COLUMNS)
+    chosen_list = ", ".join("?" * len(chosen)) or "NULL"  # one bound value each: DuckDB filters the joins by them
+    page = f"""WITH w AS (SELECT * FROM worklist WHERE patient_id IN ({chosen_list})),
+        v AS (SELECT * FROM w WHERE {in_view}),
+        head AS (SELECT patient_id, mrn, priority, gap, since, detail, exam_id, in_roster{routed},
+                        outreach_status AS gap_outreach_status
+                 FROM v QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY priority, since, gap) = 1),
+        summary AS (SELECT patient_id, string_agg(gap, ', ' ORDER BY priority, gap) AS gaps,
+                           count(*) AS open_gaps, max(days_open) AS days_on_list{latest},
+                           bool_and(hidden) AS hidden
+                    FROM w GROUP BY patient_id)
+        SELECT t.patient_id, t.mrn, t.priority, t.gap, t.since, t.detail, t.exam_id, t.gap_outreach_status, s.gaps,
+               t.in_roster{routed.replace(', "', ', t."')}, s.open_gaps, s.days_on_list,
+               {", ".join(f"s.{c}" for c in OUTREACH_COLUMNS)}, s.hidden
+        FROM head t LEFT JOIN summary s USING (patient_id)
+        ORDER BY t.priority, t.since DESC, t.patient_id"""
+    # any record number in the run at all (cheap), then, only when the page shows none, in the whole list
+    some = f"""SELECT (SELECT count(*) FROM (SELECT * FROM patients {publish.MRN_OR_NULL}) WHERE mrn IS NOT NULL)
+        + (SELECT count(*) FROM (SELECT * FROM population {publish.MRN_OR_NULL}) WHERE mrn IS NOT NULL) AS n"""
+    people, any_mrn = queries(out, [(page, [*chosen, *params] or None), (some, None)], run=run)
+    people = people.with_columns(pl.col("open_gaps").cast(pl.Int64))
+    mrn = people.get_column("mrn").null_count() < people.height
+    if not mrn and any_mrn.item():
+        in_list = f"SELECT bool_or(mrn IS NOT NULL) AS mrn FROM worklist WHERE {in_view}"
+        mrn = bool(query(out, in_list, run=run, params=params or None).item())
+    return people, total, found[-1].item() if hide else 0, routing, mrn
+
+
+def _check_filters(gap: str | None, status: str | None) -> None:
+    if gap is not None and gap not in GAP_TYPES:
+        raise InputError("--gap", f"unknown gap type '{gap}' (known: {', '.join(GAP_TYPES)})")
+    known = outreach.statuses()
+    if status is not None and status not in (*known, NO_MARK):
+        raise InputError("--status", f"unknown status '{status}' (known: {', '.join(known)}, {NO_MARK})")
+
+
 def print_worklist(
     out: Path,
     gap: str | None,
@@ -304,6 +389,13 @@ def print_worklist(
     limit: int | None = None,
     by_gap: bool = False,
 ) -> int:
+    page = shown_rows(fmt, limit)
+    if page is not None and not by_gap and not routing:  # a page: DuckDB keeps only its patients
+        people, total, hidden, columns, mrn = patient_page(out, gap, status, include_hidden, page)
+        frame = patient_table(people, columns, mrn) if fmt == "table" else people
+        write_frame(frame, fmt, limit, noun="patient", total=total)
+        _say_hidden(hidden, gap, by_gap)
+        return 0
     in_view, everything, hidden_gaps = load_worklist(out, gap, status, routing, include_hidden)
     if by_gap:
         frame, noun, hidden = in_view, "open gap", hidden_gaps.height
@@ -319,12 +411,16 @@ def print_worklist(
         # patients none of whose gaps in view is shown: every one of them is hidden
         hidden = hidden_gaps.join(in_view, on="patient_id", how="anti").get_column("patient_id").n_unique()
     write_frame(frame, fmt, limit, noun=noun)
+    _say_hidden(hidden, gap, by_gap)
+    return 0
+
+
+def _say_hidden(hidden: int, gap: str | None, by_gap: bool) -> None:
     if hidden:
         hiding = " or ".join(outreach.hide_days())
         every = "patient(s) with every gap on this list" if gap else "patient(s) with every gap"
         what = "gap(s)" if by_gap else every
         print(f"osteo: {hidden:,} {what} hidden ({hiding}, until their date): --all shows them", file=sys.stderr)
-    return 0
 
 
 GAP_TABLE_COLUMNS = (  # mrn only when the run gives one (has_mrn)
@@ -337,19 +433,20 @@ def has_mrn(frame: pl.DataFrame) -> bool:
     return frame.get_column("mrn").null_count() < frame.height
 
 
-def patient_table(people: pl.DataFrame, routing: list[str]) -> pl.DataFrame:
+def patient_table(people: pl.DataFrame, routing: list[str], mrn: bool | None = None) -> pl.DataFrame:
     """The per-patient list as a terminal table shows it: who, where to route her, her most urgent gap and why
     first, so that 80 columns show them (the renderer leaves out columns from the right when the terminal is
     narrow, and says which); then the outreach status of that gap (the row is about it: the latest mark across
     her gaps is in CSV and JSON), days on the list, how many other gaps she has (``+N``; their names are in CSV
     and JSON) and since. Short headings keep it narrow; a run without a roster has no routing columns to show, one
-    without a medical record number (a CSV export, no roster column mrn) no ``mrn``."""
+    without a medical record number (a CSV export, no roster column mrn) no ``mrn`` (``mrn``: whether the whole
+    list has one, when ``people`` is a page of it)."""
     others = pl.col("open_gaps") - 1
     if people.get_column("in_roster").null_count() == people.height:  # no roster: its routing columns are empty
         routing = []
     return people.select(
         "patient_id",
-        *(["mrn"] if has_mrn(people) else []),
+        *(["mrn"] if (has_mrn(people) if mrn is None else mrn) else []),
         *routing,
         "gap",
         "detail",

@@ -314,9 +314,17 @@ class _Deadline:
 def query(
     out: Path, sql: str, run: Path | None = None, limits: SqlLimits | None = None, params: list | None = None
 ) -> pl.DataFrame:
-    """Run ``sql`` over the published tables (``connect_read_only``; ``run``: that run folder rather than the
-    one ``current`` points at now); a DuckDB error is one ``OsteoError`` (its first line: ``without_cells``), and
-    so is a result column of a type that cannot be handed over (``_UNREADABLE_TYPES``).
+    """``queries`` with one statement."""
+    return queries(out, [(sql, params)], run, limits)[0]
+
+
+def queries(
+    out: Path, statements: list[tuple[str, list | None]], run: Path | None = None, limits: SqlLimits | None = None
+) -> list[pl.DataFrame]:
+    """Run each ``(sql, params)`` in turn over the published tables, on one connection (``connect_read_only``;
+    ``run``: that run folder rather than the one ``current`` points at now); a DuckDB error is one ``OsteoError``
+    (its first line: ``without_cells``), and so is a result column of a type that cannot be handed over
+    (``_UNREADABLE_TYPES``).
 
     ``limits`` (``osteo sql``): the query runs within them, and past one fails as ``SqlLimitExceeded``; when its
     time is up it is interrupted (``_Deadline``, besides DuckDB's ``max_execution_time``). Without, DuckDB's own
@@ -329,19 +337,12 @@ def query(
             raise
         raise _past_memory(limits) from None  # a limit too small even to open the tables in
     deadline = _Deadline(con, limits.timeout) if limits and limits.timeout is not None else None
+    sql, relation, results = "", None, []
     try:
-        relation = (
-            con.sql(sql, params=params) if params else con.sql(sql)
-        )  # run once: a statement without a result (e.g. SET) gives None
-        if relation is None:
-            return pl.DataFrame()
-        for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True)):
-            if _unreadable(kind):
-                raise OsteoError(
-                    f'SQL error: column {position + 1} "{escape_controls(name)}" is {escape_controls(str(kind))},'
-                    " which osteo sql cannot write: convert it in the query (e.g. ::VARCHAR)"
-                )
-        return relation.pl()
+        for sql, params in statements:
+            relation = con.sql(sql, params=params) if params else con.sql(sql)  # run once
+            results.append(_frame(relation))
+        return results
     except duckdb.Error as err:  # its first line says what and why; the rest is hints and the SQL echoed back
         if limits and isinstance(err, duckdb.InterruptException):  # by the deadline, or by max_execution_time
             if (deadline and deadline.passed.is_set()) or "maximum execution time" in str(err):
@@ -354,7 +355,7 @@ def query(
             raise KeyboardInterrupt from None  # osteo: interrupted (exit 130), not a traceback
         raise
     except pl.exceptions.PolarsError:  # a type Polars cannot take that the check above does not know
-        types = ", ".join(escape_controls(str(kind)) for kind in relation.types)
+        types = ", ".join(escape_controls(str(kind)) for kind in relation.types) if relation is not None else ""
         raise OsteoError(
             f"SQL error: the result cannot be read (column types: {types}): convert the columns in the query"
             " (e.g. ::VARCHAR)"
@@ -363,6 +364,19 @@ def query(
         if deadline:
             deadline.stop()
         con.close()
+
+
+def _frame(relation: duckdb.DuckDBPyRelation | None) -> pl.DataFrame:
+    """A statement's result as a frame; one without a result (e.g. SET) gives an empty one."""
+    if relation is None:
+        return pl.DataFrame()
+    for position, (name, kind) in enumerate(zip(relation.columns, relation.types, strict=True)):
+        if _unreadable(kind):
+            raise OsteoError(
+                f'SQL error: column {position + 1} "{escape_controls(name)}" is {escape_controls(str(kind))},'
+                " which osteo sql cannot write: convert it in the query (e.g. ::VARCHAR)"
+            )
+    return relation.pl()
 
 
 def table_listing() -> pl.DataFrame:

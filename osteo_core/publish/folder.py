@@ -38,6 +38,7 @@ MANIFEST = "manifest.json"
 CRASH_ENV = "OSTEO_CRASH_AT"
 # appended to a table's SELECT *: its rows, with a column mrn (null) if the table has none (no row is added)
 _OR_NULL_MRN = "UNION ALL BY NAME SELECT NULL::VARCHAR AS mrn WHERE false"
+MRN_OR_NULL = _OR_NULL_MRN  # a table with an mrn column, null where it had none (read by outputs.worklist)
 VIEWS = {  # views over the catalog's tables
     **{  # a gap's own view (schemas.gaps): its gaps joined to the patient's latest screening row
         gap: "SELECT g.*, s.* EXCLUDE (patient_id, exam_id) FROM care_gaps g "

@@ -84,3 +84,53 @@ def test_a_mark_checks_the_marked_patients_gaps_only_and_still_refuses_a_gap_tha
     assert open_for_other or "no open overdue_dxa gap for this patient" in err
     assert main(["worklist", "mark", "NOBODY", "overdue_dxa", "--status", "contacted", "--out", out]) == 2
     assert "no open overdue_dxa gap for this patient" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def marked(published):
+    """The run with marks: some gaps hidden (declined, not_appropriate), some contacted, one patient with every
+    gap hidden, one reopened."""
+    whole, _ = load_gaps(published)
+    rows = whole.sort("patient_id", "gap").rows(named=True)
+    out = str(published)
+    by_patient: dict[str, list[str]] = {}
+    for row in rows:
+        by_patient.setdefault(row["patient_id"], []).append(row["gap"])
+    several = [p for p, gaps in by_patient.items() if len(gaps) > 1]
+    for number, (patient, gaps) in enumerate(list(by_patient.items())[:40]):
+        status = ("contacted", "declined", "scheduled", "not_appropriate")[number % 4]
+        assert main(["worklist", "mark", patient, gaps[0], "--status", status, "--out", out]) == 0
+    assert main(["worklist", "mark", several[-1], "all", "--status", "declined", "--out", out]) == 0
+    assert main(["worklist", "mark", several[-2], by_patient[several[-2]][0], "--status", "declined", "--out", out]) == 0
+    assert main(["worklist", "mark", several[-2], by_patient[several[-2]][0], "--status", "reopened", "--out", out]) == 0
+    return published
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    gap=st.sampled_from([None, *GAP_TYPES]),
+    status=st.sampled_from([None, "contacted", "declined", "scheduled", "reopened", "none"]),
+    include_hidden=st.booleans(),
+    limit=st.sampled_from([0, 1, 3, 17, 5_000]),
+)
+def test_a_page_of_the_worklist_is_the_head_of_the_whole_per_patient_list(marked, gap, status, include_hidden, limit):
+    from osteo_core.outputs.worklist import by_patient, load_worklist, patient_page, routing_columns
+
+    in_view, everything, hidden_gaps = load_worklist(marked, gap, status, {}, include_hidden)
+    whole = by_patient(in_view, everything)
+    page, total, hidden, routing, mrn = patient_page(marked, gap, status, include_hidden, limit)
+    assert total == whole.height
+    assert page.equals(whole.head(limit)), (page, whole.head(limit))
+    assert hidden == hidden_gaps.join(in_view, on="patient_id", how="anti").get_column("patient_id").n_unique()
+    assert routing == routing_columns(everything) and set(routing) == {"clinic", "pcp_id"} and mrn == (whole.get_column("mrn").null_count() < whole.height)
+
+
+def test_the_worklist_command_shows_the_same_page_either_way(marked, capsys, monkeypatch):
+    """``--limit`` asks DuckDB for a page; ``--format csv`` without it reads the whole list: the same rows."""
+    out = str(marked)
+    assert main(["worklist", "--out", out, "--format", "csv"]) == 0
+    whole = capsys.readouterr()
+    assert main(["worklist", "--out", out, "--format", "csv", "--limit", "25"]) == 0
+    page = capsys.readouterr()
+    assert page.out.splitlines() == whole.out.splitlines()[:26] and page.err == whole.err
+    assert "hidden" in page.err

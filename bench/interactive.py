@@ -85,7 +85,7 @@ def _evict(folder: Path) -> None:
 
 def _timed(argv: list[str], cwd: Path) -> tuple[float, int]:
     """(seconds, peak RSS in MiB: GNU time's %M) of one fresh process."""
-    peak_file = cwd / ".peak"
+    peak_file = (cwd / ".peak").absolute()
     timed = ["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *argv]
     started = time.perf_counter()
     done = subprocess.run(timed, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)

@@ -226,9 +226,9 @@ def test_measures_csv(out, capsys, monkeypatch):
     rows = _csv(capsys, "measures", "--out", str(out), "--format", "csv")
     assert rows[0][0] == "measure" and _all_safe(rows)
     # a measure name is the product's own, never an input's; should one ever start with = it is neutralised
-    real = measure_list.query
+    real = measure_list.load_summary
     monkeypatch.setattr(
-        measure_list, "query", lambda *a, **k: real(*a, **k).with_columns(pl.lit("=1+1").alias("measure"))
+        measure_list, "load_summary", lambda *a, **k: real(*a, **k).with_columns(pl.lit("=1+1").alias("measure"))
     )
     rows = _csv(capsys, "measures", "--out", str(out), "--format", "csv")
     assert {r[0] for r in rows[1:]} == {"'=1+1"}

@@ -101,8 +101,12 @@ def marked(published):
         status = ("contacted", "declined", "scheduled", "not_appropriate")[number % 4]
         assert main(["worklist", "mark", patient, gaps[0], "--status", status, "--out", out]) == 0
     assert main(["worklist", "mark", several[-1], "all", "--status", "declined", "--out", out]) == 0
-    assert main(["worklist", "mark", several[-2], by_patient[several[-2]][0], "--status", "declined", "--out", out]) == 0
-    assert main(["worklist", "mark", several[-2], by_patient[several[-2]][0], "--status", "reopened", "--out", out]) == 0
+    assert (
+        main(["worklist", "mark", several[-2], by_patient[several[-2]][0], "--status", "declined", "--out", out]) == 0
+    )
+    assert (
+        main(["worklist", "mark", several[-2], by_patient[several[-2]][0], "--status", "reopened", "--out", out]) == 0
+    )
     return published
 
 
@@ -122,7 +126,11 @@ def test_a_page_of_the_worklist_is_the_head_of_the_whole_per_patient_list(marked
     assert total == whole.height
     assert page.equals(whole.head(limit)), (page, whole.head(limit))
     assert hidden == hidden_gaps.join(in_view, on="patient_id", how="anti").get_column("patient_id").n_unique()
-    assert routing == routing_columns(everything) and set(routing) == {"clinic", "pcp_id"} and mrn == (whole.get_column("mrn").null_count() < whole.height)
+    assert (
+        routing == routing_columns(everything)
+        and set(routing) == {"clinic", "pcp_id"}
+        and mrn == (whole.get_column("mrn").null_count() < whole.height)
+    )
 
 
 def test_the_worklist_command_shows_the_same_page_either_way(marked, capsys, monkeypatch):
@@ -134,3 +142,15 @@ def test_the_worklist_command_shows_the_same_page_either_way(marked, capsys, mon
     page = capsys.readouterr()
     assert page.out.splitlines() == whole.out.splitlines()[:26] and page.err == whole.err
     assert "hidden" in page.err
+
+
+def test_measures_read_from_the_file_are_the_catalogs(published, capsys):
+    """``osteo measures`` reads the one small summary file itself: the same rows and types as the catalog's."""
+    from osteo_core.publish.catalog import query
+
+    run = publish.current_run(published)
+    direct = pl.read_parquet(publish.table_files(run, "measure_summary"), glob=False).sort("measure")
+    assert direct.height == 3 and direct.equals(query(published, "SELECT * FROM measure_summary ORDER BY measure"))
+    assert main(["measures", "--out", str(published), "--format", "csv"]) == 0
+    shown = pl.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert shown.get_column("measure").to_list() == direct.get_column("measure").to_list()

@@ -399,6 +399,8 @@ def write_frame(
 
 def shown_rows(fmt: str, limit: int | None, stream: IO | None = None) -> int | None:
     """How many rows ``write_frame`` will write (None: all), so a query can stop there."""
+    if limit is not None and limit < 0:  # said before any query runs, as write_frame says it
+        raise OsteoError(f"--limit must be 0 or more, not {limit}")
     if limit is None and fmt == "table" and _is_terminal(stream or sys.stdout):
         return TERMINAL_ROWS
     return limit

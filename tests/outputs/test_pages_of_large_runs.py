@@ -154,3 +154,14 @@ def test_measures_read_from_the_file_are_the_catalogs(published, capsys):
     assert main(["measures", "--out", str(published), "--format", "csv"]) == 0
     shown = pl.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert shown.get_column("measure").to_list() == direct.get_column("measure").to_list()
+
+
+@pytest.mark.parametrize("command", ["gaps", "worklist"])
+def test_a_negative_limit_is_refused_before_any_query(published, capsys, command):
+    assert main([command, "--out", str(published), "--limit", "-1"]) == 2
+    assert "--limit: must be 0 or more, not -1" in capsys.readouterr().err  # the parser's own check
+    from osteo_core.errors import OsteoError
+    from osteo_core.outputs.render import shown_rows
+
+    with pytest.raises(OsteoError, match="--limit must be 0 or more, not -1"):  # a caller in Python: the same
+        shown_rows("csv", -1)

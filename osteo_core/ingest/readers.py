@@ -256,6 +256,12 @@ class Fingerprint:
     sha256: str
     encoding: str | None = None
 
+    def describes(self, path: Path) -> bool:
+        """``path`` is still the file this was taken of: the same size and modification time (``OSError`` when it
+        cannot be looked at)."""
+        stat = path.stat()
+        return (stat.st_size, stat.st_mtime_ns) == (self.size, self.mtime_ns)
+
 
 def fingerprint(path: Path) -> Fingerprint:
     """Read ``path`` once: its digest and, for CSV (and gzip-compressed CSV, decompressed in the same pass),

@@ -161,10 +161,10 @@ def refuse_changed(path: Path, found: Fingerprint) -> None:
     """Stop the run (exit 2) when a file is no longer the one read when the request was resolved (its size or
     modification time differ): its digest in the manifest would not be of the rows screened."""
     try:
-        stat = path.stat()
+        unchanged = found.describes(path)
     except OSError as exc:
         raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from None
-    if (stat.st_size, stat.st_mtime_ns) != (found.size, found.mtime_ns):
+    if not unchanged:
         raise InputError(
             str(path),
             "changed while the screen was running (another program wrote it): screen again once it is written",

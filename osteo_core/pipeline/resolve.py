@@ -106,15 +106,12 @@ def as_of_date(request: ScreenRequest, today: dt.date) -> dt.date:
 
 def _unchanged(resolved: Resolved) -> bool:
     """Every file handed over is still the one read (size and modification time)."""
-    for found in resolved.files.values():
-        for entry in found:
-            try:
-                stat = Path(entry.path).stat()
-            except OSError:
-                return False
-            if (stat.st_size, stat.st_mtime_ns) != (entry.fingerprint.size, entry.fingerprint.mtime_ns):
-                return False
-    return True
+    try:
+        return all(
+            entry.fingerprint.describes(Path(entry.path)) for found in resolved.files.values() for entry in found
+        )
+    except OSError:
+        return False
 
 
 def _resolve(request: ScreenRequest, as_of: dt.date) -> Resolved:
@@ -151,7 +148,7 @@ def _resolve(request: ScreenRequest, as_of: dt.date) -> Resolved:
     device_lsc = load_device_lsc(request.lsc) if request.lsc else None
     _check_headers(request, profile, {kind: files for kind, (files, _) in found.items()})
     checks.check_writable(out)
-    files = {kind: tuple(InputFile(str(f), fingerprint(f)) for f in found[kind][0]) for kind in INPUTS}
+    files = {kind: input_files(found[kind][0]) for kind in INPUTS}
     partitions = request.partitions or (
         0 if request.omop else checks.auto_partitions(found[SCANS.name][0], found[POPULATION.name][0])
     )
@@ -193,5 +190,6 @@ def _check_headers(request: ScreenRequest, profile: Profile, files: dict[str, li
 
 
 def input_files(paths: list[Path]) -> tuple[InputFile, ...]:
-    """Files found after resolving (an OMOP CDM's extraction), each read once for its digest."""
+    """Files as found, each read once for its digest and encoding (``readers.fingerprint``): the request's, and an
+    OMOP CDM's extraction's after resolving."""
     return tuple(InputFile(str(p), fingerprint(p)) for p in paths)

@@ -24,7 +24,7 @@ from osteo_core.ingest.readers import read_table
 from osteo_core.outputs.gap_list import GAP_TYPES
 from osteo_core.outputs.render import shown_rows, write_frame
 from osteo_core.publish import folder as publish
-from osteo_core.publish import outreach
+from osteo_core.publish import outreach, worklist_index
 from osteo_core.publish.catalog import queries, query
 from schemas.tables import WORKLIST_PATIENT_COLUMNS
 
@@ -299,6 +299,10 @@ def patient_page(
     has a medical record number. The same filters as ``load_worklist`` without routing ones (which say when one
     matches nothing: that path is ``load_worklist``'s)."""
     _check_filters(gap, status)
+    if gap is None and status is None:
+        indexed = indexed_page(out, include_hidden, limit)
+        if indexed is not None:
+            return indexed
     kept, params = ["true"], []
     if gap:
         kept.append("gap = ?")
@@ -369,6 +373,126 @@ def patient_page(
         in_list = f"SELECT bool_or(mrn IS NOT NULL) AS mrn FROM worklist WHERE {in_view}"
         mrn = bool(query(out, in_list, run=run, params=params or None).item())
     return people, total, found[-1].item() if hide else 0, routing, mrn
+
+
+def indexed_page(out: Path, include_hidden: bool, limit: int) -> tuple[pl.DataFrame, int, int, list[str], bool] | None:
+    """``patient_page`` of the whole list (no gap or status filter) from the run's per-patient index
+    (``publish.worklist_index``), which is already in list order as if nobody had marked anything: the first rows of
+    the unmarked patients, and the marked ones recomputed from their own gaps with their latest marks, merged in
+    order. None for a run published without the index. Reads no catalog: the index, the manifest and the log."""
+    run = publish.current_run(out)
+    index = run / worklist_index.INDEX if run is not None else None
+    if index is None or not index.is_file():
+        return None
+    as_of = dt.date.fromisoformat(publish.read_manifest(run)["as_of"])
+    log = outreach.read_log(out)
+    if log.warning():
+        print(f"osteo: warning: {log.warning()}", file=sys.stderr)
+    latest = (  # each episode's latest mark (the live worklist view's rule: catalog.live_worklist_sql)
+        log.marks.sort("mark")
+        .unique(["patient_id", "gap", "first_seen"], keep="last", maintain_order=True)
+        .select(
+            "patient_id",
+            "gap",
+            "first_seen",
+            *(pl.col(c).alias(f"outreach_{n}") for c, n in _MARK_FIELDS),
+            pl.col("hide_until"),
+        )
+        # in the time zone the catalog hands the log's times over in (the whole list's path): the same column
+        .with_columns(pl.col("outreach_marked_at").dt.convert_time_zone(_catalog_time_zone()))
+    )
+    marked = latest.get_column("patient_id").unique()
+    scan = pl.scan_parquet(index, glob=False)
+    names = scan.collect_schema().names()
+    routing = worklist_index.routing_of(names)
+    order = [*PATIENT_COLUMNS[:_ROUTING_AT], *routing, *PATIENT_COLUMNS[_ROUTING_AT:]]
+    rows = pq.ParquetFile(index).metadata.num_rows
+    theirs = scan.filter(pl.col("patient_id").is_in(marked.implode())).collect() if marked.len() else None
+    hide = not include_hidden
+    redone = _with_marks(theirs, latest, as_of, order, hide) if theirs is not None else pl.DataFrame()
+    every_gap_hidden = redone.filter(pl.col("hidden")) if redone.height else redone
+    if hide and every_gap_hidden.height:
+        redone = redone.filter(~pl.col("hidden"))
+    unmarked = (
+        scan.head(limit + marked.len()).filter(~pl.col("patient_id").is_in(marked.implode())).head(limit).collect()
+    )
+    unmarked = unmarked.with_columns(
+        *(pl.lit(None, dtype).alias(c) for c, dtype in _unmarked_columns(latest).items()), hidden=pl.lit(False)
+    ).select(order)
+    page = pl.concat([unmarked, redone.select(order)]) if redone.height else unmarked
+    page = page.sort(*LIST_ORDER[:3], descending=LIST_DESCENDING[:3]).head(limit)
+    page = page.with_columns(pl.col("open_gaps").cast(pl.Int64))
+    hidden = every_gap_hidden.height if hide else 0
+    mrn = page.get_column("mrn").null_count() < page.height
+    if not mrn:  # any record number in the list in view: the page shows none, so look further
+        shown = scan.filter(pl.col("mrn").is_not_null())
+        if hide and every_gap_hidden.height:
+            shown = shown.filter(~pl.col("patient_id").is_in(every_gap_hidden.get_column("patient_id").implode()))
+        mrn = shown.select(pl.len()).collect().item() > 0
+    return page, rows - hidden, hidden, routing, mrn
+
+
+def _catalog_time_zone() -> str:
+    """The zone a catalog connection gives a time with a zone in: DuckDB's session ``TimeZone`` (the machine's)."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        return con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+
+
+# the log's columns and the worklist's names for them (outreach_<name>)
+_MARK_FIELDS = (
+    ("status", "status"), ("mark", "mark"), ("marked_at", "marked_at"), ("marked_by", "by"), ("note", "note")
+)  # fmt: skip
+
+
+def _unmarked_columns(latest: pl.DataFrame) -> dict[str, pl.DataType]:
+    """The outreach columns of a patient nobody has marked: null, in the log's types."""
+    marks = {f"outreach_{n}": latest.schema[f"outreach_{n}"] for _, n in _MARK_FIELDS}
+    return {"gap_outreach_status": pl.Utf8, **marks}
+
+
+def _with_marks(
+    theirs: pl.DataFrame, latest: pl.DataFrame, as_of: dt.date, order: list[str], hide: bool
+) -> pl.DataFrame:
+    """The index rows of marked patients made again as ``by_patient`` makes them: each open gap with its episode's
+    latest mark and whether that mark hides it on ``as_of``; the headline is her most urgent gap (with ``hide``, not
+    a hidden one, unless every one is: then ``hidden``, and the caller leaves her out), the outreach columns her
+    latest mark's."""
+    gaps = (
+        theirs.select("patient_id", worklist_index.OPEN)
+        .explode(worklist_index.OPEN)
+        .unnest(worklist_index.OPEN)
+        .join(latest, on=["patient_id", "gap", "first_seen"], how="left")
+        .with_columns((pl.col("hide_until") > as_of).fill_null(False).alias("hidden"))
+    )
+    in_view = gaps.sort(*(["hidden"] if hide else []), "patient_id", "priority", "since", "gap")
+    head = (
+        in_view.group_by("patient_id", maintain_order=True)
+        .first()
+        .select(
+            "patient_id",
+            "priority",
+            "gap",
+            "since",
+            "detail",
+            "exam_id",
+            pl.col("outreach_status").alias("gap_outreach_status"),
+        )
+    )
+    mark = pl.col("outreach_mark")
+    newest = mark.is_not_null() & (mark == mark.max())
+    summary = gaps.group_by("patient_id").agg(
+        *(pl.col(f"outreach_{n}").filter(newest).last() for _, n in _MARK_FIELDS),
+        pl.col("hidden").all(),
+    )
+    headline = {"priority", "gap", "since", "detail", "exam_id", worklist_index.OPEN}
+    return (
+        theirs.select(c for c in theirs.columns if c not in headline)
+        .join(head, on="patient_id")
+        .join(summary, on="patient_id")
+        .select(order)
+    )
 
 
 def _check_filters(gap: str | None, status: str | None) -> None:

@@ -165,3 +165,40 @@ def test_a_negative_limit_is_refused_before_any_query(published, capsys, command
 
     with pytest.raises(OsteoError, match="--limit must be 0 or more, not -1"):  # a caller in Python: the same
         shown_rows("csv", -1)
+
+
+def test_the_whole_lists_page_comes_from_the_runs_index_without_the_catalog(marked, monkeypatch):
+    """``osteo worklist --limit N`` without a gap or status filter reads the per-patient index written at publish
+    (its first rows, and the marked patients recomputed from their own gaps): no catalog query at all. A run
+    published without the index (an older version's) gets the same page from DuckDB over the whole list."""
+    import shutil
+
+    from osteo_core.outputs import worklist
+    from osteo_core.publish import worklist_index
+
+    run = publish.current_run(marked)
+    index = pl.read_parquet(run / worklist_index.INDEX, glob=False)
+    everything = worklist.load_worklist(marked, include_hidden=True)[1]
+    assert index.height == everything.get_column("patient_id").n_unique()  # one row per patient with an open gap
+    keys = index.select("priority", pl.col("since").rank("dense", descending=True), "patient_id")
+    assert keys.equals(keys.sort("priority", "since", "patient_id"))  # in list order, written so
+
+    expected = {hidden: worklist.patient_page(marked, None, None, hidden, 17) for hidden in (False, True)}
+
+    def no_catalog(*args, **kwargs):
+        raise AssertionError("the catalog was queried")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(worklist, "queries", no_catalog)
+        patched.setattr(worklist, "query", no_catalog)
+        for hidden in (False, True):
+            page, total, hidden_count, routing, mrn = worklist.patient_page(marked, None, None, hidden, 17)
+            assert page.equals(expected[hidden][0]) and (total, hidden_count) == expected[hidden][1:3]
+        with pytest.raises(AssertionError, match="the catalog was queried"):  # a gap filter is DuckDB's still
+            worklist.patient_page(marked, "overdue_dxa", None, False, 17)
+    old = marked.parent / "without-index"
+    shutil.copytree(marked, old, symlinks=True)
+    (publish.current_run(old) / worklist_index.INDEX).unlink()
+    for hidden in (False, True):
+        page, total, hidden_count, *_ = worklist.patient_page(old, None, None, hidden, 17)
+        assert page.equals(expected[hidden][0]) and (total, hidden_count) == expected[hidden][1:3]

@@ -32,20 +32,6 @@ OSTEO = ROOT / ".venv" / "bin" / "osteo"
 TARGET_WARM, TARGET_COLD = 1.0, 2.0  # seconds (issue 34 item 2)
 
 
-def _roster(data: Path) -> Path:
-    import polars as pl
-
-    from osteo_core.demo import synthetic
-
-    target = data / "roster" / "roster.parquet"
-    if target.exists():
-        return target
-    scans = pl.scan_parquet(data / "parquet" / "scans" / "*.parquet").select("patient_id", "sex", "birth_date")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    synthetic.roster(scans.collect(), seed=34).write_parquet(target)
-    return target
-
-
 def _code_digest() -> str:
     """The screen's code as committed (a run published by other code is published again)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -57,7 +43,7 @@ def publish(exams: int, republish: bool) -> Path:
     from bench import run
 
     data = run.generate(exams)
-    roster = _roster(data)
+    roster = run.roster(data)
     work = OUT / f"interactive-{exams}"
     out, stamp = work / "out", work / "published.json"
     if not republish and stamp.exists() and (out / "manifest.json").exists():

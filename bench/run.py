@@ -7,7 +7,8 @@
    cell text, and a typed Parquet copy (`typed/`: each column that reads as its field's type in that type).
 2. Times, each step in a fresh process (wall time, peak RSS), median of --repeats:
    floor     Polars reads every input file and writes it back as Parquet, nothing else;
-   pipeline  the full screen (osteo_core.pipeline.stages.run_screen: ingest, validate, classify, rules, gaps, publish);
+   pipeline  the full screen (osteo_core.pipeline.stages.run_screen: ingest, validate, classify, rules, gaps, publish),
+             with the registry's population roster (`roster`: never-screened patients, the quality measures);
    duckdb    classification + eligibility as one DuckDB query (bench/baselines.py), validating nothing;
    duckdb_equivalent  the same work as the pipeline in DuckDB: reject flag per row from the range and
              required checks, the decisions, the untreated-high-risk list joined against medications;
@@ -67,6 +68,22 @@ def generate(exams: int) -> Path:
     (folder / "counts.json").write_text(json.dumps(counts))
     done.touch()
     return typed_copy(folder)
+
+
+def roster(data: Path) -> Path:
+    """``data/roster/roster.parquet``: the population roster of the registry (``demo.synthetic.roster``: every
+    scanned patient and a quarter as many never scanned, with clinic and pcp_id routing), written once."""
+    import polars as pl
+
+    from osteo_core.demo import synthetic
+
+    target = data / "roster" / "roster.parquet"
+    if target.exists():
+        return target
+    scans = pl.scan_parquet(data / "parquet" / "scans" / "*.parquet").select("patient_id", "sex", "birth_date")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    synthetic.roster(scans.collect(), seed=34).write_parquet(target)
+    return target
 
 
 def typed_copy(folder: Path) -> Path:
@@ -181,6 +198,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     data = generate(args.exams)
+    roster(data)
     counts = json.loads((data / "counts.json").read_text())
     print(f"data: {counts} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     steps = tuple(s for s in ALL_STEPS if s in args.steps.split(","))

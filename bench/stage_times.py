@@ -99,6 +99,7 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
                 scans=[str(data / fmt / "scans")],
                 meds=str(data / fmt / "meds"),
                 fractures=str(data / fmt / "fractures"),
+                population=str(data / "roster" / "roster.parquet"),  # bench/run.py's roster
                 out=str(out / "out"),
                 as_of="2026-07-01",
                 keep_runs=1,

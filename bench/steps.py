@@ -42,6 +42,7 @@ def pipeline(data: Path, fmt: str, work: Path) -> int:
             scans=[str(data / fmt / "scans")],
             meds=str(data / fmt / "meds"),
             fractures=str(data / fmt / "fractures"),
+            population=str(data / "roster" / "roster.parquet"),  # bench/run.py writes it (issue 34: with a roster)
             out=str(work / "out"),
             as_of="2026-07-01",
             max_reject_rate=0.05,

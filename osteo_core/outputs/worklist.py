@@ -377,12 +377,13 @@ def patient_page(
 
 def indexed_page(out: Path, include_hidden: bool, limit: int) -> tuple[pl.DataFrame, int, int, list[str], bool] | None:
     """``patient_page`` of the whole list (no gap or status filter) from the run's per-patient index
-    (``publish.worklist_index``), which is already in list order as if nobody had marked anything: the first rows of
-    the unmarked patients, and the marked ones recomputed from their own gaps with their latest marks, merged in
-    order. None for a run published without the index. Reads no catalog: the index, the manifest and the log."""
+    (``publish.worklist_index``: one file per partition, each in list order as if nobody had marked anything): the
+    first rows of each file's unmarked patients, and the marked ones recomputed from their own gaps with their
+    latest marks, merged in order. None for a run published without the index. Reads no catalog: the index, the
+    manifest and the outreach log."""
     run = publish.current_run(out)
-    index = run / worklist_index.INDEX if run is not None else None
-    if index is None or not index.is_file():
+    parts = worklist_index.files(run) if run is not None else []
+    if not parts:
         return None
     as_of = dt.date.fromisoformat(publish.read_manifest(run)["as_of"])
     log = outreach.read_log(out)
@@ -401,31 +402,31 @@ def indexed_page(out: Path, include_hidden: bool, limit: int) -> tuple[pl.DataFr
         # in the time zone the catalog hands the log's times over in (the whole list's path): the same column
         .with_columns(pl.col("outreach_marked_at").dt.convert_time_zone(_catalog_time_zone()))
     )
-    marked = latest.get_column("patient_id").unique()
-    scan = pl.scan_parquet(index, glob=False)
-    names = scan.collect_schema().names()
-    routing = worklist_index.routing_of(names)
+    marked = latest.get_column("patient_id").unique().implode()
+    every = pl.scan_parquet(parts, glob=False)
+    routing = worklist_index.routing_of(every.collect_schema().names())
     order = [*PATIENT_COLUMNS[:_ROUTING_AT], *routing, *PATIENT_COLUMNS[_ROUTING_AT:]]
-    rows = pq.ParquetFile(index).metadata.num_rows
-    theirs = scan.filter(pl.col("patient_id").is_in(marked.implode())).collect() if marked.len() else None
     hide = not include_hidden
-    redone = _with_marks(theirs, latest, as_of, order, hide) if theirs is not None else pl.DataFrame()
+    redone = pl.DataFrame()
+    if latest.height:
+        theirs = every.filter(pl.col("patient_id").is_in(marked)).collect()
+        redone = _with_marks(theirs, latest, as_of, order, hide)
     every_gap_hidden = redone.filter(pl.col("hidden")) if redone.height else redone
     if hide and every_gap_hidden.height:
         redone = redone.filter(~pl.col("hidden"))
-    unmarked = (
-        scan.head(limit + marked.len()).filter(~pl.col("patient_id").is_in(marked.implode())).head(limit).collect()
-    )
+    # each file's first rows hold its first unmarked patients: their heads, merged, hold the list's
+    heads = [pl.scan_parquet(part, glob=False).head(limit + latest.height) for part in parts]
+    unmarked = pl.concat(heads).filter(~pl.col("patient_id").is_in(marked)).collect()
     unmarked = unmarked.with_columns(
         *(pl.lit(None, dtype).alias(c) for c, dtype in _unmarked_columns(latest).items()), hidden=pl.lit(False)
     ).select(order)
     page = pl.concat([unmarked, redone.select(order)]) if redone.height else unmarked
     page = page.sort(*LIST_ORDER[:3], descending=LIST_DESCENDING[:3]).head(limit)
-    page = page.with_columns(pl.col("open_gaps").cast(pl.Int64))
+    rows = sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
     hidden = every_gap_hidden.height if hide else 0
     mrn = page.get_column("mrn").null_count() < page.height
     if not mrn:  # any record number in the list in view: the page shows none, so look further
-        shown = scan.filter(pl.col("mrn").is_not_null())
+        shown = every.filter(pl.col("mrn").is_not_null())
         if hide and every_gap_hidden.height:
             shown = shown.filter(~pl.col("patient_id").is_in(every_gap_hidden.get_column("patient_id").implode()))
         mrn = shown.select(pl.len()).collect().item() > 0

@@ -22,6 +22,7 @@ from osteo_core import reference
 from osteo_core.gaps.lifecycle import BASE_COLUMNS, NEW, PERSISTING, closed_gaps, with_lifecycle
 from osteo_core.pipeline.partitions import PARTITION, partition_key
 from osteo_core.publish import folder as publish
+from osteo_core.publish import worklist_index
 from osteo_core.publish.folder import RunPaths
 from schemas.published import PUBLISHED_SCHEMAS
 from schemas.tables import CLOSED_SCHEMA
@@ -95,12 +96,25 @@ def apply_lifecycle(
         os.replace(tmp, paths.folder / BASE_GAPS)
     statuses: Counter[str] = Counter()
     closed_because: Counter[str] = Counter()
+    listed = worklist_index.roster_listed(
+        [paths.part_file("population", p) for p in range(partitions)],
+        [paths.part_file("quarantine", p) for p in range(partitions)],
+    )
     for partition in range(partitions):
         gaps_path = paths.part_file("care_gaps", partition)
         base_gaps = _base_of(split, partition, base)
         gaps = with_lifecycle(pl.scan_parquet(gaps_path, glob=False), base_gaps, as_of).collect()
         PUBLISHED_SCHEMAS["care_gaps"].validate(gaps)
         _write(gaps, gaps_path)
+        index = worklist_index.partition_rows(  # the worklist's per-patient index (osteo worklist --limit N)
+            gaps,
+            pl.scan_parquet(paths.part_file("patients", partition), glob=False),
+            pl.scan_parquet(paths.part_file("population", partition), glob=False),
+            pl.scan_parquet(paths.part_file("quarantine", partition), glob=False),
+            as_of,
+            listed,
+        )
+        worklist_index.write_partition(index, paths.folder, partition)
         if base is None:
             closed = pl.DataFrame(schema=CLOSED_SCHEMA)
         else:

@@ -124,13 +124,7 @@ def _publish(resolved: Resolved, paths, inputs, partition_counts, skipped_files)
         raise refusal
     manifest["status"] = "published"
     manifest["catalog"] = settings().catalog
-    publish.write_catalog(
-        paths.folder,
-        list(publish.CATALOG_TABLES),
-        publish.VIEWS,
-        copy=manifest["catalog"] == "copy",
-        worklist_as_of=resolved.as_of.isoformat(),
-    )
+    publish.write_catalog(paths.folder, list(publish.CATALOG_TABLES), publish.VIEWS, copy=manifest["catalog"] == "copy")
     publish.crash_point("after_catalog")
     publish.write_manifest(paths.folder, manifest)
     publish.promote(

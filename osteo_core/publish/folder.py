@@ -28,7 +28,6 @@ import duckdb
 
 from osteo_core.errors import InputError
 from osteo_core.literal_paths import duckdb_database, duckdb_parquet, duckdb_read_parquet
-from osteo_core.publish import worklist_index
 from schemas.gaps import GAP_VIEWS
 from schemas.tables import CATALOG_TABLES, EVENT_TABLES, TABLES  # noqa: F401 - re-exported for callers
 
@@ -194,11 +193,7 @@ CATALOG_SCHEMA = "published"  # the catalog's own copy of the run's tables; ``ma
 
 
 def write_catalog(
-    folder: Path,
-    tables: list[str],
-    extra_views: dict[str, str] | None = None,
-    copy: bool = True,
-    worklist_as_of: str | None = None,
+    folder: Path, tables: list[str], extra_views: dict[str, str] | None = None, copy: bool = True
 ) -> Path:
     """A self-describing DuckDB file for any client (DuckDB's CLI, Python, DBeaver).
 
@@ -209,20 +204,16 @@ def write_catalog(
     folder's Parquet files by absolute path: a tiny file that works only where the folder is (a path DuckDB cannot
     name, a backslash beside ``[``, ``*`` or ``?``, gets the copy instead: ``literal_paths``).
     Tables, views and columns carry their descriptions (``COMMENT ON``), visible in ``duckdb_columns()``.
-    With ``worklist_as_of`` (the run's as-of date) the worklist's per-patient index is written from the catalog's
-    ``worklist`` view too (``worklist_index``).
     """
     path = folder / CATALOG
     if path.exists():
         path.unlink()
     with duckdb_database(path) as built:  # DuckDB cannot write a database under a folder named ``out?``
-        _write_catalog(built, folder, tables, extra_views or {}, copy, worklist_as_of)
+        _write_catalog(built, folder, tables, extra_views or {}, copy)
     return path
 
 
-def _write_catalog(
-    path: Path, folder: Path, tables: list[str], extra_views: dict[str, str], copy: bool, worklist_as_of: str | None
-) -> None:
+def _write_catalog(path: Path, folder: Path, tables: list[str], extra_views: dict[str, str], copy: bool) -> None:
     """``write_catalog``'s work: the database written at ``path`` (the catalog's place, or a temporary one)."""
     temporary = path.parent / ".catalog.tmp"
     con = duckdb.connect(str(path), config=_CATALOG_WRITE_CONFIG | {"temp_directory": str(temporary)})
@@ -244,8 +235,6 @@ def _write_catalog(
         for name, sql in extra_views.items():
             con.execute(f"CREATE VIEW {name} AS {sql}")
         _comment_catalog(con)
-        if worklist_as_of is not None:
-            worklist_index.write(con, folder, worklist_as_of)
         con.execute("CHECKPOINT")
     finally:
         con.close()

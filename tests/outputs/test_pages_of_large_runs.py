@@ -22,7 +22,7 @@ from osteo_core.publish import folder as publish
 def published(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pages")
     paths = write_synthetic(folder, 400, seed=34, roster=True, recent_fractures=0.05)
-    screen_synthetic(paths, folder / "out", "2025-01-01")
+    screen_synthetic(paths, folder / "out", "2025-01-01", partitions=3)  # the worklist's index: a file each
     return folder / "out"
 
 
@@ -177,11 +177,14 @@ def test_the_whole_lists_page_comes_from_the_runs_index_without_the_catalog(mark
     from osteo_core.publish import worklist_index
 
     run = publish.current_run(marked)
-    index = pl.read_parquet(run / worklist_index.INDEX, glob=False)
+    parts = worklist_index.files(run)
+    index = pl.read_parquet(parts, glob=False)
     everything = worklist.load_worklist(marked, include_hidden=True)[1]
     assert index.height == everything.get_column("patient_id").n_unique()  # one row per patient with an open gap
-    keys = index.select("priority", pl.col("since").rank("dense", descending=True), "patient_id")
-    assert keys.equals(keys.sort("priority", "since", "patient_id"))  # in list order, written so
+    assert index.get_column("patient_id").is_unique().all()
+    for part in parts:  # each partition's file in list order, written so
+        keys = pl.read_parquet(part).select("priority", pl.col("since").rank("dense", descending=True), "patient_id")
+        assert keys.equals(keys.sort("priority", "since", "patient_id"))
 
     expected = {hidden: worklist.patient_page(marked, None, None, hidden, 17) for hidden in (False, True)}
 
@@ -198,7 +201,27 @@ def test_the_whole_lists_page_comes_from_the_runs_index_without_the_catalog(mark
             worklist.patient_page(marked, "overdue_dxa", None, False, 17)
     old = marked.parent / "without-index"
     shutil.copytree(marked, old, symlinks=True)
-    (publish.current_run(old) / worklist_index.INDEX).unlink()
+    shutil.rmtree(publish.current_run(old) / worklist_index.INDEX)
     for hidden in (False, True):
         page, total, hidden_count, *_ = worklist.patient_page(old, None, None, hidden, 17)
         assert page.equals(expected[hidden][0]) and (total, hidden_count) == expected[hidden][1:3]
+
+
+@pytest.mark.parametrize("roster", [False, True])
+def test_the_index_gives_the_whole_lists_page_with_or_without_a_roster(tmp_path, roster):
+    """Without a roster ``in_roster`` is blank and the profile's routing columns are empty: the index agrees with
+    the catalog's worklist view either way (record numbers: tests/outputs/test_worklist_mrn.py)."""
+    from osteo_core.outputs.worklist import by_patient, load_worklist, patient_page
+    from osteo_core.publish import worklist_index
+
+    paths = write_synthetic(tmp_path, 60, seed=5, roster=roster)
+    screen_synthetic(paths, tmp_path / "out", "2025-01-01", partitions=2)
+    out = tmp_path / "out"
+    assert len(worklist_index.files(publish.current_run(out))) == 2
+    in_view, everything, _ = load_worklist(out, None, None, {}, False)
+    whole = by_patient(in_view, everything)
+    page, total, hidden, routing, mrn = patient_page(out, None, None, False, 1_000)
+    assert page.equals(whole) and total == whole.height > 0 and hidden == 0 and not mrn
+    assert (whole.get_column("in_roster").null_count() == whole.height) is not roster
+    assert routing == ["pcp_id", "clinic"]  # the generic profile's, as the catalog's view has them
+    assert (page.get_column("clinic").null_count() == page.height) is not roster

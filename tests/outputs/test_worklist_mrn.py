@@ -193,6 +193,22 @@ def test_a_roster_column_named_mrn_is_the_mrn_where_the_export_gives_none(tmp_pa
     someone = rows[-1]
     picked = _csv_rows(capsys, "--out", str(out), "--mrn", someone["mrn"])
     assert [r["patient_id"] for r in picked] == [someone["patient_id"]]
+    _the_index_agrees(out)
+
+
+def _the_index_agrees(out: Path) -> None:
+    """A page of the whole list from the worklist's per-patient index (publish.worklist_index) is the list the
+    catalog's worklist view gives, record numbers (the export's and the roster's) included."""
+    from osteo_core.outputs.worklist import by_patient, load_worklist, patient_page
+
+    in_view, everything, _ = load_worklist(out, None, None, {}, False)
+    whole = by_patient(in_view, everything)
+    page, total, _, _, mrn = patient_page(out, None, None, False, 10_000)
+    assert page.equals(whole) and total == whole.height and mrn and page.get_column("mrn").null_count() < page.height
+
+
+def test_the_worklist_index_carries_the_exports_mrn(fhir_out):
+    _the_index_agrees(fhir_out)
 
 
 def test_conflicting_mrns_are_counted_in_the_manifest(fhir_out):

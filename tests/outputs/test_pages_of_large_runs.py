@@ -225,3 +225,31 @@ def test_the_index_gives_the_whole_lists_page_with_or_without_a_roster(tmp_path,
     assert (whole.get_column("in_roster").null_count() == whole.height) is not roster
     assert routing == ["pcp_id", "clinic"]  # the generic profile's, as the catalog's view has them
     assert (page.get_column("clinic").null_count() == page.height) is not roster
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=4),
+    group=st.integers(min_value=1, max_value=5),
+    wanted=st.sets(st.integers(min_value=0, max_value=60), max_size=8),
+)
+def test_the_marked_patients_rows_are_read_from_their_row_groups_only(tmp_path_factory, sizes, group, wanted):
+    """``_rows_of`` finds the patients on the narrow column and reads the row groups that hold them: the same rows
+    as a filter over every file, whatever the files' sizes and row groups (the index's own are 4096 rows)."""
+    from osteo_core.outputs.worklist import _rows_of
+
+    folder = tmp_path_factory.mktemp("index")
+    parts, frames, first = [], [], 0
+    for number, size in enumerate(sizes):
+        ids = [f"P{i:03d}" for i in range(first, first + size)]
+        frame = pl.DataFrame(
+            {"patient_id": ids, "n": list(range(size)), "open": [[n] for n in range(size)]},
+            schema={"patient_id": pl.Utf8, "n": pl.Int64, "open": pl.List(pl.Int64)},
+        )
+        parts.append(folder / f"part-{number:03d}.parquet")
+        frame.write_parquet(parts[-1], row_group_size=group)
+        frames.append(frame)
+        first += size
+    patients = pl.Series([f"P{i:03d}" for i in sorted(wanted)]).implode()
+    expected = pl.concat(frames).filter(pl.col("patient_id").is_in(patients))
+    assert _rows_of(parts, patients).sort("patient_id").equals(expected.sort("patient_id"))

@@ -6,7 +6,6 @@ catalog is written there in a fresh process, REPEATS times (median; peak RSS fro
 
     copy        the published form: every table copied into the file (no path inside), then views and comments
     views       views that read the run's files by absolute path (OSTEO_CATALOG=views: works only where it is)
-    copy+index  the copy and the worklist's per-patient index (what publishing writes)
     copy-<t>    the copy of one table alone (where the copy's time goes)
 
 and the size of each file. Prints one JSON line per form.
@@ -48,8 +47,7 @@ def _one(folder: Path, form: str) -> dict:
     if form.startswith("copy-"):
         tables, views = [form.removeprefix("copy-")], {}
     started = time.perf_counter()
-    as_of = publish.read_manifest(folder)["as_of"] if form == "copy+index" else None
-    path = publish.write_catalog(folder, tables, views, copy=form != "views", worklist_as_of=as_of)
+    path = publish.write_catalog(folder, tables, views, copy=form != "views")
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": round(seconds, 2), "peak_mib": round(peak), "bytes": path.stat().st_size}
@@ -62,7 +60,6 @@ def main(run: Path, repeats: int) -> None:
 
         forms = [
             "copy",
-            "copy+index",
             "views",
             *(f"copy-{t}" for t in publish.CATALOG_TABLES if publish.table_files(folder, t)),
         ]
@@ -71,11 +68,12 @@ def main(run: Path, repeats: int) -> None:
             for _ in range(repeats):
                 done = subprocess.run(
                     [sys.executable, __file__, "--one", str(folder), form],
-                    check=True,
                     capture_output=True,
                     text=True,
                     env=os.environ | {"PYTHONPATH": str(ROOT)},
                 )
+                if done.returncode:
+                    raise SystemExit(f"{form}: {done.stderr.strip()[-500:]}")
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             seconds = [r["seconds"] for r in runs]
             print(

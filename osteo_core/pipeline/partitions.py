@@ -126,7 +126,9 @@ def screen_partition(
     # hip columns no exam of this partition gives are left out of the gaps' plan (a one-hip registry's is
     # then the plan it always was); the exams table keeps them all
     unused_hips = [c for c in SIDED_COLUMNS if c in exams.columns and exams.get_column(c).null_count() == exams.height]
-    roster_people = roster_patients(population_result.valid.lazy(), as_of, routing)
+    # the roster's unbroken enrolments, once: the patients' enrolled_since and each measure's enrolment read them
+    stretches = enrolment_stretches(population_result.valid.lazy()).collect().lazy()
+    roster_people = roster_patients(population_result.valid.lazy(), as_of, routing, stretches)
     roster_people = with_recorded_deaths(roster_people, deaths.lazy(), as_of).collect()
     gaps = care_gaps(
         screening,
@@ -143,7 +145,7 @@ def screen_partition(
     members = (
         all_members(
             roster_people.lazy(),
-            enrolment_stretches(population_result.valid.lazy()),
+            stretches,
             exams.lazy(),
             medications.lazy(),
             fracture_events.lazy(),

@@ -10,7 +10,8 @@ process CPU seconds per stage (CPU / wall: how many cores a stage keeps busy):
     validation   per partition: scans, medications and fractures checked, duplicates set aside, quarantine
     rules+gaps   per partition: classification, rule set, care gaps, patients, treatment intervals
     write        per partition: published-table schemas checked, tables written
-    publish      published tables merged, manifest, catalog, switch
+    publish      published tables merged, manifest, catalog, switch (and one line of its steps: the gaps'
+                 lifecycle, the worklist's index within it, the merge, the catalog)
 
 Timing wraps the pipeline's own functions; it also runs against the layout before issue 11 (one flat
 `osteo_core` package), so the same command gives the "before" column from an older checkout.
@@ -91,6 +92,18 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
     for name, stage in (("ingest", "ingest"), ("find_exam_conflicts", "conflicts"), ("publish_run", "publish")):
         setattr(stages, name, _timed(stage, getattr(stages, name)))
     stages.process_partition = _timed("partitions", _timed("_process_partition", stages.process_partition))
+    try:  # publish's own steps (the layout since issue 33)
+        publishing = importlib.import_module("osteo_core.pipeline.publishing")
+        gap_history = importlib.import_module("osteo_core.pipeline.gap_history")
+    except ImportError:
+        publishing = gap_history = None
+    if publishing is not None:
+        for module, name in ((publishing, "apply_lifecycle"), (publishing, "_merge_tables")):
+            setattr(module, name, _timed(f"_publish:{name}", getattr(module, name)))
+        publishing.publish.write_catalog = _timed("_publish:write_catalog", publishing.publish.write_catalog)
+        index = getattr(gap_history, "worklist_index", None)
+        if index is not None:
+            index.partition_rows = _timed("_publish:worklist_index", index.partition_rows)
     out = Path(tempfile.mkdtemp(prefix="osteo-stage-times-"))
     try:
         started = time.perf_counter()
@@ -117,6 +130,7 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
 if __name__ == "__main__":
     arguments = sys.argv[1:] + ["parquet", "0"][len(sys.argv) - 2 :]
     print(json.dumps(main(Path(arguments[0]), arguments[1], int(arguments[2]))))
+    print(json.dumps({"publish_steps": {k.split(":")[1]: round(v, 2) for k, v in TIMES.items() if ":" in k}}))
     stage_peaks = {k: round(v) for k, v in PEAKS.items() if k in ("ingest", "conflicts", "partitions", "publish")}
     print(json.dumps({"peak_rss_mib": stage_peaks}))
     print(json.dumps({"cpu_seconds": {k: round(v, 2) for k, v in _by_stage(CPU).items()}}))

@@ -87,19 +87,34 @@ def partition_rows(
             ).alias("in_roster"),
             (pl.lit(as_of) - pl.col("first_seen")).dt.total_days().alias("days_open"),
         )
-        .sort("patient_id", *HEADLINE_ORDER)
+        .collect()  # read by both group-bys below: once
+        .lazy()
+    )
+    head = (
+        rows.sort("patient_id", *HEADLINE_ORDER)
         .group_by("patient_id", maintain_order=True)
         .agg(
             *(pl.col(c).first() for c in HEAD_COLUMNS if c != "patient_id"),
             *(pl.col(c).first() for c in routing),
-            pl.col("gap").sort_by("priority", "gap").str.join(", ").alias("gaps"),
             pl.len().cast(pl.Int64).alias("open_gaps"),
             pl.col("days_open").max().cast(pl.Int64).alias("days_on_list"),
             pl.struct(*OPEN_FIELDS).alias(OPEN),
         )
-        .sort(*LIST_ORDER, descending=LIST_DESCENDING)
     )
-    return rows.collect()
+    # her gaps' names by priority, then name (the catalog's string_agg order); a list joined after the group-by
+    # (a string join inside it cost 0.2 s of a partition's 0.4)
+    names = (
+        rows.sort("patient_id", "priority", "gap")
+        .group_by("patient_id", maintain_order=True)
+        .agg(pl.col("gap").alias("gaps"))
+        .with_columns(pl.col("gaps").list.join(", "))
+    )
+    return (
+        head.join(names, on="patient_id", how="left", maintain_order="left")
+        .select(*HEAD_COLUMNS, *routing, *SUMMARY_COLUMNS, OPEN)
+        .sort(*LIST_ORDER, descending=LIST_DESCENDING)
+        .collect()
+    )
 
 
 def write_partition(frame: pl.DataFrame, run: Path, partition: int) -> Path:

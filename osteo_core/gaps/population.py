@@ -34,10 +34,9 @@ def enrolment_stretches(roster: pl.LazyFrame) -> pl.LazyFrame:
     # 250k patients, where a window over each one's few spans cost most of the measures' time)
     first = (pl.col("patient_id") != pl.col("patient_id").shift(1)).fill_null(True)
     rank = first.cast(pl.Int64).cum_sum() * _RANK_DAYS
-    reach = pl.when(first.not_()).then(
-        ((pl.col("_to").cast(pl.Int64) + rank).cum_max().shift(1) - rank).cast(pl.Int32).cast(pl.Date)
-    )  # null on a patient's first span
-    starts = first | (pl.col("_from") > reach + _DAY)
+    # in days as 64-bit integers: the day after a date at the end of the Date range still compares
+    reach = (pl.col("_to").cast(pl.Int64) + rank).cum_max().shift(1) - rank  # on a patient's first span: another's
+    starts = first | (pl.col("_from").cast(pl.Int64) > reach + 1)
     return (
         ordered.with_columns(starts.cast(pl.Int64).cum_sum().alias("_stretch"))
         .group_by("_stretch")
@@ -50,7 +49,9 @@ def enrolment_stretches(roster: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-_RANK_DAYS = 10_000_000  # more days than lie between any two dates Polars holds as a Date (year 1 to 9999: 3.65M)
+# more days than lie between any two dates Polars can hold (a Date is 32-bit days, about ±5.8 million years; a
+# typed roster or a '+30000-01-01' may bring one): each patient's keys stay above every earlier patient's
+_RANK_DAYS = 2**32
 
 
 def roster_patients(

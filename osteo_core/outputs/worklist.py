@@ -430,8 +430,9 @@ def indexed_page(out: Path, include_hidden: bool, limit: int) -> tuple[pl.DataFr
     every_gap_hidden = redone.filter(pl.col("hidden")) if redone.height else redone
     if hide and every_gap_hidden.height:
         redone = redone.filter(~pl.col("hidden"))
-    # each file's first rows hold its first unmarked patients: their heads, merged, hold the list's
-    heads = [pl.scan_parquet(part, glob=False).head(limit + latest.height) for part in parts]
+    # each file's first rows hold its first unmarked patients (among its first ``limit`` + marked patients' rows):
+    # their heads, merged, hold the list's
+    heads = [pl.scan_parquet(part, glob=False).head(limit + marked.list.len().item()) for part in parts]
     unmarked = pl.concat(heads).filter(~pl.col("patient_id").is_in(marked)).collect()
     unmarked = unmarked.with_columns(
         *(pl.lit(None, dtype).alias(c) for c, dtype in _unmarked_columns(latest).items()), hidden=pl.lit(False)

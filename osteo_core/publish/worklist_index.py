@@ -24,7 +24,9 @@ INDEX = "worklist_index"  # the folder, in the run folder
 # the per-patient columns the index holds besides the roster's routing columns, which go after in_roster
 HEAD_COLUMNS = ("patient_id", "mrn", "priority", "gap", "since", "detail", "exam_id", "in_roster")
 SUMMARY_COLUMNS = ("gaps", "open_gaps", "days_on_list")
-OPEN = "open"  # every open gap of hers, most urgent first: what a mark can change is recomputed from it
+# every open gap of hers, most urgent first: what a mark can change is recomputed from it (a leading underscore: no
+# roster column can take the name, profiles.routing_name_ok)
+OPEN = "_open"
 OPEN_FIELDS = ("gap", "priority", "since", "first_seen", "detail", "exam_id")
 # the roster's columns that are no routing column (the catalog's worklist view leaves them out: folder.VIEWS)
 NOT_ROUTING = ("patient_id", "sex", "birth_date", "death_date", "enrolled_since", "alive", "enrolled", "mrn")
@@ -71,17 +73,21 @@ def partition_rows(
     roster = population.join(ids, on="patient_id", how="semi").select(
         "patient_id", roster_mrn.alias("_roster_mrn"), *routing, pl.lit(True).alias("_listed")
     )
-    held = quarantine.filter(pl.col("input") == "population").select("patient_id").unique()
+    held = (  # a roster patient held back in quarantine is in the roster all the same (the view's in_roster)
+        quarantine.filter(pl.col("input") == "population")
+        .select("patient_id", pl.lit(True).alias("_held"))
+        .unique("patient_id")
+    )
     own_mrn = patients.join(ids, on="patient_id", how="semi").select("patient_id", pl.col("mrn").alias("_own_mrn"))
     rows = (
         gaps.lazy()
         .join(roster, on="patient_id", how="left")
         .join(own_mrn, on="patient_id", how="left")
+        .join(held, on="patient_id", how="left")
         .with_columns(
             pl.coalesce("_own_mrn", "_roster_mrn").alias("mrn"),
             (
-                pl.col("_listed").fill_null(False)
-                | pl.col("patient_id").is_in(held.collect().get_column("patient_id").implode())
+                pl.col("_listed").fill_null(False) | pl.col("_held").fill_null(False)
                 if listed
                 else pl.lit(None, pl.Boolean)
             ).alias("in_roster"),

@@ -70,3 +70,23 @@ def test_the_roster_patients_are_the_same_given_the_stretches_or_not():
     assert alone.equals(given)
     assert alone.filter(pl.col("patient_id") == "A").get_column("enrolled_since").item() == dt.date(2010, 1, 1)
     assert alone.filter(pl.col("patient_id") == "B").get_column("enrolled").item() is False
+
+
+def test_a_patients_far_dates_never_bridge_the_next_patients_gap():
+    """A Date reaches about ±5.8 million years (a typed roster, or '+30000-01-01' read as a date): one patient's
+    end that far away must not become the next patient's reach and join her two stretches; and a span ending on
+    the last day a Date holds still takes in her later spans."""
+    last, first = 2**31 - 1, -(2**31)
+    frame = pl.DataFrame(
+        {
+            "patient_id": ["A", "B", "B", "C", "C", "D", "D"],
+            "birth_date": pl.Series([0] * 7, dtype=pl.Int32).cast(pl.Date),
+            "enrolled_from": pl.Series([0, 0, 3 * 365, first, 100, 0, 3 * 365], dtype=pl.Int32).cast(pl.Date),
+            "enrolled_to": pl.Series([50_000_000, 2 * 365, 4 * 365, last, 200, 2 * 365, 4 * 365], dtype=pl.Int32).cast(
+                pl.Date
+            ),
+        }
+    )
+    found = enrolment_stretches(frame.lazy()).collect()
+    count = dict(found.group_by("patient_id").len().iter_rows())
+    assert count == {"A": 1, "B": 2, "C": 1, "D": 2}  # B's and D's gaps stay gaps; C's spans are one stretch

@@ -253,3 +253,43 @@ def test_the_marked_patients_rows_are_read_from_their_row_groups_only(tmp_path_f
     patients = pl.Series([f"P{i:03d}" for i in sorted(wanted)]).implode()
     expected = pl.concat(frames).filter(pl.col("patient_id").is_in(patients))
     assert _rows_of(parts, patients).sort("patient_id").equals(expected.sort("patient_id"))
+
+
+def test_no_roster_column_can_take_a_name_the_worklists_index_uses(tmp_path):
+    """A roster's routing column named like a column of the index (``open`` was one) would make publishing fail
+    after every partition was screened: every such name is refused as a routing column, and a routing column
+    named ``open`` is carried through."""
+    import datetime as dt
+
+    from osteo_core.ingest.profiles import routing_name_ok
+    from osteo_core.publish import worklist_index as index
+
+    names = {*index.HEAD_COLUMNS, *index.SUMMARY_COLUMNS, index.OPEN} - {"mrn"}  # a roster's mrn is the mrn
+    assert not any(routing_name_ok(name) for name in names) and "mrn" in index.NOT_ROUTING
+    gaps = pl.DataFrame(
+        {
+            "patient_id": ["P1", "P1"],
+            "gap": ["overdue_dxa", "untreated_high_risk"],
+            "since": [dt.date(2024, 1, 1), dt.date(2024, 6, 1)],
+            "exam_id": ["E1", "E1"],
+            "priority": [3, 1],
+            "detail": ["a", "b"],
+            "first_seen": [dt.date(2024, 7, 1), dt.date(2024, 7, 1)],
+            "status": ["new", "new"],
+        }
+    )
+    roster = pl.LazyFrame({"patient_id": ["P1"], "sex": ["F"], "open": ["weekdays"], "clinic": ["north"]})
+    rows = index.partition_rows(
+        gaps,
+        pl.LazyFrame({"patient_id": ["P1"], "mrn": [None]}, schema={"patient_id": pl.Utf8, "mrn": pl.Utf8}),
+        roster,
+        pl.LazyFrame({"patient_id": [], "input": []}, schema={"patient_id": pl.Utf8, "input": pl.Utf8}),
+        dt.date(2025, 1, 1),
+        True,
+    )
+    assert index.routing_of(rows.columns) == ["open", "clinic"]
+    assert rows.row(0, named=True) | {index.OPEN: None} == {
+        "patient_id": "P1", "mrn": None, "priority": 1, "gap": "untreated_high_risk", "since": dt.date(2024, 6, 1),
+        "detail": "b", "exam_id": "E1", "in_roster": True, "open": "weekdays", "clinic": "north",
+        "gaps": "untreated_high_risk, overdue_dxa", "open_gaps": 2, "days_on_list": 184, index.OPEN: None,
+    }  # fmt: skip

@@ -80,10 +80,38 @@ def roster(data: Path) -> Path:
     target = data / "roster" / "roster.parquet"
     if target.exists():
         return target
-    scans = pl.scan_parquet(data / "parquet" / "scans" / "*.parquet").select("patient_id", "sex", "birth_date")
+    files = sorted((data / "parquet" / "scans").glob("*.parquet"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    synthetic.roster(scans.collect(), seed=34).write_parquet(target)
+    columns = ("patient_id", "sex", "birth_date")
+    if len(files) <= ROSTER_IN_ONE:  # the 10M roster of the tables in RESULTS.md, made from all scans at once
+        scans = pl.scan_parquet(files).select(columns)
+        synthetic.roster(scans.collect(), seed=34).write_parquet(target)
+        return target
+    # larger registries: one scans file (its own 400k patients) at a time, appended (all at once needs more than
+    # 24 GiB at 100M); the never-scanned ids get the file's number, so they stay unique
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for number, path in enumerate(files):
+            part = synthetic.roster(pl.read_parquet(path, columns=list(columns)), seed=34)
+            never = pl.col("patient_id").str.starts_with("Q")
+            part = part.with_columns(
+                pl.when(never)
+                .then(pl.format("Q{}-{}", pl.lit(f"{number:04d}"), pl.col("patient_id")))
+                .otherwise(pl.col("patient_id"))
+                .alias("patient_id")
+            ).to_arrow()
+            writer = writer or pq.ParquetWriter(target.with_suffix(".tmp"), part.schema)
+            writer.write_table(part)
+    finally:
+        if writer is not None:
+            writer.close()
+    target.with_suffix(".tmp").rename(target)
     return target
+
+
+ROSTER_IN_ONE = 20  # scans files (about 1M exams each) a roster is made from at once
 
 
 def typed_copy(folder: Path) -> Path:

@@ -2,7 +2,7 @@
 with an open gap, one file per partition, each already in the per-patient list's order (most urgent headline gap
 first, then the most recent ``since``, then the patient). ``osteo worklist --limit N`` reads the first rows of
 each file and merges them instead of grouping millions of gaps (issue 34); only the patients an outreach mark
-touches are recomputed when it is read, from their own gaps (the ``open`` column), since a mark can hide a gap or
+touches are recomputed when it is read, from their own gaps (the ``_open`` column), since a mark can hide a gap or
 change what is shown.
 
 It is written at publish, partition by partition with the gaps' lifecycle (a partition's patients are all in it,
@@ -65,7 +65,7 @@ def partition_rows(
 ) -> pl.DataFrame:
     """One partition's index rows, in list order: each patient's headline gap, ``mrn`` (the patients table's,
     else the roster's), ``in_roster`` (null when the run has no roster: ``listed``), the roster's routing
-    columns, every open gap of hers (``gaps``, ``open_gaps``, ``open``) and ``days_on_list``; no mark applied."""
+    columns, every open gap of hers (``gaps``, ``open_gaps``, ``_open``) and ``days_on_list``; no mark applied."""
     roster_columns = population.collect_schema().names()
     routing = [c for c in roster_columns if c not in NOT_ROUTING]
     roster_mrn = pl.col("mrn") if "mrn" in roster_columns else pl.lit(None, pl.Utf8)

@@ -237,8 +237,8 @@ def load_worklist(
 
 # the list's order: most urgent first, then within a priority the most recent since first (a lapse of last
 # month before one from years ago), then the patient and the gap, so the order is the same every time
-LIST_ORDER = ("priority", "since", "patient_id", "gap")
-LIST_DESCENDING = (False, True, False, False)
+LIST_ORDER = (*worklist_index.LIST_ORDER, "gap")
+LIST_DESCENDING = (*worklist_index.LIST_DESCENDING, False)
 
 
 def by_patient(in_view: pl.DataFrame, everything: pl.DataFrame) -> pl.DataFrame:

@@ -28,6 +28,7 @@ import duckdb
 
 from osteo_core.errors import InputError
 from osteo_core.literal_paths import duckdb_database, duckdb_parquet, duckdb_read_parquet
+from osteo_core.publish import worklist_index
 from schemas.gaps import GAP_VIEWS
 from schemas.tables import CATALOG_TABLES, EVENT_TABLES, TABLES  # noqa: F401 - re-exported for callers
 
@@ -53,7 +54,7 @@ VIEWS = {  # views over the catalog's tables
     "CASE WHEN EXISTS (SELECT 1 FROM population) OR EXISTS (SELECT 1 FROM quarantine WHERE input = 'population') "
     "THEN p.patient_id IS NOT NULL "
     "OR g.patient_id IN (SELECT patient_id FROM quarantine WHERE input = 'population') END AS in_roster, "
-    "p.* EXCLUDE (patient_id, sex, birth_date, death_date, enrolled_since, alive, enrolled, mrn) "
+    f"p.* EXCLUDE ({', '.join(worklist_index.NOT_ROUTING)}) "
     f"FROM care_gaps g LEFT JOIN (SELECT * FROM population {_OR_NULL_MRN}) p ON p.patient_id = g.patient_id "
     f"LEFT JOIN (SELECT patient_id, mrn FROM (SELECT * FROM patients {_OR_NULL_MRN})) pt "
     "ON pt.patient_id = g.patient_id",

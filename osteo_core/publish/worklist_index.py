@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = ("gaps", "open_gaps", "days_on_list")
 # roster column can take the name, profiles.routing_name_ok)
 OPEN = "_open"
 OPEN_FIELDS = ("gap", "priority", "since", "first_seen", "detail", "exam_id")
-# the roster's columns that are no routing column (the catalog's worklist view leaves them out: folder.VIEWS)
+# the roster's columns that are no routing column (the catalog's worklist view leaves them out too: folder.VIEWS)
 NOT_ROUTING = ("patient_id", "sex", "birth_date", "death_date", "enrolled_since", "alive", "enrolled", "mrn")
 HEADLINE_ORDER = ("priority", "since", "gap")  # her most urgent gap: outputs.worklist.by_patient's rule
 LIST_ORDER = ("priority", "since", "patient_id")  # the list: most urgent, then the most recent since

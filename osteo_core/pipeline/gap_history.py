@@ -20,7 +20,7 @@ import polars as pl
 
 from osteo_core import reference
 from osteo_core.gaps.lifecycle import BASE_COLUMNS, NEW, PERSISTING, closed_gaps, with_lifecycle
-from osteo_core.pipeline.partitions import PARTITION, partition_key
+from osteo_core.pipeline.partitions import PARTITION, partition_key, sink_split
 from osteo_core.publish import folder as publish
 from osteo_core.publish import worklist_index
 from osteo_core.publish.folder import RunPaths
@@ -88,9 +88,7 @@ def apply_lifecycle(
         pl.collect_all(
             [
                 base["gaps"].sink_parquet(tmp, lazy=True),
-                base["gaps"]
-                .with_columns(partition_key(partitions))
-                .sink_parquet(pl.PartitionBy(split, key=PARTITION, include_key=False), mkdir=True, lazy=True),
+                sink_split(base["gaps"].with_columns(partition_key(partitions)), split, PARTITION, partitions),
             ]
         )
         os.replace(tmp, paths.folder / BASE_GAPS)

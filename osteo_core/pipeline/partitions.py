@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -47,6 +48,30 @@ def partition_key(partitions: int) -> pl.Expr:
     """Partition number of a row: hash of the trimmed patient id modulo the partition count."""
     patient = pl.col("patient_id").cast(pl.Utf8).str.strip_chars()
     return (patient.hash(_HASH_SEED) % partitions).fill_null(0).cast(pl.Int64).alias(PARTITION)
+
+
+# A split's writer holds one row group per output in memory until it is full: with Polars' default size, a file
+# of 60M roster rows split 200 ways held about 8 GiB (bench/RESULTS.md). The rows held in all its groups at once
+# stay about ROWS_IN_FLIGHT, whatever the file's length or the number of ways; not below a group's useful size.
+ROWS_IN_FLIGHT = 2_000_000
+SMALLEST_ROW_GROUP = 4_096
+
+
+def split_row_group(ways: int) -> int:
+    """The row-group size of each output of a split ``ways`` ways: memory bounded by ``ROWS_IN_FLIGHT`` rows."""
+    return max(SMALLEST_ROW_GROUP, ROWS_IN_FLIGHT // max(ways, 1))
+
+
+def sink_split(frame: pl.LazyFrame, folder: Path, key: str, ways: int) -> pl.LazyFrame:
+    """``frame`` written into ``folder/<key>=K/*.parquet`` by its column ``key`` (``ways`` values), the key left
+    out, in one streaming pass whose memory does not grow with the frame (``split_row_group``); lazy: collect it
+    (with ``pl.collect_all``) to run it."""
+    return frame.sink_parquet(
+        pl.PartitionBy(folder, key=key, include_key=False),
+        mkdir=True,
+        lazy=True,
+        row_group_size=split_row_group(ways),
+    )
 
 
 @dataclass(frozen=True)

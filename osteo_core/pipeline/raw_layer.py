@@ -15,7 +15,7 @@ import polars as pl
 
 from osteo_core.errors import InputError, disk_problem, output_errors
 from osteo_core.ingest.readers import SOURCE_FILE, Fingerprint, blank_row, concat_text, read_export, unreadable
-from osteo_core.pipeline.partitions import PARTITION, partition_key
+from osteo_core.pipeline.partitions import PARTITION, partition_key, sink_split
 from osteo_core.pipeline.request import canonical_namer, require_columns
 from osteo_core.pipeline.resolve import InputFile, Resolved
 from osteo_core.publish.folder import RunPaths
@@ -56,14 +56,17 @@ def ingest(resolved: Resolved, run_id: str, kind: str, files: list[InputFile], p
             blank = blank_row(export.columns, anchor="patient_id", schema=export.frame.collect_schema())
             queries = [
                 export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
-                export.frame.filter(blank.not_())
-                .with_columns(partition_key(partitions))
-                .sink_parquet(pl.PartitionBy(target, key=PARTITION, include_key=False), mkdir=True, lazy=True),
+                sink_split(
+                    export.frame.filter(blank.not_()).with_columns(partition_key(partitions)),
+                    target,
+                    PARTITION,
+                    partitions,
+                ),
             ]
             if kind == SCANS.name and "exam_id" in export.columns:  # a blank row has no exam id: no blank filter
-                pairs = exam_id_pairs(export.frame, conflict_buckets(partitions))
-                by_bucket = pl.PartitionBy(paths.exam_ids / f"{number:03d}", key=EXAM_ID_BUCKET, include_key=False)
-                queries.append(pairs.sink_parquet(by_bucket, mkdir=True, lazy=True))
+                buckets = conflict_buckets(partitions)
+                pairs = exam_id_pairs(export.frame, buckets)
+                queries.append(sink_split(pairs, paths.exam_ids / f"{number:03d}", EXAM_ID_BUCKET, buckets))
             try:
                 tally, *_ = pl.collect_all(queries)
             except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user

@@ -85,13 +85,11 @@ def apply_lifecycle(
     split = paths.work / "base_gaps"
     if base is not None:
         tmp = paths.folder / f"{BASE_GAPS}.tmp"
-        pl.collect_all(
-            [
-                base["gaps"].sink_parquet(tmp, lazy=True),
-                sink_split(base["gaps"].with_columns(partition_key(partitions)), split, PARTITION, partitions),
-            ]
-        )
+        # two passes, each one query: both sinks in one query would hold all the base's gaps in memory at once
+        base["gaps"].sink_parquet(tmp)
         os.replace(tmp, paths.folder / BASE_GAPS)
+        copy = pl.scan_parquet(paths.folder / BASE_GAPS, glob=False)
+        pl.collect_all([sink_split(copy.with_columns(partition_key(partitions)), split, PARTITION, partitions)])
     statuses: Counter[str] = Counter()
     closed_because: Counter[str] = Counter()
     listed = worklist_index.roster_listed(

@@ -1,6 +1,6 @@
 """The raw layer of a run: each input file streamed once into ``raw/KIND/NNN/_partition=P/*.parquet`` (text, or a
 typed Parquet column of a native type of its field as it is; canonical headers, source columns), split by a hash of
-the patient id; the run-wide exam-id conflict check over the (exam id, patient id) pairs the same pass writes; and
+the patient id; the run-wide exam-id conflict check over the (exam id, patient id) pairs read back from it; and
 the readers a partition's screen takes its rows from."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from osteo_core.validate.scans import EXAM_ID_BUCKET, exam_id_pairs, exam_ids_un
 from schemas.inputs import BY_NAME, SCANS, InputKind
 
 log = logging.getLogger("osteo")
+BLANK_PARTITION = -1  # where ingest's one pass puts a file's blank lines, to count them (then removed)
 PARTITIONS_PER_CONFLICT_BUCKET = 4  # an exam-id bucket holds about as many rows as four partitions
 
 
@@ -33,9 +34,10 @@ def conflict_buckets(partitions: int) -> int:
 def ingest(resolved: Resolved, run_id: str, kind: str, files: list[InputFile], partitions: int) -> list[dict[str, Any]]:
     """Each file of one input → ``raw/KIND/NNN/_partition=P/*.parquet``: the raw layer (text, or a typed
     column's own type: ``readers.raw_layer``), canonical headers,
-    source columns, split by patient partition in one streaming pass. The same pass writes the scans'
-    (exam id, patient id) pairs split by exam-id bucket, for the run-wide conflict check. Blank lines are
-    counted, not kept; an input whose files hold no data row at all stops the run (exit 2), unless they are
+    source columns, split by patient partition in one streaming pass whose memory does not grow with the file
+    (``partitions.sink_split``; the pass's only query). The scans' (exam id, patient id) pairs are then read back
+    from the file's raw layer (two columns) and split by exam-id bucket, for the run-wide conflict check. Blank
+    lines are counted, not kept; an input whose files hold no data row at all stops the run (exit 2), unless they are
     FHIR NDJSON files (no header; none of their resources being read is normal) or extracted from an OMOP CDM
     (where a CDM without a DXA result is refused before: ``omop_run.extract_omop``). Each file's digest and
     encoding are the ones found when the request was resolved (one pass over the file); a file rewritten since
@@ -54,27 +56,25 @@ def ingest(resolved: Resolved, run_id: str, kind: str, files: list[InputFile], p
             export = read_export(path, paths.work, namer, request.sheet, require, kinds, profile.fhir, encoding)
             target = paths.raw / kind / f"{number:03d}"
             blank = blank_row(export.columns, anchor="patient_id", schema=export.frame.collect_schema())
-            queries = [
-                export.frame.select(pl.len().alias("lines"), blank.sum().alias("blank")),
-                sink_split(
-                    export.frame.filter(blank.not_()).with_columns(partition_key(partitions)),
-                    target,
-                    PARTITION,
-                    partitions,
-                ),
-            ]
-            if kind == SCANS.name and "exam_id" in export.columns:  # a blank row has no exam id: no blank filter
-                buckets = conflict_buckets(partitions)
-                pairs = exam_id_pairs(export.frame, buckets)
-                queries.append(sink_split(pairs, paths.exam_ids / f"{number:03d}", EXAM_ID_BUCKET, buckets))
+            # one query with one sink: a second query over the same read (a count, the exam-id pairs) would make
+            # Polars hold the whole file in memory for both (a 60M-row roster: 8.3 GiB). Blank lines go to a
+            # partition of their own, counted and removed; the pairs are read back from the file's raw layer.
+            key = pl.when(blank).then(pl.lit(BLANK_PARTITION, pl.Int64)).otherwise(partition_key(partitions))
             try:
-                tally, *_ = pl.collect_all(queries)
+                split = export.frame.with_columns(key.alias(PARTITION))
+                pl.collect_all([sink_split(split, target, PARTITION, partitions)])
             except Exception as exc:  # noqa: BLE001 - a malformed body is an unreadable file for the user
                 if disk_problem(exc):
                     raise
                 raise unreadable(path, export.file_format) from None  # its own words may quote a cell: never
-        lines, blank_lines = tally.row(0)
-        rows = lines - blank_lines
+            blank_lines = _rows_in(sorted(target.glob(f"{PARTITION}={BLANK_PARTITION}/*.parquet")))
+            shutil.rmtree(target / f"{PARTITION}={BLANK_PARTITION}", ignore_errors=True)
+            rows = _rows_in(sorted(target.glob("*/*.parquet")))
+            if kind == SCANS.name and "exam_id" in export.columns and rows:  # (a blank row has no exam id)
+                buckets = conflict_buckets(partitions)
+                written = pl.scan_parquet(sorted(target.glob("*/*.parquet")), glob=False)
+                pairs = exam_id_pairs(written, buckets)
+                pl.collect_all([sink_split(pairs, paths.exam_ids / f"{number:03d}", EXAM_ID_BUCKET, buckets)])
         entry = {"input": kind, "path": str(path), "sha256": given.fingerprint.sha256, "rows": rows}
         entry["blank_lines"] = blank_lines
         entry["format"] = export.file_format
@@ -99,6 +99,11 @@ def ingest(resolved: Resolved, run_id: str, kind: str, files: list[InputFile], p
             raise InputError(where, f"no rows: the {kind} export has a header but no data")
     shutil.rmtree(paths.work, ignore_errors=True)
     return inputs
+
+
+def _rows_in(files: list[Path]) -> int:
+    """Rows of Parquet files, from their footers."""
+    return pl.scan_parquet(files, glob=False).select(pl.len()).collect().item() if files else 0
 
 
 def raw_rows(paths: RunPaths, kind: InputKind, partition: int | None = None) -> pl.LazyFrame:

@@ -64,7 +64,7 @@ EXAM_ID_BUCKET = "_bucket"
 def exam_id_pairs(rows: pl.LazyFrame, buckets: int) -> pl.LazyFrame:
     """Trimmed (exam id, patient id) of every row that has an exam id, with its exam-id hash bucket.
 
-    Written by ingest during its one read, so the run-wide check reads each bucket's own files only.
+    Written by ingest from each file's raw layer, so the run-wide check reads each bucket's own files only.
     """
     trimmed = [parsing.blank_to_null(pl.col(c).cast(pl.Utf8)).alias(c) for c in ("exam_id", "patient_id")]
     return (

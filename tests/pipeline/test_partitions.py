@@ -201,3 +201,32 @@ def test_a_screen_split_in_small_row_groups_gives_the_same_tables(registry_files
     assert {k: v for k, v in split["lifecycle"].items() if "base" not in k} == {
         k: v for k, v in whole["lifecycle"].items() if "base" not in k
     }
+
+
+def test_every_split_is_a_query_of_its_own(registry_files, tmp_path, monkeypatch):
+    """Two queries over one read in a ``collect_all`` make Polars hold the whole read in memory for both: ingest's
+    count of lines beside its split held a 60M-row roster whole (8.3 GiB; bench/split_memory.py, bench/RESULTS.md),
+    and the base run's gaps were copied and split the same way. Every ``collect_all`` of ingest and of the gaps'
+    lifecycle now runs one query; the counts, the pairs and the re-run's lifecycle stay those of one partition."""
+    import osteo_core.pipeline.gap_history as gap_history
+    import osteo_core.pipeline.raw_layer as raw_layer
+
+    sizes: list[int] = []
+    original = pl.collect_all
+
+    def one_at_a_time(queries, *args, **kwargs):
+        sizes.append(len(queries))
+        return original(queries, *args, **kwargs)
+
+    class Polars:  # the two modules' ``pl`` with collect_all counted (polars itself left alone)
+        def __getattr__(self, name):
+            return one_at_a_time if name == "collect_all" else getattr(pl, name)
+
+    monkeypatch.setattr(raw_layer, "pl", Polars())
+    monkeypatch.setattr(gap_history, "pl", Polars())
+    out = tmp_path / "out"
+    first = run_screen(_request(registry_files, out, 4))
+    later = run_screen(dataclasses.replace(_request(registry_files, out, 3), as_of="2026-11-01"))
+    assert sizes and set(sizes) == {1}, sizes
+    assert later["lifecycle"]["base_run_id"] == first["run_id"] and later["lifecycle"]["persisting"] > 0
+    assert first["rows"]["rows_in"] == pl.read_csv(registry_files / "scans.csv").height

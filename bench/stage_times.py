@@ -13,6 +13,8 @@ process CPU seconds per stage (CPU / wall: how many cores a stage keeps busy):
     publish      published tables merged, manifest, catalog, switch (and one line of its steps: the gaps'
                  lifecycle, the worklist's index within it, the merge, the catalog)
 
+and one line of each input kind's ingest: seconds and peak.
+
 Timing wraps the pipeline's own functions; it also runs against the layout before issue 11 (one flat
 `osteo_core` package), so the same command gives the "before" column from an older checkout.
 """
@@ -51,7 +53,7 @@ def _timed(stage: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         started, cpu = time.perf_counter(), time.process_time()
-        if stage.startswith("_publish:") or (not stage.startswith("_") and stage != "validation"):
+        if stage.startswith(("_publish:", "_ingest:")) or (not stage.startswith("_") and stage != "validation"):
             _reset_peak()
         try:
             return fn(*args, **kwargs)
@@ -91,6 +93,12 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
     stages.screen_partition = _timed("_screen_partition", inner)
     for name, stage in (("ingest", "ingest"), ("find_exam_conflicts", "conflicts"), ("publish_run", "publish")):
         setattr(stages, name, _timed(stage, getattr(stages, name)))
+    by_kind = stages.ingest  # each input kind's ingest apart: _ingest:<kind>
+
+    def ingest_kind(resolved, run_id, kind, *args, **kwargs):
+        return _timed(f"_ingest:{kind}", by_kind)(resolved, run_id, kind, *args, **kwargs)
+
+    stages.ingest = ingest_kind
     stages.process_partition = _timed("partitions", _timed("_process_partition", stages.process_partition))
     try:  # publish's own steps (the layout since issue 33)
         publishing = importlib.import_module("osteo_core.pipeline.publishing")
@@ -130,9 +138,12 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
 if __name__ == "__main__":
     arguments = sys.argv[1:] + ["parquet", "0"][len(sys.argv) - 2 :]
     print(json.dumps(main(Path(arguments[0]), arguments[1], int(arguments[2]))))
-    print(json.dumps({"publish_steps": {k.split(":")[1]: round(v, 2) for k, v in TIMES.items() if ":" in k}}))
+    print(json.dumps({"publish_steps": {k.split(":")[1]: round(v, 2) for k, v in TIMES.items() if "publish:" in k}}))
+    kinds = {k.split(":")[1]: [round(TIMES[k], 2), round(v)] for k, v in PEAKS.items() if k.startswith("_ingest:")}
+    print(json.dumps({"ingest_by_kind_seconds_peak_mib": kinds}))
     steps = {k.split(":")[1]: round(v) for k, v in PEAKS.items() if k.startswith("_publish:")}
     stage_peaks = {k: round(v) for k, v in PEAKS.items() if k in ("ingest", "conflicts", "partitions", "publish")}
     stage_peaks["publish"] = max([stage_peaks.get("publish", 0), *steps.values()])  # each step resets the mark
+    stage_peaks["ingest"] = max([stage_peaks.get("ingest", 0), *(peak for _, peak in kinds.values())])
     print(json.dumps({"peak_rss_mib": stage_peaks, "publish_steps": steps}))
     print(json.dumps({"cpu_seconds": {k: round(v, 2) for k, v in _by_stage(CPU).items()}}))

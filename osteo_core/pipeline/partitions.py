@@ -50,9 +50,9 @@ def partition_key(partitions: int) -> pl.Expr:
     return (patient.hash(_HASH_SEED) % partitions).fill_null(0).cast(pl.Int64).alias(PARTITION)
 
 
-# A split's writer holds one row group per output in memory until it is full: with Polars' default size, a file
-# of 60M roster rows split 200 ways held about 8 GiB (bench/RESULTS.md). The rows held in all its groups at once
-# stay about ROWS_IN_FLIGHT, whatever the file's length or the number of ways; not below a group's useful size.
+# A split's writer holds one row group per output in memory until it is full: with Polars' default size, 30M roster
+# rows split 200 ways held 4.4 GiB (bench/split_memory.py). The rows held in all its groups at once stay about
+# ROWS_IN_FLIGHT, whatever the file's length or the number of ways; not below a group's useful size.
 ROWS_IN_FLIGHT = 2_000_000
 SMALLEST_ROW_GROUP = 4_096
 

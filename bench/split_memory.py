@@ -27,8 +27,11 @@ import pyarrow.parquet as pq
 _CHILD = """
 import resource, sys, time, polars as pl
 from pathlib import Path
+from osteo_core.pipeline import partitions
 from osteo_core.pipeline.partitions import PARTITION, partition_key, sink_split, split_row_group
 source, target, ways, mode = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if len(sys.argv) > 5:  # a smaller bound (the test's): rows in flight, smallest group
+    partitions.ROWS_IN_FLIGHT, partitions.SMALLEST_ROW_GROUP = int(sys.argv[5]), int(sys.argv[6])
 frame = pl.scan_parquet(source, glob=False).with_columns(partition_key(ways))
 started = time.perf_counter()
 if mode == "default":
@@ -48,7 +51,9 @@ def _longer(roster: Path, copies: int, work: Path) -> Path:
     return path
 
 
-def main(roster: Path, ways: int, copies: int) -> list[dict]:
+def main(roster: Path, ways: int, copies: int, bound: tuple[int, int] | None = None) -> list[dict]:
+    """Both splits of ROSTER made COPIES times as long, WAYS ways; ``bound``: (rows in flight, smallest group) in
+    place of the pipeline's, for a small file."""
     work = Path(tempfile.mkdtemp(prefix="osteo-split-memory-"))
     results = []
     try:
@@ -58,7 +63,7 @@ def main(roster: Path, ways: int, copies: int) -> list[dict]:
             target = work / mode
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(source), str(target), str(ways), mode],
+                [sys.executable, "-c", _CHILD, str(source), str(target), str(ways), mode, *map(str, bound or ())],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -76,6 +81,14 @@ def main(roster: Path, ways: int, copies: int) -> list[dict]:
                     "row_group": None if group == "None" else int(group),
                     "files": sum(1 for _ in target.rglob("*.parquet")),
                     "rows_written": sum(pq.ParquetFile(f).metadata.num_rows for f in target.rglob("*.parquet")),
+                    "largest_row_group": max(
+                        (
+                            meta.row_group(g).num_rows
+                            for meta in (pq.ParquetFile(f).metadata for f in target.rglob("*.parquet"))
+                            for g in range(meta.num_row_groups)
+                        ),
+                        default=0,
+                    ),
                 }
             )
             shutil.rmtree(target)

@@ -49,18 +49,31 @@ def _peak_mib() -> float:
     return 0.0
 
 
+ACTIVE: list[str] = []  # the timed steps running now, outermost first
+
+
+def _fold_peak() -> None:
+    """The high-water mark so far, kept by every step running now (before a nested step resets it)."""
+    peak = _peak_mib()
+    for stage in ACTIVE:
+        PEAKS[stage] = max(PEAKS.get(stage, 0.0), peak)
+
+
 def _timed(stage: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         started, cpu = time.perf_counter(), time.process_time()
         if stage.startswith(("_publish:", "_ingest:")) or (not stage.startswith("_") and stage != "validation"):
+            _fold_peak()  # a step inside another (the worklist's index in the lifecycle) loses nothing of its peak
             _reset_peak()
+        ACTIVE.append(stage)
         try:
             return fn(*args, **kwargs)
         finally:
             TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - started
             CPU[stage] = CPU.get(stage, 0.0) + time.process_time() - cpu
-            PEAKS[stage] = max(PEAKS.get(stage, 0.0), _peak_mib())
+            _fold_peak()
+            ACTIVE.pop()
 
     return wrapper
 
@@ -143,7 +156,5 @@ if __name__ == "__main__":
     print(json.dumps({"ingest_by_kind_seconds_peak_mib": kinds}))
     steps = {k.split(":")[1]: round(v) for k, v in PEAKS.items() if k.startswith("_publish:")}
     stage_peaks = {k: round(v) for k, v in PEAKS.items() if k in ("ingest", "conflicts", "partitions", "publish")}
-    stage_peaks["publish"] = max([stage_peaks.get("publish", 0), *steps.values()])  # each step resets the mark
-    stage_peaks["ingest"] = max([stage_peaks.get("ingest", 0), *(peak for _, peak in kinds.values())])
     print(json.dumps({"peak_rss_mib": stage_peaks, "publish_steps": steps}))
     print(json.dumps({"cpu_seconds": {k: round(v, 2) for k, v in _by_stage(CPU).items()}}))

@@ -68,7 +68,8 @@ def ingest(resolved: Resolved, run_id: str, kind: str, files: list[InputFile], p
                     raise
                 raise unreadable(path, export.file_format) from None  # its own words may quote a cell: never
             blank_lines = _rows_in(sorted(target.glob(f"{PARTITION}={BLANK_PARTITION}/*.parquet")))
-            shutil.rmtree(target / f"{PARTITION}={BLANK_PARTITION}", ignore_errors=True)
+            if (target / f"{PARTITION}={BLANK_PARTITION}").is_dir():  # never left to be read as rows
+                shutil.rmtree(target / f"{PARTITION}={BLANK_PARTITION}")
             rows = _rows_in(sorted(target.glob("*/*.parquet")))
             if kind == SCANS.name and "exam_id" in export.columns and rows:  # (a blank row has no exam id)
                 buckets = conflict_buckets(partitions)

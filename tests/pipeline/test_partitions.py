@@ -1,6 +1,7 @@
 """Issue 5: results do not depend on the partition count, and partitions run on a real Dask cluster."""
 
 import dataclasses
+import functools
 import json
 
 import polars as pl
@@ -157,18 +158,26 @@ def _row_groups(folder):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.integers(0, 3000), ways=st.integers(1, 12), in_flight=st.integers(50, 5000))
+@given(
+    rows=st.integers(0, 3000),
+    ways=st.integers(1, 12),
+    in_flight=st.integers(50, 5000),
+    per_file=st.none() | st.integers(1, 400),
+)
 def test_a_split_keeps_every_row_in_order_in_row_groups_bounded_by_its_ways(
-    tmp_path, monkeypatch, rows, ways, in_flight
+    tmp_path, monkeypatch, rows, ways, in_flight, per_file
 ):
-    """A split's memory is its outputs' row groups (a 60M-row roster split 200 ways held about 8 GiB with Polars'
-    default): each output's groups hold at most ROWS_IN_FLIGHT // ways rows, and every row lands under its key in
-    its order, over as many files as the split writes."""
+    """A split's memory is its outputs' row groups (30M roster rows split 200 ways held 4.4 GiB with Polars' default,
+    bench/split_memory.py): each output's groups hold at most ROWS_IN_FLIGHT // ways rows, and every row lands under
+    its key in its order. ``per_file``: the writer made to start a new file every so many rows (at 100M it writes
+    several per partition), read back as ingest's readers do, in the order of their names."""
     from osteo_core.pipeline import partitions
 
     monkeypatch.setattr(partitions, "ROWS_IN_FLIGHT", in_flight)
     monkeypatch.setattr(partitions, "SMALLEST_ROW_GROUP", 10)
-    folder = tmp_path / f"split-{rows}-{ways}-{in_flight}"
+    if per_file is not None:
+        monkeypatch.setattr(pl, "PartitionBy", functools.partial(pl.PartitionBy, max_rows_per_file=per_file))
+    folder = tmp_path / f"split-{rows}-{ways}-{in_flight}-{per_file}"
     frame = pl.LazyFrame({"n": range(rows)}, schema={"n": pl.Int64}).with_columns((pl.col("n") * 7 % ways).alias("k"))
     pl.collect_all([partitions.sink_split(frame, folder, "k", ways)])
     bound = max(10, in_flight // ways)
@@ -177,11 +186,13 @@ def test_a_split_keeps_every_row_in_order_in_row_groups_bounded_by_its_ways(
         files = sorted((folder / f"k={key}").glob("*.parquet"))
         got = pl.read_parquet(files, glob=False).get_column("n").to_list() if files else []
         assert got == [n for n in range(rows) if n * 7 % ways == key]
+        if per_file is not None:
+            assert len(files) == -(-len(got) // per_file)  # several files, where the rows call for them
 
 
 def test_a_screen_split_in_small_row_groups_gives_the_same_tables(registry_files, tmp_path, monkeypatch):
-    """Ingest's raw layer, the exam-id buckets and the base run's gaps each split in groups of a few rows (many
-    files per partition): the same tables, a re-run's lifecycle included, as one partition in one piece."""
+    """Ingest's raw layer, the exam-id buckets and the base run's gaps each split in row groups of a few rows: the
+    same tables, a re-run's lifecycle included, as one partition in one piece."""
     from osteo_core.pipeline import partitions
 
     def two_runs(out, ways):
@@ -203,11 +214,11 @@ def test_a_screen_split_in_small_row_groups_gives_the_same_tables(registry_files
     }
 
 
-def test_every_split_is_a_query_of_its_own(registry_files, tmp_path, monkeypatch):
+def test_every_split_is_a_query_of_its_own(registry_files, one_partition, tmp_path, monkeypatch):
     """Two queries over one read in a ``collect_all`` make Polars hold the whole read in memory for both: ingest's
     count of lines beside its split held a 60M-row roster whole (8.3 GiB; bench/split_memory.py, bench/RESULTS.md),
     and the base run's gaps were copied and split the same way. Every ``collect_all`` of ingest and of the gaps'
-    lifecycle now runs one query; the counts, the pairs and the re-run's lifecycle stay those of one partition."""
+    lifecycle now runs one query; the counts, the exam-id conflicts and the re-run's lifecycle stay right."""
     import osteo_core.pipeline.gap_history as gap_history
     import osteo_core.pipeline.raw_layer as raw_layer
 
@@ -230,3 +241,7 @@ def test_every_split_is_a_query_of_its_own(registry_files, tmp_path, monkeypatch
     assert sizes and set(sizes) == {1}, sizes
     assert later["lifecycle"]["base_run_id"] == first["run_id"] and later["lifecycle"]["persisting"] > 0
     assert first["rows"]["rows_in"] == pl.read_csv(registry_files / "scans.csv").height
+    conflicts = pl.col("check") == "unique_exam_id"
+    clashing = pl.read_parquet(out / "quarantine.parquet").filter(conflicts).get_column("patient_id").sort()
+    expected = one_partition[1]["quarantine"].filter(conflicts).get_column("patient_id").sort()
+    assert not clashing.is_empty() and clashing.equals(expected)

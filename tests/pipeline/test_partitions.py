@@ -173,13 +173,14 @@ def test_a_split_keeps_every_row_in_order_in_row_groups_bounded_by_its_ways(
     several per partition), read back as ingest's readers do, in the order of their names."""
     from osteo_core.pipeline import partitions
 
-    monkeypatch.setattr(partitions, "ROWS_IN_FLIGHT", in_flight)
-    monkeypatch.setattr(partitions, "SMALLEST_ROW_GROUP", 10)
-    if per_file is not None:
-        monkeypatch.setattr(pl, "PartitionBy", functools.partial(pl.PartitionBy, max_rows_per_file=per_file))
     folder = tmp_path / f"split-{rows}-{ways}-{in_flight}-{per_file}"
     frame = pl.LazyFrame({"n": range(rows)}, schema={"n": pl.Int64}).with_columns((pl.col("n") * 7 % ways).alias("k"))
-    pl.collect_all([partitions.sink_split(frame, folder, "k", ways)])
+    with monkeypatch.context() as patch:  # this example's settings only (the fixture outlives the examples)
+        patch.setattr(partitions, "ROWS_IN_FLIGHT", in_flight)
+        patch.setattr(partitions, "SMALLEST_ROW_GROUP", 10)
+        if per_file is not None:
+            patch.setattr(pl, "PartitionBy", functools.partial(pl.PartitionBy, max_rows_per_file=per_file))
+        pl.collect_all([partitions.sink_split(frame, folder, "k", ways)])
     bound = max(10, in_flight // ways)
     assert all(0 < size <= bound for size in _row_groups(folder))
     for key in range(ways):

@@ -4,8 +4,8 @@
 Ingest splits each input file by patient partition in one streaming pass (``pipeline.partitions.sink_split``); the
 worst case is one long file split many ways, such as a health system's whole roster in one file (60M rows, 200
 partitions at 100M exams). This writes a file COPIES times as long as ROSTER (each copy's patient ids made
-distinct), then splits it WAYS ways in a fresh process each way and prints one JSON line per way: seconds, peak
-RSS (MiB), the row-group size and how many files the split wrote.
+distinct), then splits it WAYS ways both ways below, each in a fresh process, and prints one JSON line for each:
+seconds, peak RSS (MiB), the row-group size asked for, the largest written, the files and rows written.
 
     default      Polars' own row-group size (what ingest did before: each output holds a whole group in memory)
     sink_split   the pipeline's: ROWS_IN_FLIGHT // WAYS rows per group, whatever the file's length

@@ -67,14 +67,15 @@ def ingest(resolved: Resolved, run_id: str, kind: str, files: list[InputFile], p
                 if disk_problem(exc):
                     raise
                 raise unreadable(path, export.file_format) from None  # its own words may quote a cell: never
-            blank_lines = _rows_in(sorted(target.glob(f"{PARTITION}={BLANK_PARTITION}/*.parquet")))
-            if (target / f"{PARTITION}={BLANK_PARTITION}").is_dir():  # never left to be read as rows
-                shutil.rmtree(target / f"{PARTITION}={BLANK_PARTITION}")
-            rows = _rows_in(sorted(target.glob("*/*.parquet")))
+            blanks = target / f"{PARTITION}={BLANK_PARTITION}"
+            blank_lines = _rows_in(sorted(blanks.glob("*.parquet")))
+            if blanks.is_dir():  # never left to be read as rows
+                shutil.rmtree(blanks)
+            written = sorted(target.glob("*/*.parquet"))
+            rows = _rows_in(written)
             if kind == SCANS.name and "exam_id" in export.columns and rows:  # (a blank row has no exam id)
                 buckets = conflict_buckets(partitions)
-                written = pl.scan_parquet(sorted(target.glob("*/*.parquet")), glob=False)
-                pairs = exam_id_pairs(written, buckets)
+                pairs = exam_id_pairs(pl.scan_parquet(written, glob=False), buckets)
                 pl.collect_all([sink_split(pairs, paths.exam_ids / f"{number:03d}", EXAM_ID_BUCKET, buckets)])
         entry = {"input": kind, "path": str(path), "sha256": given.fingerprint.sha256, "rows": rows}
         entry["blank_lines"] = blank_lines

@@ -6,9 +6,11 @@ cluster (``--dask-address``) through ``prefect-dask``. A stage's ``retries`` bec
 errors a second try can cure (``stages.worth_retrying``).
 """
 
+import contextlib
 import datetime as dt
 import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict  # no "from __future__ import annotations": a served deployment's
 
 # parameters are validated against the flow's annotations, which must be classes, not strings
@@ -59,7 +61,31 @@ def _as_task(stage: stages.Stage) -> Task:
 TASKS = {stage.name: _as_task(stage) for stage in stages.STAGES}
 
 
+@contextlib.contextmanager
+def _termination_kept() -> Iterator[None]:
+    """Let a SIGTERM stay a SIGTERM. Prefect 3.8.8 loses one that lands while it creates a task run in this thread:
+    its crash handler asks for the task run not yet made and raises ``ValueError('Task run is not set')``, which the
+    flow then logs with a traceback and fails on (a served run stopped mid-run). The signal is raised again here, as
+    Prefect raises it everywhere else, so the run is cancelled (or crashes) as any stopped run is."""
+    from prefect.exceptions import TerminationSignal
+
+    try:
+        yield
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, TerminationSignal):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
 def _run_as_tasks(progress: Progress, stage: stages.Stage, resolved: Resolved, state: stages.RunState) -> list:
+    with _termination_kept():
+        return _run_stage(progress, stage, resolved, state)
+
+
+def _run_stage(progress: Progress, stage: stages.Stage, resolved: Resolved, state: stages.RunState) -> list:
     work, items = TASKS[stage.name], stage.items(state)
     if stage.concurrent:
         futures = work.map(unmapped(resolved), unmapped(state), items)

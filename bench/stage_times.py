@@ -15,6 +15,12 @@ process CPU seconds per stage (CPU / wall: how many cores a stage keeps busy):
 
 and one line of each input kind's ingest: seconds and peak.
 
+With `--steps` (after the other arguments), each step of a partition's screen is also collected by itself and
+timed, summed over the partitions (one more JSON line, largest first, with the screen's own total beside it):
+what each step costs alone, its inputs already collected. The screen's own plan shares work between steps (one
+`collect_all` for the gaps, the patients, the treatment intervals and the measure members), so the steps' sum is
+not the screen's time, and the run as a whole is slower than without `--steps`.
+
 Timing wraps the pipeline's own functions; it also runs against the layout before issue 11 (one flat
 `osteo_core` package), so the same command gives the "before" column from an older checkout.
 """
@@ -31,6 +37,32 @@ import time
 from pathlib import Path
 
 TIMES: dict[str, float] = {}
+STEPS: dict[str, float] = {}  # --steps: seconds of each step of a partition's screen, collected by itself
+# the functions screen_partition calls (osteo_core.pipeline.partitions), in the order it calls them
+PARTITION_STEPS = (
+    "recorded_deaths",
+    "recorded_mrns",
+    "assemble",
+    "validate_scans",
+    "validate_meds",
+    "validate_fractures",
+    "validate_dxa_procedures",
+    "validate_population",
+    "quarantined_roster_deaths",
+    "classify_meds",
+    "classify_fractures",
+    "screen",
+    "enrolment_stretches",
+    "roster_patients",
+    "with_recorded_deaths",
+    "care_gaps",
+    "all_members",
+    "patients",
+    "treatment_intervals",
+    "split",
+    "not_in",
+    "unrecognised_drugs",
+)
 CPU: dict[str, float] = {}  # process CPU seconds (all threads) per stage: CPU / wall = cores kept busy
 PEAKS: dict[str, float] = {}
 
@@ -78,6 +110,23 @@ def _timed(stage: str, fn):
     return wrapper
 
 
+def _collected(step: str, fn):
+    """``fn`` with its lazy result collected at once, and the time both take added to ``STEPS[step]``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import polars as pl
+
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        if isinstance(result, pl.LazyFrame):
+            result = result.collect().lazy()
+        STEPS[step] = STEPS.get(step, 0.0) + time.perf_counter() - started
+        return result
+
+    return wrapper
+
+
 def _modules():
     try:  # the layout of issue 11
         return importlib.import_module("osteo_core.pipeline.stages"), importlib.import_module(
@@ -98,8 +147,12 @@ def _by_stage(seconds: dict[str, float]) -> dict[str, float]:
     }
 
 
-def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
+def main(data: Path, fmt: str, partition_count: int = 0, steps: bool = False) -> dict[str, float]:
     stages, partitions = _modules()
+    if steps:
+        for name in PARTITION_STEPS:
+            if hasattr(partitions, name):  # an older layout may lack a step
+                setattr(partitions, name, _collected(name, getattr(partitions, name)))
     for name in ("validate_scans", "validate_meds", "validate_fractures"):
         setattr(partitions, name, _timed("validation", getattr(partitions, name)))
     inner = partitions.screen_partition
@@ -149,8 +202,13 @@ def main(data: Path, fmt: str, partition_count: int = 0) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:] + ["parquet", "0"][len(sys.argv) - 2 :]
-    print(json.dumps(main(Path(arguments[0]), arguments[1], int(arguments[2]))))
+    detail = "--steps" in sys.argv
+    given = [a for a in sys.argv[1:] if a != "--steps"]
+    arguments = given + ["parquet", "0"][len(given) - 1 :]
+    print(json.dumps(main(Path(arguments[0]), arguments[1], int(arguments[2]), steps=detail)))
+    if detail:
+        by_cost = {k: round(v, 2) for k, v in sorted(STEPS.items(), key=lambda kv: -kv[1])}
+        print(json.dumps({"partition_steps": by_cost, "screen_partition": round(TIMES["_screen_partition"], 2)}))
     print(json.dumps({"publish_steps": {k.split(":")[1]: round(v, 2) for k, v in TIMES.items() if "publish:" in k}}))
     kinds = {k.split(":")[1]: [round(TIMES[k], 2), round(v)] for k, v in PEAKS.items() if k.startswith("_ingest:")}
     print(json.dumps({"ingest_by_kind_seconds_peak_mib": kinds}))

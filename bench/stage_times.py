@@ -1,4 +1,5 @@
-"""Where a screen's time goes, stage by stage: `python bench/stage_times.py DATA_FOLDER [FORMAT [PARTITIONS]]`.
+"""Where a screen's time goes, stage by stage:
+`python bench/stage_times.py DATA_FOLDER [FORMAT [PARTITIONS]] [--steps]`.
 
 Runs the whole screen once in this process (no Prefect) on `DATA_FOLDER/FORMAT/{scans,meds,fractures}`
 (written by `bench/run.py`) and prints one JSON line of seconds per stage, then one of the peak resident

@@ -62,18 +62,19 @@ TASKS = {stage.name: _as_task(stage) for stage in stages.STAGES}
 
 
 @contextlib.contextmanager
-def _termination_kept() -> Iterator[None]:
-    """Let a SIGTERM stay a SIGTERM. Prefect 3.8.8 loses one that lands while it creates a task run in this thread:
-    its crash handler asks for the task run not yet made and raises ``ValueError('Task run is not set')``, which the
-    flow then logs with a traceback and fails on (a served run stopped mid-run). The signal is raised again here, as
-    Prefect raises it everywhere else, so the run is cancelled (or crashes) as any stopped run is."""
+def _interrupts_kept() -> Iterator[None]:
+    """Let a stop stay a stop. Prefect 3.8.8 loses a SIGTERM or Ctrl-C that lands while it creates a task run in this
+    thread: its crash handler asks for the task run not yet made and raises ``ValueError('Task run is not set')``,
+    which the flow then logs with a traceback and fails on (a served run stopped by ``osteo serve``'s stop; exit 1
+    for ``osteo screen`` instead of 130). The interrupt is raised again here, as Prefect raises it everywhere else, so
+    the run is cancelled, or crashes, as any stopped run is."""
     from prefect.exceptions import TerminationSignal
 
     try:
         yield
     except Exception as exc:
         cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, TerminationSignal):
+        while cause is not None and not isinstance(cause, (TerminationSignal, KeyboardInterrupt)):
             cause = cause.__context__
         if cause is None:
             raise
@@ -81,7 +82,7 @@ def _termination_kept() -> Iterator[None]:
 
 
 def _run_as_tasks(progress: Progress, stage: stages.Stage, resolved: Resolved, state: stages.RunState) -> list:
-    with _termination_kept():
+    with _interrupts_kept():
         return _run_stage(progress, stage, resolved, state)
 
 

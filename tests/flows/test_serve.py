@@ -419,18 +419,19 @@ def test_the_readme_systemd_service_prints_its_next_runs_and_stops_cleanly(serve
     assert deployment["parameters"]["request"]["scans"] == [str(exports / "scans")]
 
 
-def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_and_serve_exits_0(server, tmp_path):
-    """SIGTERM while a screen runs: Prefect cancels the run, its process is killed if it has not ended 2.5 s
-    later (Prefect 3.8.8 would wait up to 30 s for a partition to finish), and ``osteo serve`` exits 0 in time."""
-    paths = write_synthetic(tmp_path, 5000, seed=30)
-    name = "stopped-mid-run"
+def _stop_serve_with_a_run_in_flight(
+    server: Server, folder: Path, name: str, patients: int, seed: int, under_way, env: dict[str, str] | None = None
+) -> Process:
+    """Serve a screen, start a run of it by hand, wait until ``under_way(server, served)``, then SIGTERM
+    ``osteo serve``: it exits 0 within ``STOP_WAIT``, the run ends Cancelled and nothing is published."""
+    paths = write_synthetic(folder, patients, seed=seed)
     arguments = ["--cron", "0 6 1 1 *", "--name", name, "--scans", "scans.csv", "--meds", "meds.csv"]
-    served = _osteo_serve(server, tmp_path, [*arguments, "--fractures", paths["fractures"].name, "--out", "out"])
+    served = _osteo_serve(server, folder, [*arguments, "--fractures", paths["fractures"].name, "--out", "out"], env)
     try:
         served.wait_for(SERVING)
         trigger = [str(BIN / "prefect"), "deployment", "run", f"screen-dxa-registry/{name}"]
         subprocess.run(trigger, env=server.env, capture_output=True, check=True, timeout=120)
-        wait(lambda: any(r["state_type"] == "RUNNING" for r in server.runs(name)), 120, "the run to start")
+        wait(lambda: under_way(server, served), 120, "the run to be under way")
         os.kill(served.proc.pid, signal.SIGTERM)
         try:
             code = served.proc.wait(timeout=STOP_WAIT)
@@ -439,10 +440,22 @@ def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_an
     finally:
         served.stop()
     assert code == 0, served.tail()
-    assert "Warning" not in served.stderr() and "Traceback" not in served.stderr(), served.stderr()
     (run,) = [r for r in server.runs(name) if not r["auto_scheduled"]]  # the one started by hand
     assert run["state_type"] == "CANCELLED", run["state"]
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (folder / "out" / "manifest.json").exists()
+    return served
+
+
+def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_and_serve_exits_0(server, tmp_path):
+    """SIGTERM while a screen runs: Prefect cancels the run, its process is killed if it has not ended 2.5 s
+    later (Prefect 3.8.8 would wait up to 30 s for a partition to finish), and ``osteo serve`` exits 0 in time."""
+    name = "stopped-mid-run"
+
+    def running(server: Server, _served: Process) -> bool:
+        return any(r["state_type"] == "RUNNING" for r in server.runs(name))
+
+    served = _stop_serve_with_a_run_in_flight(server, tmp_path, name, 5000, 30, running)
+    assert "Warning" not in served.stderr() and "Traceback" not in served.stderr(), served.stderr()
 
 
 def test_serve_stopped_while_the_run_creates_a_task_run_cancels_it_without_a_traceback(server, tmp_path):
@@ -450,39 +463,18 @@ def test_serve_stopped_while_the_run_creates_a_task_run_cancels_it_without_a_tra
     (the run's first task, tests/held_task_run.py) until Prefect's own SIGTERM ends the hold, the stop is still a
     cancel: no traceback on serve's stderr, nothing published. Before the fix: ``ValueError('Task run is not set')``
     and its traceback."""
-    paths = write_synthetic(tmp_path, 200, seed=40)
     hold = hold_env(tmp_path)
-    name = "stopped-in-task-creation"
-    arguments = ["--cron", "0 6 1 1 *", "--name", name, "--scans", "scans.csv", "--meds", "meds.csv"]
-    served = _osteo_serve(
-        server, tmp_path, [*arguments, "--fractures", paths["fractures"].name, "--out", "out"], hold.env
-    )
-    try:
-        served.wait_for(SERVING)
-        trigger = [str(BIN / "prefect"), "deployment", "run", f"screen-dxa-registry/{name}"]
-        subprocess.run(trigger, env=server.env, capture_output=True, check=True, timeout=120)
 
-        def held() -> bool:
-            served.alive()
-            return hold.mark.exists()
+    def held(_server: Server, served: Process) -> bool:
+        served.alive()
+        return hold.mark.exists()
 
-        wait(held, 120, "the run's first task run to be held")
-        assert hold.held_pid() != served.proc.pid  # held in the run's own process, not in serve
-        os.kill(served.proc.pid, signal.SIGTERM)
-        try:
-            code = served.proc.wait(timeout=STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"osteo serve still running {STOP_WAIT} s after SIGTERM{served.tail()}")
-    finally:
-        served.stop()
-    assert code == 0, served.tail()
+    served = _stop_serve_with_a_run_in_flight(server, tmp_path, "stopped-in-task-creation", 200, 40, held, hold.env)
+    assert hold.held_pid() != served.proc.pid  # held in the run's own process, not in serve
     # Prefect's SIGTERM ended the hold (not serve's kill 2.5 s later, which would leave no traceback to find)
     assert hold.ended.read_text() == "TerminationSignal"
     stderr = served.stderr()
     assert not any(word in stderr for word in ("Warning", "Traceback", "Task run is not set")), stderr
-    (run,) = [r for r in server.runs(name) if not r["auto_scheduled"]]
-    assert run["state_type"] == "CANCELLED", run["state"]
-    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ configure_prefect_env()
 
 from prefect import Task, flow, task, unmapped  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.exceptions import TerminationSignal  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
@@ -68,8 +69,6 @@ def _interrupts_kept() -> Iterator[None]:
     which the flow then logs with a traceback and fails on (a served run stopped by ``osteo serve``'s stop; exit 1
     for ``osteo screen`` instead of 130). The interrupt is raised again here, as Prefect raises it everywhere else, so
     the run is cancelled, or crashes, as any stopped run is."""
-    from prefect.exceptions import TerminationSignal
-
     try:
         yield
     except Exception as exc:
@@ -81,12 +80,8 @@ def _interrupts_kept() -> Iterator[None]:
         raise cause from None
 
 
+@_interrupts_kept()
 def _run_as_tasks(progress: Progress, stage: stages.Stage, resolved: Resolved, state: stages.RunState) -> list:
-    with _interrupts_kept():
-        return _run_stage(progress, stage, resolved, state)
-
-
-def _run_stage(progress: Progress, stage: stages.Stage, resolved: Resolved, state: stages.RunState) -> list:
     work, items = TASKS[stage.name], stage.items(state)
     if stage.concurrent:
         futures = work.map(unmapped(resolved), unmapped(state), items)

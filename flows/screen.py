@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import signal
 from collections.abc import Iterator
 from dataclasses import asdict  # no "from __future__ import annotations": a served deployment's
 
@@ -33,6 +34,7 @@ from osteo_core.errors import InputError, OsteoError  # noqa: E402
 from osteo_core.pipeline import stages  # noqa: E402
 from osteo_core.pipeline.request import ScreenRequest  # noqa: E402
 from osteo_core.pipeline.resolve import Resolved, resolve  # noqa: E402
+from osteo_core.publish import folder as publish  # noqa: E402
 
 RETRY_DELAY_SECONDS = 5
 
@@ -78,6 +80,22 @@ def _interrupts_kept() -> Iterator[None]:
         if cause is None:
             raise
         raise cause from None
+
+
+def _refuse_a_cancelled_run() -> None:
+    """Just before a run is switched in (``publish.folder.BEFORE_SWITCH``): a run Prefect's runner has asked to cancel
+    (the intent it records in this process before it sends SIGTERM) publishes nothing. Python loses a SIGTERM whose
+    handler raises while a finalizer runs ("Exception ignored in ... TerminationSignal"); the run would then go on and
+    publish, recorded as Cancelled. The intent is Prefect 3.8.8's own record (``prefect._internal``: the lock pins
+    the version)."""
+    from prefect._internal.control_listener import get_intent
+
+    if get_intent() == "cancel":
+        raise TerminationSignal(signal.SIGTERM)
+
+
+if _refuse_a_cancelled_run not in publish.BEFORE_SWITCH:
+    publish.BEFORE_SWITCH.append(_refuse_a_cancelled_run)
 
 
 @_interrupts_kept()

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,8 +288,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# Checks made just before a run is switched in (``promote``), each of which may raise to refuse it. The Prefect flow
+# adds one: a run its runner has asked to cancel publishes nothing, even when Python lost the SIGTERM that should
+# have stopped it (raised inside a finalizer, "Exception ignored"). Empty outside the flow.
+BEFORE_SWITCH: list[Callable[[], None]] = []
+
+
 def promote(out: Path, run_id: str, published_names: list[str], keep_runs: int) -> None:
-    """Point ``current`` at the run (one atomic rename), keep stable names, prune old runs."""
+    """Point ``current`` at the run (one atomic rename), keep stable names, prune old runs; unless a check of
+    ``BEFORE_SWITCH`` refuses it first (nothing is then changed)."""
+    for check in BEFORE_SWITCH:
+        check()
     target = Path(RUNS) / run_id
     tmp_link = out / f".{CURRENT}.{run_id}"
     if tmp_link.is_symlink() or tmp_link.exists():

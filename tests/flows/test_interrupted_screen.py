@@ -1,4 +1,4 @@
-"""Ctrl-C on ``osteo screen`` while Prefect creates a task run: the race a stop can meet (tests/held_task_run.py
+"""Ctrl-C on ``osteo screen`` while Prefect creates a task run: the race a stop can meet (tests/held_call.py
 holds the run's first task-run creation until the signal ends it). Prefect 3.8.8 turned the KeyboardInterrupt into
 ``ValueError('Task run is not set')``: a traceback and exit 1 instead of ``osteo: interrupted`` and 130."""
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from conftest import write_synthetic
-from held_task_run import hold_env
+from held_call import hold_env
 from prefect_server import dies_with_this_process, stop, wait
 
 OSTEO = Path(sys.executable).parent / "osteo"

@@ -29,7 +29,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import exam, write_scans_csv, write_synthetic
-from held_task_run import hold_env
+from held_call import THE_SWITCH, hold_env
 from prefect_server import (
     BIN,
     ROOT,
@@ -460,7 +460,7 @@ def test_a_run_in_flight_when_serve_is_stopped_is_cancelled_publishes_nothing_an
 
 def test_serve_stopped_while_the_run_creates_a_task_run_cancels_it_without_a_traceback(server, tmp_path):
     """The race CI met: SIGTERM reaching the run's process while Prefect creates a task run. Held there on purpose
-    (the run's first task, tests/held_task_run.py) until Prefect's own SIGTERM ends the hold, the stop is still a
+    (the run's first task, tests/held_call.py) until Prefect's own SIGTERM ends the hold, the stop is still a
     cancel: no traceback on serve's stderr, nothing published. Before the fix: ``ValueError('Task run is not set')``
     and its traceback."""
     hold = hold_env(tmp_path)
@@ -475,6 +475,23 @@ def test_serve_stopped_while_the_run_creates_a_task_run_cancels_it_without_a_tra
     assert hold.ended.read_text() == "TerminationSignal"
     stderr = served.stderr()
     assert not any(word in stderr for word in ("Warning", "Traceback", "Task run is not set")), stderr
+
+
+def test_serve_stopped_as_its_run_is_switched_in_publishes_nothing_even_when_python_loses_the_sigterm(server, tmp_path):
+    """Python loses a SIGTERM whose handler raises inside a finalizer ("Exception ignored in ... TerminationSignal",
+    met once in the suite): the run went on, published, and was recorded Cancelled. Held just before the switch, the
+    SIGTERM swallowed there (tests/held_call.py), the run still publishes nothing: the runner's cancel is checked
+    before the switch. Before the fix: ``out/manifest.json`` and the run's tables published under a Cancelled run."""
+    hold = hold_env(tmp_path, THE_SWITCH, lose_it=True)
+
+    def held(_server: Server, served: Process) -> bool:
+        served.alive()
+        return hold.mark.exists()
+
+    served = _stop_serve_with_a_run_in_flight(server, tmp_path, "stopped-at-the-switch", 200, 42, held, hold.env)
+    assert hold.ended.read_text() == "TerminationSignal"  # Prefect's SIGTERM reached the hold, and was lost there
+    assert not (tmp_path / "out" / "current").exists()
+    assert "Traceback" not in served.stderr(), served.stderr()
 
 
 @pytest.fixture
